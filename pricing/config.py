@@ -1,0 +1,207 @@
+"""Typed configuration: YAML files in ``conf/`` validated once at start-up.
+
+A run's configuration is ``conf/base.yaml``, then the environment overlay ``conf/<env>.yaml``
+(``local`` or ``cluster``), then any ``--conf FILE`` the user passes, then ``key=value``
+overrides from the command line (dotted keys, values parsed as YAML scalars).
+Unknown keys are rejected at every level so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkConfig(_Strict):
+    """How the one SparkSession of a run is built (see ``pricing.spark``)."""
+
+    app_name: str = "pricing-lakehouse"
+    master: str | None = "local[2]"
+    shuffle_partitions: int = Field(4, ge=1)
+    ui_enabled: bool = False
+    driver_memory: str | None = "4g"
+    configure_delta: bool = True
+    delta_version: str | None = None  # None: the installed delta-spark package's version
+    jar_cache_dir: str = ".cache/ivy"
+    extra_conf: dict[str, str] = Field(default_factory=dict)
+
+
+class PathsConfig(_Strict):
+    """Where raw files land, where the lakehouse lives and where simulated ground truth goes."""
+
+    landing: str = "demo/landing"
+    lakehouse: str = "demo/lakehouse"
+    truth: str = "demo/truth"
+
+
+class AnomalyConfig(_Strict):
+    """Hard rules and robust per-SKU outlier detection applied on the way to silver."""
+
+    max_abs_quantity: int = Field(500, ge=1)
+    max_price: float = Field(100_000.0, gt=0)
+    robust_z_threshold: float = Field(8.0, gt=0)
+    # Prices of one SKU are often constant for weeks (MAD = 0); the floor keeps ordinary discounts
+    # from being flagged. In natural-log units: 0.1 ~ a 10% spread.
+    min_log_price_scale: float = Field(0.1, gt=0)
+    min_quantity_scale: float = Field(2.0, gt=0)
+    min_observations: int = Field(8, ge=1)
+    history_days: int = Field(90, ge=1)
+
+
+class IngestConfig(_Strict):
+    """Landing -> bronze -> silver behaviour."""
+
+    base_currency: str = "USD"
+    required_sources: list[str] = Field(default_factory=lambda: ["transactions", "catalog"])
+    pii_salt_env: str = "PRICING_PII_SALT"
+    min_pii_salt_length: int = Field(16, ge=8)
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+
+
+class CatalogConfig(_Strict):
+    """Assumptions about the catalog used downstream."""
+
+    # Used when unit_cost is missing: cost = reference price * (1 - default_margin), flagged.
+    default_margin: float = Field(0.35, ge=0, lt=1)
+
+
+class DirtConfig(_Strict):
+    """Share of rows the simulator makes dirty, by kind (see docs/data-contract.md)."""
+
+    duplicate_rate: float = Field(0.01, ge=0, le=1)
+    null_key_rate: float = Field(0.002, ge=0, le=1)
+    absurd_quantity_rate: float = Field(0.001, ge=0, le=1)
+    outlier_price_rate: float = Field(0.001, ge=0, le=1)
+    wrong_type_rate: float = Field(0.001, ge=0, le=1)
+    unknown_currency_rate: float = Field(0.001, ge=0, le=1)
+    foreign_currency_rate: float = Field(0.01, ge=0, le=1)
+    return_rate: float = Field(0.02, ge=0, le=1)
+    missing_cost_rate: float = Field(0.03, ge=0, le=1)
+    unparseable_rows: int = Field(5, ge=0)
+    late_file_days: int = Field(2, ge=0)
+    corrupt_files: bool = True
+
+
+class SimulateConfig(_Strict):
+    """The synthetic market: sizes, seed and the shape of true demand."""
+
+    n_skus: int = Field(200, ge=1)
+    n_days: int = Field(90, ge=1)
+    start_date: date = date(2026, 6, 1)
+    seed: int = 42
+    n_competitors: int = Field(3, ge=0)
+    n_categories: int = Field(8, ge=1)
+    n_brands: int = Field(20, ge=1)
+    base_demand_median: float = Field(4.0, gt=0)
+    elasticity_range: tuple[float, float] = (-3.5, -0.6)
+    price_test_share: float = Field(0.1, ge=0, le=1)
+    weak_day_discount_prob: float = Field(0.35, ge=0, le=1)
+    views_per_unit: float = Field(6.0, ge=0)
+    stockout_sku_share: float = Field(0.15, ge=0, le=1)
+    dirt: DirtConfig = Field(default_factory=DirtConfig)
+
+    @field_validator("elasticity_range")
+    @classmethod
+    def _negative_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not low < high < 0:
+            raise ValueError("elasticity_range must be (low, high) with low < high < 0")
+        return value
+
+
+class PricingConfig(_Strict):
+    """The whole configuration of one run."""
+
+    env: Literal["local", "cluster", "test"] = "local"
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+
+
+class ConfigError(ValueError):
+    """Raised when configuration files or overrides are invalid."""
+
+
+def default_conf_dir() -> Path:
+    """``$PRICING_CONF_DIR`` if set, else ``conf/`` beside the package's repository checkout."""
+    env_dir = os.environ.get("PRICING_CONF_DIR")
+    if env_dir:
+        return Path(env_dir)
+    return Path(__file__).resolve().parent.parent / "conf"
+
+
+def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"configuration file not found: {path}")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into ``{"a": {"b": 1}, "c": "x"}`` (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw_value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override must look like key=value, got {item!r}")
+        value = yaml.safe_load(raw_value) if raw_value.strip() else None
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override")
+            node = child
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(
+    env: str = "local",
+    conf_files: list[str] | None = None,
+    overrides: list[str] | None = None,
+    conf_dir: Path | None = None,
+) -> PricingConfig:
+    """Load ``base.yaml`` + ``<env>.yaml`` + extra files + ``key=value`` overrides, validated.
+
+    Raises:
+        ConfigError: a file is missing, a key is unknown or a value has the wrong type.
+    """
+    directory = conf_dir or default_conf_dir()
+    raw = _read_yaml(directory / "base.yaml")
+    env_file = directory / f"{env}.yaml"
+    if env_file.is_file():
+        raw = _deep_merge(raw, _read_yaml(env_file))
+    elif env != "test":
+        raise ConfigError(f"no overlay for env {env!r} in {directory}")
+    for extra in conf_files or []:
+        raw = _deep_merge(raw, _read_yaml(Path(extra)))
+    raw = _deep_merge(raw, parse_overrides(overrides or []))
+    raw["env"] = env
+    try:
+        return PricingConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(str(error)) from error

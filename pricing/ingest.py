@@ -1,0 +1,337 @@
+"""The intake stage: landing files -> bronze -> silver, with quarantine, a file ledger and reconciliation.
+
+Tables written under ``<lakehouse>``:
+
+- ``bronze/<source>``: raw rows as delivered plus ingestion metadata, append-only by batch.
+- ``silver/<source>``: typed, deduplicated, cleaned rows (PII pseudonymised).
+- ``audit/quarantine``: rejected rows with source, reason, raw record (PII hashed) and file.
+- ``audit/ingested_files``: the ledger that makes every file ingested exactly once.
+- ``audit/reconciliation``: per source and batch, rows read = silver + quarantined + duplicates.
+
+Every write of a batch is keyed on its ``_batch_id`` (replaceWhere or MERGE), so writing a batch again
+replaces it instead of adding to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pricing import io
+from pricing.config import IngestConfig, PricingConfig
+from pricing.landing import FileError, LandingFile, list_landing_files, read_new_files
+from pricing.schemas import (
+    BATCH_ID,
+    FX_RATES,
+    INGESTED_FILES_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RECONCILIATION_SCHEMA,
+    SOURCES,
+    SourceContract,
+)
+from pricing.silver import (
+    REASONS,
+    ROW_STATUS,
+    classify_against_silver,
+    flag_outliers,
+    fx_daily_rates,
+    parse_bronze,
+    quarantine_rows,
+)
+
+log = logging.getLogger(__name__)
+
+
+class IngestError(RuntimeError):
+    """The intake cannot run (missing required source, missing secret)."""
+
+
+class ReconciliationError(RuntimeError):
+    """Rows were read that ended nowhere: the run must not be trusted."""
+
+
+@dataclass
+class SourceResult:
+    """What one source's part of a batch did."""
+
+    source: str
+    files_ingested: int = 0
+    files_failed: list[FileError] = field(default_factory=list)
+    rows_read: int = 0
+    rows_silver: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+
+    @property
+    def rows_unaccounted(self) -> int:
+        return self.rows_read - self.rows_silver - self.rows_quarantined - self.rows_duplicate
+
+
+@dataclass
+class IngestReport:
+    batch_id: int
+    ingested_at: datetime
+    results: list[SourceResult]
+
+    @property
+    def balanced(self) -> bool:
+        return all(r.rows_unaccounted == 0 for r in self.results)
+
+    def render(self) -> str:
+        """The reconciliation as a fixed-width table, as printed after every run."""
+        header = (
+            f"{'source':<18}{'files':>6}{'failed':>7}{'read':>10}{'silver':>10}"
+            f"{'quarantine':>11}{'duplicate':>10}{'unaccounted':>12}"
+        )
+        lines = [f"batch {self.batch_id} ingested at {self.ingested_at:%Y-%m-%d %H:%M:%S} UTC", header]
+        for r in self.results:
+            lines.append(
+                f"{r.source:<18}{r.files_ingested:>6}{len(r.files_failed):>7}{r.rows_read:>10}"
+                f"{r.rows_silver:>10}{r.rows_quarantined:>11}{r.rows_duplicate:>10}{r.rows_unaccounted:>12}"
+            )
+        for r in self.results:
+            for failure in r.files_failed:
+                lines.append(f"FAILED FILE [{r.source}] {failure.file.path}: {failure.error}")
+        lines.append("reconciliation: " + ("balanced" if self.balanced else "NOT BALANCED"))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    """Paths of the intake's tables under one lakehouse root."""
+
+    root: str
+
+    def bronze(self, source: str) -> str:
+        return io.table_path(self.root, "bronze", source)
+
+    def silver(self, source: str) -> str:
+        return io.table_path(self.root, "silver", source)
+
+    @property
+    def quarantine(self) -> str:
+        return io.table_path(self.root, "audit", "quarantine")
+
+    @property
+    def ingested_files(self) -> str:
+        return io.table_path(self.root, "audit", "ingested_files")
+
+    @property
+    def reconciliation(self) -> str:
+        return io.table_path(self.root, "audit", "reconciliation")
+
+
+def pii_salt(cfg: IngestConfig) -> str:
+    """The pseudonymisation secret, only ever from the environment.
+
+    Raises:
+        IngestError: the variable is unset or too short to be a secret.
+    """
+    salt = os.environ.get(cfg.pii_salt_env, "")
+    if len(salt) < cfg.min_pii_salt_length:
+        raise IngestError(
+            f"environment variable {cfg.pii_salt_env} must hold a secret of at least "
+            f"{cfg.min_pii_salt_length} characters to pseudonymise customer ids "
+            f"(e.g. export {cfg.pii_salt_env}=$(python -c 'import secrets; print(secrets.token_hex(32))'))"
+        )
+    return salt
+
+
+def _file_key(path: str) -> str:
+    # Hadoop listings say file:/x, Spark's _metadata says file:///x and percent-encodes.
+    path = unquote(path)
+    return "file:/" + path[len("file:///") :] if path.startswith("file:///") else path
+
+
+def next_batch_id(spark: SparkSession, lakehouse: Lakehouse) -> int:
+    ledger = io.read_table(spark, lakehouse.ingested_files, INGESTED_FILES_SCHEMA)
+    latest = ledger.agg(F.max(BATCH_ID)).first()
+    return 0 if latest is None or latest[0] is None else int(latest[0]) + 1
+
+
+def _known_files(spark: SparkSession, lakehouse: Lakehouse, source: str) -> set[tuple[str, int, int]]:
+    ledger = io.read_table(spark, lakehouse.ingested_files, INGESTED_FILES_SCHEMA)
+    rows = ledger.where(F.col("source") == source).select("path", "size_bytes", "modification_time").collect()
+    return {(r.path, r.size_bytes, r.modification_time) for r in rows}
+
+
+def _history(spark: SparkSession, lakehouse: Lakehouse, contract: SourceContract, days: int) -> DataFrame | None:
+    path = lakehouse.silver(contract.name)
+    if not contract.date_column or not io.is_delta_table(spark, path):
+        return None
+    silver_df = io.read_table(spark, path)
+    latest = silver_df.agg(F.max(contract.date_column)).first()
+    if latest is None or latest[0] is None:
+        return None
+    return silver_df.where(F.col(contract.date_column) >= F.date_sub(F.lit(latest[0]), days))
+
+
+def ingest_source(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    lakehouse: Lakehouse,
+    contract: SourceContract,
+    files: list[LandingFile],
+    batch_id: int,
+    ingested_at: datetime,
+    salt: str,
+) -> SourceResult:
+    """Ingest one source's new files as part of batch ``batch_id`` and reconcile the rows."""
+    result = SourceResult(contract.name)
+    bronze_df, covered, failed = read_new_files(spark, contract, files, batch_id, ingested_at)
+    result.files_failed = failed
+    result.files_ingested = len(covered)
+    batch_filter = f"{BATCH_ID} = {batch_id}"
+    rows_per_file: dict[str, int] = {}
+    if bronze_df is not None:
+        io.replace_where(
+            bronze_df,
+            lakehouse.bronze(contract.name),
+            contract.bronze_schema,
+            batch_filter,
+            f"bronze/{contract.name}",
+            partition_by=[BATCH_ID],
+        )
+        batch_df = io.read_table(spark, lakehouse.bronze(contract.name)).where(batch_filter)
+        per_file = batch_df.groupBy("_source_file").count().collect()
+        rows_per_file = {_file_key(r["_source_file"]): int(r["count"]) for r in per_file}
+        result.rows_read = sum(rows_per_file.values())
+        _to_silver(spark, cfg, lakehouse, contract, batch_df, batch_id, salt, result)
+
+    ledger_rows = [
+        (contract.name, f.path, f.size_bytes, f.modification_time, batch_id, "ingested", None,
+         rows_per_file.get(_file_key(f.path), 0), ingested_at)
+        for f in covered
+    ] + [
+        (contract.name, e.file.path, e.file.size_bytes, e.file.modification_time, batch_id, "failed", e.error,
+         None, ingested_at)
+        for e in failed
+    ]
+    io.replace_where(
+        spark.createDataFrame(ledger_rows, INGESTED_FILES_SCHEMA),
+        lakehouse.ingested_files,
+        INGESTED_FILES_SCHEMA,
+        f"source = '{contract.name}' AND {batch_filter}",
+        "audit/ingested_files",
+    )
+    reconciliation_row = (
+        batch_id, contract.name, result.files_ingested, len(result.files_failed), result.rows_read,
+        result.rows_silver, result.rows_quarantined, result.rows_duplicate, result.rows_unaccounted,
+        result.rows_unaccounted == 0, ingested_at,
+    )
+    io.replace_where(
+        spark.createDataFrame([reconciliation_row], RECONCILIATION_SCHEMA),
+        lakehouse.reconciliation,
+        RECONCILIATION_SCHEMA,
+        f"source = '{contract.name}' AND {batch_filter}",
+        "audit/reconciliation",
+    )
+    return result
+
+
+def _to_silver(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    lakehouse: Lakehouse,
+    contract: SourceContract,
+    batch_df: DataFrame,
+    batch_id: int,
+    salt: str,
+    result: SourceResult,
+) -> None:
+    fx_path = lakehouse.silver(FX_RATES.name)
+    fx_daily_df = None
+    if contract.has_currency and io.is_delta_table(spark, fx_path):
+        fx_daily_df = fx_daily_rates(io.read_table(spark, fx_path))
+    parsed_df = parse_bronze(
+        batch_df,
+        contract,
+        base_currency=cfg.ingest.base_currency,
+        fx_daily_df=fx_daily_df,
+        pii_salt=salt,
+        max_abs_quantity=cfg.ingest.anomaly.max_abs_quantity,
+        max_price=cfg.ingest.anomaly.max_price,
+    )
+    history_df = _history(spark, lakehouse, contract, cfg.ingest.anomaly.history_days)
+    # Judge against history written by earlier batches only, so a re-run sees what the first run saw.
+    if history_df is not None:
+        history_df = history_df.where(F.col(BATCH_ID) != batch_id)
+    flagged_df = flag_outliers(parsed_df, history_df, contract, cfg.ingest.anomaly).persist()
+    try:
+        io.replace_where(
+            quarantine_rows(flagged_df, contract),
+            lakehouse.quarantine,
+            QUARANTINE_SCHEMA,
+            f"source = '{contract.name}' AND {BATCH_ID} = {batch_id}",
+            "audit/quarantine",
+        )
+        silver_path = lakehouse.silver(contract.name)
+        silver_df = io.read_table(spark, silver_path, contract.silver_schema)
+        classified_df = classify_against_silver(
+            flagged_df.where(F.size(REASONS) == 0), silver_df, contract, batch_id
+        ).persist()
+        try:
+            status_counts = dict(classified_df.groupBy(ROW_STATUS).count().collect())
+            io.merge_by_key(
+                classified_df.where(F.col(ROW_STATUS).isin("new", "update")),
+                silver_path,
+                contract.silver_schema,
+                contract.key,
+                "true" if contract.upsert else None,
+                f"silver/{contract.name}",
+                cluster_by=[contract.date_column] if contract.date_column else [],
+            )
+        finally:
+            classified_df.unpersist()
+    finally:
+        flagged_df.unpersist()
+    result.rows_duplicate = int(status_counts.get("duplicate", 0))
+    # Counted from the tables as written, not from what was meant to be written.
+    result.rows_quarantined = io.count_where(
+        spark, lakehouse.quarantine, f"source = '{contract.name}' AND {BATCH_ID} = {batch_id}"
+    )
+    result.rows_silver = io.count_where(spark, silver_path, f"{BATCH_ID} = {batch_id}")
+
+
+def run_ingest(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    landing: str | None = None,
+    lakehouse_root: str | None = None,
+) -> IngestReport:
+    """Ingest every new landing file of every source as one batch, then reconcile.
+
+    Raises:
+        IngestError: a required source has no files at all, or the PII secret is missing.
+        ReconciliationError: some source's rows do not add up (the report is printed first).
+    """
+    landing = landing or cfg.paths.landing
+    lakehouse = Lakehouse(lakehouse_root or cfg.paths.lakehouse)
+    salt = pii_salt(cfg.ingest)
+    batch_id = next_batch_id(spark, lakehouse)
+    ingested_at = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+    results = []
+    for name, contract in SOURCES.items():
+        files = list_landing_files(spark, landing, name)
+        if not files and name in cfg.ingest.required_sources:
+            already = _known_files(spark, lakehouse, name)
+            if not already:
+                raise IngestError(f"required source {name!r} has no files under {landing}/{name}/")
+        known = _known_files(spark, lakehouse, name) if files else set()
+        new_files = [f for f in files if (f.path, f.size_bytes, f.modification_time) not in known]
+        if not new_files:
+            log.info("%s: no new files", name)
+            continue
+        log.info("%s: %d new files", name, len(new_files))
+        results.append(ingest_source(spark, cfg, lakehouse, contract, new_files, batch_id, ingested_at, salt))
+    report = IngestReport(batch_id, ingested_at, results)
+    print(report.render(), flush=True)
+    if not report.balanced:
+        raise ReconciliationError(f"batch {batch_id} does not reconcile:\n{report.render()}")
+    return report

@@ -1,0 +1,115 @@
+"""All Delta reads and writes of the lakehouse, with explicit keys and idempotent batch writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+
+def table_path(lakehouse: str, layer: str, name: str) -> str:
+    """``<lakehouse>/<layer>/<name>``, the one naming rule for lakehouse tables."""
+    return f"{lakehouse.rstrip('/')}/{layer}/{name}"
+
+
+def is_delta_table(spark: SparkSession, path: str) -> bool:
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def ensure_table(
+    spark: SparkSession,
+    path: str,
+    schema: StructType,
+    cluster_by: Sequence[str] = (),
+    partition_by: Sequence[str] = (),
+) -> DeltaTable:
+    """Create the Delta table at ``path`` with ``schema`` unless it exists; return it."""
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    if partition_by:
+        builder = builder.partitionedBy(*partition_by)
+    if cluster_by:
+        builder = builder.clusterBy(*cluster_by)
+    return builder.execute()
+
+
+def read_table(spark: SparkSession, path: str, schema: StructType | None = None) -> DataFrame:
+    """Read a Delta table; an absent table reads as empty with ``schema`` when one is given."""
+    if schema is not None and not is_delta_table(spark, path):
+        return spark.createDataFrame([], schema)
+    return spark.read.format("delta").load(path)
+
+
+def check_schema(df: DataFrame, schema: StructType, what: str) -> DataFrame:
+    """Select ``schema``'s columns in order and fail loudly if any is missing or mistyped."""
+    actual = {f.name: f.dataType for f in df.schema.fields}
+    problems = [
+        f"{f.name}: expected {f.dataType.simpleString()}, got "
+        f"{actual[f.name].simpleString() if f.name in actual else 'missing'}"
+        for f in schema.fields
+        if actual.get(f.name) != f.dataType
+    ]
+    if problems:
+        raise ValueError(f"{what} does not match its declared schema: " + "; ".join(problems))
+    return df.select([f.name for f in schema.fields])
+
+
+def replace_where(
+    df: DataFrame,
+    path: str,
+    schema: StructType,
+    condition: str,
+    what: str,
+    partition_by: Sequence[str] = (),
+) -> None:
+    """Atomically replace the rows matching ``condition`` with ``df`` (idempotent batch write).
+
+    Re-running a batch after a crash replaces that batch's rows instead of appending them twice.
+    """
+    checked = check_schema(df, schema, what)
+    spark = df.sparkSession
+    ensure_table(spark, path, schema, partition_by=partition_by)
+    (
+        checked.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", condition)
+        .save(path)
+    )
+
+
+def merge_by_key(
+    source_df: DataFrame,
+    path: str,
+    schema: StructType,
+    key: Sequence[str],
+    update_condition: str | None,
+    what: str,
+    cluster_by: Sequence[str] = (),
+) -> None:
+    """MERGE ``source_df`` into the table at ``path`` on ``key``.
+
+    Unmatched rows are inserted; matched rows are updated only when ``update_condition`` (SQL over
+    aliases ``t`` and ``s``) holds, never when it is None.
+    """
+    checked = check_schema(source_df, schema, what)
+    spark = source_df.sparkSession
+    target = ensure_table(spark, path, schema, cluster_by)
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in key)
+    merge = target.alias("t").merge(checked.alias("s"), on)
+    if update_condition is not None:
+        merge = merge.whenMatchedUpdateAll(condition=update_condition)
+    merge.whenNotMatchedInsertAll().execute()
+
+
+def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:
+    """operationMetrics of the table's latest commit (rows read, written, files added...)."""
+    row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
+    return dict(row["operationMetrics"] or {}) if row else {}
+
+
+def count_where(spark: SparkSession, path: str, condition: str) -> int:
+    if not is_delta_table(spark, path):
+        return 0
+    return read_table(spark, path).where(condition).count()
+

@@ -1,0 +1,317 @@
+"""Landing zone -> bronze: find files not yet ingested and read them as delivered.
+
+Every file under ``<landing>/<source>/`` (any depth; names starting with ``.`` or ``_`` are hidden, as
+in Spark) is a delivery. A file is new when its (path, size, modification time) is not in the
+``audit/ingested_files`` ledger, so a late file for an old date is picked up like any other, and a
+second run with no new files reads nothing. Files that cannot be read are reported per file and never
+stop the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from functools import reduce
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from pricing.schemas import (
+    BATCH_ID,
+    CORRUPT_RECORD,
+    EXTRA,
+    INGESTED_AT,
+    SOURCE_FILE,
+    SourceContract,
+)
+
+log = logging.getLogger(__name__)
+
+FORMATS_BY_SUFFIX = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".json.gz": "json",
+    ".jsonl.gz": "json",
+    ".parquet": "parquet",
+}
+_SNIFF_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """One delivered file, identified by path, size and modification time."""
+
+    source: str
+    path: str
+    size_bytes: int
+    modification_time: int
+
+    @property
+    def file_format(self) -> str | None:
+        name = self.path.lower()
+        for suffix, fmt in sorted(FORMATS_BY_SUFFIX.items(), key=lambda item: -len(item[0])):
+            if name.endswith(suffix):
+                return fmt
+        return None
+
+
+@dataclass(frozen=True)
+class FileError:
+    """A file that could not be ingested, and why."""
+
+    file: LandingFile
+    error: str
+
+
+def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    return fs, hadoop_path
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith((".", "_")) for part in relative.split("/") if part)
+
+
+def list_landing_files(spark: SparkSession, landing_root: str, source: str) -> list[LandingFile]:
+    """All visible files under ``<landing_root>/<source>/``, recursively, through Hadoop's FileSystem.
+
+    Works for any filesystem Spark can reach (local, HDFS, S3A, ABFS, DBFS).
+    """
+    fs, root = _hadoop_path(spark, f"{landing_root.rstrip('/')}/{source}")
+    if not fs.exists(root):
+        return []
+    root_uri = fs.makeQualified(root).toString().rstrip("/")
+    files = []
+    iterator = fs.listFiles(root, True)
+    while iterator.hasNext():
+        status = iterator.next()
+        path = status.getPath().toString()
+        if _hidden(path[len(root_uri) :]):
+            continue
+        files.append(LandingFile(source, path, int(status.getLen()), int(status.getModificationTime())))
+    return sorted(files, key=lambda f: f.path)
+
+
+def _head(spark: SparkSession, path: str, limit: int = _SNIFF_BYTES) -> bytes:
+    """The first ``limit`` bytes of a file, decompressed when its codec is known (e.g. .gz)."""
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    fs, hadoop_path = _hadoop_path(spark, path)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+        spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    ).getCodec(hadoop_path)
+    stream = fs.open(hadoop_path)
+    try:
+        if codec is not None:
+            stream = codec.createInputStream(stream)
+        # readNBytes returns a byte[], which py4j hands over as bytes in one call.
+        return bytes(stream.readNBytes(limit))
+    finally:
+        stream.close()
+
+
+def sniff_text(spark: SparkSession, file: LandingFile) -> str:
+    """First bytes of a text file as UTF-8; raises ValueError for binary or undecodable content."""
+    try:
+        head = _head(spark, file.path)
+    except Exception as error:  # noqa: BLE001 - any I/O or codec error makes the file unreadable
+        raise ValueError(f"cannot open: {_short(error)}") from error
+    if b"\x00" in head:
+        raise ValueError("binary content (NUL bytes) in a text file")
+    try:
+        # A multi-byte character cut at the sniff boundary is not an error.
+        return head.decode("utf-8") if len(head) < _SNIFF_BYTES else head[:-4].decode("utf-8", "strict")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text: {error.reason} at byte {error.start}") from error
+
+
+def _short(error: BaseException) -> str:
+    """One line saying why: the innermost Java cause when there is one, else the first line."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    causes = [line.removeprefix("Caused by:").strip() for line in lines if line.startswith("Caused by:")]
+    text = causes[-1] if causes else (lines[0] if lines else type(error).__name__)
+    return text[:300]
+
+
+def _csv_header(spark: SparkSession, file: LandingFile, contract: SourceContract) -> tuple[str, ...]:
+    text = sniff_text(spark, file)
+    first_line = text.splitlines()[0] if text else ""
+    header = tuple(next(csv.reader([first_line]), []))
+    if not header:
+        raise ValueError("empty file: no CSV header")
+    normalised = [name.strip().lower() for name in header]
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(f"duplicate column names in CSV header {list(header)}")
+    missing = [c for c in contract.required if c not in normalised]
+    if missing:
+        raise ValueError(f"CSV header lacks required columns {missing}: got {list(header)}")
+    return header
+
+
+def _read_csv(spark: SparkSession, paths: list[str], header: tuple[str, ...]) -> DataFrame:
+    # All columns as strings: types are checked in silver, where a bad value is quarantined with
+    # its reason instead of failing the file. Files are grouped by header because a CSV schema is
+    # positional.
+    schema = StructType(
+        [StructField(name, StringType()) for name in header] + [StructField(CORRUPT_RECORD, StringType())]
+    )
+    return (
+        spark.read.format("csv")
+        .schema(schema)
+        .option("header", True)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT_RECORD)
+        .option("recursiveFileLookup", True)
+        .load(paths)
+    )
+
+
+def _read_json(spark: SparkSession, paths: list[str]) -> DataFrame:
+    return (
+        spark.read.format("json")
+        .option("primitivesAsString", True)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT_RECORD)
+        .option("recursiveFileLookup", True)
+        .load(paths)
+    )
+
+
+def _read_parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
+    return (
+        spark.read.format("parquet")
+        .option("mergeSchema", True)
+        .option("recursiveFileLookup", True)
+        .load(paths)
+    )
+
+
+def to_bronze_rows(
+    raw_df: DataFrame,
+    contract: SourceContract,
+    batch_id: int,
+    ingested_at: datetime,
+) -> DataFrame:
+    """Raw rows of one format group -> the bronze schema.
+
+    Column names match the contract case-insensitively; values become strings exactly as delivered
+    (nested values as JSON); columns outside the contract are kept in ``_extra``.
+    """
+    by_lower: dict[str, str] = {}
+    for name in raw_df.columns:
+        if name == CORRUPT_RECORD:
+            continue
+        by_lower.setdefault(name.strip().lower(), name)
+    types = dict(raw_df.dtypes)
+
+    def as_string(name: str) -> Any:
+        column = F.col(f"`{name}`")
+        if types[name].startswith(("struct", "array", "map")):
+            return F.to_json(column)
+        return column.cast("string")
+
+    contract_cols = [
+        (as_string(by_lower[c]) if c in by_lower else F.lit(None).cast("string")).alias(c)
+        for c in contract.columns
+    ]
+    extra_names = [original for lower, original in by_lower.items() if lower not in contract.types]
+    extra = (
+        F.create_map(*[part for n in extra_names for part in (F.lit(n), as_string(n))])
+        if extra_names
+        else F.create_map().cast("map<string,string>")
+    )
+    corrupt = F.col(CORRUPT_RECORD) if CORRUPT_RECORD in raw_df.columns else F.lit(None).cast("string")
+    return raw_df.select(
+        *contract_cols,
+        extra.alias(EXTRA),
+        corrupt.alias(CORRUPT_RECORD),
+        F.col("_metadata.file_path").alias(SOURCE_FILE),
+        F.lit(ingested_at).cast("timestamp").alias(INGESTED_AT),
+        F.lit(batch_id).cast("long").alias(BATCH_ID),
+    )
+
+
+def _try_groups(
+    spark: SparkSession,
+    files: list[LandingFile],
+    reader: Any,
+) -> tuple[list[tuple[list[LandingFile], DataFrame]], list[FileError]]:
+    """Read files together; when that fails, read them one by one to isolate the bad ones."""
+    paths = [f.path for f in files]
+    try:
+        df = reader(paths)
+        df.schema  # noqa: B018 - forces footer/schema reads so a corrupt file fails here
+        return [(files, df)], []
+    except Exception as group_error:  # noqa: BLE001
+        log.warning("reading %d files together failed (%s); isolating", len(files), _short(group_error))
+    readable, failed = [], []
+    for file in files:
+        try:
+            df = reader([file.path])
+            df.schema  # noqa: B018
+            readable.append(file)
+        except Exception as error:  # noqa: BLE001
+            failed.append(FileError(file, f"unreadable {file.file_format}: {_short(error)}"))
+    if not readable:
+        return [], failed
+    return [(readable, reader([f.path for f in readable]))], failed
+
+
+def read_new_files(
+    spark: SparkSession,
+    contract: SourceContract,
+    files: list[LandingFile],
+    batch_id: int,
+    ingested_at: datetime,
+) -> tuple[DataFrame | None, list[LandingFile], list[FileError]]:
+    """Read ``files`` of one source into bronze rows.
+
+    Returns:
+        The bronze DataFrame (None when nothing was readable), the files it covers, and the files
+        that could not be read with the reason for each.
+    """
+    failed: list[FileError] = []
+    groups: list[tuple[list[LandingFile], DataFrame]] = []
+    csv_by_header: dict[tuple[str, ...], list[LandingFile]] = {}
+    json_files: list[LandingFile] = []
+    parquet_files: list[LandingFile] = []
+    for file in files:
+        fmt = file.file_format
+        try:
+            if fmt == "csv":
+                csv_by_header.setdefault(_csv_header(spark, file, contract), []).append(file)
+            elif fmt == "json":
+                sniff_text(spark, file)
+                json_files.append(file)
+            elif fmt == "parquet":
+                parquet_files.append(file)
+            else:
+                supported = ", ".join(sorted(FORMATS_BY_SUFFIX))
+                raise ValueError(f"unsupported file type (supported: {supported})")
+        except ValueError as error:
+            failed.append(FileError(file, str(error)))
+    for header, header_files in csv_by_header.items():
+        found, errors = _try_groups(spark, header_files, lambda p, h=header: _read_csv(spark, p, h))
+        groups += found
+        failed += errors
+    if json_files:
+        found, errors = _try_groups(spark, json_files, lambda p: _read_json(spark, p))
+        groups += found
+        failed += errors
+    if parquet_files:
+        found, errors = _try_groups(spark, parquet_files, lambda p: _read_parquet(spark, p))
+        groups += found
+        failed += errors
+    if not groups:
+        return None, [], failed
+    bronze_parts = [to_bronze_rows(df, contract, batch_id, ingested_at) for _, df in groups]
+    bronze_df = reduce(DataFrame.unionByName, bronze_parts)
+    covered = [file for group_files, _ in groups for file in group_files]
+    return bronze_df, covered, failed

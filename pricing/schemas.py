@@ -1,0 +1,266 @@
+"""Table schemas and the landing contract, declared once.
+
+The landing contract (docs/data-contract.md) says which columns each raw source may carry; bronze
+keeps them as delivered (strings), silver types them. Jobs check what they write against these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DataType,
+    DateType,
+    DecimalType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+MONEY = DecimalType(18, 4)
+RATE = DecimalType(18, 8)
+
+# Bronze metadata columns, added to every raw row.
+SOURCE_FILE = "_source_file"
+INGESTED_AT = "_ingested_at"
+BATCH_ID = "_batch_id"
+EXTRA = "_extra"
+CORRUPT_RECORD = "_corrupt_record"
+
+
+@dataclass(frozen=True)
+class SourceContract:
+    """One landing source: its raw columns, how they are typed, and how rows are keyed.
+
+    Attributes:
+        name: folder name under the landing root and table name in bronze/silver.
+        types: contract column -> silver type, in contract order.
+        key: columns identifying a row; duplicates by key are removed on the way to silver.
+        required: columns a row must have (non-null) to reach silver; a CSV file whose header
+            lacks any of them is rejected whole.
+        money: columns converted to the base currency.
+        money_date: timestamp/date column whose day picks the FX rate.
+        pii: columns pseudonymised on the way to silver (never stored raw past bronze).
+        upsert: a re-delivered key replaces the silver row when it is newer (``version``) or differs;
+            otherwise the first delivery wins and later ones count as duplicates.
+        version: column deciding which of two rows with one key is newer (upsert sources).
+        date_column: silver's day column, derived from ``money_date`` or the source's own date.
+    """
+
+    name: str
+    types: dict[str, DataType]
+    key: tuple[str, ...]
+    required: tuple[str, ...]
+    money: tuple[str, ...] = ()
+    money_date: str | None = None
+    has_currency: bool = False
+    pii: tuple[str, ...] = ()
+    upsert: bool = False
+    version: str | None = None
+    date_column: str | None = None
+    date_from: str | None = None
+    extra_silver: dict[str, DataType] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.types)
+
+    @property
+    def bronze_schema(self) -> StructType:
+        """Raw columns as delivered (strings) plus ingestion metadata."""
+        return StructType(
+            [StructField(name, StringType()) for name in self.types]
+            + [
+                StructField(EXTRA, MapType(StringType(), StringType())),
+                StructField(CORRUPT_RECORD, StringType()),
+                StructField(SOURCE_FILE, StringType(), nullable=False),
+                StructField(INGESTED_AT, TimestampType(), nullable=False),
+                StructField(BATCH_ID, LongType(), nullable=False),
+            ]
+        )
+
+    @property
+    def silver_schema(self) -> StructType:
+        """Typed, cleaned columns; PII columns replaced by ``<name>_hash``."""
+        fields = []
+        for name, data_type in self.types.items():
+            if name in self.pii:
+                fields.append(StructField(f"{name}_hash", StringType()))
+            elif name == "currency" and self.has_currency:
+                continue  # silver amounts are all in the base currency
+            else:
+                fields.append(StructField(name, data_type, nullable=name not in self.required))
+        if self.date_column and self.date_column not in self.types:
+            fields.append(StructField(self.date_column, DateType(), nullable=False))
+        for name, data_type in self.extra_silver.items():
+            fields.append(StructField(name, data_type))
+        fields += [
+            StructField(SOURCE_FILE, StringType(), nullable=False),
+            StructField(BATCH_ID, LongType(), nullable=False),
+        ]
+        return StructType(fields)
+
+
+CATALOG = SourceContract(
+    name="catalog",
+    types={
+        "sku": StringType(),
+        "title": StringType(),
+        "category": StringType(),
+        "brand": StringType(),
+        "description": StringType(),
+        "unit_cost": MONEY,
+        "currency": StringType(),
+        "map_price": MONEY,
+        "min_price": MONEY,
+        "max_price": MONEY,
+        "updated_at": TimestampType(),
+    },
+    key=("sku",),
+    required=("sku", "title", "category"),
+    money=("unit_cost", "map_price", "min_price", "max_price"),
+    money_date="updated_at",
+    has_currency=True,
+    upsert=True,
+    version="updated_at",
+    extra_silver={"unit_cost_missing": BooleanType()},
+)
+
+TRANSACTIONS = SourceContract(
+    name="transactions",
+    types={
+        "order_id": StringType(),
+        "line_id": StringType(),
+        "order_ts": TimestampType(),
+        "sku": StringType(),
+        "quantity": IntegerType(),
+        "unit_price": MONEY,
+        "list_price": MONEY,
+        "currency": StringType(),
+        "customer_id": StringType(),
+        "channel": StringType(),
+    },
+    # line_key = line_id when present, else sku (the contract's two key forms).
+    key=("order_id", "line_key"),
+    required=("order_id", "order_ts", "sku", "quantity", "unit_price"),
+    money=("unit_price", "list_price"),
+    money_date="order_ts",
+    has_currency=True,
+    pii=("customer_id",),
+    date_column="order_date",
+    date_from="order_ts",
+    extra_silver={"line_key": StringType()},
+)
+
+CLICKSTREAM = SourceContract(
+    name="clickstream",
+    types={
+        "event_id": StringType(),
+        "event_ts": TimestampType(),
+        "sku": StringType(),
+        "event_type": StringType(),
+        "session_id": StringType(),
+        "customer_id": StringType(),
+        "price_shown": MONEY,
+    },
+    key=("event_id",),
+    required=("event_id", "event_ts", "sku", "event_type"),
+    pii=("customer_id",),
+    date_column="event_date",
+    date_from="event_ts",
+)
+
+COMPETITOR_PRICES = SourceContract(
+    name="competitor_prices",
+    types={
+        "observed_ts": TimestampType(),
+        "competitor": StringType(),
+        "sku": StringType(),
+        "price": MONEY,
+        "currency": StringType(),
+        "in_stock": BooleanType(),
+    },
+    key=("competitor", "sku", "observed_ts"),
+    required=("observed_ts", "competitor", "sku", "price"),
+    money=("price",),
+    money_date="observed_ts",
+    has_currency=True,
+    date_column="observed_date",
+    date_from="observed_ts",
+)
+
+INVENTORY = SourceContract(
+    name="inventory",
+    types={
+        "snapshot_date": DateType(),
+        "sku": StringType(),
+        "on_hand": IntegerType(),
+        "on_order": IntegerType(),
+    },
+    key=("sku", "snapshot_date"),
+    required=("snapshot_date", "sku", "on_hand"),
+    upsert=True,
+)
+
+FX_RATES = SourceContract(
+    name="fx_rates",
+    types={"date": DateType(), "currency": StringType(), "rate": RATE},
+    key=("date", "currency"),
+    required=("date", "currency", "rate"),
+    upsert=True,
+)
+
+# Ingestion order matters: FX rates convert the amounts of every later source.
+SOURCES: dict[str, SourceContract] = {
+    contract.name: contract
+    for contract in (FX_RATES, CATALOG, TRANSACTIONS, CLICKSTREAM, COMPETITOR_PRICES, INVENTORY)
+}
+
+QUARANTINE_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), nullable=False),
+        StructField(BATCH_ID, LongType(), nullable=False),
+        StructField("reason", StringType(), nullable=False),
+        StructField("all_reasons", ArrayType(StringType()), nullable=False),
+        StructField("detail", StringType()),
+        StructField("raw_record", StringType()),
+        StructField(SOURCE_FILE, StringType(), nullable=False),
+        StructField(INGESTED_AT, TimestampType(), nullable=False),
+    ]
+)
+
+INGESTED_FILES_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), nullable=False),
+        StructField("path", StringType(), nullable=False),
+        StructField("size_bytes", LongType(), nullable=False),
+        StructField("modification_time", LongType(), nullable=False),
+        StructField(BATCH_ID, LongType(), nullable=False),
+        StructField("status", StringType(), nullable=False),  # ingested | failed
+        StructField("error", StringType()),
+        StructField("rows_read", LongType()),
+        StructField(INGESTED_AT, TimestampType(), nullable=False),
+    ]
+)
+
+RECONCILIATION_SCHEMA = StructType(
+    [
+        StructField(BATCH_ID, LongType(), nullable=False),
+        StructField("source", StringType(), nullable=False),
+        StructField("files_ingested", LongType(), nullable=False),
+        StructField("files_failed", LongType(), nullable=False),
+        StructField("rows_read", LongType(), nullable=False),
+        StructField("rows_silver", LongType(), nullable=False),
+        StructField("rows_quarantined", LongType(), nullable=False),
+        StructField("rows_duplicate", LongType(), nullable=False),
+        StructField("rows_unaccounted", LongType(), nullable=False),
+        StructField("balanced", BooleanType(), nullable=False),
+        StructField(INGESTED_AT, TimestampType(), nullable=False),
+    ]
+)

@@ -1,0 +1,156 @@
+"""The one place that builds SparkSessions and configures Delta Lake.
+
+Delta's JARs come from Maven Central through Spark's Ivy resolution (``spark.jars.packages``).
+``make setup`` runs :func:`prefetch_delta_jars` once; afterwards sessions load the cached JARs with
+``spark.jars`` and start without touching the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from pricing.config import SparkConfig
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+SCALA_BINARY_VERSION = "2.13"
+
+_VERSIONED_JAR = re.compile(r"^(?P<artifact>.+?)-(?P<version>\d[\w.\-]*)\.jar$")
+
+
+def delta_version(cfg: SparkConfig) -> str:
+    """The Delta version to load: configured, else the installed ``delta-spark`` package's."""
+    return cfg.delta_version or metadata.version("delta-spark")
+
+
+def delta_maven_coordinate(cfg: SparkConfig) -> str:
+    """``io.delta:delta-spark_<spark major.minor>_2.13:<version>`` for the installed pyspark."""
+    import pyspark
+
+    spark_major_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_major_minor}_{SCALA_BINARY_VERSION}:{delta_version(cfg)}"
+
+
+def _jar_cache(cfg: SparkConfig) -> Path:
+    return Path(cfg.jar_cache_dir).expanduser().resolve()
+
+
+def _spark_bundled_artifacts() -> set[str]:
+    import pyspark
+
+    jars_dir = Path(pyspark.__file__).parent / "jars"
+    names = set()
+    for jar in jars_dir.glob("*.jar"):
+        match = _VERSIONED_JAR.match(jar.name)
+        names.add(match.group("artifact") if match else jar.stem)
+    return names
+
+
+def cached_delta_jars(cfg: SparkConfig) -> list[str]:
+    """Delta JARs already resolved into the cache, minus artifacts Spark itself ships.
+
+    Ivy also resolves Delta's transitive Hadoop, Parquet and Jackson JARs, older than Spark's own;
+    putting those on the classpath would shadow Spark's versions, so they are left out.
+
+    Returns:
+        Absolute JAR paths, or an empty list when the Delta JAR for this version is not cached.
+    """
+    jars_dir = _jar_cache(cfg) / "jars"
+    coordinate = delta_maven_coordinate(cfg)
+    _, artifact, version = coordinate.split(":")
+    if not (jars_dir / f"io.delta_{artifact}-{version}.jar").is_file():
+        return []
+    bundled = _spark_bundled_artifacts()
+    selected = []
+    for jar in sorted(jars_dir.glob("*.jar")):
+        ivy_name = jar.name.split("_", 1)[1] if "_" in jar.name else jar.name
+        match = _VERSIONED_JAR.match(ivy_name)
+        artifact_name = match.group("artifact") if match else ivy_name
+        # Other Delta versions left in a shared cache must not load beside this one.
+        if jar.name.startswith("io.delta_") and not jar.name.endswith(f"-{version}.jar"):
+            continue
+        if artifact_name not in bundled:
+            selected.append(str(jar))
+    return selected
+
+
+def session_conf(cfg: SparkConfig, use_packages: bool = False) -> dict[str, str]:
+    """Every Spark setting a pricing session gets, as one dict (also used to write spark-defaults)."""
+    conf: dict[str, str] = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.ui.enabled": str(cfg.ui_enabled).lower(),
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Delta rebuilds table state with 50 tasks by default; as many as shuffles is plenty here.
+        "spark.databricks.delta.snapshotPartitions": str(max(1, cfg.shuffle_partitions)),
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    }
+    if cfg.driver_memory:
+        conf["spark.driver.memory"] = cfg.driver_memory
+    if cfg.configure_delta:
+        conf["spark.sql.extensions"] = DELTA_EXTENSION
+        conf["spark.sql.catalog.spark_catalog"] = DELTA_CATALOG
+        jars = [] if use_packages else cached_delta_jars(cfg)
+        if jars:
+            conf["spark.jars"] = ",".join(jars)
+        else:
+            conf["spark.jars.packages"] = delta_maven_coordinate(cfg)
+            conf["spark.jars.ivy"] = str(_jar_cache(cfg))
+    conf.update(cfg.extra_conf)
+    return conf
+
+
+def build_spark(cfg: SparkConfig, use_packages: bool = False) -> SparkSession:
+    """Get or create the SparkSession for a run, with Delta, UTC and the configured defaults.
+
+    Under ``spark-submit`` the master given there wins; ``cfg.master`` is used only when the
+    session is started from plain Python (tests, notebooks, the ``pricing`` CLI).
+    """
+    # Workers must run the same interpreter as the driver (the project's venv), not the system one.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(cfg.app_name)
+    if cfg.master and "spark.master" not in _submitted_conf():
+        builder = builder.master(cfg.master)
+    for key, value in session_conf(cfg, use_packages=use_packages).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _submitted_conf() -> set[str]:
+    # Under spark-submit the Python driver attaches to a JVM that already holds the submitted
+    # settings (PYSPARK_GATEWAY_PORT is set); setting master again would override --master.
+    if "PYSPARK_GATEWAY_PORT" in os.environ or "--master" in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
+        return {"spark.master"}
+    return set()
+
+
+def prefetch_delta_jars(cfg: SparkConfig) -> list[str]:
+    """Resolve Delta through Ivy into ``cfg.jar_cache_dir`` and prove a Delta round trip works.
+
+    Returns:
+        The cached JARs later sessions will load.
+    """
+    import tempfile
+
+    if cached_delta_jars(cfg):
+        return cached_delta_jars(cfg)
+    spark = build_spark(cfg, use_packages=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        spark.range(3).write.format("delta").save(f"{tmp}/probe")
+        rows = spark.read.format("delta").load(f"{tmp}/probe").count()
+    spark.stop()
+    if rows != 3:
+        raise RuntimeError(f"Delta probe table read back {rows} rows, expected 3")
+    jars = cached_delta_jars(cfg)
+    if not jars:
+        raise RuntimeError(f"Ivy finished but no Delta JAR is in {_jar_cache(cfg) / 'jars'}")
+    return jars
