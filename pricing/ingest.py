@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import unquote
@@ -67,6 +68,7 @@ class SourceResult:
     rows_silver: int = 0
     rows_quarantined: int = 0
     rows_duplicate: int = 0
+    ledger_rows: list[tuple] = field(default_factory=list, repr=False)
 
     @property
     def rows_unaccounted(self) -> int:
@@ -155,10 +157,11 @@ def next_batch_id(spark: SparkSession, lakehouse: Lakehouse) -> int:
     return 0 if latest is None or latest[0] is None else int(latest[0]) + 1
 
 
-def _known_files(spark: SparkSession, lakehouse: Lakehouse, source: str) -> set[tuple[str, int, int]]:
+def _known_files(spark: SparkSession, lakehouse: Lakehouse) -> set[tuple[str, str, int, int]]:
+    """(source, path, size, mtime) of every file in the ledger: file metadata, not data."""
     ledger = io.read_table(spark, lakehouse.ingested_files, INGESTED_FILES_SCHEMA)
-    rows = ledger.where(F.col("source") == source).select("path", "size_bytes", "modification_time").collect()
-    return {(r.path, r.size_bytes, r.modification_time) for r in rows}
+    rows = ledger.select("source", "path", "size_bytes", "modification_time").collect()
+    return {(r.source, r.path, r.size_bytes, r.modification_time) for r in rows}
 
 
 def _history(spark: SparkSession, lakehouse: Lakehouse, contract: SourceContract, days: int) -> DataFrame | None:
@@ -204,7 +207,7 @@ def ingest_source(
         result.rows_read = sum(rows_per_file.values())
         _to_silver(spark, cfg, lakehouse, contract, batch_df, batch_id, salt, result)
 
-    ledger_rows = [
+    result.ledger_rows = [
         (contract.name, f.path, f.size_bytes, f.modification_time, batch_id, "ingested", None,
          rows_per_file.get(_file_key(f.path), 0), ingested_at)
         for f in covered
@@ -213,25 +216,6 @@ def ingest_source(
          None, ingested_at)
         for e in failed
     ]
-    io.replace_where(
-        spark.createDataFrame(ledger_rows, INGESTED_FILES_SCHEMA),
-        lakehouse.ingested_files,
-        INGESTED_FILES_SCHEMA,
-        f"source = '{contract.name}' AND {batch_filter}",
-        "audit/ingested_files",
-    )
-    reconciliation_row = (
-        batch_id, contract.name, result.files_ingested, len(result.files_failed), result.rows_read,
-        result.rows_silver, result.rows_quarantined, result.rows_duplicate, result.rows_unaccounted,
-        result.rows_unaccounted == 0, ingested_at,
-    )
-    io.replace_where(
-        spark.createDataFrame([reconciliation_row], RECONCILIATION_SCHEMA),
-        lakehouse.reconciliation,
-        RECONCILIATION_SCHEMA,
-        f"source = '{contract.name}' AND {batch_filter}",
-        "audit/reconciliation",
-    )
     return result
 
 
@@ -278,15 +262,18 @@ def _to_silver(
         ).persist()
         try:
             status_counts = dict(classified_df.groupBy(ROW_STATUS).count().collect())
-            io.merge_by_key(
-                classified_df.where(F.col(ROW_STATUS).isin("new", "update")),
-                silver_path,
-                contract.silver_schema,
-                contract.key,
-                "true" if contract.upsert else None,
-                f"silver/{contract.name}",
-                cluster_by=[contract.date_column] if contract.date_column else [],
-            )
+            changes_df = classified_df.where(F.col(ROW_STATUS).isin("new", "update"))
+            if contract.upsert:
+                io.merge_by_key(
+                    changes_df, silver_path, contract.silver_schema, contract.key, "true",
+                    f"silver/{contract.name}",
+                )
+            else:
+                # Classification already removed every key silver holds, so an append is exact.
+                io.append(
+                    changes_df, silver_path, contract.silver_schema, f"silver/{contract.name}",
+                    cluster_by=[contract.date_column] if contract.date_column else [],
+                )
         finally:
             classified_df.unpersist()
     finally:
@@ -316,22 +303,62 @@ def run_ingest(
     salt = pii_salt(cfg.ingest)
     batch_id = next_batch_id(spark, lakehouse)
     ingested_at = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+    known = _known_files(spark, lakehouse)
+    known_sources = {source for source, *_ in known}
     results = []
     for name, contract in SOURCES.items():
         files = list_landing_files(spark, landing, name)
-        if not files and name in cfg.ingest.required_sources:
-            already = _known_files(spark, lakehouse, name)
-            if not already:
-                raise IngestError(f"required source {name!r} has no files under {landing}/{name}/")
-        known = _known_files(spark, lakehouse, name) if files else set()
-        new_files = [f for f in files if (f.path, f.size_bytes, f.modification_time) not in known]
+        if name in cfg.ingest.required_sources and not files and name not in known_sources:
+            raise IngestError(f"required source {name!r} has no files under {landing}/{name}/")
+        new_files = [f for f in files if (name, f.path, f.size_bytes, f.modification_time) not in known]
         if not new_files:
-            log.info("%s: no new files", name)
+            _progress(f"{name}: no new files")
             continue
-        log.info("%s: %d new files", name, len(new_files))
-        results.append(ingest_source(spark, cfg, lakehouse, contract, new_files, batch_id, ingested_at, salt))
+        started = time.monotonic()
+        _progress(f"{name}: ingesting {len(new_files)} new files")
+        result = ingest_source(spark, cfg, lakehouse, contract, new_files, batch_id, ingested_at, salt)
+        _progress(
+            f"{name}: {result.rows_read} rows read, {result.rows_silver} to silver, "
+            f"{result.rows_quarantined} quarantined, {result.rows_duplicate} duplicates "
+            f"({time.monotonic() - started:.1f}s)"
+        )
+        results.append(result)
     report = IngestReport(batch_id, ingested_at, results)
+    _write_audit(spark, lakehouse, report)
     print(report.render(), flush=True)
     if not report.balanced:
         raise ReconciliationError(f"batch {batch_id} does not reconcile:\n{report.render()}")
     return report
+
+
+def _progress(message: str) -> None:
+    print(f"[ingest] {message}", flush=True)
+
+
+def _write_audit(spark: SparkSession, lakehouse: Lakehouse, report: IngestReport) -> None:
+    """Record the batch's files and reconciliation; the ledger commit is what marks files done.
+
+    Until it lands, a re-run gets the same batch id and every earlier write of the batch is replaced.
+    """
+    if not report.results:
+        return
+    batch_filter = f"{BATCH_ID} = {report.batch_id}"
+    reconciliation_rows = [
+        (report.batch_id, r.source, r.files_ingested, len(r.files_failed), r.rows_read, r.rows_silver,
+         r.rows_quarantined, r.rows_duplicate, r.rows_unaccounted, r.rows_unaccounted == 0, report.ingested_at)
+        for r in report.results
+    ]
+    io.replace_where(
+        spark.createDataFrame(reconciliation_rows, RECONCILIATION_SCHEMA),
+        lakehouse.reconciliation,
+        RECONCILIATION_SCHEMA,
+        batch_filter,
+        "audit/reconciliation",
+    )
+    io.replace_where(
+        spark.createDataFrame([row for r in report.results for row in r.ledger_rows], INGESTED_FILES_SCHEMA),
+        lakehouse.ingested_files,
+        INGESTED_FILES_SCHEMA,
+        batch_filter,
+        "audit/ingested_files",
+    )

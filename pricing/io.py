@@ -78,6 +78,19 @@ def replace_where(
     )
 
 
+def append(
+    df: DataFrame,
+    path: str,
+    schema: StructType,
+    what: str,
+    cluster_by: Sequence[str] = (),
+) -> None:
+    """Append ``df`` (checked against ``schema``) to the Delta table at ``path``."""
+    checked = check_schema(df, schema, what)
+    ensure_table(df.sparkSession, path, schema, cluster_by=cluster_by)
+    checked.write.format("delta").mode("append").save(path)
+
+
 def merge_by_key(
     source_df: DataFrame,
     path: str,

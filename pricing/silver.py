@@ -133,6 +133,9 @@ def parse_bronze(
                 F.concat(F.lit(f"{name}={{"), raw, F.lit(f"}} is not {data_type.simpleString()}")),
             )
         )
+    # Materialised now: later steps replace typed columns (currency conversion) that these judge.
+    df = df.withColumn(REASONS, F.array(*checks))
+    checks = []
 
     if contract.date_column and contract.date_from:
         df = df.withColumn(contract.date_column, F.to_date(contract.date_from))
@@ -185,7 +188,9 @@ def parse_bronze(
         # without personal data keep them in the quarantine record (bronze keeps them for all).
         raw_fields += [F.col(EXTRA).alias("_extra"), F.col(CORRUPT_RECORD).alias("_corrupt_record")]
     df = df.withColumn(RAW_RECORD, F.to_json(F.struct(*raw_fields)))
-    df = df.withColumn(REASONS, F.filter(F.array(*checks), lambda c: c.isNotNull()))
+    df = df.withColumn(
+        REASONS, F.filter(F.concat(F.col(REASONS), F.array(*checks)), lambda c: c.isNotNull())
+    )
     return df
 
 

@@ -1,0 +1,56 @@
+# pricing-lakehouse: `make demo` and `make test` do everything on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE := .cache
+SALT_FILE := $(CACHE)/pii-salt
+DEMO_DIR ?= demo
+DEMO_SKUS ?= 200
+DEMO_DAYS ?= 90
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstalls only when pyproject.toml changes; pip's cache serves torch after the first time.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Delta's JARs come from Maven Central through Spark's Ivy, once; sessions then load the cache.
+$(CACHE)/.jars: $(VENV)/.installed
+	$(BIN)/pricing setup-jars
+	touch $@
+
+# A per-machine pseudonymisation secret for the demo, never committed (.cache/ is ignored).
+$(SALT_FILE):
+	mkdir -p $(CACHE)
+	$(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > $@
+	chmod 600 $@
+
+setup: $(VENV)/.installed $(CACHE)/.jars $(SALT_FILE) ## create .venv, install the project, prefetch Delta JARs
+
+demo: setup ## simulate a market and run the pipeline on it locally (tables under ./demo)
+	rm -rf $(DEMO_DIR)
+	$(BIN)/pricing simulate --skus $(DEMO_SKUS) --days $(DEMO_DAYS) \
+		paths.landing=$(DEMO_DIR)/landing paths.truth=$(DEMO_DIR)/truth
+	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing ingest \
+		--landing $(DEMO_DIR)/landing --lakehouse $(DEMO_DIR)/lakehouse
+
+test: setup ## run the test suite (local Spark + Delta, tmp folders)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check pricing jobs tests
+	$(BIN)/mypy pricing
+
+clean: ## remove demo output and caches (keeps .venv and the JAR cache)
+	rm -rf $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache spark-warehouse

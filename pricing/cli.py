@@ -1,0 +1,106 @@
+"""The ``pricing`` console script: one subcommand per stage, all calling the library.
+
+Every subcommand takes ``--env`` (conf overlay), ``--conf FILE`` (repeatable) and trailing
+``key=value`` overrides, e.g. ``pricing simulate --skus 50 simulate.seed=7``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from pricing.config import ConfigError, PricingConfig, load_config
+from pricing.ingest import IngestError, ReconciliationError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default="local", help="configuration overlay: local or cluster")
+    parser.add_argument("--conf", action="append", default=[], metavar="FILE", help="extra YAML config")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides")
+
+
+def _config(args: argparse.Namespace, extra: list[str]) -> PricingConfig:
+    return load_config(args.env, args.conf, [*extra, *args.overrides])
+
+
+def _cmd_setup_jars(args: argparse.Namespace) -> int:
+    from pricing.spark import prefetch_delta_jars
+
+    cfg = _config(args, [])
+    jars = prefetch_delta_jars(cfg.spark)
+    print(f"Delta JARs cached in {cfg.spark.jar_cache_dir}: {len(jars)} files")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from pricing.sim import simulate_market
+    from pricing.spark import build_spark
+
+    extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("truth", args.truth)) if v]
+    extra += [f"simulate.{k}={v}" for k, v in (("n_skus", args.skus), ("n_days", args.days), ("seed", args.seed)) if v is not None]
+    cfg = _config(args, extra)
+    spark = build_spark(cfg.spark)
+    started = time.monotonic()
+    print(f"[simulate] {cfg.simulate.n_skus} SKUs x {cfg.simulate.n_days} days -> {cfg.paths.landing}", flush=True)
+    summary = simulate_market(spark, cfg.simulate, cfg.paths.landing, cfg.paths.truth)
+    print(summary.to_json())
+    print(f"[simulate] done in {time.monotonic() - started:.1f}s; ground truth in {cfg.paths.truth}", flush=True)
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from pricing.ingest import run_ingest
+    from pricing.spark import build_spark
+
+    extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("lakehouse", args.lakehouse)) if v]
+    cfg = _config(args, extra)
+    spark = build_spark(cfg.spark)
+    run_ingest(spark, cfg)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pricing", description="pricing-lakehouse: one subcommand per stage")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    setup = sub.add_parser("setup-jars", help="resolve Delta's JARs through Ivy into the local cache")
+    _common(setup)
+    setup.set_defaults(func=_cmd_setup_jars)
+
+    simulate = sub.add_parser("simulate", help="write a synthetic market's landing files and ground truth")
+    simulate.add_argument("--landing", help="landing root to write (default: paths.landing)")
+    simulate.add_argument("--truth", help="ground-truth folder (default: paths.truth)")
+    simulate.add_argument("--skus", type=int, help="number of SKUs (simulate.n_skus)")
+    simulate.add_argument("--days", type=int, help="number of days (simulate.n_days)")
+    simulate.add_argument("--seed", type=int, help="random seed (simulate.seed)")
+    _common(simulate)
+    simulate.set_defaults(func=_cmd_simulate)
+
+    ingest = sub.add_parser("ingest", help="landing -> bronze -> silver, quarantine and reconciliation")
+    ingest.add_argument("--landing", help="landing root to read (default: paths.landing)")
+    ingest.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+    _common(ingest)
+    ingest.set_defaults(func=_cmd_ingest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    except (IngestError, ReconciliationError) as error:
+        print(f"pricing {args.command} failed: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
