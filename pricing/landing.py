@@ -174,13 +174,38 @@ def _read_csv(spark: SparkSession, paths: list[str], header: tuple[str, ...]) ->
 
 
 def _read_json(spark: SparkSession, paths: list[str]) -> DataFrame:
+    # Read as text and parse each line to a map: JSON keys differ in case between files (and
+    # Spark's schema inference refuses case-variant duplicates); every value keeps its JSON text.
     return (
-        spark.read.format("json")
-        .option("primitivesAsString", True)
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT_RECORD)
+        spark.read.format("text")
         .option("recursiveFileLookup", True)
         .load(paths)
+        .where(F.trim("value") != "")
+        .select("value", F.col("_metadata.file_path").alias("_file_path"))
+    )
+
+
+def json_to_bronze_rows(
+    lines_df: DataFrame,
+    contract: SourceContract,
+    batch_id: int,
+    ingested_at: datetime,
+) -> DataFrame:
+    """JSON lines -> the bronze schema; a line that is not a JSON object is kept as corrupt."""
+    fields = F.from_json("value", "map<string,string>", {"mode": "PERMISSIVE"})
+    parsed = lines_df.select("value", "_file_path", fields.alias("_fields"))
+    lowered = F.map_from_entries(
+        F.transform(F.map_entries("_fields"), lambda e: F.struct(F.lower(F.trim(e["key"])), e["value"]))
+    )
+    contract_names = F.array(*[F.lit(c) for c in contract.columns])
+    extra = F.map_filter("_fields", lambda k, _: ~F.array_contains(contract_names, F.lower(F.trim(k))))
+    return parsed.select(
+        *[lowered[c].alias(c) for c in contract.columns],
+        F.coalesce(extra, F.create_map().cast("map<string,string>")).alias(EXTRA),
+        F.when(F.col("_fields").isNull(), F.col("value")).alias(CORRUPT_RECORD),
+        F.col("_file_path").alias(SOURCE_FILE),
+        F.lit(ingested_at).cast("timestamp").alias(INGESTED_AT),
+        F.lit(batch_id).cast("long").alias(BATCH_ID),
     )
 
 
@@ -303,15 +328,18 @@ def read_new_files(
         failed += errors
     if json_files:
         found, errors = _try_groups(spark, json_files, lambda p: _read_json(spark, p))
-        groups += found
+        json_groups = found
         failed += errors
+    else:
+        json_groups = []
     if parquet_files:
         found, errors = _try_groups(spark, parquet_files, lambda p: _read_parquet(spark, p))
         groups += found
         failed += errors
-    if not groups:
+    if not groups and not json_groups:
         return None, [], failed
     bronze_parts = [to_bronze_rows(df, contract, batch_id, ingested_at) for _, df in groups]
+    bronze_parts += [json_to_bronze_rows(df, contract, batch_id, ingested_at) for _, df in json_groups]
     bronze_df = reduce(DataFrame.unionByName, bronze_parts)
-    covered = [file for group_files, _ in groups for file in group_files]
+    covered = [file for group_files, _ in groups + json_groups for file in group_files]
     return bronze_df, covered, failed

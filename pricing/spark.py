@@ -91,6 +91,8 @@ def session_conf(cfg: SparkConfig, use_packages: bool = False) -> dict[str, str]
         # Delta rebuilds table state with 50 tasks by default; as many as shuffles is plenty here.
         "spark.databricks.delta.snapshotPartitions": str(max(1, cfg.shuffle_partitions)),
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # A JSON record with one key in two cases ("sku", "SKU") keeps the last, as JSON parsers do.
+        "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
     }
     if cfg.driver_memory:
         conf["spark.driver.memory"] = cfg.driver_memory

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pricing.config import ConfigError, load_config, parse_overrides
+
+
+def test_local_overlay_on_base() -> None:
+    cfg = load_config("local")
+    assert cfg.env == "local"
+    assert cfg.spark.master == "local[2]"
+    assert cfg.ingest.base_currency == "USD"
+    assert cfg.simulate.start_date == date(2026, 6, 1)
+
+
+def test_cluster_overlay_leaves_master_to_spark_submit() -> None:
+    cfg = load_config("cluster")
+    assert cfg.spark.master is None
+    assert cfg.spark.shuffle_partitions == 200
+    assert cfg.spark.extra_conf["spark.sql.adaptive.enabled"] == "true"
+
+
+def test_overrides_are_typed_and_nested() -> None:
+    cfg = load_config("local", overrides=["simulate.n_skus=7", "ingest.anomaly.robust_z_threshold=5.5",
+                                          "spark.ui_enabled=true", "simulate.start_date=2025-01-31"])
+    assert cfg.simulate.n_skus == 7
+    assert cfg.ingest.anomaly.robust_z_threshold == 5.5
+    assert cfg.spark.ui_enabled is True
+    assert cfg.simulate.start_date == date(2025, 1, 31)
+
+
+def test_extra_conf_file_then_overrides_win(tmp_path: Path) -> None:
+    extra = tmp_path / "site.yaml"
+    extra.write_text("simulate:\n  n_skus: 11\n  seed: 3\npaths:\n  lakehouse: /data/lh\n")
+    cfg = load_config("local", conf_files=[str(extra)], overrides=["simulate.seed=4"])
+    assert (cfg.simulate.n_skus, cfg.simulate.seed, cfg.paths.lakehouse) == (11, 4, "/data/lh")
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["simulate.n_skuz=3", "nosuchsection.key=1", "ingest.anomaly.bogus=1"],
+)
+def test_unknown_keys_are_rejected(override: str) -> None:
+    with pytest.raises(ConfigError, match="Extra inputs are not permitted"):
+        load_config("local", overrides=[override])
+
+
+def test_unknown_key_in_file_is_rejected(tmp_path: Path) -> None:
+    extra = tmp_path / "typo.yaml"
+    extra.write_text("ingest:\n  base_curency: EUR\n")
+    with pytest.raises(ConfigError, match="base_curency"):
+        load_config("local", conf_files=[str(extra)])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("simulate.n_skus=many", "n_skus"),
+        ("simulate.n_skus=0", "greater than or equal to 1"),
+        ("catalog.default_margin=1.5", "default_margin"),
+        ("simulate.elasticity_range=[-1, 0.5]", "elasticity_range"),
+    ],
+)
+def test_invalid_values_are_rejected(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config("local", overrides=[override])
+
+
+def test_malformed_override_and_missing_overlay() -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["simulate.n_skus"])
+    with pytest.raises(ConfigError, match="no overlay"):
+        load_config("staging")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("local", conf_files=["/nonexistent/site.yaml"])
