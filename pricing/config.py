@@ -83,8 +83,6 @@ class DirtConfig(_Strict):
     outlier_price_rate: float = Field(0.001, ge=0, le=1)
     wrong_type_rate: float = Field(0.001, ge=0, le=1)
     unknown_currency_rate: float = Field(0.001, ge=0, le=1)
-    foreign_currency_rate: float = Field(0.01, ge=0, le=1)
-    return_rate: float = Field(0.02, ge=0, le=1)
     missing_cost_rate: float = Field(0.03, ge=0, le=1)
     unparseable_rows: int = Field(5, ge=0)
     late_file_days: int = Field(2, ge=0)
@@ -107,6 +105,8 @@ class SimulateConfig(_Strict):
     weak_day_discount_prob: float = Field(0.35, ge=0, le=1)
     views_per_unit: float = Field(6.0, ge=0)
     stockout_sku_share: float = Field(0.15, ge=0, le=1)
+    return_rate: float = Field(0.02, ge=0, le=1)
+    foreign_currency_rate: float = Field(0.01, ge=0, le=1)
     dirt: DirtConfig = Field(default_factory=DirtConfig)
 
     @field_validator("elasticity_range")

@@ -266,7 +266,7 @@ def _simulate_sku_days(cfg: SimulateConfig) -> Any:
         on_order = np.where(on_hand < cap / 2, cap - on_hand, 0)
         lines_of_two = rng.binomial(sold // 2, 0.15)
         returned = np.zeros(n_days, dtype=np.int64)
-        returns = rng.binomial(sold, cfg.dirt.return_rate)
+        returns = rng.binomial(sold, cfg.return_rate)
         np.add.at(returned, np.minimum(t + 3, n_days - 1), returns * (t + 3 < n_days))
         views = rng.poisson(expected * cfg.views_per_unit)
         carts = rng.binomial(views, min(1.0, 1.8 / max(cfg.views_per_unit, 1.8)))
@@ -351,7 +351,7 @@ def transaction_lines(days_df: DataFrame, fx_df: DataFrame, cfg: SimulateConfig)
     key = [F.col("_prefix"), F.col("sku_idx"), F.col("date"), F.col("line_no")]
     u_dirt = _uniform(s, "dirt", *key)
     currency = F.when(
-        _uniform(s, "fx", *key) < d.foreign_currency_rate,
+        _uniform(s, "fx", *key) < cfg.foreign_currency_rate,
         _pick(sorted(FOREIGN_CURRENCIES), _uniform(s, "fxpick", *key)),
     ).otherwise(F.lit("USD"))
     lines = lines.select(
