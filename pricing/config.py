@@ -62,6 +62,7 @@ class IngestConfig(_Strict):
 
     base_currency: str = "USD"
     required_sources: list[str] = Field(default_factory=lambda: ["transactions", "catalog"])
+    fx_max_staleness_days: int = Field(7, ge=0)
     pii_salt_env: str = "PRICING_PII_SALT"
     min_pii_salt_length: int = Field(16, ge=8)
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)

@@ -232,7 +232,7 @@ def _to_silver(
     fx_path = lakehouse.silver(FX_RATES.name)
     fx_daily_df = None
     if contract.has_currency and io.is_delta_table(spark, fx_path):
-        fx_daily_df = fx_daily_rates(io.read_table(spark, fx_path))
+        fx_daily_df = fx_daily_rates(io.read_table(spark, fx_path), cfg.ingest.fx_max_staleness_days)
     parsed_df = parse_bronze(
         batch_df,
         contract,
@@ -298,8 +298,8 @@ def run_ingest(
         IngestError: a required source has no files at all, or the PII secret is missing.
         ReconciliationError: some source's rows do not add up (the report is printed first).
     """
-    landing = landing or cfg.paths.landing
-    lakehouse = Lakehouse(lakehouse_root or cfg.paths.lakehouse)
+    landing = io.qualify(spark, landing or cfg.paths.landing)
+    lakehouse = Lakehouse(io.qualify(spark, lakehouse_root or cfg.paths.lakehouse))
     salt = pii_salt(cfg.ingest)
     batch_id = next_batch_id(spark, lakehouse)
     ingested_at = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)

@@ -14,6 +14,14 @@ def table_path(lakehouse: str, layer: str, name: str) -> str:
     return f"{lakehouse.rstrip('/')}/{layer}/{name}"
 
 
+def qualify(spark: SparkSession, path: str) -> str:
+    """Fully qualified URI of ``path`` (``demo/x`` -> ``file:/work/demo/x``), as Delta's builders need."""
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    return str(fs.makeQualified(hadoop_path).toString())
+
+
 def is_delta_table(spark: SparkSession, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
 

@@ -268,7 +268,23 @@ def _try_groups(
     files: list[LandingFile],
     reader: Any,
 ) -> tuple[list[tuple[list[LandingFile], DataFrame]], list[FileError]]:
-    """Read files together; when that fails, read them one by one to isolate the bad ones."""
+    """Read files together; when that fails, read them one by one to isolate the bad ones.
+
+    A corrupt file makes Spark log a full stack trace per attempt; the reason is reported per file
+    instead, so executor logging is quietened while probing.
+    """
+    context = spark.sparkContext
+    context.setLogLevel("OFF")
+    try:
+        return _probe_groups(files, reader)
+    finally:
+        context.setLogLevel("WARN")
+
+
+def _probe_groups(
+    files: list[LandingFile],
+    reader: Any,
+) -> tuple[list[tuple[list[LandingFile], DataFrame]], list[FileError]]:
     paths = [f.path for f in files]
     try:
         df = reader(paths)

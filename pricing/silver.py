@@ -76,7 +76,7 @@ def _check(condition: Column, reason: str, detail: Column | str) -> Column:
     return F.when(condition, F.struct(F.lit(reason).alias("reason"), detail_col.alias("detail")))
 
 
-def fx_daily_rates(fx_df: DataFrame, max_staleness_days: int = 7) -> DataFrame:
+def fx_daily_rates(fx_df: DataFrame, max_staleness_days: int) -> DataFrame:
     """Silver FX rates (date, currency, rate) -> one rate per currency and day, forward-filled.
 
     A day without a published rate uses the latest earlier rate for up to ``max_staleness_days``.
