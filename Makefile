@@ -22,7 +22,7 @@ $(BIN)/python:
 
 # Reinstalls only when pyproject.toml changes; pip's cache serves torch after the first time.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,text]'
 	touch $@
 
 # Delta's JARs come from Maven Central through Spark's Ivy, once; sessions then load the cache.
@@ -44,6 +44,7 @@ demo: setup ## simulate a market and run the pipeline on it locally (tables unde
 		paths.landing=$(DEMO_DIR)/landing paths.truth=$(DEMO_DIR)/truth
 	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing ingest \
 		--landing $(DEMO_DIR)/landing --lakehouse $(DEMO_DIR)/lakehouse
+	$(BIN)/pricing features --lakehouse $(DEMO_DIR)/lakehouse
 
 test: setup ## run the test suite (local Spark + Delta, tmp folders)
 	$(BIN)/pytest $(PYTEST_ARGS)

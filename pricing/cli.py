@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import time
+from datetime import date
 from collections.abc import Callable, Sequence
 
 from pricing.config import ConfigError, PricingConfig, load_config
@@ -62,6 +63,24 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_features(args: argparse.Namespace) -> int:
+    from pricing.features import run_features
+    from pricing.spark import build_spark
+
+    extra = [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
+    cfg = _config(args, extra)
+    spark = build_spark(cfg.spark)
+    run_features(spark, cfg, run_date=args.run_date, full=args.full)
+    return 0
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from error
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pricing", description="pricing-lakehouse: one subcommand per stage")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
     _common(ingest)
     ingest.set_defaults(func=_cmd_ingest)
+
+    features = sub.add_parser("features", help="silver -> gold/sku_day panel, incremental by default")
+    features.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+    features.add_argument("--run-date", type=_date, help="last day of the panel (default: latest sale)")
+    features.add_argument("--full", action="store_true", help="rebuild the whole panel from scratch")
+    _common(features)
+    features.set_defaults(func=_cmd_features)
     return parser
 
 

@@ -75,6 +75,36 @@ class CatalogConfig(_Strict):
     default_margin: float = Field(0.35, ge=0, lt=1)
 
 
+class FeaturesConfig(_Strict):
+    """The gold SKU x day panel: window lengths, forward-fill horizon, holidays, text encoder."""
+
+    lags: list[int] = Field(default_factory=lambda: [1, 7, 28])
+    windows: list[int] = Field(default_factory=lambda: [7, 28])
+    # Observations (competitor prices, stock, prices) older than this are not carried forward.
+    # It also bounds how far back a change can reach, which makes incremental runs exact.
+    max_ffill_days: int = Field(28, ge=1)
+    holidays: list[date] = Field(default_factory=list)
+    text_encoder: Literal["auto", "minilm", "hashed"] = "auto"
+    hashed_text_dim: int = Field(64, ge=8)
+    embedding_batch_size: int = Field(64, ge=1)
+
+    @field_validator("lags", "windows")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if not value or any(v < 1 for v in value):
+            raise ValueError("must be a non-empty list of positive day counts")
+        return sorted(set(value))
+
+    @property
+    def lookback_days(self) -> int:
+        """How many earlier days one day's features can depend on.
+
+        A lag or window (the longest, or the 7-day price change) of a forward-filled value reaches
+        back its own length plus the forward-fill horizon.
+        """
+        return max(*self.lags, *self.windows, 7) + self.max_ffill_days
+
+
 class DirtConfig(_Strict):
     """Share of rows the simulator makes dirty, by kind (see docs/data-contract.md)."""
 
@@ -127,6 +157,7 @@ class PricingConfig(_Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
 
 

@@ -99,6 +99,26 @@ def append(
     checked.write.format("delta").mode("append").save(path)
 
 
+def overwrite(
+    df: DataFrame,
+    path: str,
+    schema: StructType,
+    what: str,
+    cluster_by: Sequence[str] = (),
+) -> None:
+    """Replace the whole table at ``path`` with ``df`` (one atomic Delta commit; history is kept)."""
+    checked = check_schema(df, schema, what)
+    ensure_table(df.sparkSession, path, schema, cluster_by=cluster_by)
+    checked.write.format("delta").mode("overwrite").save(path)
+
+
+def assert_unique(spark: SparkSession, path: str, key: Sequence[str], what: str) -> None:
+    """Fail if any key occurs twice in the table (Delta has no unique constraints)."""
+    duplicates = read_table(spark, path).groupBy(*key).count().where("count > 1").limit(5).collect()
+    if duplicates:
+        raise ValueError(f"{what} has duplicate keys {list(key)}, e.g. {[tuple(r)[:-1] for r in duplicates]}")
+
+
 def merge_by_key(
     source_df: DataFrame,
     path: str,

@@ -14,6 +14,7 @@ from pyspark.sql.types import (
     DataType,
     DateType,
     DecimalType,
+    FloatType,
     IntegerType,
     LongType,
     MapType,
@@ -262,5 +263,90 @@ RECONCILIATION_SCHEMA = StructType(
         StructField("rows_unaccounted", LongType(), nullable=False),
         StructField("balanced", BooleanType(), nullable=False),
         StructField(INGESTED_AT, TimestampType(), nullable=False),
+    ]
+)
+
+
+def sku_day_schema(lags: list[int], windows: list[int]) -> StructType:
+    """The gold ``sku_day`` panel: one row per SKU and day (docs/features.md describes each column)."""
+    from pyspark.sql.types import DoubleType
+
+    def col(name: str, data_type: DataType, nullable: bool = True) -> StructField:
+        return StructField(name, data_type, nullable)
+
+    fields = [
+        col("sku", StringType(), False),
+        col("date", DateType(), False),
+        col("category", StringType()),
+        col("brand", StringType()),
+        col("text_hash", StringType()),
+        col("units_sold", IntegerType(), False),
+        col("units_gross", IntegerType(), False),
+        col("units_returned", IntegerType(), False),
+        col("orders", IntegerType(), False),
+        col("revenue", DoubleType(), False),
+        col("avg_paid_price", DoubleType()),
+        col("list_price", DoubleType()),
+        col("price", DoubleType()),
+        col("discount_depth", DoubleType()),
+        col("price_change_1d", DoubleType()),
+        col("price_change_7d", DoubleType()),
+        col("comp_min_price", DoubleType()),
+        col("comp_median_price", DoubleType()),
+        col("n_competitors", IntegerType()),
+        col("comp_price_index", DoubleType()),
+        col("comp_obs_age_days", IntegerType()),
+        col("views", IntegerType()),
+        col("add_to_carts", IntegerType()),
+        col("purchases", IntegerType()),
+        col("view_to_cart_rate", DoubleType()),
+        col("cart_to_purchase_rate", DoubleType()),
+        col("on_hand", IntegerType()),
+        col("on_order", IntegerType()),
+        col("stock_obs_age_days", IntegerType()),
+        col("stockout", BooleanType()),
+        col("days_of_cover", DoubleType()),
+        col("day_of_week", IntegerType(), False),
+        col("week_of_year", IntegerType(), False),
+        col("month", IntegerType(), False),
+        col("is_holiday", BooleanType(), False),
+    ]
+    fields += [col(f"units_lag_{k}", IntegerType()) for k in lags]
+    fields += [col(f"units_mean_{w}d", DoubleType()) for w in windows]
+    fields += [col(f"price_mean_{w}d", DoubleType()) for w in windows]
+    fields += [
+        col("unit_cost", DoubleType()),
+        col("unit_cost_assumed", BooleanType()),
+        col("map_price", DoubleType()),
+        col("min_price", DoubleType()),
+        col("max_price", DoubleType()),
+    ]
+    return StructType(fields)
+
+
+TEXT_EMBEDDINGS_SCHEMA = StructType(
+    [
+        StructField("text_hash", StringType(), nullable=False),
+        StructField("encoder", StringType(), nullable=False),
+        StructField("embedding", ArrayType(FloatType(), containsNull=False), nullable=False),
+    ]
+)
+
+SKU_CALENDAR_SCHEMA = StructType(
+    [
+        StructField("sku", StringType(), nullable=False),
+        StructField("first_date", DateType(), nullable=False),
+    ]
+)
+
+FEATURE_RUNS_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType(), nullable=False),
+        StructField("run_date", DateType(), nullable=False),
+        StructField("mode", StringType(), nullable=False),  # full | incremental
+        StructField("batch_watermark", LongType(), nullable=False),
+        StructField("skus_recomputed", LongType(), nullable=False),
+        StructField("rows_written", LongType(), nullable=False),
+        StructField("finished_at", TimestampType(), nullable=False),
     ]
 )

@@ -1,0 +1,431 @@
+"""Silver -> gold: the SKU x day panel the demand model and the optimizer read.
+
+``build_panel`` is pure: daily aggregates of each source in, one row per SKU and day out, with every
+window feature computed by Spark window functions over a contiguous daily spine. A day's features
+depend only on the ``FeaturesConfig.lookback_days`` days before it (forward fills are bounded too),
+which is what lets ``run_features`` recompute just the affected (SKU, date) ranges each night and MERGE
+them, with a result equal to a rebuild from scratch.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from pricing import io
+from pricing.config import FeaturesConfig, PricingConfig
+from pricing.ingest import Lakehouse
+from pricing.schemas import (
+    BATCH_ID,
+    FEATURE_RUNS_SCHEMA,
+    SKU_CALENDAR_SCHEMA,
+    SOURCES,
+    sku_day_schema,
+)
+from pricing.text import ensure_text_embeddings, text_hash
+
+DAILY_SOURCES = {
+    "transactions": "order_date",
+    "clickstream": "event_date",
+    "competitor_prices": "observed_date",
+    "inventory": "snapshot_date",
+}
+
+
+def daily_sales(transactions_df: DataFrame) -> DataFrame:
+    """Units (net, gross, returned), orders, revenue and average prices per SKU and day."""
+    sold = F.col("quantity") > 0
+    quantity = F.col("quantity")
+    paid = F.col("unit_price").cast("double")
+    return transactions_df.groupBy("sku", F.col("order_date").alias("date")).agg(
+        F.sum(quantity).cast("int").alias("units_sold"),
+        F.sum(F.when(sold, quantity).otherwise(0)).cast("int").alias("units_gross"),
+        (-F.sum(F.when(~sold, quantity).otherwise(0))).cast("int").alias("units_returned"),
+        F.countDistinct(F.when(sold, F.col("order_id"))).cast("int").alias("orders"),
+        F.sum(quantity * paid).alias("revenue"),
+        (F.sum(F.when(sold, quantity * paid)) / F.sum(F.when(sold, quantity))).alias("avg_paid_price"),
+        (F.sum(F.when(sold, quantity * F.col("list_price").cast("double"))) / F.sum(F.when(sold, quantity)))
+        .alias("avg_list_price"),
+    )
+
+
+def daily_clicks(clickstream_df: DataFrame) -> DataFrame:
+    """Views, add-to-carts, purchase events and the average price shown per SKU and day."""
+    kind = F.col("event_type")
+    return clickstream_df.groupBy("sku", F.col("event_date").alias("date")).agg(
+        F.count(F.when(kind == "view", 1)).cast("int").alias("views"),
+        F.count(F.when(kind == "add_to_cart", 1)).cast("int").alias("add_to_carts"),
+        F.count(F.when(kind == "purchase", 1)).cast("int").alias("purchases"),
+        F.avg(F.when(kind == "view", F.col("price_shown").cast("double"))).alias("avg_price_shown"),
+    )
+
+
+def daily_competition(competitor_df: DataFrame) -> DataFrame:
+    """Lowest and median competitor price and number of competitors seen per SKU and day.
+
+    A competitor observed several times a day counts with its latest observation.
+    """
+    latest = Window.partitionBy("sku", "observed_date", "competitor").orderBy(F.col("observed_ts").desc())
+    last_seen = competitor_df.withColumn("_n", F.row_number().over(latest)).where("_n = 1")
+    price = F.col("price").cast("double")
+    return last_seen.groupBy("sku", F.col("observed_date").alias("date")).agg(
+        F.min(price).alias("comp_min_price"),
+        F.median(price).alias("comp_median_price"),
+        F.countDistinct("competitor").cast("int").alias("n_competitors"),
+    )
+
+
+def daily_stock(inventory_df: DataFrame) -> DataFrame:
+    return inventory_df.select(
+        "sku", F.col("snapshot_date").alias("date"), F.col("on_hand"), F.col("on_order")
+    )
+
+
+def catalog_attributes(catalog_df: DataFrame) -> DataFrame:
+    """Latest catalog attributes per SKU, with the hash keying its text embedding."""
+    return catalog_df.select(
+        "sku",
+        "category",
+        "brand",
+        text_hash().alias("text_hash"),
+        F.col("unit_cost").cast("double").alias("_catalog_cost"),
+        F.col("map_price").cast("double").alias("map_price"),
+        F.col("min_price").cast("double").alias("min_price"),
+        F.col("max_price").cast("double").alias("max_price"),
+    )
+
+
+def daily_spine(ranges_df: DataFrame) -> DataFrame:
+    """(sku, start, end) -> one row per SKU and day in [start, end]: zero-demand days are rows too."""
+    return ranges_df.select("sku", F.explode(F.sequence("start", "end")).alias("date"))
+
+
+@dataclass(frozen=True)
+class DailyInputs:
+    """Daily aggregates per source; None for a source that has never delivered."""
+
+    sales: DataFrame
+    clicks: DataFrame | None
+    competition: DataFrame | None
+    stock: DataFrame | None
+    catalog: DataFrame
+
+
+def _ffill(column: str, window: Window) -> Column:
+    return F.last(F.col(column), ignorenulls=True).over(window)
+
+
+def _ratio(numerator: Column, denominator: Column) -> Column:
+    return F.when(denominator > 0, numerator / denominator)
+
+
+def build_panel(
+    spine_df: DataFrame,
+    inputs: DailyInputs,
+    cfg: FeaturesConfig,
+    default_margin: float,
+) -> DataFrame:
+    """Assemble the panel over ``spine_df`` (sku, date) from daily inputs (pure; no I/O).
+
+    Returns:
+        Rows shaped like :func:`pricing.schemas.sku_day_schema`.
+    """
+    df = spine_df.join(inputs.sales, ["sku", "date"], "left")
+    df = df.join(inputs.clicks, ["sku", "date"], "left") if inputs.clicks is not None else df.select(
+        "*", *[F.lit(None).cast(t).alias(c) for c, t in
+               (("views", "int"), ("add_to_carts", "int"), ("purchases", "int"), ("avg_price_shown", "double"))]
+    )
+    df = df.join(inputs.competition, ["sku", "date"], "left") if inputs.competition is not None else df.select(
+        "*", *[F.lit(None).cast(t).alias(c) for c, t in
+               (("comp_min_price", "double"), ("comp_median_price", "double"), ("n_competitors", "int"))]
+    )
+    df = df.join(inputs.stock, ["sku", "date"], "left") if inputs.stock is not None else df.select(
+        "*", F.lit(None).cast("int").alias("on_hand"), F.lit(None).cast("int").alias("on_order")
+    )
+    df = df.join(F.broadcast(inputs.catalog), "sku", "left")
+
+    by_day = Window.partitionBy("sku").orderBy("date")
+    recent = by_day.rowsBetween(-cfg.max_ffill_days, 0)
+    zero_if_absent = {"views": inputs.clicks, "add_to_carts": inputs.clicks, "purchases": inputs.clicks}
+    for name in ("units_sold", "units_gross", "units_returned", "orders"):
+        df = df.withColumn(name, F.coalesce(F.col(name), F.lit(0)))
+    df = df.withColumn("revenue", F.coalesce(F.col("revenue"), F.lit(0.0)))
+    for name, source in zero_if_absent.items():
+        if source is not None:
+            df = df.withColumn(name, F.coalesce(F.col(name), F.lit(0)))
+
+    # The price in force: what customers paid, else what the shop showed, else the last known price.
+    df = (
+        df.withColumn("_observed_price", F.coalesce("avg_paid_price", "avg_price_shown"))
+        .withColumn("price", _ffill("_observed_price", recent))
+        .withColumn("list_price", F.coalesce(_ffill("avg_list_price", recent), F.col("price")))
+        .withColumn("discount_depth", 1 - _ratio(F.col("price"), F.col("list_price")))
+        .withColumn("price_change_1d", F.col("price") / F.lag("price", 1).over(by_day) - 1)
+        .withColumn("price_change_7d", F.col("price") / F.lag("price", 7).over(by_day) - 1)
+    )
+    # Competitor prices carried forward over days without observations, with their age.
+    df = (
+        df.withColumn("_comp_day", F.when(F.col("comp_median_price").isNotNull(), F.col("date")))
+        .withColumn("comp_min_price", _ffill("comp_min_price", recent))
+        .withColumn("comp_median_price", _ffill("comp_median_price", recent))
+        .withColumn("n_competitors", _ffill("n_competitors", recent))
+        .withColumn("comp_obs_age_days", F.datediff("date", _ffill("_comp_day", recent)))
+        .withColumn("comp_price_index", _ratio(F.col("price"), F.col("comp_median_price")))
+    )
+    # Stock: a day is a stock-out when that day's snapshot shows nothing left to sell before or
+    # because of the day's sales: its demand is censored, not zero.
+    df = (
+        df.withColumn("_stock_day", F.when(F.col("on_hand").isNotNull(), F.col("date")))
+        .withColumn("stockout", F.when(
+            F.col("on_hand").isNotNull(), (F.col("on_hand") <= 0) | (F.col("units_gross") >= F.col("on_hand"))
+        ))
+        .withColumn("on_hand", _ffill("on_hand", recent))
+        .withColumn("on_order", _ffill("on_order", recent))
+        .withColumn("stock_obs_age_days", F.datediff("date", _ffill("_stock_day", recent)))
+    )
+    for k in cfg.lags:
+        df = df.withColumn(f"units_lag_{k}", F.lag("units_sold", k).over(by_day))
+    for w in cfg.windows:
+        previous = by_day.rowsBetween(-w, -1)
+        df = df.withColumn(f"units_mean_{w}d", F.avg("units_sold").over(previous))
+        df = df.withColumn(f"price_mean_{w}d", F.avg("price").over(previous))
+    cover_window = f"units_mean_{max(cfg.windows)}d"
+    holidays = [F.lit(d) for d in cfg.holidays]
+    df = (
+        df.withColumn("days_of_cover", _ratio(F.col("on_hand").cast("double"), F.col(cover_window)))
+        .withColumn("view_to_cart_rate", _ratio(F.col("add_to_carts").cast("double"), F.col("views")))
+        .withColumn("cart_to_purchase_rate", _ratio(F.col("purchases").cast("double"), F.col("add_to_carts")))
+        .withColumn("day_of_week", ((F.dayofweek("date") + 5) % 7).cast("int"))  # Monday = 0
+        .withColumn("week_of_year", F.weekofyear("date"))
+        .withColumn("month", F.month("date"))
+        .withColumn("is_holiday", F.col("date").isin(*holidays) if holidays else F.lit(False))
+        .withColumn("unit_cost_assumed", F.col("_catalog_cost").isNull())
+        .withColumn(
+            "unit_cost",
+            F.coalesce(F.col("_catalog_cost"), F.round(F.col("list_price") * (1 - default_margin), 4)),
+        )
+    )
+    schema = sku_day_schema(cfg.lags, cfg.windows)
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+@dataclass
+class FeatureReport:
+    """What one ``run_features`` did, with the Delta operation metrics of its write."""
+
+    run_id: str
+    run_date: date
+    mode: str
+    skus_recomputed: int
+    rows_written: int
+    rows_in_panel: int
+    metrics: dict[str, str]
+    seconds: float
+
+    def render(self) -> str:
+        return (
+            f"gold/sku_day {self.mode} run for {self.run_date}: {self.skus_recomputed} SKUs recomputed, "
+            f"{self.rows_written} rows written, {self.rows_in_panel} rows in panel ({self.seconds:.1f}s)"
+        )
+
+
+@dataclass(frozen=True)
+class GoldTables:
+    root: str
+
+    @property
+    def sku_day(self) -> str:
+        return io.table_path(self.root, "gold", "sku_day")
+
+    @property
+    def sku_calendar(self) -> str:
+        return io.table_path(self.root, "gold", "sku_calendar")
+
+    @property
+    def text_embeddings(self) -> str:
+        return io.table_path(self.root, "gold", "text_embeddings")
+
+    @property
+    def feature_runs(self) -> str:
+        return io.table_path(self.root, "audit", "feature_runs")
+
+
+def _silver(spark: SparkSession, lakehouse: Lakehouse, source: str) -> DataFrame | None:
+    path = lakehouse.silver(source)
+    return io.read_table(spark, path) if io.is_delta_table(spark, path) else None
+
+
+def _batch_watermark(spark: SparkSession, lakehouse: Lakehouse) -> int:
+    """The newest ingested batch: silver rows up to it are what this run sees."""
+    from pricing.schemas import INGESTED_FILES_SCHEMA
+
+    ledger = io.read_table(spark, lakehouse.ingested_files, INGESTED_FILES_SCHEMA)
+    latest = ledger.agg(F.max(BATCH_ID)).first()
+    return -1 if latest is None or latest[0] is None else int(latest[0])
+
+
+def _last_run(spark: SparkSession, gold: GoldTables) -> tuple[int, date] | None:
+    runs = io.read_table(spark, gold.feature_runs, FEATURE_RUNS_SCHEMA)
+    last = runs.orderBy(F.col("finished_at").desc()).select("batch_watermark", "run_date").first()
+    return (int(last[0]), last[1]) if last else None
+
+
+def _affected_ranges(
+    silver: dict[str, DataFrame | None],
+    calendar_df: DataFrame,
+    since_batch: int,
+    up_to_batch: int,
+    last_run_date: date,
+    run_date: date,
+) -> DataFrame:
+    """(sku, start): the earliest day whose features can have changed since the last run, per SKU."""
+    new_rows = (F.col(BATCH_ID) > since_batch) & (F.col(BATCH_ID) <= up_to_batch)
+    starts = [
+        df.where(new_rows).groupBy("sku").agg(F.min(date_column).alias("start"))
+        for source, date_column in DAILY_SOURCES.items()
+        if (df := silver.get(source)) is not None
+    ]
+    catalog_df = silver["catalog"]
+    if catalog_df is not None:
+        # A changed catalog row (cost, MAP, text) touches every day of the SKU.
+        changed = catalog_df.where(new_rows).select("sku").join(calendar_df, "sku")
+        starts.append(changed.select("sku", F.col("first_date").alias("start")))
+    if run_date > last_run_date:
+        # Every SKU gains the days since the last run, sales or not.
+        starts.append(calendar_df.select("sku", F.date_add(F.lit(last_run_date), 1).alias("start")))
+    return reduce(DataFrame.unionByName, starts).groupBy("sku").agg(F.min("start").alias("start"))
+
+
+def _first_dates(silver: dict[str, DataFrame | None], batch_filter: Column) -> DataFrame:
+    firsts = [
+        df.where(batch_filter).groupBy("sku").agg(F.min(date_column).alias("first_date"))
+        for source, date_column in DAILY_SOURCES.items()
+        if (df := silver.get(source)) is not None
+    ]
+    catalog_df = silver["catalog"]
+    if catalog_df is not None:
+        firsts.append(
+            catalog_df.where(batch_filter & F.col("updated_at").isNotNull())
+            .select("sku", F.to_date("updated_at").alias("first_date"))
+        )
+    return reduce(DataFrame.unionByName, firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
+
+
+def run_features(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    lakehouse_root: str | None = None,
+    run_date: date | None = None,
+    full: bool = False,
+) -> FeatureReport:
+    """Bring ``gold/sku_day`` up to ``run_date``: recompute only what new silver rows affect.
+
+    Args:
+        run_date: last day of the panel; default the latest transaction date in silver.
+        full: rebuild every SKU and day from scratch (overwrites the panel).
+    """
+    started = time.monotonic()
+    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
+    lakehouse, gold = Lakehouse(root), GoldTables(root)
+    fcfg = cfg.features
+    schema = sku_day_schema(fcfg.lags, fcfg.windows)
+    silver = {name: _silver(spark, lakehouse, name) for name in SOURCES}
+    if silver["transactions"] is None or silver["catalog"] is None:
+        raise RuntimeError("gold features need silver transactions and catalog: run `pricing ingest` first")
+    watermark = _batch_watermark(spark, lakehouse)
+    if run_date is None:
+        run_date = silver["transactions"].agg(F.max("order_date")).first()[0]
+    last = None if full or not io.is_delta_table(spark, gold.sku_day) else _last_run(spark, gold)
+    mode = "full" if last is None else "incremental"
+
+    seen = F.col(BATCH_ID) <= watermark
+    if last is None:
+        calendar_df = _first_dates(silver, seen)
+        ranges_df = calendar_df.select("sku", F.col("first_date").alias("start"))
+    else:
+        since_batch, last_run_date = last
+        known_df = io.read_table(spark, gold.sku_calendar)
+        new_firsts = _first_dates(silver, (F.col(BATCH_ID) > since_batch) & seen)
+        calendar_df = known_df.unionByName(new_firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
+        ranges_df = _affected_ranges(silver, calendar_df, since_batch, watermark, last_run_date, run_date)
+    calendar_df = calendar_df.where(F.col("first_date") <= F.lit(run_date)).cache()
+    # Recompute from `start`, reading `lookback_days` before it (never before the SKU's first day).
+    ranges_df = (
+        ranges_df.join(calendar_df, "sku")
+        .where(F.col("start") <= F.lit(run_date))
+        .select(
+            "sku",
+            F.greatest("start", "first_date").alias("keep_from"),
+            F.greatest(F.date_sub("start", fcfg.lookback_days), F.col("first_date")).alias("start"),
+            F.lit(run_date).cast("date").alias("end"),
+        )
+        .cache()
+    )
+    skus = ranges_df.count()
+
+    def window_of(df: DataFrame | None, date_column: str) -> DataFrame | None:
+        if df is None:
+            return None
+        bounds = F.broadcast(ranges_df.select("sku", F.col("start").alias("_from"), F.col("end").alias("_to")))
+        return (
+            df.where(seen)
+            .join(bounds, "sku")
+            .where(F.col(date_column).between(F.col("_from"), F.col("_to")))
+        )
+
+    inputs = DailyInputs(
+        sales=daily_sales(window_of(silver["transactions"], "order_date")),  # type: ignore[arg-type]
+        clicks=daily_clicks(c) if (c := window_of(silver["clickstream"], "event_date")) is not None else None,
+        competition=daily_competition(c) if (c := window_of(silver["competitor_prices"], "observed_date"))
+        is not None else None,
+        stock=daily_stock(s) if (s := window_of(silver["inventory"], "snapshot_date")) is not None else None,
+        catalog=catalog_attributes(silver["catalog"].where(seen)),
+    )
+    panel_df = build_panel(daily_spine(ranges_df), inputs, fcfg, cfg.catalog.default_margin)
+    keep = F.broadcast(ranges_df.select("sku", "keep_from"))
+    update_df = panel_df.join(keep, "sku").where(F.col("date") >= F.col("keep_from")).drop("keep_from")
+
+    metrics: dict[str, str] = {}
+    rows_written = 0
+    if mode == "full":
+        io.overwrite(update_df, gold.sku_day, schema, "gold/sku_day", cluster_by=["date"])
+        metrics = io.last_operation_metrics(spark, gold.sku_day)
+        rows_written = int(metrics.get("numOutputRows", 0))
+    elif skus:
+        io.merge_by_key(update_df, gold.sku_day, schema, ["sku", "date"], "true", "gold/sku_day")
+        metrics = io.last_operation_metrics(spark, gold.sku_day)
+        rows_written = int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+    io.assert_unique(spark, gold.sku_day, ["sku", "date"], "gold/sku_day")
+
+    io.overwrite(calendar_df, gold.sku_calendar, SKU_CALENDAR_SCHEMA, "gold/sku_calendar")
+    calendar_df.unpersist()
+    ranges_df.unpersist()
+    ensure_text_embeddings(spark, silver["catalog"], gold.text_embeddings, fcfg)
+    report = FeatureReport(
+        run_id=uuid.uuid4().hex,
+        run_date=run_date,
+        mode=mode,
+        skus_recomputed=skus,
+        rows_written=rows_written,
+        rows_in_panel=io.read_table(spark, gold.sku_day).count(),
+        metrics=metrics,
+        seconds=time.monotonic() - started,
+    )
+    io.append(
+        spark.createDataFrame(
+            [(report.run_id, run_date, mode, watermark, skus, rows_written,
+              datetime.now(timezone.utc).replace(tzinfo=None))],
+            FEATURE_RUNS_SCHEMA,
+        ),
+        gold.feature_runs,
+        FEATURE_RUNS_SCHEMA,
+        "audit/feature_runs",
+    )
+    print(report.render(), flush=True)
+    return report
