@@ -1,0 +1,100 @@
+"""Incremental == rebuild: the nightly panel update equals a rebuild from scratch and costs far less."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from conftest import TEST_OVERRIDES
+from landing_files import write_csv
+from pricing.config import load_config
+from pricing.features import GoldTables, run_features
+from pricing.ingest import run_ingest
+from pricing.sim import simulate_market
+
+START = date(2026, 6, 1)
+MARKET = TEST_OVERRIDES + [
+    "simulate.n_skus=8", "simulate.n_days=36", f"simulate.start_date={START}",
+    "simulate.dirt.duplicate_rate=0", "simulate.dirt.corrupt_files=false", "simulate.dirt.unparseable_rows=0",
+]
+
+
+def _deliver(staging: Path, landing: Path, last_day: date) -> None:
+    """Copy every landing folder up to ``last_day`` (catalog and FX whole) into the live landing zone."""
+    for source_dir in staging.iterdir():
+        for item in source_dir.iterdir():
+            if item.name.startswith("day=") and date.fromisoformat(item.name[4:]) > last_day:
+                continue
+            target = landing / source_dir.name / item.name
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if item.is_dir():
+                shutil.copytree(item, target)
+            else:
+                shutil.copy(item, target)
+
+
+def test_incremental_equals_rebuild_and_is_cheap(
+    spark: SparkSession, pii_salt: str, tmp_path: Path
+) -> None:
+    cfg = load_config("local", overrides=MARKET)
+    staging, landing, lakehouse = tmp_path / "staging", tmp_path / "landing", str(tmp_path / "lakehouse")
+    simulate_market(spark, cfg.simulate, str(staging), str(tmp_path / "truth"))
+    gold = GoldTables(lakehouse)
+    day = [START + timedelta(days=i) for i in range(36)]
+
+    _deliver(staging, landing, day[34])
+    run_ingest(spark, cfg, str(landing), lakehouse)
+    first = run_features(spark, cfg, lakehouse, run_date=day[34])
+    assert (first.mode, first.rows_in_panel) == ("full", 8 * 35)
+    before_late = spark.read.format("delta").load(gold.sku_day).where(
+        (F.col("sku") == "SKU-00001") & (F.col("date") == day[19])
+    ).first()
+
+    # Night 36: the new day arrives, plus a late file with a sale from day 20.
+    _deliver(staging, landing, day[35])
+    write_csv(landing / "transactions" / "late" / "store-sync.csv",
+              ["order_id", "order_ts", "sku", "quantity", "unit_price"],
+              [["LATE-1", f"{day[19]}T15:00:00Z", "SKU-00001", 4, str(before_late.price)]])
+    run_ingest(spark, cfg, str(landing), lakehouse)
+    incremental = run_features(spark, cfg, lakehouse, run_date=day[35])
+    incremental_version = spark.sql(f"DESCRIBE HISTORY delta.`{gold.sku_day}` LIMIT 1").first()["version"]
+    assert incremental.mode == "incremental"
+    assert incremental.skus_recomputed == 8
+    assert incremental.rows_in_panel == 8 * 36
+
+    rebuild = run_features(spark, cfg, lakehouse, run_date=day[35], full=True)
+    assert rebuild.mode == "full" and rebuild.rows_written == 8 * 36
+    incremental_df = spark.read.format("delta").option("versionAsOf", incremental_version).load(gold.sku_day)
+    rebuilt_df = spark.read.format("delta").load(gold.sku_day)
+    assertDataFrameEqual(incremental_df, rebuilt_df, checkRowOrder=False)
+
+    # The late sale moved day 20 and the windows after it, only for its SKU.
+    after_late = rebuilt_df.where((F.col("sku") == "SKU-00001") & (F.col("date") == day[19])).first()
+    assert after_late.units_sold == before_late.units_sold + 4
+    # Work done, from Delta's MERGE metrics: 8 new rows + SKU-00001 from day 20 on (16 rows updated).
+    assert int(incremental.metrics["numTargetRowsInserted"]) == 8
+    assert int(incremental.metrics["numTargetRowsUpdated"]) == 16
+    assert incremental.rows_written <= 0.1 * rebuild.rows_written
+
+
+def test_second_run_with_nothing_new_writes_nothing(spark: SparkSession, pii_salt: str, tmp_path: Path) -> None:
+    cfg = load_config("local", overrides=TEST_OVERRIDES + ["simulate.n_skus=3", "simulate.n_days=10"])
+    simulate_market(spark, cfg.simulate, str(tmp_path / "landing"), str(tmp_path / "truth"))
+    run_ingest(spark, cfg, str(tmp_path / "landing"), str(tmp_path / "lakehouse"))
+    run_features(spark, cfg, str(tmp_path / "lakehouse"))
+    again = run_features(spark, cfg, str(tmp_path / "lakehouse"))
+    assert (again.mode, again.skus_recomputed, again.rows_written, again.rows_in_panel) == ("incremental", 0, 0, 30)
+
+
+def test_features_need_silver(spark: SparkSession, tmp_path: Path) -> None:
+    cfg = load_config("local", overrides=TEST_OVERRIDES)
+    with pytest.raises(RuntimeError, match="run `pricing ingest` first"):
+        run_features(spark, cfg, str(tmp_path / "empty"))

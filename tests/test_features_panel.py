@@ -1,0 +1,102 @@
+"""The gold panel on tiny hand-built inputs: lags, windows, forward fills, stock-outs, zero-demand days."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.testing import assertDataFrameEqual
+
+from pricing.config import FeaturesConfig
+from pricing.features import DailyInputs, build_panel, daily_spine
+
+D = [date(2026, 6, d) for d in range(1, 6)]  # Monday 1 June .. Friday 5 June
+CFG = FeaturesConfig(lags=[1, 2], windows=[2], max_ffill_days=2, holidays=[date(2026, 6, 3)])
+COLUMNS = [
+    "date", "units_sold", "units_gross", "units_returned", "price", "list_price", "price_change_1d",
+    "comp_median_price", "comp_obs_age_days", "comp_price_index", "views", "view_to_cart_rate",
+    "on_hand", "stock_obs_age_days", "stockout", "days_of_cover", "units_lag_1", "units_lag_2",
+    "units_mean_2d", "price_mean_2d", "is_holiday", "day_of_week", "unit_cost", "unit_cost_assumed",
+]
+EXPECTED_SCHEMA = (
+    "date date, units_sold int, units_gross int, units_returned int, price double, list_price double, "
+    "price_change_1d double, comp_median_price double, comp_obs_age_days int, comp_price_index double, "
+    "views int, view_to_cart_rate double, on_hand int, stock_obs_age_days int, stockout boolean, "
+    "days_of_cover double, units_lag_1 int, units_lag_2 int, units_mean_2d double, price_mean_2d double, "
+    "is_holiday boolean, day_of_week int, unit_cost double, unit_cost_assumed boolean"
+)
+
+
+def _inputs(spark: SparkSession, with_optional: bool = True) -> DailyInputs:
+    sales = spark.createDataFrame(
+        [("A", D[0], 2, 2, 0, 2, 20.0, 10.0, 12.0), ("A", D[2], 2, 3, 1, 3, 18.0, 9.0, 12.0)],
+        "sku string, date date, units_sold int, units_gross int, units_returned int, orders int, "
+        "revenue double, avg_paid_price double, avg_list_price double",
+    )
+    clicks = spark.createDataFrame(
+        [("A", D[1], 10, 2, 0, 11.0)],
+        "sku string, date date, views int, add_to_carts int, purchases int, avg_price_shown double",
+    )
+    competition = spark.createDataFrame(
+        [("A", D[0], 9.0, 10.0, 2)],
+        "sku string, date date, comp_min_price double, comp_median_price double, n_competitors int",
+    )
+    stock = spark.createDataFrame(
+        [("A", D[0], 5, 0), ("A", D[2], 3, 0), ("A", D[3], 0, 10)],
+        "sku string, date date, on_hand int, on_order int",
+    )
+    catalog = spark.createDataFrame(
+        [("A", "tents", "Acme", "h", None, None, 5.0, 20.0)],
+        "sku string, category string, brand string, text_hash string, _catalog_cost double, "
+        "map_price double, min_price double, max_price double",
+    )
+    if not with_optional:
+        return DailyInputs(sales=sales, clicks=None, competition=None, stock=None, catalog=catalog)
+    return DailyInputs(sales=sales, clicks=clicks, competition=competition, stock=stock, catalog=catalog)
+
+
+def _panel(spark: SparkSession, inputs: DailyInputs) -> DataFrame:
+    spine = daily_spine(spark.createDataFrame([("A", D[0], D[-1])], "sku string, start date, end date"))
+    return build_panel(spine, inputs, CFG, default_margin=0.5)
+
+
+def test_hand_built_panel(spark: SparkSession) -> None:
+    panel = _panel(spark, _inputs(spark))
+    expected = spark.createDataFrame(
+        [
+            # d1: sales, competitor and stock observed; nothing earlier to lag or average.
+            (D[0], 2, 2, 0, 10.0, 12.0, None, 10.0, 0, 1.0, 0, None, 5, 0, False, None, None, None, None, None,
+             False, 0, 6.0, True),
+            # d2: no sales (a zero-demand row); price from the clickstream; competitor and stock carried.
+            (D[1], 0, 0, 0, 11.0, 12.0, 0.1, 10.0, 1, 1.1, 10, 0.2, 5, 1, None, 2.5, 2, None, 2.0, 10.0,
+             False, 1, 6.0, True),
+            # d3: sold out (3 sold, 3 on hand): a stock-out; a holiday.
+            (D[2], 2, 3, 1, 9.0, 12.0, 9.0 / 11.0 - 1, 10.0, 2, 0.9, 0, None, 3, 0, True, 3.0, 0, 2, 1.0, 10.5,
+             True, 2, 6.0, True),
+            # d4: competitor observation now older than the 2-day horizon: no longer carried.
+            (D[3], 0, 0, 0, 9.0, 12.0, 0.0, None, None, None, 0, None, 0, 0, True, 0.0, 2, 0, 1.0, 10.0,
+             False, 3, 6.0, True),
+            # d5: no snapshot: stock carried from d4, stock-out unknown.
+            (D[4], 0, 0, 0, 9.0, 12.0, 0.0, None, None, None, 0, None, 0, 1, None, 0.0, 0, 2, 1.0, 9.0,
+             False, 4, 6.0, True),
+        ],
+        EXPECTED_SCHEMA,
+    )
+    assertDataFrameEqual(panel.select(COLUMNS), expected, checkRowOrder=False)
+
+
+def test_absent_optional_sources_leave_null_columns(spark: SparkSession) -> None:
+    panel = _panel(spark, _inputs(spark, with_optional=False))
+    rows = panel.orderBy("date").collect()
+    assert [r.units_sold for r in rows] == [2, 0, 2, 0, 0]
+    for column in ("views", "comp_median_price", "comp_price_index", "on_hand", "stockout", "days_of_cover"):
+        assert all(r[column] is None for r in rows), column
+    # Without clicks, a no-sale day's price is carried from the last sale.
+    assert [r.price for r in rows] == [10.0, 10.0, 9.0, 9.0, 9.0]
+
+
+def test_features_config_rejects_bad_windows() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        FeaturesConfig(lags=[0, 7])
+    assert FeaturesConfig(lags=[28, 1, 7, 7], windows=[28, 7], max_ffill_days=28).lookback_days == 56
