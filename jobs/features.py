@@ -1,6 +1,7 @@
 """spark-submit entry point for `pricing features`.
 
-    spark-submit --py-files dist/pricing_lakehouse-*.whl jobs/ingest.py --env cluster [options] [key=value ...]
+    spark-submit --py-files dist/pricing_lakehouse-0.1.0-py3-none-any.whl \
+        jobs/features.py --env cluster [options] [key=value ...]
 
 Takes exactly the arguments of `pricing features --help`; all logic lives in the `pricing` package.
 """

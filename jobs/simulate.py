@@ -1,6 +1,7 @@
 """spark-submit entry point for `pricing simulate`.
 
-    spark-submit --py-files dist/pricing_lakehouse-*.whl jobs/simulate.py --env cluster [options] [key=value ...]
+    spark-submit --py-files dist/pricing_lakehouse-0.1.0-py3-none-any.whl \
+        jobs/simulate.py --env cluster [options] [key=value ...]
 
 Takes exactly the arguments of `pricing simulate --help`; all logic lives in the `pricing` package.
 """

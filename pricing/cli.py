@@ -10,8 +10,8 @@ import argparse
 import logging
 import sys
 import time
-from datetime import date
 from collections.abc import Callable, Sequence
+from datetime import date
 
 from pricing.config import ConfigError, PricingConfig, load_config
 from pricing.ingest import IngestError, ReconciliationError
@@ -41,14 +41,23 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from pricing.spark import build_spark
 
     extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("truth", args.truth)) if v]
-    extra += [f"simulate.{k}={v}" for k, v in (("n_skus", args.skus), ("n_days", args.days), ("seed", args.seed)) if v is not None]
+    extra += [
+        f"simulate.{k}={v}"
+        for k, v in (("n_skus", args.skus), ("n_days", args.days), ("seed", args.seed))
+        if v is not None
+    ]
     cfg = _config(args, extra)
     spark = build_spark(cfg.spark)
     started = time.monotonic()
-    print(f"[simulate] {cfg.simulate.n_skus} SKUs x {cfg.simulate.n_days} days -> {cfg.paths.landing}", flush=True)
+    print(
+        f"[simulate] {cfg.simulate.n_skus} SKUs x {cfg.simulate.n_days} days -> {cfg.paths.landing}",
+        flush=True,
+    )
     summary = simulate_market(spark, cfg.simulate, cfg.paths.landing, cfg.paths.truth)
     print(summary.to_json())
-    print(f"[simulate] done in {time.monotonic() - started:.1f}s; ground truth in {cfg.paths.truth}", flush=True)
+    print(
+        f"[simulate] done in {time.monotonic() - started:.1f}s; ground truth in {cfg.paths.truth}", flush=True
+    )
     return 0
 
 
@@ -82,7 +91,9 @@ def _date(text: str) -> date:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pricing", description="pricing-lakehouse: one subcommand per stage")
+    parser = argparse.ArgumentParser(
+        prog="pricing", description="pricing-lakehouse: one subcommand per stage"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     setup = sub.add_parser("setup-jars", help="resolve Delta's JARs through Ivy into the local cache")

@@ -17,6 +17,7 @@ from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.window import WindowSpec
 
 from pricing import io
 from pricing.config import FeaturesConfig, PricingConfig
@@ -50,8 +51,9 @@ def daily_sales(transactions_df: DataFrame) -> DataFrame:
         F.countDistinct(F.when(sold, F.col("order_id"))).cast("int").alias("orders"),
         F.sum(quantity * paid).alias("revenue"),
         (F.sum(F.when(sold, quantity * paid)) / F.sum(F.when(sold, quantity))).alias("avg_paid_price"),
-        (F.sum(F.when(sold, quantity * F.col("list_price").cast("double"))) / F.sum(F.when(sold, quantity)))
-        .alias("avg_list_price"),
+        (
+            F.sum(F.when(sold, quantity * F.col("list_price").cast("double"))) / F.sum(F.when(sold, quantity))
+        ).alias("avg_list_price"),
     )
 
 
@@ -117,7 +119,7 @@ class DailyInputs:
     catalog: DataFrame
 
 
-def _ffill(column: str, window: Window) -> Column:
+def _ffill(column: str, window: WindowSpec) -> Column:
     return F.last(F.col(column), ignorenulls=True).over(window)
 
 
@@ -137,16 +139,43 @@ def build_panel(
         Rows shaped like :func:`pricing.schemas.sku_day_schema`.
     """
     df = spine_df.join(inputs.sales, ["sku", "date"], "left")
-    df = df.join(inputs.clicks, ["sku", "date"], "left") if inputs.clicks is not None else df.select(
-        "*", *[F.lit(None).cast(t).alias(c) for c, t in
-               (("views", "int"), ("add_to_carts", "int"), ("purchases", "int"), ("avg_price_shown", "double"))]
+    df = (
+        df.join(inputs.clicks, ["sku", "date"], "left")
+        if inputs.clicks is not None
+        else df.select(
+            "*",
+            *[
+                F.lit(None).cast(t).alias(c)
+                for c, t in (
+                    ("views", "int"),
+                    ("add_to_carts", "int"),
+                    ("purchases", "int"),
+                    ("avg_price_shown", "double"),
+                )
+            ],
+        )
     )
-    df = df.join(inputs.competition, ["sku", "date"], "left") if inputs.competition is not None else df.select(
-        "*", *[F.lit(None).cast(t).alias(c) for c, t in
-               (("comp_min_price", "double"), ("comp_median_price", "double"), ("n_competitors", "int"))]
+    df = (
+        df.join(inputs.competition, ["sku", "date"], "left")
+        if inputs.competition is not None
+        else df.select(
+            "*",
+            *[
+                F.lit(None).cast(t).alias(c)
+                for c, t in (
+                    ("comp_min_price", "double"),
+                    ("comp_median_price", "double"),
+                    ("n_competitors", "int"),
+                )
+            ],
+        )
     )
-    df = df.join(inputs.stock, ["sku", "date"], "left") if inputs.stock is not None else df.select(
-        "*", F.lit(None).cast("int").alias("on_hand"), F.lit(None).cast("int").alias("on_order")
+    df = (
+        df.join(inputs.stock, ["sku", "date"], "left")
+        if inputs.stock is not None
+        else df.select(
+            "*", F.lit(None).cast("int").alias("on_hand"), F.lit(None).cast("int").alias("on_order")
+        )
     )
     df = df.join(F.broadcast(inputs.catalog), "sku", "left")
 
@@ -182,9 +211,13 @@ def build_panel(
     # because of the day's sales: its demand is censored, not zero.
     df = (
         df.withColumn("_stock_day", F.when(F.col("on_hand").isNotNull(), F.col("date")))
-        .withColumn("stockout", F.when(
-            F.col("on_hand").isNotNull(), (F.col("on_hand") <= 0) | (F.col("units_gross") >= F.col("on_hand"))
-        ))
+        .withColumn(
+            "stockout",
+            F.when(
+                F.col("on_hand").isNotNull(),
+                (F.col("on_hand") <= 0) | (F.col("units_gross") >= F.col("on_hand")),
+            ),
+        )
         .withColumn("on_hand", _ffill("on_hand", recent))
         .withColumn("on_order", _ffill("on_order", recent))
         .withColumn("stock_obs_age_days", F.datediff("date", _ffill("_stock_day", recent)))
@@ -266,8 +299,8 @@ def _batch_watermark(spark: SparkSession, lakehouse: Lakehouse) -> int:
     from pricing.schemas import INGESTED_FILES_SCHEMA
 
     ledger = io.read_table(spark, lakehouse.ingested_files, INGESTED_FILES_SCHEMA)
-    latest = ledger.agg(F.max(BATCH_ID)).first()
-    return -1 if latest is None or latest[0] is None else int(latest[0])
+    latest = io.first_value(ledger.agg(F.max(BATCH_ID)))
+    return -1 if latest is None else int(latest)
 
 
 def _last_run(spark: SparkSession, gold: GoldTables) -> tuple[int, date] | None:
@@ -311,8 +344,9 @@ def _first_dates(silver: dict[str, DataFrame | None], batch_filter: Column) -> D
     catalog_df = silver["catalog"]
     if catalog_df is not None:
         firsts.append(
-            catalog_df.where(batch_filter & F.col("updated_at").isNotNull())
-            .select("sku", F.to_date("updated_at").alias("first_date"))
+            catalog_df.where(batch_filter & F.col("updated_at").isNotNull()).select(
+                "sku", F.to_date("updated_at").alias("first_date")
+            )
         )
     return reduce(DataFrame.unionByName, firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
 
@@ -340,7 +374,9 @@ def run_features(
         raise RuntimeError("gold features need silver transactions and catalog: run `pricing ingest` first")
     watermark = _batch_watermark(spark, lakehouse)
     if run_date is None:
-        run_date = silver["transactions"].agg(F.max("order_date")).first()[0]
+        run_date = io.first_value(silver["transactions"].agg(F.max("order_date")))
+        if run_date is None:
+            raise RuntimeError("silver transactions are empty: nothing to build features from")
     last = None if full or not io.is_delta_table(spark, gold.sku_day) else _last_run(spark, gold)
     mode = "full" if last is None else "incremental"
 
@@ -352,7 +388,9 @@ def run_features(
         since_batch, last_run_date = last
         known_df = io.read_table(spark, gold.sku_calendar)
         new_firsts = _first_dates(silver, (F.col(BATCH_ID) > since_batch) & seen)
-        calendar_df = known_df.unionByName(new_firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
+        calendar_df = (
+            known_df.unionByName(new_firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
+        )
         ranges_df = _affected_ranges(silver, calendar_df, since_batch, watermark, last_run_date, run_date)
     calendar_df = calendar_df.where(F.col("first_date") <= F.lit(run_date)).cache()
     # Recompute from `start`, reading `lookback_days` before it (never before the SKU's first day).
@@ -372,18 +410,19 @@ def run_features(
     def window_of(df: DataFrame | None, date_column: str) -> DataFrame | None:
         if df is None:
             return None
-        bounds = F.broadcast(ranges_df.select("sku", F.col("start").alias("_from"), F.col("end").alias("_to")))
+        bounds = F.broadcast(
+            ranges_df.select("sku", F.col("start").alias("_from"), F.col("end").alias("_to"))
+        )
         return (
-            df.where(seen)
-            .join(bounds, "sku")
-            .where(F.col(date_column).between(F.col("_from"), F.col("_to")))
+            df.where(seen).join(bounds, "sku").where(F.col(date_column).between(F.col("_from"), F.col("_to")))
         )
 
     inputs = DailyInputs(
         sales=daily_sales(window_of(silver["transactions"], "order_date")),  # type: ignore[arg-type]
         clicks=daily_clicks(c) if (c := window_of(silver["clickstream"], "event_date")) is not None else None,
-        competition=daily_competition(c) if (c := window_of(silver["competitor_prices"], "observed_date"))
-        is not None else None,
+        competition=daily_competition(c)
+        if (c := window_of(silver["competitor_prices"], "observed_date")) is not None
+        else None,
         stock=daily_stock(s) if (s := window_of(silver["inventory"], "snapshot_date")) is not None else None,
         catalog=catalog_attributes(silver["catalog"].where(seen)),
     )
@@ -400,7 +439,9 @@ def run_features(
     elif skus:
         io.merge_by_key(update_df, gold.sku_day, schema, ["sku", "date"], "true", "gold/sku_day")
         metrics = io.last_operation_metrics(spark, gold.sku_day)
-        rows_written = int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+        rows_written = int(metrics.get("numTargetRowsInserted", 0)) + int(
+            metrics.get("numTargetRowsUpdated", 0)
+        )
     io.assert_unique(spark, gold.sku_day, ["sku", "date"], "gold/sku_day")
 
     io.overwrite(calendar_df, gold.sku_calendar, SKU_CALENDAR_SCHEMA, "gold/sku_calendar")
@@ -419,8 +460,17 @@ def run_features(
     )
     io.append(
         spark.createDataFrame(
-            [(report.run_id, run_date, mode, watermark, skus, rows_written,
-              datetime.now(timezone.utc).replace(tzinfo=None))],
+            [
+                (
+                    report.run_id,
+                    run_date,
+                    mode,
+                    watermark,
+                    skus,
+                    rows_written,
+                    datetime.now(timezone.utc).replace(tzinfo=None),
+                )
+            ],
             FEATURE_RUNS_SCHEMA,
         ),
         gold.feature_runs,

@@ -153,8 +153,8 @@ def _file_key(path: str) -> str:
 
 def next_batch_id(spark: SparkSession, lakehouse: Lakehouse) -> int:
     ledger = io.read_table(spark, lakehouse.ingested_files, INGESTED_FILES_SCHEMA)
-    latest = ledger.agg(F.max(BATCH_ID)).first()
-    return 0 if latest is None or latest[0] is None else int(latest[0]) + 1
+    latest = io.first_value(ledger.agg(F.max(BATCH_ID)))
+    return 0 if latest is None else int(latest) + 1
 
 
 def _known_files(spark: SparkSession, lakehouse: Lakehouse) -> set[tuple[str, str, int, int]]:
@@ -164,15 +164,17 @@ def _known_files(spark: SparkSession, lakehouse: Lakehouse) -> set[tuple[str, st
     return {(r.source, r.path, r.size_bytes, r.modification_time) for r in rows}
 
 
-def _history(spark: SparkSession, lakehouse: Lakehouse, contract: SourceContract, days: int) -> DataFrame | None:
+def _history(
+    spark: SparkSession, lakehouse: Lakehouse, contract: SourceContract, days: int
+) -> DataFrame | None:
     path = lakehouse.silver(contract.name)
     if not contract.date_column or not io.is_delta_table(spark, path):
         return None
     silver_df = io.read_table(spark, path)
-    latest = silver_df.agg(F.max(contract.date_column)).first()
-    if latest is None or latest[0] is None:
+    latest = io.first_value(silver_df.agg(F.max(contract.date_column)))
+    if latest is None:
         return None
-    return silver_df.where(F.col(contract.date_column) >= F.date_sub(F.lit(latest[0]), days))
+    return silver_df.where(F.col(contract.date_column) >= F.date_sub(F.lit(latest), days))
 
 
 def ingest_source(
@@ -208,12 +210,30 @@ def ingest_source(
         _to_silver(spark, cfg, lakehouse, contract, batch_df, batch_id, salt, result)
 
     result.ledger_rows = [
-        (contract.name, f.path, f.size_bytes, f.modification_time, batch_id, "ingested", None,
-         rows_per_file.get(_file_key(f.path), 0), ingested_at)
+        (
+            contract.name,
+            f.path,
+            f.size_bytes,
+            f.modification_time,
+            batch_id,
+            "ingested",
+            None,
+            rows_per_file.get(_file_key(f.path), 0),
+            ingested_at,
+        )
         for f in covered
     ] + [
-        (contract.name, e.file.path, e.file.size_bytes, e.file.modification_time, batch_id, "failed", e.error,
-         None, ingested_at)
+        (
+            contract.name,
+            e.file.path,
+            e.file.size_bytes,
+            e.file.modification_time,
+            batch_id,
+            "failed",
+            e.error,
+            None,
+            ingested_at,
+        )
         for e in failed
     ]
     return result
@@ -261,17 +281,24 @@ def _to_silver(
             flagged_df.where(F.size(REASONS) == 0), silver_df, contract, batch_id
         ).persist()
         try:
-            status_counts = dict(classified_df.groupBy(ROW_STATUS).count().collect())
+            status_counts: dict[str, int] = dict(classified_df.groupBy(ROW_STATUS).count().collect())
             changes_df = classified_df.where(F.col(ROW_STATUS).isin("new", "update"))
             if contract.upsert:
                 io.merge_by_key(
-                    changes_df, silver_path, contract.silver_schema, contract.key, "true",
+                    changes_df,
+                    silver_path,
+                    contract.silver_schema,
+                    contract.key,
+                    "true",
                     f"silver/{contract.name}",
                 )
             else:
                 # Classification already removed every key silver holds, so an append is exact.
                 io.append(
-                    changes_df, silver_path, contract.silver_schema, f"silver/{contract.name}",
+                    changes_df,
+                    silver_path,
+                    contract.silver_schema,
+                    f"silver/{contract.name}",
                     cluster_by=[contract.date_column] if contract.date_column else [],
                 )
         finally:
@@ -344,8 +371,19 @@ def _write_audit(spark: SparkSession, lakehouse: Lakehouse, report: IngestReport
         return
     batch_filter = f"{BATCH_ID} = {report.batch_id}"
     reconciliation_rows = [
-        (report.batch_id, r.source, r.files_ingested, len(r.files_failed), r.rows_read, r.rows_silver,
-         r.rows_quarantined, r.rows_duplicate, r.rows_unaccounted, r.rows_unaccounted == 0, report.ingested_at)
+        (
+            report.batch_id,
+            r.source,
+            r.files_ingested,
+            len(r.files_failed),
+            r.rows_read,
+            r.rows_silver,
+            r.rows_quarantined,
+            r.rows_duplicate,
+            r.rows_unaccounted,
+            r.rows_unaccounted == 0,
+            report.ingested_at,
+        )
         for r in report.results
     ]
     io.replace_where(

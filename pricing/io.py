@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -14,11 +15,23 @@ def table_path(lakehouse: str, layer: str, name: str) -> str:
     return f"{lakehouse.rstrip('/')}/{layer}/{name}"
 
 
+def jvm(spark: SparkSession) -> Any:
+    """The driver JVM (py4j), for Hadoop FileSystem calls Spark's Python API does not expose."""
+    gateway = spark.sparkContext._jvm
+    if gateway is None:
+        raise RuntimeError("no JVM behind this SparkSession (Spark Connect is not supported here)")
+    return gateway
+
+
+def hadoop_fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    """(Hadoop FileSystem, Hadoop Path) for ``path``: works for file:, hdfs:, s3a:, abfss:, dbfs:."""
+    hadoop_path = jvm(spark).org.apache.hadoop.fs.Path(path)
+    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
+
+
 def qualify(spark: SparkSession, path: str) -> str:
     """Fully qualified URI of ``path`` (``demo/x`` -> ``file:/work/demo/x``), as Delta's builders need."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    fs, hadoop_path = hadoop_fs(spark, path)
     return str(fs.makeQualified(hadoop_path).toString())
 
 
@@ -78,12 +91,7 @@ def replace_where(
     checked = check_schema(df, schema, what)
     spark = df.sparkSession
     ensure_table(spark, path, schema, partition_by=partition_by)
-    (
-        checked.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", condition)
-        .save(path)
-    )
+    (checked.write.format("delta").mode("overwrite").option("replaceWhere", condition).save(path))
 
 
 def append(
@@ -149,8 +157,13 @@ def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:
     return dict(row["operationMetrics"] or {}) if row else {}
 
 
+def first_value(df: DataFrame) -> Any:
+    """The first column of the first row (e.g. of an aggregate), or None for no rows."""
+    row = df.first()
+    return None if row is None else row[0]
+
+
 def count_where(spark: SparkSession, path: str, condition: str) -> int:
     if not is_delta_table(spark, path):
         return 0
     return read_table(spark, path).where(condition).count()
-

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from pricing.io import hadoop_fs, jvm
 from pricing.schemas import (
     BATCH_ID,
     CORRUPT_RECORD,
@@ -69,13 +70,6 @@ class FileError:
     error: str
 
 
-def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
-    return fs, hadoop_path
-
-
 def _hidden(relative: str) -> bool:
     return any(part.startswith((".", "_")) for part in relative.split("/") if part)
 
@@ -85,7 +79,7 @@ def list_landing_files(spark: SparkSession, landing_root: str, source: str) -> l
 
     Works for any filesystem Spark can reach (local, HDFS, S3A, ABFS, DBFS).
     """
-    fs, root = _hadoop_path(spark, f"{landing_root.rstrip('/')}/{source}")
+    fs, root = hadoop_fs(spark, f"{landing_root.rstrip('/')}/{source}")
     if not fs.exists(root):
         return []
     root_uri = fs.makeQualified(root).toString().rstrip("/")
@@ -102,11 +96,12 @@ def list_landing_files(spark: SparkSession, landing_root: str, source: str) -> l
 
 def _head(spark: SparkSession, path: str, limit: int = _SNIFF_BYTES) -> bytes:
     """The first ``limit`` bytes of a file, decompressed when its codec is known (e.g. .gz)."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    fs, hadoop_path = _hadoop_path(spark, path)
-    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
-        spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    ).getCodec(hadoop_path)
+    fs, hadoop_path = hadoop_fs(spark, path)
+    codec = (
+        jvm(spark)
+        .org.apache.hadoop.io.compress.CompressionCodecFactory(spark.sparkContext._jsc.hadoopConfiguration())
+        .getCodec(hadoop_path)
+    )
     stream = fs.open(hadoop_path)
     try:
         if codec is not None:

@@ -150,6 +150,7 @@ def parse_bronze(
         df = df.withColumn("unit_cost_missing", F.col("unit_cost").isNull())
 
     if contract.has_currency:
+        assert contract.money_date is not None, f"{contract.name}: has_currency needs money_date"
         currency = F.upper(F.coalesce(F.col("currency"), F.lit(base_currency)))
         df = df.withColumn("_currency", currency).withColumn("_money_day", F.to_date(contract.money_date))
         if fx_daily_df is not None:
@@ -166,7 +167,12 @@ def parse_bronze(
             _check(
                 F.col("_rate").isNull(),
                 UNKNOWN_CURRENCY,
-                F.concat(F.lit("no rate for "), F.col("_currency"), F.lit(" on "), F.col("_money_day").cast("string")),
+                F.concat(
+                    F.lit("no rate for "),
+                    F.col("_currency"),
+                    F.lit(" on "),
+                    F.col("_money_day").cast("string"),
+                ),
             )
         )
         for name in contract.money:
@@ -188,9 +194,7 @@ def parse_bronze(
         # without personal data keep them in the quarantine record (bronze keeps them for all).
         raw_fields += [F.col(EXTRA).alias("_extra"), F.col(CORRUPT_RECORD).alias("_corrupt_record")]
     df = df.withColumn(RAW_RECORD, F.to_json(F.struct(*raw_fields)))
-    df = df.withColumn(
-        REASONS, F.filter(F.concat(F.col(REASONS), F.array(*checks)), lambda c: c.isNotNull())
-    )
+    df = df.withColumn(REASONS, F.filter(F.concat(F.col(REASONS), F.array(*checks)), lambda c: c.isNotNull()))
     return df
 
 
@@ -260,7 +264,11 @@ def flag_outliers(
     """
     measures: dict[str, tuple[Column, str, float]] = {}
     if contract.name == "transactions":
-        measures["price"] = (F.log(F.col("unit_price").cast("double")), PRICE_OUTLIER, cfg.min_log_price_scale)
+        measures["price"] = (
+            F.log(F.col("unit_price").cast("double")),
+            PRICE_OUTLIER,
+            cfg.min_log_price_scale,
+        )
         measures["quantity"] = (
             F.abs(F.col("quantity")).cast("double"),
             QUANTITY_OUTLIER,
@@ -276,17 +284,23 @@ def flag_outliers(
     sample = clean_batch
     if history_df is not None:
         sample = sample.unionByName(
-            history_df.join(clean_batch.select("sku").distinct(), "sku", "left_semi").select("sku", *value_cols)
+            history_df.join(clean_batch.select("sku").distinct(), "sku", "left_semi").select(
+                "sku", *value_cols
+            )
         )
     medians = sample.groupBy("sku").agg(
         F.count(F.lit(1)).alias("_m_n"),
         *[F.median(f"_m_{name}").alias(f"_m_{name}_median") for name in measures],
     )
-    deviations = sample.join(medians, "sku").groupBy("sku").agg(
-        *[
-            F.median(F.abs(F.col(f"_m_{name}") - F.col(f"_m_{name}_median"))).alias(f"_m_{name}_mad")
-            for name in measures
-        ]
+    deviations = (
+        sample.join(medians, "sku")
+        .groupBy("sku")
+        .agg(
+            *[
+                F.median(F.abs(F.col(f"_m_{name}") - F.col(f"_m_{name}_median"))).alias(f"_m_{name}_mad")
+                for name in measures
+            ]
+        )
     )
     stats = medians.join(deviations, "sku")
     df = parsed_df.join(stats, "sku", "left")
@@ -302,9 +316,7 @@ def flag_outliers(
         )
     new_reasons = F.filter(F.array(*extra_checks), lambda c: c.isNotNull())
     # Only rows that passed every hard rule are judged; others already have their reason.
-    df = df.withColumn(
-        REASONS, F.when(F.size(REASONS) == 0, new_reasons).otherwise(F.col(REASONS))
-    )
+    df = df.withColumn(REASONS, F.when(F.size(REASONS) == 0, new_reasons).otherwise(F.col(REASONS)))
     return df.drop(*[c for c in df.columns if c.startswith("_m_")])
 
 

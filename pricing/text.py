@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -33,7 +33,10 @@ def product_text() -> Column:
 
 def text_hash() -> Column:
     return F.sha2(
-        F.concat_ws(_SEPARATOR, *[F.coalesce(F.col(c), F.lit("")) for c in ("title", "description", "brand", "category")]),
+        F.concat_ws(
+            _SEPARATOR,
+            *[F.coalesce(F.col(c), F.lit("")) for c in ("title", "description", "brand", "category")],
+        ),
         256,
     )
 
@@ -54,7 +57,9 @@ def encoder_name(cfg: FeaturesConfig) -> str:
     return f"hashed-char3-{cfg.hashed_text_dim}"
 
 
-def _encode_batches(encoder: str, dim: int, batch_size: int):  # type: ignore[no-untyped-def]
+def _encode_batches(
+    encoder: str, dim: int, batch_size: int
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def encode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         # Loaded once per task, not per batch.
         if encoder == MINILM:
@@ -79,8 +84,9 @@ def _encode_batches(encoder: str, dim: int, batch_size: int):  # type: ignore[no
                 {
                     "text_hash": batch["text_hash"],
                     "encoder": encoder,
-                    "embedding": vectors(batch["text"].str.lower().tolist() if encoder != MINILM
-                                         else batch["text"].tolist()),
+                    "embedding": vectors(
+                        batch["text"].str.lower().tolist() if encoder != MINILM else batch["text"].tolist()
+                    ),
                 }
             )
 

@@ -24,8 +24,15 @@ def test_cluster_overlay_leaves_master_to_spark_submit() -> None:
 
 
 def test_overrides_are_typed_and_nested() -> None:
-    cfg = load_config("local", overrides=["simulate.n_skus=7", "ingest.anomaly.robust_z_threshold=5.5",
-                                          "spark.ui_enabled=true", "simulate.start_date=2025-01-31"])
+    cfg = load_config(
+        "local",
+        overrides=[
+            "simulate.n_skus=7",
+            "ingest.anomaly.robust_z_threshold=5.5",
+            "spark.ui_enabled=true",
+            "simulate.start_date=2025-01-31",
+        ],
+    )
     assert cfg.simulate.n_skus == 7
     assert cfg.ingest.anomaly.robust_z_threshold == 5.5
     assert cfg.spark.ui_enabled is True

@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 from delta.tables import DeltaTable
+from landing_files import write_catalog, write_csv
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from landing_files import write_catalog, write_csv
 from pricing.config import PricingConfig
 from pricing.ingest import Lakehouse, run_ingest
 
@@ -25,11 +25,15 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
 ) -> None:
     landing, lakehouse = tmp_path / "landing", Lakehouse(str(tmp_path / "lakehouse"))
     write_catalog(landing, ["A", "B"])
-    day2 = write_csv(landing / "transactions" / "2026-06-02" / "part-0.csv", HEADER, [
-        ["o1", "2026-06-02T09:00:00Z", "A", 1, "10.00"],
-        ["o2", "2026-06-02T10:00:00Z", "B", 2, "5.00"],
-        ["o3", "2026-06-02T11:00:00Z", "A", 1, "10.00"],
-    ])
+    day2 = write_csv(
+        landing / "transactions" / "2026-06-02" / "part-0.csv",
+        HEADER,
+        [
+            ["o1", "2026-06-02T09:00:00Z", "A", 1, "10.00"],
+            ["o2", "2026-06-02T10:00:00Z", "B", 2, "5.00"],
+            ["o3", "2026-06-02T11:00:00Z", "A", 1, "10.00"],
+        ],
+    )
     first = run_ingest(spark, cfg, str(landing), lakehouse.root)
     assert [(r.source, r.rows_silver) for r in first.results] == [("catalog", 2), ("transactions", 3)]
     versions = {name: _version(spark, lakehouse.silver(name)) for name in ("catalog", "transactions")}
@@ -40,14 +44,24 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
     assert {name: _version(spark, lakehouse.silver(name)) for name in versions} == versions
 
     # A late file for an older day, and the day-2 file delivered again under another name.
-    write_csv(landing / "transactions" / "2026-05-30" / "late.csv", HEADER, [
-        ["o0", "2026-05-30T18:00:00Z", "B", 1, "5.00"],
-    ])
+    write_csv(
+        landing / "transactions" / "2026-05-30" / "late.csv",
+        HEADER,
+        [
+            ["o0", "2026-05-30T18:00:00Z", "B", 1, "5.00"],
+        ],
+    )
     (landing / "transactions" / "2026-06-05").mkdir()
     shutil.copy(day2, landing / "transactions" / "2026-06-05" / "resend.csv")
     third = run_ingest(spark, cfg, str(landing), lakehouse.root)
     (tx,) = third.results
-    assert (tx.files_ingested, tx.rows_read, tx.rows_silver, tx.rows_duplicate, tx.rows_unaccounted) == (2, 4, 1, 3, 0)
+    assert (tx.files_ingested, tx.rows_read, tx.rows_silver, tx.rows_duplicate, tx.rows_unaccounted) == (
+        2,
+        4,
+        1,
+        3,
+        0,
+    )
 
     silver = spark.read.format("delta").load(lakehouse.silver("transactions"))
     assert sorted(r.order_id for r in silver.collect()) == ["o0", "o1", "o2", "o3"]

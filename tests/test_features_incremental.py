@@ -7,12 +7,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import TEST_OVERRIDES
+from landing_files import write_csv
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from conftest import TEST_OVERRIDES
-from landing_files import write_csv
 from pricing.config import load_config
 from pricing.features import GoldTables, run_features
 from pricing.ingest import run_ingest
@@ -20,8 +20,12 @@ from pricing.sim import simulate_market
 
 START = date(2026, 6, 1)
 MARKET = TEST_OVERRIDES + [
-    "simulate.n_skus=8", "simulate.n_days=36", f"simulate.start_date={START}",
-    "simulate.dirt.duplicate_rate=0", "simulate.dirt.corrupt_files=false", "simulate.dirt.unparseable_rows=0",
+    "simulate.n_skus=8",
+    "simulate.n_days=36",
+    f"simulate.start_date={START}",
+    "simulate.dirt.duplicate_rate=0",
+    "simulate.dirt.corrupt_files=false",
+    "simulate.dirt.unparseable_rows=0",
 ]
 
 
@@ -41,9 +45,7 @@ def _deliver(staging: Path, landing: Path, last_day: date) -> None:
                 shutil.copy(item, target)
 
 
-def test_incremental_equals_rebuild_and_is_cheap(
-    spark: SparkSession, pii_salt: str, tmp_path: Path
-) -> None:
+def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: str, tmp_path: Path) -> None:
     cfg = load_config("local", overrides=MARKET)
     staging, landing, lakehouse = tmp_path / "staging", tmp_path / "landing", str(tmp_path / "lakehouse")
     simulate_market(spark, cfg.simulate, str(staging), str(tmp_path / "truth"))
@@ -54,15 +56,20 @@ def test_incremental_equals_rebuild_and_is_cheap(
     run_ingest(spark, cfg, str(landing), lakehouse)
     first = run_features(spark, cfg, lakehouse, run_date=day[34])
     assert (first.mode, first.rows_in_panel) == ("full", 8 * 35)
-    before_late = spark.read.format("delta").load(gold.sku_day).where(
-        (F.col("sku") == "SKU-00001") & (F.col("date") == day[19])
-    ).first()
+    before_late = (
+        spark.read.format("delta")
+        .load(gold.sku_day)
+        .where((F.col("sku") == "SKU-00001") & (F.col("date") == day[19]))
+        .first()
+    )
 
     # Night 36: the new day arrives, plus a late file with a sale from day 20.
     _deliver(staging, landing, day[35])
-    write_csv(landing / "transactions" / "late" / "store-sync.csv",
-              ["order_id", "order_ts", "sku", "quantity", "unit_price"],
-              [["LATE-1", f"{day[19]}T15:00:00Z", "SKU-00001", 4, str(before_late.price)]])
+    write_csv(
+        landing / "transactions" / "late" / "store-sync.csv",
+        ["order_id", "order_ts", "sku", "quantity", "unit_price"],
+        [["LATE-1", f"{day[19]}T15:00:00Z", "SKU-00001", 4, str(before_late.price)]],
+    )
     run_ingest(spark, cfg, str(landing), lakehouse)
     incremental = run_features(spark, cfg, lakehouse, run_date=day[35])
     incremental_version = spark.sql(f"DESCRIBE HISTORY delta.`{gold.sku_day}` LIMIT 1").first()["version"]
@@ -85,13 +92,20 @@ def test_incremental_equals_rebuild_and_is_cheap(
     assert incremental.rows_written <= 0.1 * rebuild.rows_written
 
 
-def test_second_run_with_nothing_new_writes_nothing(spark: SparkSession, pii_salt: str, tmp_path: Path) -> None:
+def test_second_run_with_nothing_new_writes_nothing(
+    spark: SparkSession, pii_salt: str, tmp_path: Path
+) -> None:
     cfg = load_config("local", overrides=TEST_OVERRIDES + ["simulate.n_skus=3", "simulate.n_days=10"])
     simulate_market(spark, cfg.simulate, str(tmp_path / "landing"), str(tmp_path / "truth"))
     run_ingest(spark, cfg, str(tmp_path / "landing"), str(tmp_path / "lakehouse"))
     run_features(spark, cfg, str(tmp_path / "lakehouse"))
     again = run_features(spark, cfg, str(tmp_path / "lakehouse"))
-    assert (again.mode, again.skus_recomputed, again.rows_written, again.rows_in_panel) == ("incremental", 0, 0, 30)
+    assert (again.mode, again.skus_recomputed, again.rows_written, again.rows_in_panel) == (
+        "incremental",
+        0,
+        0,
+        30,
+    )
 
 
 def test_features_need_silver(spark: SparkSession, tmp_path: Path) -> None:

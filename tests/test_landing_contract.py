@@ -8,17 +8,27 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from landing_files import write_catalog, write_csv, write_jsonl, write_parquet
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 from pyspark.testing import assertDataFrameEqual
 
-from landing_files import write_catalog, write_csv, write_jsonl, write_parquet
 from pricing.config import PricingConfig
 from pricing.ingest import IngestError, Lakehouse, run_ingest
 from pricing.schemas import TRANSACTIONS
 
-HEADER = ["order_id", "order_ts", "sku", "quantity", "unit_price", "list_price", "currency", "customer_id", "channel"]
+HEADER = [
+    "order_id",
+    "order_ts",
+    "sku",
+    "quantity",
+    "unit_price",
+    "list_price",
+    "currency",
+    "customer_id",
+    "channel",
+]
 
 
 def test_every_format_lands_in_the_same_typed_silver_rows(
@@ -26,23 +36,64 @@ def test_every_format_lands_in_the_same_typed_silver_rows(
 ) -> None:
     landing, lakehouse = tmp_path / "landing", Lakehouse(str(tmp_path / "lakehouse"))
     catalog = landing / "catalog" / "2026-06-01" / "Catalog Export.CSV"
-    write_csv(catalog, ["SKU", "Title", "CATEGORY", "Brand", "Unit_Cost", "Supplier"],
-              [["A", "Tent", "tents", "Acme", "50.5", "s1"], ["B", "Sock", "socks", "Acme", "", "s2"]])
+    write_csv(
+        catalog,
+        ["SKU", "Title", "CATEGORY", "Brand", "Unit_Cost", "Supplier"],
+        [["A", "Tent", "tents", "Acme", "50.5", "s1"], ["B", "Sock", "socks", "Acme", "", "s2"]],
+    )
     tx = landing / "transactions"
-    write_csv(tx / "2026-06-01" / "pos.csv", HEADER,
-              [["o1", "2026-06-01T10:00:00Z", "A", 1, "99.99", "109.99", "USD", "c1", "web"]])
-    write_csv(tx / "2026-06-02" / "pos.csv.gz", HEADER,
-              [["o2", "2026-06-02T11:30:00+02:00", "B", 3, "4.5", "", "", "c2", "store_01"]], gz=True)
-    write_jsonl(tx / "late" / "app.json",
-                [{"order_id": "o3", "order_ts": "2026-06-01T23:59:59Z", "sku": "A", "quantity": -1,
-                  "unit_price": 99.99, "customer_id": "c1", "channel": "app"}])
-    write_jsonl(tx / "x" / "y" / "web.jsonl",
-                [{"ORDER_ID": "o4", "Order_Ts": "2026-06-03T08:00:00Z", "SKU": "B", "Quantity": "2",
-                  "Unit_Price": "4.25", "Line_Id": "7", "coupon": "SAVE10"}])
-    write_parquet(tx / "bulk.parquet", pd.DataFrame({
-        "order_id": ["o5"], "order_ts": [pd.Timestamp("2026-06-03 09:15:00")], "sku": ["A"],
-        "quantity": [2], "unit_price": [95.0], "channel": ["web"],
-    }))
+    write_csv(
+        tx / "2026-06-01" / "pos.csv",
+        HEADER,
+        [["o1", "2026-06-01T10:00:00Z", "A", 1, "99.99", "109.99", "USD", "c1", "web"]],
+    )
+    write_csv(
+        tx / "2026-06-02" / "pos.csv.gz",
+        HEADER,
+        [["o2", "2026-06-02T11:30:00+02:00", "B", 3, "4.5", "", "", "c2", "store_01"]],
+        gz=True,
+    )
+    write_jsonl(
+        tx / "late" / "app.json",
+        [
+            {
+                "order_id": "o3",
+                "order_ts": "2026-06-01T23:59:59Z",
+                "sku": "A",
+                "quantity": -1,
+                "unit_price": 99.99,
+                "customer_id": "c1",
+                "channel": "app",
+            }
+        ],
+    )
+    write_jsonl(
+        tx / "x" / "y" / "web.jsonl",
+        [
+            {
+                "ORDER_ID": "o4",
+                "Order_Ts": "2026-06-03T08:00:00Z",
+                "SKU": "B",
+                "Quantity": "2",
+                "Unit_Price": "4.25",
+                "Line_Id": "7",
+                "coupon": "SAVE10",
+            }
+        ],
+    )
+    write_parquet(
+        tx / "bulk.parquet",
+        pd.DataFrame(
+            {
+                "order_id": ["o5"],
+                "order_ts": [pd.Timestamp("2026-06-03 09:15:00")],
+                "sku": ["A"],
+                "quantity": [2],
+                "unit_price": [95.0],
+                "channel": ["web"],
+            }
+        ),
+    )
     # Hidden files and folders (Spark's convention) are not deliveries.
     write_csv(tx / "_tmp" / "partial.csv", HEADER, [["bad", "", "", "", "", "", "", "", ""]])
     write_csv(tx / ".staging.csv", HEADER, [["bad", "", "", "", "", "", "", "", ""]])
@@ -55,20 +106,86 @@ def test_every_format_lands_in_the_same_typed_silver_rows(
         "transactions": (5, 5, 5),
     }
     silver = spark.read.format("delta").load(lakehouse.silver("transactions"))
-    columns = ["order_id", "line_id", "order_ts", "sku", "quantity", "unit_price", "list_price", "channel",
-               "order_date", "line_key", "_batch_id"]
+    columns = [
+        "order_id",
+        "line_id",
+        "order_ts",
+        "sku",
+        "quantity",
+        "unit_price",
+        "list_price",
+        "channel",
+        "order_date",
+        "line_key",
+        "_batch_id",
+    ]
     expected = spark.createDataFrame(
         [
-            ("o1", None, datetime(2026, 6, 1, 10, 0), "A", 1, Decimal("99.99"), Decimal("109.99"), "web",
-             date(2026, 6, 1), "A", 0),
-            ("o2", None, datetime(2026, 6, 2, 9, 30), "B", 3, Decimal("4.5"), Decimal("4.5"), "store_01",
-             date(2026, 6, 2), "B", 0),
-            ("o3", None, datetime(2026, 6, 1, 23, 59, 59), "A", -1, Decimal("99.99"), Decimal("99.99"), "app",
-             date(2026, 6, 1), "A", 0),
-            ("o4", "7", datetime(2026, 6, 3, 8, 0), "B", 2, Decimal("4.25"), Decimal("4.25"), None,
-             date(2026, 6, 3), "7", 0),
-            ("o5", None, datetime(2026, 6, 3, 9, 15), "A", 2, Decimal("95"), Decimal("95"), "web",
-             date(2026, 6, 3), "A", 0),
+            (
+                "o1",
+                None,
+                datetime(2026, 6, 1, 10, 0),
+                "A",
+                1,
+                Decimal("99.99"),
+                Decimal("109.99"),
+                "web",
+                date(2026, 6, 1),
+                "A",
+                0,
+            ),
+            (
+                "o2",
+                None,
+                datetime(2026, 6, 2, 9, 30),
+                "B",
+                3,
+                Decimal("4.5"),
+                Decimal("4.5"),
+                "store_01",
+                date(2026, 6, 2),
+                "B",
+                0,
+            ),
+            (
+                "o3",
+                None,
+                datetime(2026, 6, 1, 23, 59, 59),
+                "A",
+                -1,
+                Decimal("99.99"),
+                Decimal("99.99"),
+                "app",
+                date(2026, 6, 1),
+                "A",
+                0,
+            ),
+            (
+                "o4",
+                "7",
+                datetime(2026, 6, 3, 8, 0),
+                "B",
+                2,
+                Decimal("4.25"),
+                Decimal("4.25"),
+                None,
+                date(2026, 6, 3),
+                "7",
+                0,
+            ),
+            (
+                "o5",
+                None,
+                datetime(2026, 6, 3, 9, 15),
+                "A",
+                2,
+                Decimal("95"),
+                Decimal("95"),
+                "web",
+                date(2026, 6, 3),
+                "A",
+                0,
+            ),
         ],
         StructType([f for f in TRANSACTIONS.silver_schema.fields if f.name in columns]),
     )

@@ -7,11 +7,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from landing_files import write_catalog, write_csv
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from landing_files import write_catalog, write_csv
 from pricing.config import PricingConfig
 from pricing.ingest import IngestReport, Lakehouse, run_ingest
 
@@ -27,7 +27,9 @@ def dirty_run(
     root = tmp_path_factory.mktemp("dirty")
     landing = root / "landing"
     write_catalog(landing, ["A", "B"])
-    write_csv(landing / "fx_rates" / "rates.csv", ["date", "currency", "rate"], [["2026-06-01", "EUR", "1.08"]])
+    write_csv(
+        landing / "fx_rates" / "rates.csv", ["date", "currency", "rate"], [["2026-06-01", "EUR", "1.08"]]
+    )
     tx = landing / "transactions"
     history = [[f"h{i}", TS, "A", 1, "20.00", "USD", f"cust-{i:04d}"] for i in range(10)]
     dirty = [
@@ -60,7 +62,9 @@ def _delta(spark: SparkSession, path: str) -> DataFrame:
     return spark.read.format("delta").load(path)
 
 
-def test_each_dirt_kind_has_its_reason(spark: SparkSession, dirty_run: tuple[IngestReport, Lakehouse, str]) -> None:
+def test_each_dirt_kind_has_its_reason(
+    spark: SparkSession, dirty_run: tuple[IngestReport, Lakehouse, str]
+) -> None:
     _, lakehouse, _ = dirty_run
     quarantine = _delta(spark, lakehouse.quarantine).where("source = 'transactions'")
     actual = quarantine.where(~F.col("_source_file").endswith("broken.csv")).select(
@@ -102,13 +106,25 @@ def test_unreadable_files_are_recorded_and_do_not_stop_the_rest(
     assert "FAILED FILE [transactions]" in report.render()
 
 
-def test_reconciliation_balances_exactly(spark: SparkSession, dirty_run: tuple[IngestReport, Lakehouse, str]) -> None:
+def test_reconciliation_balances_exactly(
+    spark: SparkSession, dirty_run: tuple[IngestReport, Lakehouse, str]
+) -> None:
     report, lakehouse, _ = dirty_run
     reconciliation = _delta(spark, lakehouse.reconciliation).where("source = 'transactions'")
     row = reconciliation.first()
     # 22 rows read: 10 history + 9 dirty/eur in orders.csv, 1 re-delivered, 2 in broken.csv.
-    assert (row.rows_read, row.rows_silver, row.rows_quarantined, row.rows_duplicate, row.rows_unaccounted) == (
-        22, 12, 9, 1, 0,
+    assert (
+        row.rows_read,
+        row.rows_silver,
+        row.rows_quarantined,
+        row.rows_duplicate,
+        row.rows_unaccounted,
+    ) == (
+        22,
+        12,
+        9,
+        1,
+        0,
     )
     assert (row.files_ingested, row.files_failed, row.balanced) == (3, 3, True)
     assert report.balanced
@@ -137,7 +153,10 @@ def test_pii_is_pseudonymised_and_absent_past_bronze(
     assert "customer_id" not in silver.columns
     expected_hash = spark.sql(f"SELECT sha2(concat('{salt}', '|', 'cust-0003'), 256)").first()[0]
     assert silver.where("order_id = 'h3'").first().customer_id_hash == expected_hash
-    quarantined = _delta(spark, lakehouse.quarantine).where(F.get_json_object("raw_record", "$.order_id") == "q_zero")
-    assert quarantined.select(F.get_json_object("raw_record", "$.customer_id_hash")).first()[0] == spark.sql(
-        f"SELECT sha2(concat('{salt}', '|', 'cust-0104'), 256)"
-    ).first()[0]
+    quarantined = _delta(spark, lakehouse.quarantine).where(
+        F.get_json_object("raw_record", "$.order_id") == "q_zero"
+    )
+    assert (
+        quarantined.select(F.get_json_object("raw_record", "$.customer_id_hash")).first()[0]
+        == spark.sql(f"SELECT sha2(concat('{salt}', '|', 'cust-0104'), 256)").first()[0]
+    )

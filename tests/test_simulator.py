@@ -5,28 +5,38 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import TEST_OVERRIDES
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from conftest import TEST_OVERRIDES
 from pricing.config import PricingConfig, load_config
 from pricing.ingest import IngestReport, Lakehouse, run_ingest
 from pricing.sim import MarketSummary, simulate_market
 from pricing.sim.market import sku_days, sku_parameters
 
 CLEAN = [
-    "simulate.n_skus=12", "simulate.n_days=21",
-    "simulate.dirt.duplicate_rate=0", "simulate.dirt.null_key_rate=0", "simulate.dirt.absurd_quantity_rate=0",
-    "simulate.dirt.outlier_price_rate=0", "simulate.dirt.wrong_type_rate=0",
-    "simulate.dirt.unknown_currency_rate=0", "simulate.dirt.unparseable_rows=0",
+    "simulate.n_skus=12",
+    "simulate.n_days=21",
+    "simulate.dirt.duplicate_rate=0",
+    "simulate.dirt.null_key_rate=0",
+    "simulate.dirt.absurd_quantity_rate=0",
+    "simulate.dirt.outlier_price_rate=0",
+    "simulate.dirt.wrong_type_rate=0",
+    "simulate.dirt.unknown_currency_rate=0",
+    "simulate.dirt.unparseable_rows=0",
     "simulate.dirt.corrupt_files=false",
 ]
 DIRTY = [
-    "simulate.n_skus=16", "simulate.n_days=28", "simulate.seed=7",
-    "simulate.dirt.duplicate_rate=0.01", "simulate.dirt.null_key_rate=0.005",
-    "simulate.dirt.absurd_quantity_rate=0.005", "simulate.dirt.outlier_price_rate=0.005",
-    "simulate.dirt.wrong_type_rate=0.005", "simulate.dirt.unknown_currency_rate=0.005",
+    "simulate.n_skus=16",
+    "simulate.n_days=28",
+    "simulate.seed=7",
+    "simulate.dirt.duplicate_rate=0.01",
+    "simulate.dirt.null_key_rate=0.005",
+    "simulate.dirt.absurd_quantity_rate=0.005",
+    "simulate.dirt.outlier_price_rate=0.005",
+    "simulate.dirt.wrong_type_rate=0.005",
+    "simulate.dirt.unknown_currency_rate=0.005",
 ]
 
 
@@ -53,7 +63,9 @@ def _silver(spark: SparkSession, lakehouse: Lakehouse, source: str) -> DataFrame
 def test_clean_market_ingests_without_loss(clean_market) -> None:  # type: ignore[no-untyped-def]
     _, summary, report, _ = clean_market
     assert report.balanced
-    counts = {r.source: (r.rows_read, r.rows_silver, r.rows_quarantined, r.rows_duplicate) for r in report.results}
+    counts = {
+        r.source: (r.rows_read, r.rows_silver, r.rows_quarantined, r.rows_duplicate) for r in report.results
+    }
     assert counts == {source: (n, n, 0, 0) for source, n in summary.rows.items()}
 
 
@@ -61,14 +73,20 @@ def test_ground_truth_matches_what_was_written(spark: SparkSession, clean_market
     _, summary, _, lakehouse = clean_market
     truth = spark.read.parquet(f"{summary.truth}/sku_day")
     tx = _silver(spark, lakehouse, "transactions")
-    sold = tx.where("quantity > 0").groupBy("sku", F.col("order_date").alias("date")).agg(
-        F.sum("quantity").cast("int").alias("units")
+    sold = (
+        tx.where("quantity > 0")
+        .groupBy("sku", F.col("order_date").alias("date"))
+        .agg(F.sum("quantity").cast("int").alias("units"))
     )
     assertDataFrameEqual(
-        sold, truth.where("units_sold > 0").select("sku", "date", F.col("units_sold").alias("units")), checkRowOrder=False
+        sold,
+        truth.where("units_sold > 0").select("sku", "date", F.col("units_sold").alias("units")),
+        checkRowOrder=False,
     )
-    returned = tx.where("quantity < 0").groupBy("sku", F.col("order_date").alias("date")).agg(
-        (-F.sum("quantity")).cast("int").alias("units")
+    returned = (
+        tx.where("quantity < 0")
+        .groupBy("sku", F.col("order_date").alias("date"))
+        .agg((-F.sum("quantity")).cast("int").alias("units"))
     )
     assertDataFrameEqual(
         returned,
@@ -76,9 +94,11 @@ def test_ground_truth_matches_what_was_written(spark: SparkSession, clean_market
         checkRowOrder=False,
     )
     # Paid prices are the true prices (foreign-currency rows round-trip through the FX rate).
-    price_error = tx.join(truth, (tx.sku == truth.sku) & (tx.order_date == truth.date)).agg(
-        F.max(F.abs(tx.unit_price.cast("double") - truth.price))
-    ).first()[0]
+    price_error = (
+        tx.join(truth, (tx.sku == truth.sku) & (tx.order_date == truth.date))
+        .agg(F.max(F.abs(tx.unit_price.cast("double") - truth.price)))
+        .first()[0]
+    )
     assert price_error < 0.01
     inventory = _silver(spark, lakehouse, "inventory").select(
         "sku", F.col("snapshot_date").alias("date"), F.col("on_hand").alias("units")
@@ -86,23 +106,33 @@ def test_ground_truth_matches_what_was_written(spark: SparkSession, clean_market
     assertDataFrameEqual(
         inventory, truth.select("sku", "date", F.col("on_hand_start").alias("units")), checkRowOrder=False
     )
-    views = _silver(spark, lakehouse, "clickstream").where("event_type = 'view'").groupBy(
-        "sku", F.col("event_date").alias("date")
-    ).agg(F.count("*").cast("int").alias("units"))
+    views = (
+        _silver(spark, lakehouse, "clickstream")
+        .where("event_type = 'view'")
+        .groupBy("sku", F.col("event_date").alias("date"))
+        .agg(F.count("*").cast("int").alias("units"))
+    )
     assertDataFrameEqual(
-        views, truth.where("views > 0").select("sku", "date", F.col("views").alias("units")), checkRowOrder=False
+        views,
+        truth.where("views > 0").select("sku", "date", F.col("views").alias("units")),
+        checkRowOrder=False,
     )
     observed = truth.select(F.explode("competitor_observed").alias("seen")).where("seen").count()
     assert _silver(spark, lakehouse, "competitor_prices").count() == observed
     params = spark.read.parquet(f"{summary.truth}/sku_params")
     catalog = _silver(spark, lakehouse, "catalog")
-    assert catalog.join(params, "sku").where(
-        F.abs(catalog.unit_cost.cast("double") - params.unit_cost) > 1e-9
-    ).count() == 0
+    assert (
+        catalog.join(params, "sku")
+        .where(F.abs(catalog.unit_cost.cast("double") - params.unit_cost) > 1e-9)
+        .count()
+        == 0
+    )
 
 
 def test_truth_is_deterministic_confounded_and_censored(spark: SparkSession, cfg: PricingConfig) -> None:
-    sim = load_config("local", overrides=TEST_OVERRIDES + ["simulate.n_skus=40", "simulate.n_days=60"]).simulate
+    sim = load_config(
+        "local", overrides=TEST_OVERRIDES + ["simulate.n_skus=40", "simulate.n_days=60"]
+    ).simulate
     params = sku_parameters(spark, sim)
     again = sku_parameters(spark.newSession(), sim)
     assertDataFrameEqual(params, again, checkRowOrder=False)
@@ -113,12 +143,16 @@ def test_truth_is_deterministic_confounded_and_censored(spark: SparkSession, cfg
 
     days = sku_days(params, sim).cache()
     # The retailer discounts weak days: the hidden demand shock is lower on discounted days.
-    shock = dict(days.where("not promo and not price_test").groupBy("discounted").agg(F.avg("shock")).collect())
+    shock = dict(
+        days.where("not promo and not price_test").groupBy("discounted").agg(F.avg("shock")).collect()
+    )
     assert shock[True] < shock[False] - 0.1
     assert days.where("price_test").count() > 0
     # Stock-outs censor sales on stock-out-prone SKUs.
-    censored = days.join(params.select("sku", "stockout_prone"), "sku").groupBy("stockout_prone").agg(
-        F.avg(F.col("censored").cast("double"))
+    censored = (
+        days.join(params.select("sku", "stockout_prone"), "sku")
+        .groupBy("stockout_prone")
+        .agg(F.avg(F.col("censored").cast("double")))
     )
     share = dict(censored.collect())
     assert share[True] > 0.05 and share[True] > 3 * share.get(False, 0.0)
@@ -132,7 +166,9 @@ def test_dirty_market_quarantines_each_injected_kind(
     _, summary, report, lakehouse = _market(spark, DIRTY, tmp_path, cfg.ingest.pii_salt_env)
     assert report.balanced
     quarantine = spark.read.format("delta").load(lakehouse.quarantine)
-    by_reason = {(r.source, r.reason): r["count"] for r in quarantine.groupBy("source", "reason").count().collect()}
+    by_reason = {
+        (r.source, r.reason): r["count"] for r in quarantine.groupBy("source", "reason").count().collect()
+    }
     dirt = summary.dirt
     assert by_reason == {
         key: n
@@ -150,4 +186,6 @@ def test_dirty_market_quarantines_each_injected_kind(
     results = {r.source: r for r in report.results}
     assert results["transactions"].rows_duplicate == dirt["duplicate"] > 0
     assert sum(len(r.files_failed) for r in report.results) == dirt["corrupt_files"] == 2
-    assert _silver(spark, lakehouse, "catalog").where("unit_cost_missing").count() == dirt.get("missing_cost", 0)
+    assert _silver(spark, lakehouse, "catalog").where("unit_cost_missing").count() == dirt.get(
+        "missing_cost", 0
+    )

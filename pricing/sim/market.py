@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from pyspark.sql.types import (
 )
 
 from pricing.config import SimulateConfig
+from pricing.io import first_value, hadoop_fs
 
 CATEGORIES = [
     ("running_shoes", "Running Shoe", 85.0),
@@ -56,7 +57,18 @@ CATEGORIES = [
     ("gloves", "Gloves", 28.0),
     ("sleeping_bags", "Sleeping Bag", 150.0),
 ]
-BRAND_WORDS = ["Acme", "Northline", "Summit", "Trailhead", "Boreal", "Cascade", "Ridge", "Alpen", "Fjord", "Mesa"]
+BRAND_WORDS = [
+    "Acme",
+    "Northline",
+    "Summit",
+    "Trailhead",
+    "Boreal",
+    "Cascade",
+    "Ridge",
+    "Alpen",
+    "Fjord",
+    "Mesa",
+]
 ADJECTIVES = ["Lite", "Pro", "Classic", "Ultra", "Storm", "Trail", "Urban", "Peak", "Eco", "Max"]
 CHANNELS = ["web", "web", "web", "web", "app", "app", "store_01", "store_02", "store_03", "store_04"]
 COMPETITORS = ["outdoorhub", "gearmarket", "peakstore", "trailmart", "basecamp"]
@@ -141,7 +153,9 @@ class MarketSummary:
 def _uniform(seed: int, salt: str, *cols: Column) -> Column:
     """Deterministic U(0,1) from a hash of (seed, salt, cols): independent of partitioning."""
     modulus = 2_147_483_647
-    return (F.pmod(F.xxhash64(F.lit(seed), F.lit(salt), *cols), F.lit(modulus)).cast("double") + 0.5) / modulus
+    return (
+        F.pmod(F.xxhash64(F.lit(seed), F.lit(salt), *cols), F.lit(modulus)).cast("double") + 0.5
+    ) / modulus
 
 
 def _normal(seed: int, salt: str, *cols: Column) -> Column:
@@ -182,7 +196,10 @@ def sku_parameters(spark: SparkSession, cfg: SimulateConfig) -> DataFrame:
         F.element_at(cat_names, cat_pos + 1).alias("category"),
         F.concat_ws(" ", F.lit("Brand"), brand).alias("brand"),
         F.concat_ws(
-            " ", brand, _pick(ADJECTIVES, _uniform(s, "adj", idx)), F.element_at(cat_nouns, cat_pos + 1),
+            " ",
+            brand,
+            _pick(ADJECTIVES, _uniform(s, "adj", idx)),
+            F.element_at(cat_nouns, cat_pos + 1),
             F.format_string("%d", F.pmod(idx * 7, F.lit(90)) + 10),
         ).alias("title"),
         F.greatest(ref_price, F.lit(1.99)).alias("ref_price"),
@@ -201,14 +218,30 @@ def sku_parameters(spark: SparkSession, cfg: SimulateConfig) -> DataFrame:
         _uniform(s, "map", idx).alias("_u_map"),
         _uniform(s, "cover", idx).alias("_u_cover"),
     )
-    cover = F.when(F.col("stockout_prone"), 0.55 + 0.35 * F.col("_u_cover")).otherwise(1.6 + F.col("_u_cover"))
+    cover = F.when(F.col("stockout_prone"), 0.55 + 0.35 * F.col("_u_cover")).otherwise(
+        1.6 + F.col("_u_cover")
+    )
     return df.select(
-        "sku", "sku_idx", "category", "brand", "title", "ref_price",
+        "sku",
+        "sku_idx",
+        "category",
+        "brand",
+        "title",
+        "ref_price",
         F.round(F.col("ref_price") * (0.45 + 0.25 * F.col("_u_margin")), 2).alias("unit_cost"),
-        "base_demand", "elasticity", "weekly_amplitude", "weekly_peak_dow", "annual_amplitude",
-        "annual_phase", "competitor_sensitivity", "promo_lift", "stockout_prone", "price_tested",
+        "base_demand",
+        "elasticity",
+        "weekly_amplitude",
+        "weekly_peak_dow",
+        "annual_amplitude",
+        "annual_phase",
+        "competitor_sensitivity",
+        "promo_lift",
+        "stockout_prone",
+        "price_tested",
         "cycle_days",
-        F.greatest(F.lit(1), F.ceil(F.col("base_demand") * F.col("cycle_days") * cover)).cast("int")
+        F.greatest(F.lit(1), F.ceil(F.col("base_demand") * F.col("cycle_days") * cover))
+        .cast("int")
         .alias("order_up_to"),
         F.when(F.col("_u_map") < 0.3, F.round(F.col("ref_price") * 0.8, 2)).alias("map_price"),
         F.round(F.col("ref_price") * (0.45 + 0.25 * F.col("_u_margin")) * 1.05, 2).alias("min_price"),
@@ -232,7 +265,9 @@ def _simulate_sku_days(cfg: SimulateConfig) -> Any:
         shock = rng.normal(0.0, 0.25, n_days)
         # The retailer sees the shock with noise and discounts the days it expects to be weak.
         seen = shock + rng.normal(0.0, 0.1, n_days)
-        discounted = seen < np.quantile(seen, cfg.weak_day_discount_prob) if cfg.weak_day_discount_prob else (t < 0)
+        discounted = (
+            seen < np.quantile(seen, cfg.weak_day_discount_prob) if cfg.weak_day_discount_prob else (t < 0)
+        )
         multiplier = np.where(discounted, 1.0 - rng.uniform(0.08, 0.3, n_days), 1.0)
         promo = np.zeros(n_days, dtype=bool)
         for start_day in rng.integers(0, max(n_days - 4, 1), size=max(1, n_days // 45)):
@@ -250,7 +285,10 @@ def _simulate_sku_days(cfg: SimulateConfig) -> Any:
         in_stock = rng.random((n_days, n_comp)) < 0.95
 
         log_lambda = (
-            np.log(p.base_demand) + weekly + annual + shock
+            np.log(p.base_demand)
+            + weekly
+            + annual
+            + shock
             + p.elasticity * np.log(price / p.ref_price)
             + p.competitor_sensitivity * np.log(competitor_median / p.ref_price)
             + np.log(p.promo_lift) * promo
@@ -316,10 +354,15 @@ def fx_rates(spark: SparkSession, cfg: SimulateConfig) -> DataFrame:
     for currency, start_rate in FOREIGN_CURRENCIES.items():
         path = start_rate * np.exp(np.cumsum(rng.normal(0, 0.003, cfg.n_days)))
         rows += [
-            (cfg.start_date + timedelta(days=d), currency, float(round(path[d], 6))) for d in range(cfg.n_days)
+            (cfg.start_date + timedelta(days=d), currency, float(round(path[d], 6)))
+            for d in range(cfg.n_days)
         ]
     schema = StructType(
-        [StructField("date", DateType()), StructField("currency", StringType()), StructField("rate", DoubleType())]
+        [
+            StructField("date", DateType()),
+            StructField("currency", StringType()),
+            StructField("rate", DoubleType()),
+        ]
     )
     return spark.createDataFrame(rows, schema)
 
@@ -335,18 +378,36 @@ def transaction_lines(days_df: DataFrame, fx_df: DataFrame, cfg: SimulateConfig)
     (the kind of dirt injected, null for clean rows; not written).
     """
     s, d = cfg.seed, cfg.dirt
-    sales = days_df.where(F.col("units_sold") > 0).select(
-        "sku", "sku_idx", "date", "price", "ref_price", "lines_of_two",
-        F.explode(F.sequence(F.lit(1), F.col("units_sold") - F.col("lines_of_two"))).alias("line_no"),
-    ).select(
-        "*",
-        F.when(F.col("line_no") <= F.col("lines_of_two"), 2).otherwise(1).alias("quantity"),
-        F.lit("O").alias("_prefix"),
+    sales = (
+        days_df.where(F.col("units_sold") > 0)
+        .select(
+            "sku",
+            "sku_idx",
+            "date",
+            "price",
+            "ref_price",
+            "lines_of_two",
+            F.explode(F.sequence(F.lit(1), F.col("units_sold") - F.col("lines_of_two"))).alias("line_no"),
+        )
+        .select(
+            "*",
+            F.when(F.col("line_no") <= F.col("lines_of_two"), 2).otherwise(1).alias("quantity"),
+            F.lit("O").alias("_prefix"),
+        )
     )
-    returns = days_df.where(F.col("units_returned") > 0).select(
-        "sku", "sku_idx", "date", "price", "ref_price", "lines_of_two",
-        F.explode(F.sequence(F.lit(1), F.col("units_returned"))).alias("line_no"),
-    ).select("*", F.lit(-1).alias("quantity"), F.lit("R").alias("_prefix"))
+    returns = (
+        days_df.where(F.col("units_returned") > 0)
+        .select(
+            "sku",
+            "sku_idx",
+            "date",
+            "price",
+            "ref_price",
+            "lines_of_two",
+            F.explode(F.sequence(F.lit(1), F.col("units_returned"))).alias("line_no"),
+        )
+        .select("*", F.lit(-1).alias("quantity"), F.lit("R").alias("_prefix"))
+    )
     lines = sales.unionByName(returns)
     key = [F.col("_prefix"), F.col("sku_idx"), F.col("date"), F.col("line_no")]
     u_dirt = _uniform(s, "dirt", *key)
@@ -356,10 +417,18 @@ def transaction_lines(days_df: DataFrame, fx_df: DataFrame, cfg: SimulateConfig)
     ).otherwise(F.lit("USD"))
     lines = lines.select(
         "*",
-        F.concat(F.col("_prefix"), F.date_format("date", "yyyyMMdd"), F.lit("-"),
-                 F.col("sku_idx").cast("string"), F.lit("-"), F.col("line_no").cast("string")).alias("order_id"),
+        F.concat(
+            F.col("_prefix"),
+            F.date_format("date", "yyyyMMdd"),
+            F.lit("-"),
+            F.col("sku_idx").cast("string"),
+            F.lit("-"),
+            F.col("line_no").cast("string"),
+        ).alias("order_id"),
         _timestamp_in_day(F.col("date"), _uniform(s, "ts", *key)).alias("_ts"),
-        F.format_string("C%06d", F.floor(_uniform(s, "customer", *key) * N_CUSTOMERS).cast("int")).alias("customer_id"),
+        F.format_string("C%06d", F.floor(_uniform(s, "customer", *key) * N_CUSTOMERS).cast("int")).alias(
+            "customer_id"
+        ),
         _pick(CHANNELS, _uniform(s, "channel", *key)).alias("channel"),
         currency.alias("currency"),
         u_dirt.alias("_u_dirt"),
@@ -371,7 +440,13 @@ def transaction_lines(days_df: DataFrame, fx_df: DataFrame, cfg: SimulateConfig)
     local_price = F.round(F.col("price") / F.coalesce(F.col("rate"), F.lit(1.0)), 2)
     local_list = F.round(F.col("ref_price") / F.coalesce(F.col("rate"), F.lit(1.0)), 2)
     edges = np.cumsum(
-        [d.null_key_rate, d.absurd_quantity_rate, d.outlier_price_rate, d.wrong_type_rate, d.unknown_currency_rate]
+        [
+            d.null_key_rate,
+            d.absurd_quantity_rate,
+            d.outlier_price_rate,
+            d.wrong_type_rate,
+            d.unknown_currency_rate,
+        ]
     ).tolist()
     u = F.col("_u_dirt")
     dirt = (
@@ -388,9 +463,11 @@ def transaction_lines(days_df: DataFrame, fx_df: DataFrame, cfg: SimulateConfig)
         F.when(F.col("dirt") == "null_key", None).otherwise(F.col("sku")).alias("sku"),
         F.when(F.col("dirt") == "absurd_quantity", "99999")
         .when(F.col("dirt") == "wrong_type", "two")
-        .otherwise(F.col("quantity").cast("string")).alias("quantity"),
+        .otherwise(F.col("quantity").cast("string"))
+        .alias("quantity"),
         F.when(F.col("dirt") == "outlier_price", F.format_number(local_price * 100, 2).cast("string"))
-        .otherwise(local_price.cast("string")).alias("unit_price"),
+        .otherwise(local_price.cast("string"))
+        .alias("unit_price"),
         local_list.cast("string").alias("list_price"),
         F.when(F.col("dirt") == "unknown_currency", "XYZ").otherwise(F.col("currency")).alias("currency"),
         "customer_id",
@@ -414,27 +491,42 @@ def transaction_lines(days_df: DataFrame, fx_df: DataFrame, cfg: SimulateConfig)
 def click_events(days_df: DataFrame, cfg: SimulateConfig) -> DataFrame:
     """Views, add-to-carts, purchases (web lines) and other event types, one row per event."""
     s = cfg.seed
-    counts = days_df.select(
-        "sku", "sku_idx", "date", "price",
-        F.array(
-            F.struct(F.lit("view").alias("event_type"), F.col("views").alias("n")),
-            F.struct(F.lit("add_to_cart").alias("event_type"), F.col("add_to_carts").alias("n")),
-            F.struct(F.lit("purchase").alias("event_type"),
-                     F.floor(F.col("units_sold") * 0.4).cast("int").alias("n")),
-            F.struct(F.lit("wishlist").alias("event_type"), F.col("other_events").alias("n")),
-        ).alias("kinds"),
-    ).select("*", F.explode("kinds").alias("kind")).where(F.col("kind.n") > 0)
+    counts = (
+        days_df.select(
+            "sku",
+            "sku_idx",
+            "date",
+            "price",
+            F.array(
+                F.struct(F.lit("view").alias("event_type"), F.col("views").alias("n")),
+                F.struct(F.lit("add_to_cart").alias("event_type"), F.col("add_to_carts").alias("n")),
+                F.struct(
+                    F.lit("purchase").alias("event_type"),
+                    F.floor(F.col("units_sold") * 0.4).cast("int").alias("n"),
+                ),
+                F.struct(F.lit("wishlist").alias("event_type"), F.col("other_events").alias("n")),
+            ).alias("kinds"),
+        )
+        .select("*", F.explode("kinds").alias("kind"))
+        .where(F.col("kind.n") > 0)
+    )
     events = counts.select(
-        "sku", "sku_idx", "date", "price", F.col("kind.event_type").alias("event_type"),
+        "sku",
+        "sku_idx",
+        "date",
+        "price",
+        F.col("kind.event_type").alias("event_type"),
         F.explode(F.sequence(F.lit(1), F.col("kind.n"))).alias("n"),
     )
     key = [F.col("sku_idx"), F.col("date"), F.col("event_type"), F.col("n")]
     logged_in = _uniform(s, "login", *key) < 0.6
     return events.select(
-        F.concat(F.lit("E"), F.sha2(F.concat_ws("|", *[k.cast("string") for k in key]), 256).substr(1, 20))
-        .alias("event_id"),
-        F.date_format(_timestamp_in_day(F.col("date"), _uniform(s, "evts", *key)), "yyyy-MM-dd'T'HH:mm:ss'Z'")
-        .alias("event_ts"),
+        F.concat(
+            F.lit("E"), F.sha2(F.concat_ws("|", *[k.cast("string") for k in key]), 256).substr(1, 20)
+        ).alias("event_id"),
+        F.date_format(
+            _timestamp_in_day(F.col("date"), _uniform(s, "evts", *key)), "yyyy-MM-dd'T'HH:mm:ss'Z'"
+        ).alias("event_ts"),
         "sku",
         "event_type",
         F.format_string("S%08d", F.floor(_uniform(s, "session", *key) * 1e8).cast("int")).alias("session_id"),
@@ -452,7 +544,9 @@ def competitor_observations(days_df: DataFrame, cfg: SimulateConfig) -> DataFram
     s = cfg.seed
     names = F.array(*[F.lit(c) for c in COMPETITORS[: cfg.n_competitors]])
     exploded = days_df.select(
-        "sku", "sku_idx", "date",
+        "sku",
+        "sku_idx",
+        "date",
         F.posexplode(F.arrays_zip("competitor_prices", "competitor_observed", "competitor_in_stock")).alias(
             "pos", "obs"
         ),
@@ -463,7 +557,9 @@ def competitor_observations(days_df: DataFrame, cfg: SimulateConfig) -> DataFram
         _timestamp_in_day(F.col("date"), _uniform(s, "comp_ts", *key)).alias("observed_ts"),
         F.element_at(names, F.col("pos") + 1).alias("competitor"),
         "sku",
-        F.when(outlier, F.col("obs.competitor_prices") * 10).otherwise(F.col("obs.competitor_prices")).alias("price"),
+        F.when(outlier, F.col("obs.competitor_prices") * 10)
+        .otherwise(F.col("obs.competitor_prices"))
+        .alias("price"),
         F.lit("USD").alias("currency"),
         F.col("obs.competitor_in_stock").alias("in_stock"),
         F.col("date").alias("day"),
@@ -481,8 +577,12 @@ def catalog_rows(params_df: DataFrame, cfg: SimulateConfig) -> DataFrame:
         F.col("category").alias("Category"),
         F.col("brand").alias("Brand"),
         F.concat(
-            F.col("title"), F.lit(": a "), F.regexp_replace("category", "_", " "),
-            F.lit(" by "), F.col("brand"), F.lit(" for everyday outdoor use."),
+            F.col("title"),
+            F.lit(": a "),
+            F.regexp_replace("category", "_", " "),
+            F.lit(" by "),
+            F.col("brand"),
+            F.lit(" for everyday outdoor use."),
         ).alias("Description"),
         F.when(missing_cost, None).otherwise(F.col("unit_cost")).alias("Unit_Cost"),
         F.lit("USD").alias("Currency"),
@@ -496,9 +596,7 @@ def catalog_rows(params_df: DataFrame, cfg: SimulateConfig) -> DataFrame:
 
 def _write_bytes(spark: SparkSession, path: str, payload: bytes) -> None:
     """Write one file through Hadoop's FileSystem (any filesystem Spark reaches)."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    fs, hadoop_path = hadoop_fs(spark, path)
     stream = fs.create(hadoop_path, True)
     try:
         stream.write(bytearray(payload))
@@ -548,17 +646,20 @@ def simulate_market(
         f"{landing}/transactions"
     )
     rows["transactions"] = lines_df.count()
-    dirt.update({r["dirt"]: r["count"] for r in lines_df.where(F.col("dirt").isNotNull()).groupBy("dirt").count().collect()})
+    dirt.update(
+        {
+            r["dirt"]: r["count"]
+            for r in lines_df.where(F.col("dirt").isNotNull()).groupBy("dirt").count().collect()
+        }
+    )
     lines_df.unpersist()
 
     events_df = click_events(days_df, cfg)
     _by_day(events_df).write.mode("overwrite").partitionBy("day").json(f"{landing}/clickstream")
-    rows["clickstream"] = int(
-        days_df.agg(
-            F.sum(F.col("views") + F.col("add_to_carts") + F.col("other_events") + F.floor(F.col("units_sold") * 0.4))
-        ).first()[0]
-        or 0
+    clicks = (
+        F.col("views") + F.col("add_to_carts") + F.col("other_events") + F.floor(F.col("units_sold") * 0.4)
     )
+    rows["clickstream"] = int(first_value(days_df.agg(F.sum(clicks))) or 0)
 
     competitor_df = competitor_observations(days_df, cfg).cache()
     _by_day(competitor_df.drop("dirt")).write.mode("overwrite").partitionBy("day").parquet(
@@ -593,12 +694,20 @@ def simulate_market(
         rows["transactions"] += cfg.dirt.unparseable_rows
     if cfg.dirt.corrupt_files:
         _write_bytes(spark, f"{landing}/transactions/day={last_day}/export.csv", b"\x00\x01PK\x03\x04" * 64)
-        _write_bytes(spark, f"{landing}/competitor_prices/day={last_day}/scrape.parquet", b"PAR1" + b"\x07" * 200)
+        _write_bytes(
+            spark, f"{landing}/competitor_prices/day={last_day}/scrape.parquet", b"PAR1" + b"\x07" * 200
+        )
         dirt["corrupt_files"] = 2
 
     summary = MarketSummary(
-        landing=landing, truth=truth, n_skus=cfg.n_skus, n_days=cfg.n_days,
-        start_date=cfg.start_date.isoformat(), seed=cfg.seed, rows=rows, dirt=dirt,
+        landing=landing,
+        truth=truth,
+        n_skus=cfg.n_skus,
+        n_days=cfg.n_days,
+        start_date=cfg.start_date.isoformat(),
+        seed=cfg.seed,
+        rows=rows,
+        dirt=dirt,
     )
     _write_bytes(spark, f"{truth}/summary.json", summary.to_json().encode())
     for cached in (params_df, days_df, fx_df):
