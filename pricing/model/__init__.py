@@ -1,0 +1,1 @@
+"""The demand model: a PyTorch price-response network and its distributed training."""
