@@ -36,6 +36,23 @@ def _cmd_setup_jars(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_spark_conf(args: argparse.Namespace) -> int:
+    """Print spark-submit --conf flags for the configured session (Delta JARs, extensions, defaults).
+
+    spark-submit starts the driver JVM before any Python runs, so Delta's JARs and SQL extensions
+    must be on its command line: ``spark-submit $(pricing spark-conf) jobs/ingest.py ...``.
+    """
+    import shlex
+
+    from pricing.spark import session_conf
+
+    cfg = _config(args, [])
+    print(
+        " ".join(f"--conf {shlex.quote(f'{key}={value}')}" for key, value in session_conf(cfg.spark).items())
+    )
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from pricing.sim import simulate_market
     from pricing.spark import build_spark
@@ -99,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     setup = sub.add_parser("setup-jars", help="resolve Delta's JARs through Ivy into the local cache")
     _common(setup)
     setup.set_defaults(func=_cmd_setup_jars)
+
+    spark_conf = sub.add_parser("spark-conf", help="print spark-submit --conf flags for this configuration")
+    _common(spark_conf)
+    spark_conf.set_defaults(func=_cmd_spark_conf)
 
     simulate = sub.add_parser("simulate", help="write a synthetic market's landing files and ground truth")
     simulate.add_argument("--landing", help="landing root to write (default: paths.landing)")

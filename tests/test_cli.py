@@ -1,0 +1,28 @@
+"""The `pricing` command: subcommands, overrides and what spark-submit needs."""
+
+from __future__ import annotations
+
+import pytest
+
+from pricing.cli import build_parser, main
+
+
+def test_every_stage_has_a_subcommand() -> None:
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"setup-jars", "spark-conf", "simulate", "ingest", "features"} <= set(commands)
+
+
+def test_spark_conf_prints_delta_settings_for_spark_submit(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spark-conf", "spark.shuffle_partitions=7"]) == 0
+    flags = capsys.readouterr().out.split()
+    pairs = dict(flags[i + 1].split("=", 1) for i in range(0, len(flags), 2) if flags[i] == "--conf")
+    assert pairs["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert pairs["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    assert pairs["spark.sql.shuffle.partitions"] == "7"
+    assert pairs["spark.sql.session.timeZone"] == "UTC"
+    assert "delta-spark_4.2_2.13" in pairs.get("spark.jars", pairs.get("spark.jars.packages", ""))
+
+
+def test_bad_override_exits_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spark-conf", "spark.shuffle_partitionz=7"]) == 2
+    assert "shuffle_partitionz" in capsys.readouterr().err
