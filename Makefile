@@ -25,6 +25,20 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,text]'
 	touch $@
 
+# Horovod 0.28.1 (the last release) from source: no build isolation (it must compile against the venv's
+# torch), --no-deps (its extras would replace torch and pyarrow), C++20 for torch's headers through a
+# compiler wrapper (the sdist hard-codes C++14), CPU build with Gloo. pip caches the wheel (~8 min once).
+HOROVOD_ENV := HOROVOD_WITH_PYTORCH=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_TENSORFLOW=1 \
+	HOROVOD_WITHOUT_MXNET=1 CMAKE_POLICY_VERSION_MINIMUM=3.5 MAKEFLAGS=-j2 CXX=$(abspath $(CACHE))/cxx20
+$(VENV)/.horovod: $(VENV)/.installed
+	mkdir -p $(CACHE)
+	printf '%s\n' '#!/usr/bin/env bash' 'args=()' 'for a in "$$@"; do case "$$a" in -std=c++1[147]|-std=gnu++1[147]) args+=(-std=c++20);; *) args+=("$$a");; esac; done' 'exec g++ "$${args[@]}"' > $(CACHE)/cxx20
+	chmod +x $(CACHE)/cxx20
+	$(HOROVOD_ENV) $(BIN)/pip install --quiet --no-build-isolation --no-deps horovod==0.28.1
+	$(BIN)/pip install --quiet cloudpickle psutil packaging
+	$(BIN)/horovodrun --check-build | grep -q '\[X\] PyTorch'
+	touch $@
+
 # Delta's JARs come from Maven Central through Spark's Ivy, once; sessions then load the cache.
 $(CACHE)/.jars: $(VENV)/.installed
 	$(BIN)/pricing setup-jars
@@ -36,7 +50,7 @@ $(SALT_FILE):
 	$(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > $@
 	chmod 600 $@
 
-setup: $(VENV)/.installed $(CACHE)/.jars $(SALT_FILE) ## create .venv, install the project, prefetch Delta JARs
+setup: $(VENV)/.installed $(VENV)/.horovod $(CACHE)/.jars $(SALT_FILE) ## create .venv, install the project (+Horovod), prefetch Delta JARs
 
 demo: setup ## simulate a market and run the pipeline on it locally (tables under ./demo)
 	rm -rf $(DEMO_DIR)

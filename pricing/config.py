@@ -105,6 +105,30 @@ class FeaturesConfig(_Strict):
         return max(*self.lags, *self.windows, 7) + self.max_ffill_days
 
 
+class TrainConfig(_Strict):
+    """Demand model training: backend, processes, network size, holdout and MLflow."""
+
+    backend: Literal["torch_distributor", "horovod"] = "torch_distributor"
+    num_processes: int = Field(2, ge=1)
+    local_mode: bool = True  # TorchDistributor: torchrun on the driver (True) or a barrier job on executors
+    use_gpu: bool = False  # CUDA + NCCL when True (falls back to CPU + Gloo when no GPU is visible)
+    epochs: int = Field(25, ge=1)
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(0.01, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    ensemble_size: int = Field(3, ge=1)
+    hidden: int = Field(64, ge=4)
+    embedding_dim: int = Field(8, ge=1)
+    holdout_days: int = Field(14, ge=1)
+    debias: bool = True
+    seed: int = 7
+    start_timeout_s: int = Field(600, ge=10)
+    model_name: str = "pricing-demand"
+    experiment: str = "pricing-demand"
+    tracking_uri: str = "sqlite:///demo/mlflow.db"
+    artifact_location: str | None = None
+
+
 class DirtConfig(_Strict):
     """Share of rows the simulator makes dirty, by kind (see docs/data-contract.md)."""
 
@@ -133,7 +157,9 @@ class SimulateConfig(_Strict):
     base_demand_median: float = Field(4.0, gt=0)
     elasticity_range: tuple[float, float] = (-3.5, -0.6)
     price_test_share: float = Field(0.1, ge=0, le=1)
-    weak_day_discount_prob: float = Field(0.35, ge=0, le=1)
+    weak_day_discount_prob: float = Field(0.35, ge=0, lt=1)
+    shock_sd: float = Field(0.3, ge=0)
+    shock_persistence: float = Field(0.7, ge=0, lt=1)
     views_per_unit: float = Field(6.0, ge=0)
     stockout_sku_share: float = Field(0.15, ge=0, le=1)
     return_rate: float = Field(0.02, ge=0, le=1)
@@ -158,6 +184,7 @@ class PricingConfig(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
 
 

@@ -13,8 +13,9 @@ True demand per SKU and day (what the model must recover):
                  + competitor_sensitivity * log(competitor_median / ref_price)
                  + log(promo_lift) * promo
 
-The retailer discounts on days it sees as weak (``shock`` observed with noise), so historical prices
-are confounded with demand; a share of SKUs also gets randomised price tests. Sales are censored by
+``shock`` is a persistent (AR(1)) demand shock that also drives site traffic; the retailer discounts
+the day after weak traffic, so historical prices are confounded with demand (through an observed
+signal, yesterday's views, as in real markdown rules); a share of SKUs also gets randomised price tests. Sales are censored by
 stock: replenishment every ``cycle_days`` up to ``order_up_to`` units.
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -262,12 +264,19 @@ def _simulate_sku_days(cfg: SimulateConfig) -> Any:
         doy = np.array([d.timetuple().tm_yday for d in dates])
         weekly = p.weekly_amplitude * np.cos(2 * np.pi * (dow - p.weekly_peak_dow) / 7)
         annual = p.annual_amplitude * np.sin(2 * np.pi * doy / 365.25 + p.annual_phase)
-        shock = rng.normal(0.0, 0.25, n_days)
-        # The retailer sees the shock with noise and discounts the days it expects to be weak.
-        seen = shock + rng.normal(0.0, 0.1, n_days)
-        discounted = (
-            seen < np.quantile(seen, cfg.weak_day_discount_prob) if cfg.weak_day_discount_prob else (t < 0)
-        )
+        # Demand shocks persist (AR(1)): a weak day tends to follow a weak day.
+        rho = cfg.shock_persistence
+        innovations = rng.normal(0.0, cfg.shock_sd * np.sqrt(1 - rho**2), n_days)
+        innovations[0] = rng.normal(0.0, cfg.shock_sd)  # start in the stationary distribution
+        shock = lfilter([1.0], [1.0, -rho], innovations)
+        # Visits follow the shock but not the price (the price is seen after the click).
+        usual_views = p.base_demand * np.exp(weekly + annual) * cfg.views_per_unit
+        views = rng.poisson(usual_views * np.exp(shock))
+        # The retailer discounts after a weak day of traffic, which it sees (and so does the panel):
+        # prices are confounded with demand through yesterday's views.
+        weakness = np.r_[0.0, (np.log1p(views) - np.log1p(usual_views))[:-1]]
+        threshold = np.quantile(weakness[1:], cfg.weak_day_discount_prob) if n_days > 1 else -np.inf
+        discounted = (weakness < threshold) & (t > 0)
         multiplier = np.where(discounted, 1.0 - rng.uniform(0.08, 0.3, n_days), 1.0)
         promo = np.zeros(n_days, dtype=bool)
         for start_day in rng.integers(0, max(n_days - 4, 1), size=max(1, n_days // 45)):
@@ -306,7 +315,6 @@ def _simulate_sku_days(cfg: SimulateConfig) -> Any:
         returned = np.zeros(n_days, dtype=np.int64)
         returns = rng.binomial(sold, cfg.return_rate)
         np.add.at(returned, np.minimum(t + 3, n_days - 1), returns * (t + 3 < n_days))
-        views = rng.poisson(expected * cfg.views_per_unit)
         carts = rng.binomial(views, min(1.0, 1.8 / max(cfg.views_per_unit, 1.8)))
         other = rng.poisson(expected * 0.1)
         return pd.DataFrame(

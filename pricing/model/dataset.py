@@ -1,0 +1,174 @@
+"""Gold panel -> model inputs: vocabularies, standardised numeric features, text vectors, Parquet shards.
+
+Only information known before a day starts is a feature of that day (lags, previous days' traffic,
+competitor prices, stock at opening, calendar); the day's own price enters only through
+``log_price_ratio = log(price / ref_price)``, the treatment whose effect the network isolates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType
+
+# (name, expression over the panel with lag columns added); nulls become 0 with a *_missing flag.
+_LOG1P_COUNTS = [
+    "units_lag_1",
+    "units_lag_7",
+    "units_lag_28",
+    "units_mean_7d",
+    "units_mean_28d",
+    "views_lag_1",
+    "add_to_carts_lag_1",
+    "on_hand",
+]
+_MISSING_FLAGS = {
+    "views_missing": "views_lag_1",
+    "competitor_missing": "comp_median_price",
+    "stock_missing": "on_hand",
+}
+
+
+def _numeric_expressions() -> dict[str, Column]:
+    ref = F.col("ref_price")
+    exprs: dict[str, Column] = {f"log1p_{c}": F.log1p(F.greatest(F.col(c), F.lit(0))) for c in _LOG1P_COUNTS}
+    exprs["log_comp_ratio"] = F.log(F.col("comp_median_price") / ref)
+    exprs["log_price_mean_7d_ratio"] = F.log(F.col("price_mean_7d") / ref)
+    exprs["log_price_mean_28d_ratio"] = F.log(F.col("price_mean_28d") / ref)
+    exprs.update({name: F.col(source).isNull().cast("double") for name, source in _MISSING_FLAGS.items()})
+    exprs.update({f"dow_{d}": (F.col("day_of_week") == d).cast("double") for d in range(7)})
+    exprs["month_sin"] = F.sin(F.col("month") * (2 * 3.141592653589793 / 12))
+    exprs["month_cos"] = F.cos(F.col("month") * (2 * 3.141592653589793 / 12))
+    exprs["is_holiday"] = F.col("is_holiday").cast("double")
+    return exprs
+
+
+# Names only (building Columns needs a running SparkContext).
+NUMERIC_FEATURES = (
+    [f"log1p_{c}" for c in _LOG1P_COUNTS]
+    + ["log_comp_ratio", "log_price_mean_7d_ratio", "log_price_mean_28d_ratio"]
+    + list(_MISSING_FLAGS)
+    + [f"dow_{d}" for d in range(7)]
+    + ["month_sin", "month_cos", "is_holiday"]
+)
+
+
+@dataclass
+class InputSpec:
+    """Everything needed to turn panel rows into network inputs again (saved with the model)."""
+
+    skus: list[str]
+    categories: list[str]
+    brands: list[str]
+    ref_prices: dict[str, float]
+    means: list[float]
+    stds: list[float]
+    encoder: str
+    text_dim: int
+    train_end: str
+    numeric_features: list[str] = field(default_factory=lambda: list(NUMERIC_FEATURES))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> InputSpec:
+        return cls(**json.loads(text))
+
+
+def with_history(panel_df: DataFrame) -> DataFrame:
+    """Add the previous day's traffic: known when the day's price is set, unlike the day's own."""
+    by_day = Window.partitionBy("sku").orderBy("date")
+    return panel_df.withColumn("views_lag_1", F.lag("views", 1).over(by_day)).withColumn(
+        "add_to_carts_lag_1", F.lag("add_to_carts", 1).over(by_day)
+    )
+
+
+def fit_input_spec(train_df: DataFrame, encoder: str, text_dim: int, train_end: date) -> InputSpec:
+    """Vocabularies, reference prices and feature scales from the training rows (small aggregates)."""
+    ref = (
+        train_df.groupBy("sku")
+        .agg(F.percentile_approx("price", 0.5).alias("ref_price"))
+        .where(F.col("ref_price") > 0)
+    )
+    ref_prices = {r.sku: float(r.ref_price) for r in ref.collect()}
+    scaled = train_df.join(ref, "sku")
+    exprs = _numeric_expressions()
+    assert list(exprs) == NUMERIC_FEATURES, "NUMERIC_FEATURES is out of step with the expressions"
+    stats = scaled.select(
+        *[F.mean(F.coalesce(e, F.lit(0.0))).alias(f"m_{n}") for n, e in exprs.items()],
+        *[F.stddev_pop(F.coalesce(e, F.lit(0.0))).alias(f"s_{n}") for n, e in exprs.items()],
+    ).first()
+    assert stats is not None
+    vocab = train_df.select(
+        F.sort_array(F.collect_set("sku")),
+        F.sort_array(F.collect_set("category")),
+        F.sort_array(F.collect_set("brand")),
+    ).first()
+    assert vocab is not None
+    return InputSpec(
+        skus=list(vocab[0]),
+        categories=list(vocab[1]),
+        brands=list(vocab[2]),
+        ref_prices=ref_prices,
+        means=[float(stats[f"m_{n}"] or 0.0) for n in exprs],
+        stds=[float(stats[f"s_{n}"] or 0.0) or 1.0 for n in exprs],
+        encoder=encoder,
+        text_dim=text_dim,
+        train_end=train_end.isoformat(),
+    )
+
+
+def _index(values: list[str], column: str) -> Column:
+    # 1-based; 0 = unseen (a new SKU, category or brand).
+    mapping = F.create_map(*[part for i, v in enumerate(values) for part in (F.lit(v), F.lit(i + 1))])
+    return F.coalesce(mapping[F.col(column)], F.lit(0))
+
+
+def model_inputs(panel_df: DataFrame, embeddings_df: DataFrame | None, spec: InputSpec) -> DataFrame:
+    """Panel rows (with :func:`with_history` applied) -> network inputs, one row per SKU and day."""
+    spark = panel_df.sparkSession
+    ref_df = spark.createDataFrame(list(spec.ref_prices.items()), "sku string, ref_price double")
+    df = panel_df.join(F.broadcast(ref_df), "sku", "left").withColumn(
+        "ref_price", F.coalesce("ref_price", "price_mean_28d", "price")
+    )
+    exprs = _numeric_expressions()
+    numeric = F.array(
+        *[
+            ((F.coalesce(exprs[name], F.lit(0.0)) - mean) / std).cast("float")
+            for name, mean, std in zip(spec.numeric_features, spec.means, spec.stds, strict=True)
+        ]
+    )
+    zeros = F.array_repeat(F.lit(0.0).cast("float"), spec.text_dim)
+    if embeddings_df is not None:
+        df = df.join(
+            embeddings_df.where(F.col("encoder") == spec.encoder).select(
+                "text_hash", F.col("embedding").alias("_text")
+            ),
+            "text_hash",
+            "left",
+        )
+        text = F.coalesce(F.col("_text"), zeros)
+    else:
+        text = zeros
+    return df.select(
+        "sku",
+        "date",
+        _index(spec.skus, "sku").alias("sku_idx"),
+        _index(spec.categories, "category").alias("category_idx"),
+        _index(spec.brands, "brand").alias("brand_idx"),
+        numeric.alias("numeric"),
+        text.cast(ArrayType(FloatType())).alias("text"),
+        F.log(F.col("price") / F.col("ref_price")).cast("float").alias("log_price_ratio"),
+        F.col("units_gross").cast("float").alias("units"),
+        # Stock-out days are censored demand: weight 0, never "no stock = no demand".
+        F.when(F.coalesce(F.col("stockout"), F.lit(False)), 0.0).otherwise(1.0).cast("float").alias("weight"),
+        F.col("units_lag_7").cast("double").alias("seasonal_naive"),
+        "price",
+        "ref_price",
+        F.col("unit_cost"),
+    ).where(F.col("log_price_ratio").isNotNull())

@@ -1,0 +1,333 @@
+"""One training function, two distributed backends: TorchDistributor (DDP) and Horovod on Spark.
+
+``train_worker`` runs in every process. It reads its shard of the training Parquet files in batches,
+optionally fits the cross-fitted price nuisance E[log(p/p_ref) | x] (double machine learning), then
+trains an ensemble of :class:`DemandNet` members on bootstrap weights with the Poisson loss. Gradients
+are averaged across processes by the backend's allreduce (DDP's, or Horovod's DistributedOptimizer);
+both keep every process's weights identical, which the result reports as per-rank checksums.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pricing.model.network import DemandNet, NetSpec, poisson_loss
+
+BATCH_COLUMNS = [
+    "sku_idx",
+    "category_idx",
+    "brand_idx",
+    "numeric",
+    "text",
+    "log_price_ratio",
+    "units",
+    "weight",
+]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a training process needs; plain data so it pickles to any executor."""
+
+    train_dir: str
+    net: dict[str, int]
+    epochs: int
+    nuisance_epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    ensemble_size: int
+    debias: bool
+    seed: int
+    backend: str
+    use_gpu: bool
+    tracking_uri: str | None = None
+    run_id: str | None = None
+
+
+class Ensemble(nn.Module):
+    """K demand networks trained together (one allreduce per step) plus the two price nuisances."""
+
+    def __init__(self, spec: NetSpec, members: int) -> None:
+        super().__init__()
+        self.members = nn.ModuleList([DemandNet(spec) for _ in range(members)])
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], offset: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = [
+            m(**_net_inputs(batch), log_price_ratio=batch["log_price_ratio"], price_offset=offset)
+            for m in self.members
+        ]
+        return torch.stack([o[0] for o in outputs]), torch.stack([o[1] for o in outputs])
+
+
+class PriceNuisance(nn.Module):
+    """Two cross-fitted regressions of log(p/p_ref) on x: fold f is fitted on SKUs with idx % 2 == f."""
+
+    def __init__(self, spec: NetSpec) -> None:
+        super().__init__()
+        self.folds = nn.ModuleList([DemandNet(spec) for _ in range(2)])
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        zero = torch.zeros_like(batch["log_price_ratio"])
+        # A DemandNet at log_price_ratio = 0 is just its base(x): reuse it as the regression head.
+        return torch.stack([fold(**_net_inputs(batch), log_price_ratio=zero)[0] for fold in self.folds])
+
+
+def _net_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: batch[k] for k in ("sku", "category", "brand", "text", "numeric")}
+
+
+def read_shard(train_dir: str, rank: int, world: int) -> dict[str, torch.Tensor]:
+    """This process's share of the Parquet files (every world-th file), read batch by batch."""
+    import pyarrow.dataset as ds
+
+    fragments = sorted(ds.dataset(train_dir, format="parquet").get_fragments(), key=lambda f: f.path)
+    columns: dict[str, list[np.ndarray]] = {c: [] for c in BATCH_COLUMNS}
+    for fragment in fragments[rank::world]:
+        for record_batch in fragment.to_batches(columns=BATCH_COLUMNS, batch_size=65_536):
+            for name in BATCH_COLUMNS:
+                array = record_batch.column(name)
+                if name in ("numeric", "text"):
+                    width = len(array[0]) if len(array) else 0
+                    columns[name].append(array.flatten().to_numpy().reshape(len(array), width))
+                else:
+                    columns[name].append(array.to_numpy())
+    if not columns["units"]:
+        return {}
+    merged = {name: np.concatenate(parts) for name, parts in columns.items()}
+    return {
+        "sku": torch.from_numpy(merged["sku_idx"].astype(np.int64)),
+        "category": torch.from_numpy(merged["category_idx"].astype(np.int64)),
+        "brand": torch.from_numpy(merged["brand_idx"].astype(np.int64)),
+        "numeric": torch.from_numpy(merged["numeric"].astype(np.float32)),
+        "text": torch.from_numpy(merged["text"].astype(np.float32)),
+        "log_price_ratio": torch.from_numpy(merged["log_price_ratio"].astype(np.float32)),
+        "units": torch.from_numpy(merged["units"].astype(np.float32)),
+        "weight": torch.from_numpy(merged["weight"].astype(np.float32)),
+    }
+
+
+class _Comm:
+    """The few collective operations training needs, over DDP or Horovod."""
+
+    rank: int
+    size: int
+
+    def wrap(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer
+    ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def allreduce(self, tensor: torch.Tensor, op: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def allgather(self, tensor: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _TorchComm(_Comm):
+    def __init__(self, use_gpu: bool) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if use_gpu else "gloo")
+        self.rank, self.size = dist.get_rank(), dist.get_world_size()
+
+    def wrap(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer
+    ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # DDP broadcasts rank 0's weights at construction and averages gradients in backward().
+        return DistributedDataParallel(model), optimizer
+
+    def allreduce(self, tensor: torch.Tensor, op: str) -> torch.Tensor:
+        ops = {"min": self.dist.ReduceOp.MIN, "sum": self.dist.ReduceOp.SUM}
+        result = tensor.clone()
+        self.dist.all_reduce(result, op=ops[op])
+        return result
+
+    def allgather(self, tensor: torch.Tensor) -> torch.Tensor:
+        parts = [torch.zeros_like(tensor) for _ in range(self.size)]
+        self.dist.all_gather(parts, tensor)
+        return torch.stack(parts)
+
+
+class _HorovodComm(_Comm):
+    def __init__(self) -> None:
+        import horovod.torch as hvd
+
+        self.hvd = hvd
+        hvd.init()
+        self.rank, self.size = hvd.rank(), hvd.size()
+
+    def wrap(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer
+    ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        hvd = self.hvd
+        hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        distributed = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
+        hvd.broadcast_optimizer_state(distributed, root_rank=0)
+        return model, distributed
+
+    def allreduce(self, tensor: torch.Tensor, op: str) -> torch.Tensor:
+        ops = {"min": self.hvd.Min, "sum": self.hvd.Sum}
+        return self.hvd.allreduce(tensor, op=ops[op])
+
+    def allgather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.hvd.allgather(tensor.unsqueeze(0))
+
+
+def _device(use_gpu: bool) -> torch.device:
+    if use_gpu and torch.cuda.is_available():
+        local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("HOROVOD_LOCAL_RANK", "0")))
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _steps(comm: _Comm, rows: int, batch_size: int) -> int:
+    # Every process must take the same number of steps, or an allreduce would wait forever.
+    return int(comm.allreduce(torch.tensor([math.ceil(rows / batch_size)]), "min").item())
+
+
+def _fit(
+    comm: _Comm,
+    model: nn.Module,
+    loss_fn: Any,
+    data: dict[str, torch.Tensor],
+    spec: WorkerSpec,
+    epochs: int,
+    metric: str,
+) -> list[float]:
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay)
+    model, optimizer = comm.wrap(model, optimizer)
+    rows = len(data["units"]) if data else 0
+    steps = _steps(comm, rows, spec.batch_size)
+    generator = torch.Generator().manual_seed(spec.seed * 1000 + comm.rank)
+    history = []
+    for epoch in range(epochs):
+        order = torch.randperm(rows, generator=generator)
+        totals = torch.zeros(2)
+        for step in range(steps):
+            index = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+            batch = {k: v[index] for k, v in data.items()}
+            optimizer.zero_grad()
+            loss = loss_fn(model, batch)
+            loss.backward()
+            optimizer.step()
+            totals += torch.tensor([loss.item() * len(index), len(index)])
+        totals = comm.allreduce(totals, "sum")
+        epoch_loss = float(totals[0] / totals[1].clamp_min(1))
+        history.append(epoch_loss)
+        if comm.rank == 0 and spec.run_id:
+            import mlflow
+
+            mlflow.MlflowClient(spec.tracking_uri).log_metric(spec.run_id, metric, epoch_loss, step=epoch)
+    return history
+
+
+def train_worker(spec: WorkerSpec) -> dict[str, Any]:
+    """Train on this process's shard; return the weights (rank 0), losses and per-rank checksums."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    comm: _Comm = _HorovodComm() if spec.backend == "horovod" else _TorchComm(spec.use_gpu)
+    device = _device(spec.use_gpu)
+    torch.manual_seed(spec.seed)
+    net_spec = NetSpec(**spec.net)
+    data = {k: v.to(device) for k, v in read_shard(spec.train_dir, comm.rank, comm.size).items()}
+
+    nuisance = PriceNuisance(net_spec).to(device)
+    nuisance_history: list[float] = []
+    if spec.debias:
+
+        def nuisance_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            predicted = model(batch)  # (2, batch)
+            fold = (batch["sku"] % 2).long()
+            own = torch.stack([fold == 0, fold == 1]).float()  # each fold fits only its own SKUs
+            squared = (predicted - batch["log_price_ratio"].unsqueeze(0)) ** 2
+            return (squared * own).sum() / own.sum().clamp_min(1.0)
+
+        nuisance_history = _fit(
+            comm, nuisance, nuisance_loss, data, spec, spec.nuisance_epochs, "nuisance_mse"
+        )
+        with torch.no_grad():
+            if data:
+                predicted = _unwrap(nuisance)(data)
+                other = 1 - (data["sku"] % 2).long()  # cross-fitting: the fold that never saw the SKU
+                data["offset"] = predicted.gather(0, other.unsqueeze(0)).squeeze(0)
+
+    ensemble = Ensemble(net_spec, spec.ensemble_size).to(device)
+    member_weights = (
+        torch.distributions.Poisson(torch.ones(spec.ensemble_size, len(data["units"]))).sample()
+        if data
+        else torch.zeros(spec.ensemble_size, 0)
+    ).to(device)  # Poisson(1) bootstrap per member: the spread of the ensemble is the uncertainty
+    if data:
+        data["member_weight"] = member_weights.T.contiguous()
+
+    def demand_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        log_mean, _ = model(batch, batch.get("offset"))
+        weights = batch["weight"].unsqueeze(0) * batch["member_weight"].T
+        return sum(poisson_loss(log_mean[k], batch["units"], weights[k]) for k in range(len(log_mean)))
+
+    history = _fit(comm, ensemble, demand_loss, data, spec, spec.epochs, "train_poisson_loss")
+    ensemble = _unwrap(ensemble)
+    flat = torch.cat([p.detach().flatten().cpu() for p in ensemble.parameters()])
+    checksums = comm.allgather(torch.tensor([flat.sum().item(), (flat**2).sum().item()], dtype=torch.float64))
+    result: dict[str, Any] = {
+        "rank": comm.rank,
+        "world_size": comm.size,
+        "losses": history,
+        "nuisance_losses": nuisance_history,
+        "param_checksums": checksums.tolist(),
+        "device": str(device),
+    }
+    if comm.rank == 0:
+        buffer = io.BytesIO()
+        torch.save({"ensemble": ensemble.state_dict(), "nuisance": _unwrap(nuisance).state_dict()}, buffer)
+        result["state"] = buffer.getvalue()
+    return result
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def run_distributed(
+    spec: WorkerSpec, num_processes: int, local_mode: bool, start_timeout_s: int
+) -> dict[str, Any]:
+    """Run :func:`train_worker` on ``num_processes`` processes with the configured backend.
+
+    Returns:
+        Rank 0's result (weights, losses, checksums of every rank).
+    """
+    if spec.backend == "horovod":
+        import horovod.spark
+
+        results = horovod.spark.run(
+            train_worker,
+            args=(spec,),
+            num_proc=num_processes,
+            start_timeout=start_timeout_s,
+            use_gloo=True,
+            verbose=0,
+        )
+        return next(r for r in results if r["rank"] == 0)
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    use_gpu = spec.use_gpu and torch.cuda.is_available()
+    if spec.use_gpu and not use_gpu:
+        spec = WorkerSpec(**{**asdict(spec), "use_gpu": False})  # no GPU here: CPU with Gloo
+    distributor = TorchDistributor(num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu)
+    return distributor.run(train_worker, spec)

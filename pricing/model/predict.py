@@ -1,0 +1,98 @@
+"""Predictions from a trained ensemble: expected units at any price, elasticity and its interval.
+
+The same code serves the Spark evaluation (``mapInPandas``, model loaded once per task), the MLflow
+pyfunc model and, later, price scoring.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+
+from pricing.model.dataset import InputSpec
+from pricing.model.distributed import Ensemble, PriceNuisance
+from pricing.model.network import NetSpec
+
+PREDICTION_COLUMNS = ["expected_units", "elasticity", "elasticity_low", "elasticity_high"]
+
+
+class LoadedModel:
+    """An ensemble and its price nuisance, ready to predict on model-input frames."""
+
+    def __init__(self, state: bytes, net: dict[str, int], members: int, debias: bool) -> None:
+        spec = NetSpec(**net)
+        weights = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
+        self.ensemble = Ensemble(spec, members)
+        self.ensemble.load_state_dict(weights["ensemble"])
+        self.nuisance = PriceNuisance(spec)
+        self.nuisance.load_state_dict(weights["nuisance"])
+        self.debias = debias
+        self.ensemble.eval()
+        self.nuisance.eval()
+
+    @torch.no_grad()
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        batch = _tensors(frame)
+        # For any row, the price nuisance is the average of both cross-fitted folds.
+        offset = self.nuisance(batch).mean(0) if self.debias else None
+        log_mean, elasticity = self.ensemble(batch, offset)
+        per_member_units = torch.exp(log_mean)
+        return pd.DataFrame(
+            {
+                "expected_units": per_member_units.mean(0).numpy().astype(np.float64),
+                "elasticity": elasticity.mean(0).numpy().astype(np.float64),
+                "elasticity_low": elasticity.min(0).values.numpy().astype(np.float64),
+                "elasticity_high": elasticity.max(0).values.numpy().astype(np.float64),
+            },
+            index=frame.index,
+        )
+
+
+def _tensors(frame: pd.DataFrame) -> dict[str, torch.Tensor]:
+    return {
+        "sku": torch.as_tensor(frame["sku_idx"].to_numpy(np.int64)),
+        "category": torch.as_tensor(frame["category_idx"].to_numpy(np.int64)),
+        "brand": torch.as_tensor(frame["brand_idx"].to_numpy(np.int64)),
+        "numeric": torch.as_tensor(np.stack(frame["numeric"].to_numpy()).astype(np.float32)),
+        "text": torch.as_tensor(np.stack(frame["text"].to_numpy()).astype(np.float32)),
+        "log_price_ratio": torch.as_tensor(frame["log_price_ratio"].to_numpy(np.float32)),
+    }
+
+
+def predict_batches(model_loader: Any, keep: list[str]) -> Any:
+    """A ``mapInPandas`` function: loads the model once per task, predicts each Arrow batch."""
+
+    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = model_loader()
+        for frame in batches:
+            yield pd.concat(
+                [frame[keep].reset_index(drop=True), model.predict(frame.reset_index(drop=True))], axis=1
+            )
+
+    return predict
+
+
+class DemandPyfunc(mlflow.pyfunc.PythonModel):
+    """The MLflow model: input = rows of ``pricing.model.dataset.model_inputs``; output = predictions."""
+
+    def load_context(self, context: Any) -> None:
+        import json
+
+        with open(context.artifacts["weights"], "rb") as handle:
+            state = handle.read()
+        with open(context.artifacts["config"]) as handle:
+            config = json.load(handle)
+        with open(context.artifacts["input_spec"]) as handle:
+            self.input_spec = InputSpec.from_json(handle.read())
+        self.model = LoadedModel(state, config["net"], config["ensemble_size"], config["debias"])
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        return self.model.predict(model_input)

@@ -1,0 +1,282 @@
+"""`pricing train`: gold panel -> distributed training -> holdout evaluation -> MLflow registry gate."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.models import infer_signature
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+from pricing import io
+from pricing.config import PricingConfig
+from pricing.features import GoldTables
+from pricing.model.dataset import fit_input_spec, model_inputs, with_history
+from pricing.model.distributed import WorkerSpec, run_distributed
+from pricing.model.network import NetSpec
+from pricing.model.predict import PREDICTION_COLUMNS, DemandPyfunc, LoadedModel, predict_batches
+from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
+from pricing.text import encoder_name
+
+ELASTICITIES_SCHEMA = StructType(
+    [
+        StructField("sku", StringType(), False),
+        StructField("elasticity", DoubleType(), False),
+        StructField("elasticity_low", DoubleType(), False),
+        StructField("elasticity_high", DoubleType(), False),
+    ]
+)
+
+
+@dataclass
+class TrainReport:
+    """What a training run produced and how it compares."""
+
+    run_id: str
+    model_version: str
+    alias: str
+    backend: str
+    world_size: int
+    losses: list[float]
+    param_checksums: list[list[float]]
+    holdout_wape: float
+    seasonal_naive_wape: float
+    champion_wape: float | None
+    elasticity_mae: float | None
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def render(self) -> str:
+        lines = [
+            f"model {self.model_version} ({self.alias}) trained with {self.backend} on {self.world_size} processes "
+            f"in {self.seconds:.0f}s; loss {self.losses[0]:.4f} -> {self.losses[-1]:.4f}",
+            f"holdout WAPE {self.holdout_wape:.3f} vs seasonal naive {self.seasonal_naive_wape:.3f}"
+            + (f" (champion {self.champion_wape:.3f})" if self.champion_wape is not None else ""),
+        ]
+        if self.elasticity_mae is not None:
+            lines.append(f"elasticity MAE vs truth {self.elasticity_mae:.3f}")
+        return "\n".join(lines)
+
+
+def _wape(df: DataFrame, forecast: str) -> float:
+    row = (
+        df.where(F.col("weight") > 0)
+        .agg(F.sum(F.abs(F.col("units") - F.col(forecast))), F.sum("units"))
+        .first()
+    )
+    return float(row[0] / row[1]) if row and row[1] else float("nan")
+
+
+def evaluate(holdout_df: DataFrame, loader: Any) -> DataFrame:
+    """Holdout rows with predictions, computed on the executors (model loaded once per task)."""
+    keep = ["sku", "date", "units", "weight", "seasonal_naive", "log_price_ratio"]
+    schema = StructType(
+        [f for f in holdout_df.schema.fields if f.name in keep]
+        + [StructField(c, DoubleType()) for c in PREDICTION_COLUMNS]
+    )
+    return holdout_df.mapInPandas(predict_batches(loader, keep), schema)
+
+
+def sku_elasticities(predictions_df: DataFrame) -> DataFrame:
+    """Per SKU: mean elasticity over its holdout days, with the ensemble's interval."""
+    return predictions_df.groupBy("sku").agg(
+        F.avg("elasticity").alias("elasticity"),
+        F.avg("elasticity_low").alias("elasticity_low"),
+        F.avg("elasticity_high").alias("elasticity_high"),
+    )
+
+
+def run_train(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    lakehouse_root: str | None = None,
+    truth_dir: str | None = None,
+) -> TrainReport:
+    """Train the demand model on the gold panel, evaluate on a time-based holdout, register, gate."""
+    started = time.monotonic()
+    tcfg = cfg.train
+    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
+    gold = GoldTables(root)
+    panel = with_history(io.read_table(spark, gold.sku_day))
+    end = io.first_value(panel.agg(F.max("date")))
+    if end is None:
+        raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
+    holdout_start = end - timedelta(days=tcfg.holdout_days - 1)
+    train_panel = panel.where(F.col("date") < F.lit(holdout_start))
+    holdout_panel = panel.where(F.col("date") >= F.lit(holdout_start))
+
+    encoder = encoder_name(cfg.features)
+    embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA).where(
+        F.col("encoder") == encoder
+    )
+    text_dim = int(io.first_value(embeddings.select(F.size("embedding"))) or 0)
+    spec = fit_input_spec(train_panel, encoder, text_dim, holdout_start - timedelta(days=1))
+
+    mlflow.set_tracking_uri(tcfg.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(tcfg.experiment)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else mlflow.create_experiment(tcfg.experiment, artifact_location=tcfg.artifact_location)
+    )
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        run_id = run.info.run_id
+        data_dir = io.table_path(root, "model_data", run_id)
+        shards = max(2, tcfg.num_processes * 2)
+        model_inputs(train_panel, embeddings, spec).repartition(shards).write.parquet(f"{data_dir}/train")
+        model_inputs(holdout_panel, embeddings, spec).write.parquet(f"{data_dir}/holdout")
+        net = NetSpec(
+            n_skus=len(spec.skus),
+            n_categories=len(spec.categories),
+            n_brands=len(spec.brands),
+            text_dim=text_dim,
+            n_numeric=len(spec.numeric_features),
+            embedding_dim=tcfg.embedding_dim,
+            hidden=tcfg.hidden,
+        ).to_dict()
+        worker = WorkerSpec(
+            train_dir=f"{data_dir}/train",
+            net=net,
+            epochs=tcfg.epochs,
+            nuisance_epochs=tcfg.epochs,
+            batch_size=tcfg.batch_size,
+            learning_rate=tcfg.learning_rate,
+            weight_decay=tcfg.weight_decay,
+            ensemble_size=tcfg.ensemble_size,
+            debias=tcfg.debias,
+            seed=tcfg.seed,
+            backend=tcfg.backend,
+            use_gpu=tcfg.use_gpu,
+            tracking_uri=tcfg.tracking_uri,
+            run_id=run_id,
+        )
+        mlflow.log_params(
+            {
+                **{k: v for k, v in tcfg.model_dump().items() if k != "tracking_uri"},
+                "encoder": encoder,
+                "text_dim": text_dim,
+                "holdout_start": holdout_start.isoformat(),
+                "train_rows_files": shards,
+            }
+        )
+        print(f"[train] {tcfg.backend}: {tcfg.num_processes} processes, {tcfg.epochs} epochs", flush=True)
+        result = run_distributed(worker, tcfg.num_processes, tcfg.local_mode, tcfg.start_timeout_s)
+        state = result["state"]
+        config = {"net": net, "ensemble_size": tcfg.ensemble_size, "debias": tcfg.debias}
+
+        holdout_df = spark.read.parquet(f"{data_dir}/holdout")
+        predictions = evaluate(
+            holdout_df, lambda: LoadedModel(state, net, tcfg.ensemble_size, tcfg.debias)
+        ).cache()
+        holdout_wape = _wape(predictions, "expected_units")
+        naive_wape = _wape(predictions.where(F.col("seasonal_naive").isNotNull()), "seasonal_naive")
+        elasticities = sku_elasticities(predictions).cache()
+        metrics = {
+            "holdout_wape": holdout_wape,
+            "seasonal_naive_wape": naive_wape,
+            "final_train_poisson_loss": result["losses"][-1],
+        }
+        elasticity_mae = None
+        if truth_dir:
+            truth = spark.read.parquet(f"{truth_dir}/sku_params").select(
+                "sku", F.col("elasticity").alias("true")
+            )
+            joined = elasticities.join(truth, "sku")
+            elasticity_mae = float(
+                io.first_value(joined.agg(F.avg(F.abs(F.col("elasticity") - F.col("true")))))
+            )
+            coverage = float(
+                io.first_value(
+                    joined.agg(
+                        F.avg(
+                            F.col("true")
+                            .between(F.col("elasticity_low"), F.col("elasticity_high"))
+                            .cast("double")
+                        )
+                    )
+                )
+            )
+            metrics.update({"elasticity_mae": elasticity_mae, "elasticity_interval_coverage": coverage})
+        mlflow.log_metrics(metrics)
+
+        sample = holdout_df.limit(5).toPandas()
+        signature = infer_signature(
+            sample.drop(columns=["sku", "date"]),
+            LoadedModel(state, net, tcfg.ensemble_size, tcfg.debias).predict(sample),
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = {
+                "weights": Path(tmp, "weights.pt"),
+                "config": Path(tmp, "config.json"),
+                "input_spec": Path(tmp, "input_spec.json"),
+            }
+            paths["weights"].write_bytes(state)
+            paths["config"].write_text(json.dumps(config))
+            paths["input_spec"].write_text(spec.to_json())
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=DemandPyfunc(),
+                artifacts={k: str(v) for k, v in paths.items()},
+                signature=signature,
+                registered_model_name=tcfg.model_name,
+            )
+        version = str(info.registered_model_version)
+        champion_wape, alias = _gate(spark, holdout_df, tcfg.model_name, version, holdout_wape)
+        mlflow.log_metric(
+            "champion_holdout_wape", champion_wape if champion_wape is not None else holdout_wape
+        )
+        mlflow.set_tag("alias", alias)
+        io.overwrite(
+            elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields]),
+            io.table_path(root, "gold", "elasticities"),
+            ELASTICITIES_SCHEMA,
+            "gold/elasticities",
+        )
+        predictions.unpersist()
+        elasticities.unpersist()
+
+    report = TrainReport(
+        run_id=run_id,
+        model_version=version,
+        alias=alias,
+        backend=tcfg.backend,
+        world_size=result["world_size"],
+        losses=result["losses"],
+        param_checksums=result["param_checksums"],
+        holdout_wape=holdout_wape,
+        seasonal_naive_wape=naive_wape,
+        champion_wape=champion_wape,
+        elasticity_mae=elasticity_mae,
+        seconds=time.monotonic() - started,
+        metrics=metrics,
+    )
+    print(report.render(), flush=True)
+    return report
+
+
+def _gate(
+    spark: SparkSession, holdout_df: DataFrame, name: str, version: str, wape: float
+) -> tuple[float | None, str]:
+    """Give ``version`` the alias ``champion`` only if it beats the champion on the same holdout."""
+    client = mlflow.MlflowClient()
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except mlflow.exceptions.MlflowException:
+        champion = None
+    champion_wape = None
+    if champion is not None:
+        uri = f"models:/{name}@champion"
+        champion_wape = _wape(evaluate(holdout_df, lambda: mlflow.pyfunc.load_model(uri)), "expected_units")
+    if champion_wape is None or wape < champion_wape:
+        client.set_registered_model_alias(name, "champion", version)
+        return champion_wape, "champion"
+    client.set_registered_model_alias(name, "challenger", version)
+    return champion_wape, "challenger"
