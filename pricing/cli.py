@@ -100,6 +100,18 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pricing.model.train import run_train
+    from pricing.spark import build_spark
+
+    extra = [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
+    extra += [f"train.backend={args.backend}"] if args.backend else []
+    cfg = _config(args, extra)
+    spark = build_spark(cfg.spark)
+    run_train(spark, cfg, truth_dir=args.truth)
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -142,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--full", action="store_true", help="rebuild the whole panel from scratch")
     _common(features)
     features.set_defaults(func=_cmd_features)
+
+    train = sub.add_parser("train", help="train the demand model (distributed), evaluate, register in MLflow")
+    train.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+    train.add_argument("--backend", choices=["torch_distributor", "horovod"], help="train.backend")
+    train.add_argument("--truth", help="simulated ground truth folder: also report elasticity error")
+    _common(train)
+    train.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -9,7 +9,7 @@ from pricing.cli import build_parser, main
 
 def test_every_stage_has_a_subcommand() -> None:
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert {"setup-jars", "spark-conf", "simulate", "ingest", "features"} <= set(commands)
+    assert {"setup-jars", "spark-conf", "simulate", "ingest", "features", "train"} <= set(commands)
 
 
 def test_spark_conf_prints_delta_settings_for_spark_submit(capsys: pytest.CaptureFixture[str]) -> None:

@@ -168,6 +168,8 @@ def model_inputs(panel_df: DataFrame, embeddings_df: DataFrame | None, spec: Inp
         # Stock-out days are censored demand: weight 0, never "no stock = no demand".
         F.when(F.coalesce(F.col("stockout"), F.lit(False)), 0.0).otherwise(1.0).cast("float").alias("weight"),
         F.col("units_lag_7").cast("double").alias("seasonal_naive"),
+        # Cross-fitting folds for the price nuisance: by row, so each fold still sees every SKU.
+        F.pmod(F.xxhash64("sku", "date"), F.lit(2)).cast("int").alias("fold"),
         "price",
         "ref_price",
         F.col("unit_cost"),

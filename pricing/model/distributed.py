@@ -30,6 +30,7 @@ BATCH_COLUMNS = [
     "log_price_ratio",
     "units",
     "weight",
+    "fold",
 ]
 
 
@@ -71,7 +72,7 @@ class Ensemble(nn.Module):
 
 
 class PriceNuisance(nn.Module):
-    """Two cross-fitted regressions of log(p/p_ref) on x: fold f is fitted on SKUs with idx % 2 == f."""
+    """Two cross-fitted regressions of log(p/p_ref) on x: fold f is fitted on the rows of fold f."""
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
@@ -114,6 +115,7 @@ def read_shard(train_dir: str, rank: int, world: int) -> dict[str, torch.Tensor]
         "log_price_ratio": torch.from_numpy(merged["log_price_ratio"].astype(np.float32)),
         "units": torch.from_numpy(merged["units"].astype(np.float32)),
         "weight": torch.from_numpy(merged["weight"].astype(np.float32)),
+        "fold": torch.from_numpy(merged["fold"].astype(np.int64)),
     }
 
 
@@ -211,7 +213,9 @@ def _fit(
     epochs: int,
     metric: str,
 ) -> list[float]:
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay)
+    optimizer: torch.optim.Optimizer = torch.optim.Adam(
+        model.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay
+    )
     model, optimizer = comm.wrap(model, optimizer)
     rows = len(data["units"]) if data else 0
     steps = _steps(comm, rows, spec.batch_size)
@@ -253,7 +257,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
 
         def nuisance_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             predicted = model(batch)  # (2, batch)
-            fold = (batch["sku"] % 2).long()
+            fold = batch["fold"]
             own = torch.stack([fold == 0, fold == 1]).float()  # each fold fits only its own SKUs
             squared = (predicted - batch["log_price_ratio"].unsqueeze(0)) ** 2
             return (squared * own).sum() / own.sum().clamp_min(1.0)
@@ -264,7 +268,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         with torch.no_grad():
             if data:
                 predicted = _unwrap(nuisance)(data)
-                other = 1 - (data["sku"] % 2).long()  # cross-fitting: the fold that never saw the SKU
+                other = 1 - data["fold"]  # cross-fitting: the fold model that never saw the row
                 data["offset"] = predicted.gather(0, other.unsqueeze(0)).squeeze(0)
 
     ensemble = Ensemble(net_spec, spec.ensemble_size).to(device)
@@ -279,11 +283,12 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     def demand_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         log_mean, _ = model(batch, batch.get("offset"))
         weights = batch["weight"].unsqueeze(0) * batch["member_weight"].T
-        return sum(poisson_loss(log_mean[k], batch["units"], weights[k]) for k in range(len(log_mean)))
+        return torch.stack(
+            [poisson_loss(log_mean[k], batch["units"], weights[k]) for k in range(len(log_mean))]
+        ).sum()
 
     history = _fit(comm, ensemble, demand_loss, data, spec, spec.epochs, "train_poisson_loss")
-    ensemble = _unwrap(ensemble)
-    flat = torch.cat([p.detach().flatten().cpu() for p in ensemble.parameters()])
+    flat = torch.cat([p.detach().flatten().cpu() for p in _unwrap(ensemble).parameters()])
     checksums = comm.allgather(torch.tensor([flat.sum().item(), (flat**2).sum().item()], dtype=torch.float64))
     result: dict[str, Any] = {
         "rank": comm.rank,
@@ -295,13 +300,17 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     }
     if comm.rank == 0:
         buffer = io.BytesIO()
-        torch.save({"ensemble": ensemble.state_dict(), "nuisance": _unwrap(nuisance).state_dict()}, buffer)
+        torch.save(
+            {"ensemble": _unwrap(ensemble).state_dict(), "nuisance": _unwrap(nuisance).state_dict()}, buffer
+        )
         result["state"] = buffer.getvalue()
     return result
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    inner = getattr(model, "module", model)  # DDP keeps the wrapped model in .module
+    assert isinstance(inner, nn.Module)
+    return inner
 
 
 def run_distributed(
@@ -330,4 +339,7 @@ def run_distributed(
     if spec.use_gpu and not use_gpu:
         spec = WorkerSpec(**{**asdict(spec), "use_gpu": False})  # no GPU here: CPU with Gloo
     distributor = TorchDistributor(num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu)
-    return distributor.run(train_worker, spec)
+    result = distributor.run(train_worker, spec)
+    if not isinstance(result, dict):
+        raise RuntimeError(f"TorchDistributor returned no result from rank 0: {result!r}")
+    return result

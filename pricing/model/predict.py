@@ -10,7 +10,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-import mlflow.pyfunc
+import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -78,7 +78,7 @@ def predict_batches(model_loader: Any, keep: list[str]) -> Any:
     return predict
 
 
-class DemandPyfunc(mlflow.pyfunc.PythonModel):
+class DemandPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
     """The MLflow model: input = rows of ``pricing.model.dataset.model_inputs``; output = predictions."""
 
     def load_context(self, context: Any) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.models import infer_signature
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -56,8 +57,9 @@ class TrainReport:
 
     def render(self) -> str:
         lines = [
-            f"model {self.model_version} ({self.alias}) trained with {self.backend} on {self.world_size} processes "
-            f"in {self.seconds:.0f}s; loss {self.losses[0]:.4f} -> {self.losses[-1]:.4f}",
+            f"model {self.model_version} ({self.alias}) trained with {self.backend} on "
+            f"{self.world_size} processes in {self.seconds:.0f}s; "
+            f"loss {self.losses[0]:.4f} -> {self.losses[-1]:.4f}",
             f"holdout WAPE {self.holdout_wape:.3f} vs seasonal naive {self.seasonal_naive_wape:.3f}"
             + (f" (champion {self.champion_wape:.3f})" if self.champion_wape is not None else ""),
         ]
@@ -131,7 +133,9 @@ def run_train(
         run_id = run.info.run_id
         data_dir = io.table_path(root, "model_data", run_id)
         shards = max(2, tcfg.num_processes * 2)
-        model_inputs(train_panel, embeddings, spec).repartition(shards).write.parquet(f"{data_dir}/train")
+        model_inputs(train_panel, embeddings, spec).repartition(shards, "sku", "date").write.parquet(
+            f"{data_dir}/train"
+        )
         model_inputs(holdout_panel, embeddings, spec).write.parquet(f"{data_dir}/holdout")
         net = NetSpec(
             n_skus=len(spec.skus),
@@ -207,7 +211,7 @@ def run_train(
             metrics.update({"elasticity_mae": elasticity_mae, "elasticity_interval_coverage": coverage})
         mlflow.log_metrics(metrics)
 
-        sample = holdout_df.limit(5).toPandas()
+        sample: pd.DataFrame = holdout_df.limit(5).toPandas()
         signature = infer_signature(
             sample.drop(columns=["sku", "date"]),
             LoadedModel(state, net, tcfg.ensemble_size, tcfg.debias).predict(sample),
@@ -273,8 +277,14 @@ def _gate(
         champion = None
     champion_wape = None
     if champion is not None:
-        uri = f"models:/{name}@champion"
-        champion_wape = _wape(evaluate(holdout_df, lambda: mlflow.pyfunc.load_model(uri)), "expected_units")
+        uri, tracking_uri = f"models:/{name}@champion", mlflow.get_tracking_uri()
+
+        def load_champion() -> Any:
+            # Runs in executor processes, which know nothing of the driver's MLflow settings.
+            mlflow.set_tracking_uri(tracking_uri)
+            return mlflow.pyfunc.load_model(uri)
+
+        champion_wape = _wape(evaluate(holdout_df, load_champion), "expected_units")
     if champion_wape is None or wape < champion_wape:
         client.set_registered_model_alias(name, "champion", version)
         return champion_wape, "champion"

@@ -15,8 +15,8 @@ True demand per SKU and day (what the model must recover):
 
 ``shock`` is a persistent (AR(1)) demand shock that also drives site traffic; the retailer discounts
 the day after weak traffic, so historical prices are confounded with demand (through an observed
-signal, yesterday's views, as in real markdown rules); a share of SKUs also gets randomised price tests. Sales are censored by
-stock: replenishment every ``cycle_days`` up to ``order_up_to`` units.
+signal, yesterday's views, as in real markdown rules); a share of SKUs also gets randomised price
+tests. Sales are censored by stock: replenishment every ``cycle_days`` up to ``order_up_to`` units.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -43,6 +42,7 @@ from pyspark.sql.types import (
     StructField,
     StructType,
 )
+from scipy.signal import lfilter
 
 from pricing.config import SimulateConfig
 from pricing.io import first_value, hadoop_fs
