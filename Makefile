@@ -59,6 +59,8 @@ demo: setup ## simulate a market and run the pipeline on it locally (tables unde
 	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing ingest \
 		--landing $(DEMO_DIR)/landing --lakehouse $(DEMO_DIR)/lakehouse
 	$(BIN)/pricing features --lakehouse $(DEMO_DIR)/lakehouse
+	$(BIN)/pricing train --lakehouse $(DEMO_DIR)/lakehouse --truth $(DEMO_DIR)/truth \
+		train.tracking_uri=sqlite:///$(DEMO_DIR)/mlflow.db train.artifact_location=$(DEMO_DIR)/mlartifacts
 
 test: setup ## run the test suite (local Spark + Delta, tmp folders)
 	$(BIN)/pytest $(PYTEST_ARGS)
