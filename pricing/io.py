@@ -76,6 +76,25 @@ def check_schema(df: DataFrame, schema: StructType, what: str) -> DataFrame:
     return df.select([f.name for f in schema.fields])
 
 
+def _write(
+    df: DataFrame,
+    path: str,
+    schema: StructType,
+    what: str,
+    mode: str,
+    *,
+    cluster_by: Sequence[str] = (),
+    partition_by: Sequence[str] = (),
+    options: dict[str, str] | None = None,
+) -> None:
+    checked = check_schema(df, schema, what)
+    ensure_table(df.sparkSession, path, schema, cluster_by=cluster_by, partition_by=partition_by)
+    writer = checked.write.format("delta").mode(mode)
+    for key, value in (options or {}).items():
+        writer = writer.option(key, value)
+    writer.save(path)
+
+
 def replace_where(
     df: DataFrame,
     path: str,
@@ -88,36 +107,21 @@ def replace_where(
 
     Re-running a batch after a crash replaces that batch's rows instead of appending them twice.
     """
-    checked = check_schema(df, schema, what)
-    spark = df.sparkSession
-    ensure_table(spark, path, schema, partition_by=partition_by)
-    (checked.write.format("delta").mode("overwrite").option("replaceWhere", condition).save(path))
+    _write(
+        df, path, schema, what, "overwrite", partition_by=partition_by, options={"replaceWhere": condition}
+    )
 
 
-def append(
-    df: DataFrame,
-    path: str,
-    schema: StructType,
-    what: str,
-    cluster_by: Sequence[str] = (),
-) -> None:
+def append(df: DataFrame, path: str, schema: StructType, what: str, cluster_by: Sequence[str] = ()) -> None:
     """Append ``df`` (checked against ``schema``) to the Delta table at ``path``."""
-    checked = check_schema(df, schema, what)
-    ensure_table(df.sparkSession, path, schema, cluster_by=cluster_by)
-    checked.write.format("delta").mode("append").save(path)
+    _write(df, path, schema, what, "append", cluster_by=cluster_by)
 
 
 def overwrite(
-    df: DataFrame,
-    path: str,
-    schema: StructType,
-    what: str,
-    cluster_by: Sequence[str] = (),
+    df: DataFrame, path: str, schema: StructType, what: str, cluster_by: Sequence[str] = ()
 ) -> None:
     """Replace the whole table at ``path`` with ``df`` (one atomic Delta commit; history is kept)."""
-    checked = check_schema(df, schema, what)
-    ensure_table(df.sparkSession, path, schema, cluster_by=cluster_by)
-    checked.write.format("delta").mode("overwrite").save(path)
+    _write(df, path, schema, what, "overwrite", cluster_by=cluster_by)
 
 
 def assert_unique(spark: SparkSession, path: str, key: Sequence[str], what: str) -> None:

@@ -386,35 +386,25 @@ def transaction_lines(days_df: DataFrame, fx_df: DataFrame, cfg: SimulateConfig)
     (the kind of dirt injected, null for clean rows; not written).
     """
     s, d = cfg.seed, cfg.dirt
-    sales = (
-        days_df.where(F.col("units_sold") > 0)
-        .select(
+
+    def lines_of(count: Column, condition: Column) -> DataFrame:
+        return days_df.where(condition).select(
             "sku",
             "sku_idx",
             "date",
             "price",
             "ref_price",
             "lines_of_two",
-            F.explode(F.sequence(F.lit(1), F.col("units_sold") - F.col("lines_of_two"))).alias("line_no"),
+            F.explode(F.sequence(F.lit(1), count)).alias("line_no"),
         )
-        .select(
-            "*",
-            F.when(F.col("line_no") <= F.col("lines_of_two"), 2).otherwise(1).alias("quantity"),
-            F.lit("O").alias("_prefix"),
-        )
+
+    sales = lines_of(F.col("units_sold") - F.col("lines_of_two"), F.col("units_sold") > 0).select(
+        "*",
+        F.when(F.col("line_no") <= F.col("lines_of_two"), 2).otherwise(1).alias("quantity"),
+        F.lit("O").alias("_prefix"),
     )
-    returns = (
-        days_df.where(F.col("units_returned") > 0)
-        .select(
-            "sku",
-            "sku_idx",
-            "date",
-            "price",
-            "ref_price",
-            "lines_of_two",
-            F.explode(F.sequence(F.lit(1), F.col("units_returned"))).alias("line_no"),
-        )
-        .select("*", F.lit(-1).alias("quantity"), F.lit("R").alias("_prefix"))
+    returns = lines_of(F.col("units_returned"), F.col("units_returned") > 0).select(
+        "*", F.lit(-1).alias("quantity"), F.lit("R").alias("_prefix")
     )
     lines = sales.unionByName(returns)
     key = [F.col("_prefix"), F.col("sku_idx"), F.col("date"), F.col("line_no")]
