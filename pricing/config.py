@@ -129,6 +129,28 @@ class TrainConfig(_Strict):
     artifact_location: str | None = None
 
 
+class PolicyConfig(_Strict):
+    """Pricing guardrails: hard limits no recommended price may break (see docs/pricing-policy.md)."""
+
+    min_margin: float = Field(0.05, ge=0)  # floor = unit_cost * (1 + min_margin)
+    respect_map: bool = True
+    max_change: float = Field(0.10, gt=0, lt=1)  # per run, vs the current price, both directions
+    max_premium_over_competitors: float | None = Field(0.15, ge=0)  # ceiling vs competitor median
+    price_endings: list[float] = Field(default_factory=lambda: [0.99, 0.49])
+    low_cover_days: float = Field(7.0, ge=0)  # below: no discount (stock would run out)
+    clearance_cover_days: float = Field(120.0, ge=0)  # above: discounts up to clearance_max_change
+    clearance_max_change: float = Field(0.25, gt=0, lt=1)
+    max_elasticity_interval: float = Field(1.0, gt=0)  # wider: allowed change is scaled down
+    uncertain_change_factor: float = Field(0.5, gt=0, le=1)
+
+    @field_validator("price_endings")
+    @classmethod
+    def _cents(cls, value: list[float]) -> list[float]:
+        if any(not 0 <= e < 1 for e in value):
+            raise ValueError("price endings are the cents part, in [0, 1)")
+        return sorted(set(round(e, 2) for e in value))
+
+
 class DirtConfig(_Strict):
     """Share of rows the simulator makes dirty, by kind (see docs/data-contract.md)."""
 
@@ -185,6 +207,7 @@ class PricingConfig(_Strict):
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
 
 

@@ -1,0 +1,192 @@
+"""Guardrails and the profit-maximising choice among candidate prices (vectorised pandas/numpy).
+
+Every function here works on whole columns, so it runs unchanged inside a pandas UDF over Arrow
+batches. The band each SKU may be priced in is built from hard limits and policy limits:
+
+- hard (never broken): cost floor ``unit_cost * (1 + min_margin)``, MAP, catalog ``min_price`` and
+  ``max_price``;
+- policy: at most ``max_change`` up or down vs the current price per run (no discount when stock
+  cover is low, deeper ones for clearance stock, less movement when the elasticity is uncertain), and
+  at most ``max_premium_over_competitors`` above the competitor median.
+
+When they conflict, policy limits give way in this order: the competitor bound, then the change limit;
+hard limits never do. If the hard limits themselves contradict each other (``max_price`` below the cost
+floor) there is no valid price: the SKU keeps its current price and is flagged ``infeasible``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pricing.config import PolicyConfig
+
+BAND_INPUTS = [
+    "current_price",
+    "unit_cost",
+    "map_price",
+    "min_price",
+    "max_price",
+    "comp_median_price",
+    "days_of_cover",
+    "elasticity_low",
+    "elasticity_high",
+]
+
+
+def _pick(labels: list[str], values: list[np.ndarray], largest: bool) -> tuple[np.ndarray, np.ndarray]:
+    stacked = np.vstack(values)
+    index = np.nanargmax(stacked, axis=0) if largest else np.nanargmin(stacked, axis=0)
+    return stacked[index, np.arange(stacked.shape[1])], np.asarray(labels, dtype=object)[index]
+
+
+def price_band(frame: pd.DataFrame, policy: PolicyConfig) -> pd.DataFrame:
+    """Per row: ``price_floor``, ``price_ceiling``, what set each, and a ``band_note``.
+
+    Args:
+        frame: columns ``BAND_INPUTS``; missing optional limits are NaN.
+
+    Returns:
+        The band, cent-aligned, with ``floor_reason``, ``ceiling_reason`` and ``band_note``
+        (``ok``, ``competitor_bound_relaxed``, ``max_change_relaxed`` or ``infeasible``).
+    """
+    n = len(frame)
+    inf = np.full(n, np.inf)
+    ninf = np.full(n, -np.inf)
+
+    def col(name: str) -> np.ndarray:
+        return frame[name].to_numpy(dtype=float, na_value=np.nan)
+
+    current, cost = col("current_price"), col("unit_cost")
+    cover = col("days_of_cover")
+    width = col("elasticity_high") - col("elasticity_low")
+
+    def present(values: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+        return np.where(np.isnan(values), fallback, values)
+
+    hard_floor, hard_floor_reason = _pick(
+        ["cost_floor", "map", "min_price"],
+        [
+            present(cost * (1 + policy.min_margin), ninf),
+            present(col("map_price"), ninf) if policy.respect_map else ninf,
+            present(col("min_price"), ninf),
+        ],
+        largest=True,
+    )
+    hard_ceiling = present(col("max_price"), inf)
+
+    uncertain = np.nan_to_num(width, nan=0.0) > policy.max_elasticity_interval
+    factor = np.where(uncertain, policy.uncertain_change_factor, 1.0)
+    down = (
+        np.where(
+            np.nan_to_num(cover, nan=np.inf) < policy.low_cover_days,
+            0.0,
+            np.where(
+                np.nan_to_num(cover, nan=0.0) > policy.clearance_cover_days,
+                policy.clearance_max_change,
+                policy.max_change,
+            ),
+        )
+        * factor
+    )
+    up = policy.max_change * factor
+    change_floor_reason = np.where(down == 0, "low_stock", "max_change")
+    premium = policy.max_premium_over_competitors
+    competitor_ceiling = (
+        present(col("comp_median_price") * (1 + premium), inf) if premium is not None else inf
+    )
+
+    floor, floor_reason = _pick(["hard", "change"], [hard_floor, current * (1 - down)], largest=True)
+    floor_reason = np.where(floor_reason == "hard", hard_floor_reason, change_floor_reason)
+    ceiling, ceiling_reason = _pick(
+        ["max_price", "max_change", "competitor_premium"],
+        [hard_ceiling, current * (1 + up), competitor_ceiling],
+        largest=False,
+    )
+    note = np.full(n, "ok", dtype=object)
+
+    # Conflicts: relax the competitor bound first, then the change limit; never the hard limits.
+    conflict = floor > ceiling
+    relaxed_ceiling, relaxed_reason = _pick(
+        ["max_price", "max_change"], [hard_ceiling, current * (1 + up)], False
+    )
+    ceiling = np.where(conflict, relaxed_ceiling, ceiling)
+    ceiling_reason = np.where(conflict, relaxed_reason, ceiling_reason)
+    note = np.where(conflict, "competitor_bound_relaxed", note)
+    conflict = floor > ceiling
+    floor = np.where(conflict, hard_floor, floor)
+    floor_reason = np.where(conflict, hard_floor_reason, floor_reason)
+    ceiling = np.where(conflict, np.maximum(hard_floor, np.minimum(hard_ceiling, ceiling)), ceiling)
+    note = np.where(conflict, "max_change_relaxed", note)
+    # Prices are in cents: the hard limits become the cents inside them, and no price can exist when
+    # they leave none (e.g. max_price below the cost floor).
+    hard_floor_c = np.ceil(np.round(hard_floor * 100, 6)) / 100
+    hard_ceiling_c = np.floor(np.round(hard_ceiling * 100, 6)) / 100
+    infeasible = hard_floor_c > hard_ceiling_c
+    note = np.where(infeasible, "infeasible", note)
+    with np.errstate(invalid="ignore"):
+        floor_c = np.clip(np.ceil(np.round(floor * 100, 6)) / 100, hard_floor_c, hard_ceiling_c)
+        # A policy band narrower than a cent collapses onto its floor (policy limits may then be
+        # missed by less than a cent; hard limits never are).
+        ceiling_c = np.clip(np.floor(np.round(ceiling * 100, 6)) / 100, floor_c, hard_ceiling_c)
+    return pd.DataFrame(
+        {
+            "price_floor": np.where(infeasible, current, floor_c),
+            "price_ceiling": np.where(infeasible, current, ceiling_c),
+            "floor_reason": np.where(infeasible, "infeasible", floor_reason),
+            "ceiling_reason": np.where(infeasible, "infeasible", ceiling_reason),
+            "band_note": note,
+        },
+        index=frame.index,
+    )
+
+
+def apply_endings(
+    prices: np.ndarray, floor: np.ndarray, ceiling: np.ndarray, endings: list[float]
+) -> np.ndarray:
+    """Snap each price to the nearest allowed ending (e.g. x.99, x.49) that stays inside its band.
+
+    Where no such price exists in the band, the price stays as it is, rounded to cents inside the band.
+    """
+    prices = np.clip(np.round(prices, 2), floor, ceiling)
+    if not endings:
+        return prices
+    whole = np.floor(prices)[:, None] + np.arange(-1, 2)[None, :]
+    candidates = (whole[:, :, None] + np.asarray(endings)[None, None, :]).reshape(len(prices), -1)
+    candidates = np.round(candidates, 2)
+    inside = (candidates >= floor[:, None] - 1e-9) & (candidates <= ceiling[:, None] + 1e-9)
+    distance = np.where(inside, np.abs(candidates - prices[:, None]), np.inf)
+    best = candidates[np.arange(len(prices)), np.argmin(distance, axis=1)]
+    return np.where(np.isfinite(distance.min(axis=1)), best, prices)
+
+
+def candidate_grid(band: pd.DataFrame, points: int, endings: list[float]) -> pd.DataFrame:
+    """``points`` evenly spaced prices per band (ends included), snapped to endings, deduplicated.
+
+    Returns:
+        Long frame with the band's index repeated in column ``row`` and ``candidate_price``.
+    """
+    floor = band["price_floor"].to_numpy(float)
+    ceiling = band["price_ceiling"].to_numpy(float)
+    steps = np.linspace(0.0, 1.0, points)
+    grid = floor[:, None] + (ceiling - floor)[:, None] * steps[None, :]
+    rows = np.repeat(np.arange(len(band)), points)
+    snapped = apply_endings(grid.ravel(), floor[rows], ceiling[rows], endings)
+    long = pd.DataFrame({"row": band.index.to_numpy()[rows], "candidate_price": snapped})
+    return long.drop_duplicates(ignore_index=True)
+
+
+def choose_prices(candidates: pd.DataFrame) -> pd.DataFrame:
+    """Per ``row``, the candidate with the highest expected profit (ties: closest to the current price).
+
+    Args:
+        candidates: ``row``, ``candidate_price``, ``unit_cost``, ``current_price``, ``expected_units``.
+    """
+    scored = candidates.assign(
+        expected_profit=(candidates["candidate_price"] - candidates["unit_cost"])
+        * candidates["expected_units"],
+        expected_revenue=candidates["candidate_price"] * candidates["expected_units"],
+        _distance=(candidates["candidate_price"] - candidates["current_price"]).abs(),
+    )
+    ordered = scored.sort_values(["row", "expected_profit", "_distance"], ascending=[True, False, True])
+    return ordered.drop_duplicates("row").drop(columns="_distance").set_index("row")

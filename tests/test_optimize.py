@@ -1,0 +1,181 @@
+"""Guardrails hold whatever the inputs (hypothesis), each one binds where it should, profit is maximised."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pricing.config import PolicyConfig
+from pricing.optimize import apply_endings, candidate_grid, choose_prices, price_band
+
+POLICY = PolicyConfig()
+
+
+def _row(**values: float) -> pd.DataFrame:
+    base = {
+        "current_price": 100.0,
+        "unit_cost": 50.0,
+        "map_price": math.nan,
+        "min_price": math.nan,
+        "max_price": math.nan,
+        "comp_median_price": math.nan,
+        "days_of_cover": 30.0,
+        "elasticity_low": -2.2,
+        "elasticity_high": -1.8,
+    }
+    return pd.DataFrame([{**base, **values}])
+
+
+def _band(policy: PolicyConfig = POLICY, **values: float) -> dict[str, object]:
+    return price_band(_row(**values), policy).iloc[0].to_dict()
+
+
+def test_max_change_binds_both_ways() -> None:
+    band = _band()
+    assert (band["price_floor"], band["price_ceiling"]) == (90.0, 110.0)
+    assert (band["floor_reason"], band["ceiling_reason"]) == ("max_change", "max_change")
+
+
+def test_cost_floor_map_and_catalog_limits_bind() -> None:
+    assert _band(unit_cost=95.0)["price_floor"] == 99.75  # 95 * 1.05
+    assert _band(unit_cost=95.0)["floor_reason"] == "cost_floor"
+    assert (_band(map_price=97.0)["price_floor"], _band(map_price=97.0)["floor_reason"]) == (97.0, "map")
+    assert _band(min_price=93.5)["floor_reason"] == "min_price"
+    assert (_band(max_price=104.0)["price_ceiling"], _band(max_price=104.0)["ceiling_reason"]) == (
+        104.0,
+        "max_price",
+    )
+
+
+def test_competitor_premium_caps_the_ceiling() -> None:
+    band = _band(comp_median_price=90.0)  # 90 * 1.15 = 103.5
+    assert (band["price_ceiling"], band["ceiling_reason"]) == (103.5, "competitor_premium")
+
+
+def test_stock_rules() -> None:
+    low = _band(days_of_cover=3.0)
+    assert (low["price_floor"], low["floor_reason"]) == (100.0, "low_stock")  # no discount
+    clearance = _band(days_of_cover=400.0)
+    assert clearance["price_floor"] == 75.0  # up to 25 % off
+    assert clearance["price_ceiling"] == 110.0
+
+
+def test_uncertain_elasticity_narrows_the_band() -> None:
+    band = _band(elasticity_low=-3.5, elasticity_high=-0.6)
+    assert (band["price_floor"], band["price_ceiling"]) == (95.0, 105.0)
+
+
+def test_conflicts_relax_policy_never_hard_limits() -> None:
+    # Competitors far below our cost floor: the competitor bound gives way, the cost floor does not.
+    band = _band(unit_cost=80.0, comp_median_price=60.0)
+    assert band["price_floor"] == 90.0 and band["price_ceiling"] == 110.0
+    assert band["band_note"] == "competitor_bound_relaxed"
+    # The cost went up 40 %: the floor must rise further than the change limit allows.
+    band = _band(unit_cost=130.0)
+    assert (band["price_floor"], band["floor_reason"], band["band_note"]) == (
+        136.5,
+        "cost_floor",
+        "max_change_relaxed",
+    )
+    # max_price below the cost floor: no valid price at all.
+    band = _band(unit_cost=100.0, max_price=90.0)
+    assert (band["band_note"], band["price_floor"], band["price_ceiling"]) == ("infeasible", 100.0, 100.0)
+
+
+def test_endings_stay_inside_the_band() -> None:
+    prices = apply_endings(
+        np.array([101.3, 100.2, 95.02]),
+        np.array([90.0, 100.1, 95.0]),
+        np.array([110.0, 100.45, 95.2]),
+        [0.49, 0.99],
+    )
+    assert prices.tolist() == [101.49, 100.2, 95.02]  # no x.49/x.99 inside the last two bands
+
+
+def test_choose_prices_maximises_expected_profit() -> None:
+    candidates = pd.DataFrame(
+        {
+            "row": [0, 0, 0, 1, 1],
+            "candidate_price": [9.0, 10.0, 11.0, 5.0, 6.0],
+            "unit_cost": [5.0] * 3 + [4.0] * 2,
+            "current_price": [10.0] * 3 + [6.0] * 2,
+            "expected_units": [10.0, 9.0, 6.0, 3.0, 2.0],
+        }
+    )
+    chosen = choose_prices(candidates)
+    assert chosen["candidate_price"].to_dict() == {0: 10.0, 1: 6.0}  # profits 45 > 40, 36; 4 = 3 -> closest
+    assert chosen.loc[0, "expected_profit"] == 45.0
+
+
+money = st.floats(0.5, 2_000, allow_nan=False)
+optional_money = st.one_of(st.just(math.nan), money)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    current=money,
+    cost=money,
+    map_price=optional_money,
+    min_price=optional_money,
+    max_price=optional_money,
+    comp=optional_money,
+    cover=st.one_of(st.just(math.nan), st.floats(0, 1_000)),
+    width=st.floats(0, 4),
+    max_change=st.floats(0.01, 0.5),
+    min_margin=st.floats(0, 0.5),
+    endings=st.lists(st.sampled_from([0.0, 0.49, 0.95, 0.99]), max_size=3),
+)
+def test_no_guardrail_can_be_violated(
+    current: float,
+    cost: float,
+    map_price: float,
+    min_price: float,
+    max_price: float,
+    comp: float,
+    cover: float,
+    width: float,
+    max_change: float,
+    min_margin: float,
+    endings: list[float],
+) -> None:
+    policy = PolicyConfig(max_change=max_change, min_margin=min_margin, price_endings=endings)
+    frame = _row(
+        current_price=current,
+        unit_cost=cost,
+        map_price=map_price,
+        min_price=min_price,
+        max_price=max_price,
+        comp_median_price=comp,
+        days_of_cover=cover,
+        elasticity_low=-1 - width,
+        elasticity_high=-1.0,
+    )
+    band = price_band(frame, policy).iloc[0]
+    if band["band_note"] == "infeasible":
+        assert band["price_floor"] == band["price_ceiling"] == current
+        return
+    hard_floor = max(
+        cost * (1 + min_margin), np.nan_to_num(map_price, nan=0), np.nan_to_num(min_price, nan=0)
+    )
+    hard_ceiling = np.nan_to_num(max_price, nan=np.inf)
+    floor, ceiling = band["price_floor"], band["price_ceiling"]
+    assert hard_floor - 1e-9 <= floor <= ceiling <= hard_ceiling + 1e-9
+    if band["band_note"] == "ok":  # policy limits hold too (to the cent)
+        assert floor >= current * (1 - max(max_change, policy.clearance_max_change)) - 0.01
+        assert ceiling <= current * (1 + max_change) + 0.01
+        if not math.isnan(comp):
+            assert ceiling <= comp * (1 + (policy.max_premium_over_competitors or 0)) + 0.01
+    grid = candidate_grid(price_band(frame, policy), points=11, endings=policy.price_endings)
+    assert grid["candidate_price"].between(floor - 1e-9, ceiling + 1e-9).all()
+    cents = grid["candidate_price"].to_numpy() * 100
+    assert np.allclose(cents, np.round(cents), atol=1e-6)  # whole cents only
+
+
+def test_policy_rejects_bad_endings() -> None:
+    with pytest.raises(ValueError, match="cents"):
+        PolicyConfig(price_endings=[1.5])
