@@ -21,7 +21,7 @@ from pyspark.sql.window import WindowSpec
 
 from pricing import io
 from pricing.config import FeaturesConfig, PricingConfig
-from pricing.ingest import Lakehouse
+from pricing.ingest import Lakehouse, latest_batch_id
 from pricing.schemas import (
     BATCH_ID,
     FEATURE_RUNS_SCHEMA,
@@ -119,6 +119,12 @@ class DailyInputs:
     catalog: DataFrame
 
 
+# Columns of an optional source that has never delivered: present, typed, null.
+_CLICK_COLUMNS = {"views": "int", "add_to_carts": "int", "purchases": "int", "avg_price_shown": "double"}
+_COMPETITION_COLUMNS = {"comp_min_price": "double", "comp_median_price": "double", "n_competitors": "int"}
+_STOCK_COLUMNS = {"on_hand": "int", "on_order": "int"}
+
+
 def _ffill(column: str, window: WindowSpec) -> Column:
     return F.last(F.col(column), ignorenulls=True).over(window)
 
@@ -139,44 +145,16 @@ def build_panel(
         Rows shaped like :func:`pricing.schemas.sku_day_schema`.
     """
     df = spine_df.join(inputs.sales, ["sku", "date"], "left")
-    df = (
-        df.join(inputs.clicks, ["sku", "date"], "left")
-        if inputs.clicks is not None
-        else df.select(
-            "*",
-            *[
-                F.lit(None).cast(t).alias(c)
-                for c, t in (
-                    ("views", "int"),
-                    ("add_to_carts", "int"),
-                    ("purchases", "int"),
-                    ("avg_price_shown", "double"),
-                )
-            ],
+    for daily_df, absent_columns in (
+        (inputs.clicks, _CLICK_COLUMNS),
+        (inputs.competition, _COMPETITION_COLUMNS),
+        (inputs.stock, _STOCK_COLUMNS),
+    ):
+        df = (
+            df.join(daily_df, ["sku", "date"], "left")
+            if daily_df is not None
+            else df.select("*", *[F.lit(None).cast(t).alias(c) for c, t in absent_columns.items()])
         )
-    )
-    df = (
-        df.join(inputs.competition, ["sku", "date"], "left")
-        if inputs.competition is not None
-        else df.select(
-            "*",
-            *[
-                F.lit(None).cast(t).alias(c)
-                for c, t in (
-                    ("comp_min_price", "double"),
-                    ("comp_median_price", "double"),
-                    ("n_competitors", "int"),
-                )
-            ],
-        )
-    )
-    df = (
-        df.join(inputs.stock, ["sku", "date"], "left")
-        if inputs.stock is not None
-        else df.select(
-            "*", F.lit(None).cast("int").alias("on_hand"), F.lit(None).cast("int").alias("on_order")
-        )
-    )
     df = df.join(F.broadcast(inputs.catalog), "sku", "left")
 
     by_day = Window.partitionBy("sku").orderBy("date")
@@ -294,15 +272,6 @@ def _silver(spark: SparkSession, lakehouse: Lakehouse, source: str) -> DataFrame
     return io.read_table(spark, path) if io.is_delta_table(spark, path) else None
 
 
-def _batch_watermark(spark: SparkSession, lakehouse: Lakehouse) -> int:
-    """The newest ingested batch: silver rows up to it are what this run sees."""
-    from pricing.schemas import INGESTED_FILES_SCHEMA
-
-    ledger = io.read_table(spark, lakehouse.ingested_files, INGESTED_FILES_SCHEMA)
-    latest = io.first_value(ledger.agg(F.max(BATCH_ID)))
-    return -1 if latest is None else int(latest)
-
-
 def _last_run(spark: SparkSession, gold: GoldTables) -> tuple[int, date] | None:
     runs = io.read_table(spark, gold.feature_runs, FEATURE_RUNS_SCHEMA)
     last = runs.orderBy(F.col("finished_at").desc()).select("batch_watermark", "run_date").first()
@@ -319,11 +288,7 @@ def _affected_ranges(
 ) -> DataFrame:
     """(sku, start): the earliest day whose features can have changed since the last run, per SKU."""
     new_rows = (F.col(BATCH_ID) > since_batch) & (F.col(BATCH_ID) <= up_to_batch)
-    starts = [
-        df.where(new_rows).groupBy("sku").agg(F.min(date_column).alias("start"))
-        for source, date_column in DAILY_SOURCES.items()
-        if (df := silver.get(source)) is not None
-    ]
+    starts = _earliest_days(silver, new_rows, "start")
     catalog_df = silver["catalog"]
     if catalog_df is not None:
         # A changed catalog row (cost, MAP, text) touches every day of the SKU.
@@ -335,12 +300,17 @@ def _affected_ranges(
     return reduce(DataFrame.unionByName, starts).groupBy("sku").agg(F.min("start").alias("start"))
 
 
-def _first_dates(silver: dict[str, DataFrame | None], batch_filter: Column) -> DataFrame:
-    firsts = [
-        df.where(batch_filter).groupBy("sku").agg(F.min(date_column).alias("first_date"))
+def _earliest_days(silver: dict[str, DataFrame | None], rows: Column, name: str) -> list[DataFrame]:
+    """Per daily source present: (sku, earliest day among ``rows``) as column ``name``."""
+    return [
+        df.where(rows).groupBy("sku").agg(F.min(date_column).alias(name))
         for source, date_column in DAILY_SOURCES.items()
         if (df := silver.get(source)) is not None
     ]
+
+
+def _first_dates(silver: dict[str, DataFrame | None], batch_filter: Column) -> DataFrame:
+    firsts = _earliest_days(silver, batch_filter, "first_date")
     catalog_df = silver["catalog"]
     if catalog_df is not None:
         firsts.append(
@@ -372,7 +342,9 @@ def run_features(
     silver = {name: _silver(spark, lakehouse, name) for name in SOURCES}
     if silver["transactions"] is None or silver["catalog"] is None:
         raise RuntimeError("gold features need silver transactions and catalog: run `pricing ingest` first")
-    watermark = _batch_watermark(spark, lakehouse)
+    # Silver rows up to the newest committed batch are what this run sees.
+    latest = latest_batch_id(spark, lakehouse)
+    watermark = -1 if latest is None else latest
     if run_date is None:
         run_date = io.first_value(silver["transactions"].agg(F.max("order_date")))
         if run_date is None:

@@ -151,10 +151,16 @@ def _file_key(path: str) -> str:
     return "file:/" + path[len("file:///") :] if path.startswith("file:///") else path
 
 
-def next_batch_id(spark: SparkSession, lakehouse: Lakehouse) -> int:
+def latest_batch_id(spark: SparkSession, lakehouse: Lakehouse) -> int | None:
+    """The newest batch the ledger has committed, or None before the first ingest."""
     ledger = io.read_table(spark, lakehouse.ingested_files, INGESTED_FILES_SCHEMA)
     latest = io.first_value(ledger.agg(F.max(BATCH_ID)))
-    return 0 if latest is None else int(latest) + 1
+    return None if latest is None else int(latest)
+
+
+def next_batch_id(spark: SparkSession, lakehouse: Lakehouse) -> int:
+    latest = latest_batch_id(spark, lakehouse)
+    return 0 if latest is None else latest + 1
 
 
 def _known_files(spark: SparkSession, lakehouse: Lakehouse) -> set[tuple[str, str, int, int]]:

@@ -24,21 +24,17 @@ MINILM = "all-MiniLM-L6-v2"
 _SEPARATOR = "\u241f"
 
 
+def _text_fields() -> list[Column]:
+    return [F.coalesce(F.col(c), F.lit("")) for c in ("title", "description", "brand", "category")]
+
+
 def product_text() -> Column:
     """The text a SKU is described by: title, description, brand and category."""
-    return F.concat_ws(
-        " | ", *[F.coalesce(F.col(c), F.lit("")) for c in ("title", "description", "brand", "category")]
-    )
+    return F.concat_ws(" | ", *_text_fields())
 
 
 def text_hash() -> Column:
-    return F.sha2(
-        F.concat_ws(
-            _SEPARATOR,
-            *[F.coalesce(F.col(c), F.lit("")) for c in ("title", "description", "brand", "category")],
-        ),
-        256,
-    )
+    return F.sha2(F.concat_ws(_SEPARATOR, *_text_fields()), 256)
 
 
 def minilm_available() -> bool:

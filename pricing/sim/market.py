@@ -76,6 +76,7 @@ CHANNELS = ["web", "web", "web", "web", "app", "app", "store_01", "store_02", "s
 COMPETITORS = ["outdoorhub", "gearmarket", "peakstore", "trailmart", "basecamp"]
 FOREIGN_CURRENCIES = {"EUR": 1.08, "GBP": 1.27}  # starting rate, USD per unit
 N_CUSTOMERS = 50_000
+WEB_PURCHASE_SHARE = 0.4  # share of units bought through the web shop (purchase click events)
 
 SKU_PARAMS_SCHEMA = StructType(
     [
@@ -500,7 +501,7 @@ def click_events(days_df: DataFrame, cfg: SimulateConfig) -> DataFrame:
                 F.struct(F.lit("add_to_cart").alias("event_type"), F.col("add_to_carts").alias("n")),
                 F.struct(
                     F.lit("purchase").alias("event_type"),
-                    F.floor(F.col("units_sold") * 0.4).cast("int").alias("n"),
+                    F.floor(F.col("units_sold") * WEB_PURCHASE_SHARE).cast("int").alias("n"),
                 ),
                 F.struct(F.lit("wishlist").alias("event_type"), F.col("other_events").alias("n")),
             ).alias("kinds"),
@@ -655,7 +656,10 @@ def simulate_market(
     events_df = click_events(days_df, cfg)
     _by_day(events_df).write.mode("overwrite").partitionBy("day").json(f"{landing}/clickstream")
     clicks = (
-        F.col("views") + F.col("add_to_carts") + F.col("other_events") + F.floor(F.col("units_sold") * 0.4)
+        F.col("views")
+        + F.col("add_to_carts")
+        + F.col("other_events")
+        + F.floor(F.col("units_sold") * WEB_PURCHASE_SHARE)
     )
     rows["clickstream"] = int(first_value(days_df.agg(F.sum(clicks))) or 0)
 
