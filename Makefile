@@ -61,6 +61,8 @@ demo: setup ## simulate a market and run the pipeline on it locally (tables unde
 	$(BIN)/pricing features --lakehouse $(DEMO_DIR)/lakehouse
 	$(BIN)/pricing train --lakehouse $(DEMO_DIR)/lakehouse --truth $(DEMO_DIR)/truth \
 		train.tracking_uri=sqlite:///$(DEMO_DIR)/mlflow.db train.artifact_location=$(DEMO_DIR)/mlartifacts
+	$(BIN)/pricing score --lakehouse $(DEMO_DIR)/lakehouse --truth $(DEMO_DIR)/truth \
+		train.tracking_uri=sqlite:///$(DEMO_DIR)/mlflow.db
 
 test: setup ## run the test suite (local Spark + Delta, tmp folders)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -112,6 +112,59 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from pricing.score import run_score
+    from pricing.spark import build_spark
+
+    extra = [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
+    cfg = _config(args, extra)
+    spark = build_spark(cfg.spark)
+    run_score(spark, cfg, price_date=args.price_date, truth_dir=args.truth)
+    return 0
+
+
+def _cmd_whatif(args: argparse.Namespace) -> int:
+    from pricing.score import whatif
+    from pricing.spark import build_spark
+
+    extra = [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
+    cfg = _config(args, extra)
+    spark = build_spark(cfg.spark)
+    try:
+        table = whatif(spark, cfg, args.sku, args.price, price_date=args.price_date)
+    except (KeyError, RuntimeError) as error:
+        print(f"pricing whatif: {error}", file=sys.stderr)
+        return 1
+    print(table.drop(columns=["sku"]).to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    return 0
+
+
+def _cmd_override(args: argparse.Namespace) -> int:
+    from pricing.score import add_override, remove_overrides
+    from pricing.spark import build_spark
+
+    if not args.remove and (args.price is None or not args.reason or not args.author):
+        print("pricing override: --price, --reason and --author are required", file=sys.stderr)
+        return 2
+    extra = [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
+    cfg = _config(args, extra)
+    spark = build_spark(cfg.spark)
+    when = args.price_date.isoformat() if args.price_date else "every night"
+    if args.remove:
+        removed = remove_overrides(spark, cfg.paths.lakehouse, args.sku, args.price_date)
+        print(f"removed {removed} override(s) of {args.sku} for {when}")
+        return 0
+    try:
+        add_override(
+            spark, cfg.paths.lakehouse, args.sku, args.price, args.reason, args.author, args.price_date
+        )
+    except ValueError as error:
+        print(f"pricing override: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.sku} priced {args.price:.2f} for {when} by {args.author}: re-run `pricing score` to apply")
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -161,6 +214,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--truth", help="simulated ground truth folder: also report elasticity error")
     _common(train)
     train.set_defaults(func=_cmd_train)
+
+    score = sub.add_parser("score", help="price every SKU for the next day and MERGE the price tables")
+    score.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+    score.add_argument("--price-date", type=_date, help="night to price (default: day after the panel)")
+    score.add_argument("--truth", help="simulated ground truth folder: also report profit under true demand")
+    _common(score)
+    score.set_defaults(func=_cmd_score)
+
+    what = sub.add_parser("whatif", help="expected units, revenue and profit of a SKU at any prices")
+    what.add_argument("--sku", required=True)
+    what.add_argument("--price", required=True, type=float, nargs="+", action="extend", help="price(s)")
+    what.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+    what.add_argument("--price-date", type=_date, help="day to price (default: day after the panel)")
+    _common(what)
+    what.set_defaults(func=_cmd_whatif)
+
+    override = sub.add_parser("override", help="set (or --remove) a manual price that wins over the model")
+    override.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+    override.add_argument("--sku", required=True)
+    override.add_argument("--price", type=float)
+    override.add_argument("--reason")
+    override.add_argument("--author")
+    override.add_argument(
+        "--price-date", type=_date, help="one night only (default: every night until removed)"
+    )
+    override.add_argument("--remove", action="store_true", help="delete the SKU's override(s) instead")
+    _common(override)
+    override.set_defaults(func=_cmd_override)
     return parser
 
 

@@ -121,6 +121,8 @@ class TrainConfig(_Strict):
     embedding_dim: int = Field(8, ge=1)
     holdout_days: int = Field(14, ge=1)
     debias: bool = True
+    # Prior sd of a SKU's elasticity around similar products' (a random effect): smaller pools more.
+    sku_elasticity_sd: float = Field(0.35, gt=0)
     seed: int = 7
     start_timeout_s: int = Field(600, ge=10)
     model_name: str = "pricing-demand"
@@ -149,6 +151,21 @@ class PolicyConfig(_Strict):
         if any(not 0 <= e < 1 for e in value):
             raise ValueError("price endings are the cents part, in [0, 1)")
         return sorted(set(round(e, 2) for e in value))
+
+
+class ScoreConfig(_Strict):
+    """Nightly scoring: candidate grid, objective, approval (see docs/pricing-policy.md)."""
+
+    grid_points: int = Field(21, ge=2)  # candidate prices per SKU, spread over its band
+    arrow_batch_size: int = Field(2000, ge=1)  # SKU rows per Arrow batch (x grid_points predictions)
+    model_alias: str = "champion"
+    objective: Literal["profit", "profit_with_revenue_floor"] = "profit"
+    # profit_with_revenue_floor: only candidates whose expected revenue is at least this share of the
+    # expected revenue at the current price (when none is, plain profit decides).
+    min_revenue_ratio: float = Field(1.0, gt=0)
+    auto_approve_max_change: float = Field(0.05, ge=0)  # larger changes need review
+    review_skus: list[str] = Field(default_factory=list)  # flagged SKUs: every change needs review
+    review_unknown_skus: bool = True  # SKUs the model never saw in training need review
 
 
 class DirtConfig(_Strict):
@@ -208,6 +225,7 @@ class PricingConfig(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
 
 

@@ -133,6 +133,29 @@ def _ratio(numerator: Column, denominator: Column) -> Column:
     return F.when(denominator > 0, numerator / denominator)
 
 
+def history_features(df: DataFrame, cfg: FeaturesConfig) -> DataFrame:
+    """Lags, trailing windows, days of cover and calendar columns over a daily (sku, date) frame.
+
+    Shared by the panel and by scoring, which needs the same features for the day after the panel.
+    """
+    by_day = Window.partitionBy("sku").orderBy("date")
+    for k in cfg.lags:
+        df = df.withColumn(f"units_lag_{k}", F.lag("units_sold", k).over(by_day))
+    for w in cfg.windows:
+        previous = by_day.rowsBetween(-w, -1)
+        df = df.withColumn(f"units_mean_{w}d", F.avg("units_sold").over(previous))
+        df = df.withColumn(f"price_mean_{w}d", F.avg("price").over(previous))
+    cover_window = f"units_mean_{max(cfg.windows)}d"
+    holidays = [F.lit(d) for d in cfg.holidays]
+    return (
+        df.withColumn("days_of_cover", _ratio(F.col("on_hand").cast("double"), F.col(cover_window)))
+        .withColumn("day_of_week", ((F.dayofweek("date") + 5) % 7).cast("int"))  # Monday = 0
+        .withColumn("week_of_year", F.weekofyear("date"))
+        .withColumn("month", F.month("date"))
+        .withColumn("is_holiday", F.col("date").isin(*holidays) if holidays else F.lit(False))
+    )
+
+
 def build_panel(
     spine_df: DataFrame,
     inputs: DailyInputs,
@@ -200,22 +223,10 @@ def build_panel(
         .withColumn("on_order", _ffill("on_order", recent))
         .withColumn("stock_obs_age_days", F.datediff("date", _ffill("_stock_day", recent)))
     )
-    for k in cfg.lags:
-        df = df.withColumn(f"units_lag_{k}", F.lag("units_sold", k).over(by_day))
-    for w in cfg.windows:
-        previous = by_day.rowsBetween(-w, -1)
-        df = df.withColumn(f"units_mean_{w}d", F.avg("units_sold").over(previous))
-        df = df.withColumn(f"price_mean_{w}d", F.avg("price").over(previous))
-    cover_window = f"units_mean_{max(cfg.windows)}d"
-    holidays = [F.lit(d) for d in cfg.holidays]
     df = (
-        df.withColumn("days_of_cover", _ratio(F.col("on_hand").cast("double"), F.col(cover_window)))
+        history_features(df, cfg)
         .withColumn("view_to_cart_rate", _ratio(F.col("add_to_carts").cast("double"), F.col("views")))
         .withColumn("cart_to_purchase_rate", _ratio(F.col("purchases").cast("double"), F.col("add_to_carts")))
-        .withColumn("day_of_week", ((F.dayofweek("date") + 5) % 7).cast("int"))  # Monday = 0
-        .withColumn("week_of_year", F.weekofyear("date"))
-        .withColumn("month", F.month("date"))
-        .withColumn("is_holiday", F.col("date").isin(*holidays) if holidays else F.lit(False))
         .withColumn("unit_cost_assumed", F.col("_catalog_cost").isNull())
         .withColumn(
             "unit_cost",
@@ -451,3 +462,45 @@ def run_features(
     )
     print(report.render(), flush=True)
     return report
+
+
+# A day not yet lived has no outcomes: what the panel would hold for it before it starts.
+_UNKNOWN_OUTCOMES = {
+    "units_sold": 0,
+    "units_gross": 0,
+    "units_returned": 0,
+    "orders": 0,
+    "revenue": 0.0,
+    "avg_paid_price": None,
+    "avg_list_price": None,
+    "views": None,
+    "add_to_carts": None,
+    "purchases": None,
+    "avg_price_shown": None,
+    "stockout": None,
+}
+
+
+def next_day_rows(panel_df: DataFrame, price_date: date, cfg: FeaturesConfig) -> DataFrame:
+    """Each SKU's feature row for ``price_date``, the day after the panel's days (pure).
+
+    The row carries the last known prices, costs, competitor prices and stock forward, with lags,
+    windows and calendar computed exactly as the panel computes them; the day's own outcomes are
+    unknown. Rows are shaped like the panel.
+    """
+    history = panel_df.where(
+        (F.col("date") < F.lit(price_date))
+        & (F.col("date") >= F.date_sub(F.lit(price_date), cfg.lookback_days))
+    )
+    latest = Window.partitionBy("sku").orderBy(F.col("date").desc())
+    stub = (
+        history.withColumn("_n", F.row_number().over(latest))
+        .where(F.col("_n") == 1)
+        .drop("_n")
+        .withColumn("date", F.lit(price_date).cast("date"))
+    )
+    for name, value in _UNKNOWN_OUTCOMES.items():
+        if name in stub.columns:
+            stub = stub.withColumn(name, F.lit(value).cast(dict(stub.dtypes)[name]))
+    rows = history_features(history.unionByName(stub), cfg)
+    return rows.where(F.col("date") == F.lit(price_date))

@@ -90,7 +90,13 @@ def price_band(frame: pd.DataFrame, policy: PolicyConfig) -> pd.DataFrame:
         * factor
     )
     up = policy.max_change * factor
-    change_floor_reason = np.where(down == 0, "low_stock", "max_change")
+    clearance = np.nan_to_num(cover, nan=0.0) > policy.clearance_cover_days
+    change_floor_reason = np.where(
+        down == 0,
+        "low_stock",
+        np.where(uncertain, "uncertainty", np.where(clearance, "clearance", "max_change")),
+    )
+    change_ceiling_reason = np.where(uncertain, "uncertainty", "max_change")
     premium = policy.max_premium_over_competitors
     competitor_ceiling = (
         present(col("comp_median_price") * (1 + premium), inf) if premium is not None else inf
@@ -103,6 +109,7 @@ def price_band(frame: pd.DataFrame, policy: PolicyConfig) -> pd.DataFrame:
         [hard_ceiling, current * (1 + up), competitor_ceiling],
         largest=False,
     )
+    ceiling_reason = np.where(ceiling_reason == "max_change", change_ceiling_reason, ceiling_reason)
     note = np.full(n, "ok", dtype=object)
 
     # Conflicts: relax the competitor bound first, then the change limit; never the hard limits.
@@ -111,6 +118,7 @@ def price_band(frame: pd.DataFrame, policy: PolicyConfig) -> pd.DataFrame:
         ["max_price", "max_change"], [hard_ceiling, current * (1 + up)], False
     )
     ceiling = np.where(conflict, relaxed_ceiling, ceiling)
+    relaxed_reason = np.where(relaxed_reason == "max_change", change_ceiling_reason, relaxed_reason)
     ceiling_reason = np.where(conflict, relaxed_reason, ceiling_reason)
     note = np.where(conflict, "competitor_bound_relaxed", note)
     conflict = floor > ceiling
@@ -180,7 +188,9 @@ def choose_prices(candidates: pd.DataFrame) -> pd.DataFrame:
     """Per ``row``, the candidate with the highest expected profit (ties: closest to the current price).
 
     Args:
-        candidates: ``row``, ``candidate_price``, ``unit_cost``, ``current_price``, ``expected_units``.
+        candidates: ``row``, ``candidate_price``, ``unit_cost``, ``current_price``, ``expected_units``;
+            optionally ``revenue_floor``: only candidates with at least that expected revenue compete
+            (where none has, all do).
     """
     scored = candidates.assign(
         expected_profit=(candidates["candidate_price"] - candidates["unit_cost"])
@@ -188,5 +198,18 @@ def choose_prices(candidates: pd.DataFrame) -> pd.DataFrame:
         expected_revenue=candidates["candidate_price"] * candidates["expected_units"],
         _distance=(candidates["candidate_price"] - candidates["current_price"]).abs(),
     )
-    ordered = scored.sort_values(["row", "expected_profit", "_distance"], ascending=[True, False, True])
-    return ordered.drop_duplicates("row").drop(columns="_distance").set_index("row")
+    if "revenue_floor" in scored.columns:
+        meets = (scored["expected_revenue"] >= scored["revenue_floor"] - 1e-9) | scored[
+            "revenue_floor"
+        ].isna()
+        # Rank first by meeting the floor, so a row with no candidate meeting it still gets a price.
+        scored = scored.assign(_misses=~meets)
+        keys, ascending = ["row", "_misses", "expected_profit", "_distance"], [True, True, False, True]
+    else:
+        keys, ascending = ["row", "expected_profit", "_distance"], [True, False, True]
+    ordered = scored.sort_values(keys, ascending=ascending)
+    return (
+        ordered.drop_duplicates("row")
+        .drop(columns=[c for c in ("_distance", "_misses") if c in ordered.columns])
+        .set_index("row")
+    )

@@ -14,6 +14,7 @@ from pyspark.sql.types import (
     DataType,
     DateType,
     DecimalType,
+    DoubleType,
     FloatType,
     IntegerType,
     LongType,
@@ -269,7 +270,6 @@ RECONCILIATION_SCHEMA = StructType(
 
 def sku_day_schema(lags: list[int], windows: list[int]) -> StructType:
     """The gold ``sku_day`` panel: one row per SKU and day (docs/features.md describes each column)."""
-    from pyspark.sql.types import DoubleType
 
     def col(name: str, data_type: DataType, nullable: bool = True) -> StructField:
         return StructField(name, data_type, nullable)
@@ -349,4 +349,43 @@ FEATURE_RUNS_SCHEMA = StructType(
         StructField("rows_written", LongType(), nullable=False),
         StructField("finished_at", TimestampType(), nullable=False),
     ]
+)
+
+
+def _fields(spec: str, nullable: bool = True) -> list[StructField]:
+    types = {"string": StringType(), "double": DoubleType(), "date": DateType(), "timestamp": TimestampType()}
+    return [
+        StructField(name, types[kind], nullable) for name, kind in (part.split(":") for part in spec.split())
+    ]
+
+
+# One row per SKU and night: the band, the choice, its expected outcome, why, and who decides.
+PRICE_RECOMMENDATIONS_SCHEMA = StructType(
+    _fields("sku:string price_date:date current_price:double recommended_price:double", False)
+    + _fields("final_price:double price_floor:double price_ceiling:double", False)
+    + _fields("floor_reason:string ceiling_reason:string band_note:string unit_cost:double")
+    + _fields("expected_units_current:double expected_revenue_current:double expected_profit_current:double")
+    + _fields(
+        "expected_units_recommended:double expected_revenue_recommended:double "
+        "expected_profit_recommended:double"
+    )
+    + _fields("elasticity:double elasticity_low:double elasticity_high:double")
+    + _fields("binding_constraint:string status:string", False)
+    + _fields("review_reason:string override_price:double override_reason:string override_author:string")
+    + _fields("model_version:string")
+    + _fields("run_id:string created_at:timestamp", False)
+)
+
+# Manual prices: for one night (price_date) or open-ended (price_date null) until deleted.
+PRICE_OVERRIDES_SCHEMA = StructType(
+    _fields("sku:string", False)
+    + _fields("price_date:date")
+    + _fields("price:double reason:string author:string created_at:timestamp", False)
+)
+
+# The price in force per SKU, for downstream systems.
+CURRENT_PRICES_SCHEMA = StructType(
+    _fields("sku:string price:double effective_date:date status:string", False)
+    + _fields("model_version:string")
+    + _fields("run_id:string updated_at:timestamp", False)
 )

@@ -9,7 +9,29 @@ from pricing.cli import build_parser, main
 
 def test_every_stage_has_a_subcommand() -> None:
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert {"setup-jars", "spark-conf", "simulate", "ingest", "features", "train"} <= set(commands)
+    assert {
+        "setup-jars",
+        "spark-conf",
+        "simulate",
+        "ingest",
+        "features",
+        "train",
+        "score",
+        "whatif",
+        "override",
+    } <= set(commands)
+
+
+def test_whatif_takes_several_prices() -> None:
+    args = build_parser().parse_args(
+        ["whatif", "--sku", "SKU-1", "--price", "9.99", "12.49", "--price", "15"]
+    )
+    assert (args.sku, args.price) == ("SKU-1", [9.99, 12.49, 15.0])
+
+
+def test_override_needs_a_reason_and_an_author(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["override", "--sku", "SKU-1", "--price", "9.99"]) == 2
+    assert "--reason" in capsys.readouterr().err
 
 
 def test_spark_conf_prints_delta_settings_for_spark_submit(capsys: pytest.CaptureFixture[str]) -> None:

@@ -61,13 +61,14 @@ def test_stock_rules() -> None:
     low = _band(days_of_cover=3.0)
     assert (low["price_floor"], low["floor_reason"]) == (100.0, "low_stock")  # no discount
     clearance = _band(days_of_cover=400.0)
-    assert clearance["price_floor"] == 75.0  # up to 25 % off
+    assert (clearance["price_floor"], clearance["floor_reason"]) == (75.0, "clearance")  # up to 25 % off
     assert clearance["price_ceiling"] == 110.0
 
 
 def test_uncertain_elasticity_narrows_the_band() -> None:
     band = _band(elasticity_low=-3.5, elasticity_high=-0.6)
     assert (band["price_floor"], band["price_ceiling"]) == (95.0, 105.0)
+    assert (band["floor_reason"], band["ceiling_reason"]) == ("uncertainty", "uncertainty")
 
 
 def test_conflicts_relax_policy_never_hard_limits() -> None:
@@ -110,6 +111,11 @@ def test_choose_prices_maximises_expected_profit() -> None:
     chosen = choose_prices(candidates)
     assert chosen["candidate_price"].to_dict() == {0: 10.0, 1: 6.0}  # profits 45 > 40, 36; 4 = 3 -> closest
     assert chosen.loc[0, "expected_profit"] == 45.0
+
+    # Profit with a revenue floor: no candidate of row 0 reaches 95 of revenue, so plain profit
+    # decides; row 1 must keep revenue >= 15, which only 5.00 (x 3 units) does.
+    floored = choose_prices(candidates.assign(revenue_floor=[95.0] * 3 + [15.0] * 2))
+    assert floored["candidate_price"].to_dict() == {0: 10.0, 1: 5.0}  # 5 x 3 = 15 meets the floor
 
 
 money = st.floats(0.5, 2_000, allow_nan=False)

@@ -8,6 +8,7 @@ competitor prices, stock at opening, calendar); the day's own price enters only 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
@@ -129,8 +130,16 @@ def _index(values: list[str], column: str) -> Column:
     return F.coalesce(mapping[F.col(column)], F.lit(0))
 
 
-def model_inputs(panel_df: DataFrame, embeddings_df: DataFrame | None, spec: InputSpec) -> DataFrame:
-    """Panel rows (with :func:`with_history` applied) -> network inputs, one row per SKU and day."""
+def model_inputs(
+    panel_df: DataFrame,
+    embeddings_df: DataFrame | None,
+    spec: InputSpec,
+    extra_columns: Sequence[str] = (),
+) -> DataFrame:
+    """Panel rows (with :func:`with_history` applied) -> network inputs, one row per SKU and day.
+
+    ``extra_columns`` of the panel are carried along unchanged (e.g. the guardrail inputs for scoring).
+    """
     spark = panel_df.sparkSession
     ref_df = spark.createDataFrame(list(spec.ref_prices.items()), "sku string, ref_price double")
     df = panel_df.join(F.broadcast(ref_df), "sku", "left").withColumn(
@@ -173,4 +182,5 @@ def model_inputs(panel_df: DataFrame, embeddings_df: DataFrame | None, spec: Inp
         "price",
         "ref_price",
         F.col("unit_cost"),
+        *extra_columns,
     ).where(F.col("log_price_ratio").isNotNull())

@@ -1,10 +1,11 @@
 """One training function, two distributed backends: TorchDistributor (DDP) and Horovod on Spark.
 
 ``train_worker`` runs in every process. It reads its shard of the training Parquet files in batches,
-optionally fits the cross-fitted price nuisance E[log(p/p_ref) | x] (double machine learning), then
-trains an ensemble of :class:`DemandNet` members on bootstrap weights with the Poisson loss. Gradients
-are averaged across processes by the backend's allreduce (DDP's, or Horovod's DistributedOptimizer);
-both keep every process's weights identical, which the result reports as per-rank checksums.
+optionally fits the cross-fitted nuisances E[log(p/p_ref) | x] and log E[units | x] (double machine
+learning), then trains an ensemble of :class:`DemandNet` members on bootstrap weights with the Poisson
+loss. Gradients are averaged across processes by the backend's allreduce (DDP's, or Horovod's
+DistributedOptimizer); both keep every process's weights identical, which the result reports as
+per-rank checksums.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pricing.model.network import DemandNet, NetSpec, poisson_loss
+from pricing.model.network import DemandNet, NetSpec, poisson_loss, sku_elasticity_penalty
 
 BATCH_COLUMNS = [
     "sku_idx",
@@ -50,38 +51,61 @@ class WorkerSpec:
     seed: int
     backend: str
     use_gpu: bool
+    sku_elasticity_sd: float = 0.35
     tracking_uri: str | None = None
     run_id: str | None = None
 
 
 class Ensemble(nn.Module):
-    """K demand networks trained together (one allreduce per step) plus the two price nuisances."""
+    """K demand networks trained together (one allreduce per step) on bootstrap weights."""
 
-    def __init__(self, spec: NetSpec, members: int) -> None:
+    def __init__(self, spec: NetSpec, members: int, debias: bool = False) -> None:
         super().__init__()
         self.members = nn.ModuleList([DemandNet(spec) for _ in range(members)])
+        if debias:
+            # The debiased fit takes its base from the demand nuisance: the members' own trunk and base
+            # head stay out of training (and out of the allreduce).
+            for member in self.members:
+                for part in (member.sku, member.trunk, member.base_head):
+                    part.requires_grad_(False)
 
     def forward(
-        self, batch: dict[str, torch.Tensor], offset: torch.Tensor | None
+        self,
+        batch: dict[str, torch.Tensor],
+        offset: torch.Tensor | None,
+        base: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = [
-            m(**_net_inputs(batch), log_price_ratio=batch["log_price_ratio"], price_offset=offset)
+            m(
+                **_net_inputs(batch),
+                log_price_ratio=batch["log_price_ratio"],
+                price_offset=offset,
+                base_offset=base,
+            )
             for m in self.members
         ]
         return torch.stack([o[0] for o in outputs]), torch.stack([o[1] for o in outputs])
 
 
-class PriceNuisance(nn.Module):
-    """Two cross-fitted regressions of log(p/p_ref) on x: fold f is fitted on the rows of fold f."""
+class Nuisance(nn.Module):
+    """The cross-fitted nuisances of double ML, two folds each (fold f is fitted on fold f's rows).
+
+    ``price``: E[log(p/p_ref) | x] (squared error); ``demand``: log E[units | x] (Poisson), both
+    without the day's own price.
+    """
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
-        self.folds = nn.ModuleList([DemandNet(spec) for _ in range(2)])
+        self.price = nn.ModuleList([DemandNet(spec) for _ in range(2)])
+        self.demand = nn.ModuleList([DemandNet(spec) for _ in range(2)])
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(price, demand) predictions of each fold model, each of shape (2, batch)."""
         zero = torch.zeros_like(batch["log_price_ratio"])
         # A DemandNet at log_price_ratio = 0 is just its base(x): reuse it as the regression head.
-        return torch.stack([fold(**_net_inputs(batch), log_price_ratio=zero)[0] for fold in self.folds])
+        price = torch.stack([m(**_net_inputs(batch), log_price_ratio=zero)[0] for m in self.price])
+        demand = torch.stack([m(**_net_inputs(batch), log_price_ratio=zero)[0] for m in self.demand])
+        return price, demand
 
 
 def _net_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -145,6 +169,8 @@ class _TorchComm(_Comm):
         if not dist.is_initialized():
             dist.init_process_group("nccl" if use_gpu else "gloo")
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
+        # NCCL reduces only CUDA tensors: small bookkeeping tensors travel through the GPU and back.
+        self.device = _device(use_gpu)
 
     def wrap(
         self, model: nn.Module, optimizer: torch.optim.Optimizer
@@ -156,14 +182,15 @@ class _TorchComm(_Comm):
 
     def allreduce(self, tensor: torch.Tensor, op: str) -> torch.Tensor:
         ops = {"min": self.dist.ReduceOp.MIN, "sum": self.dist.ReduceOp.SUM}
-        result = tensor.clone()
+        result = tensor.to(self.device, copy=True)
         self.dist.all_reduce(result, op=ops[op])
-        return result
+        return result.cpu()
 
     def allgather(self, tensor: torch.Tensor) -> torch.Tensor:
-        parts = [torch.zeros_like(tensor) for _ in range(self.size)]
-        self.dist.all_gather(parts, tensor)
-        return torch.stack(parts)
+        local = tensor.to(self.device)
+        parts = [torch.zeros_like(local) for _ in range(self.size)]
+        self.dist.all_gather(parts, local)
+        return torch.stack(parts).cpu()
 
 
 class _HorovodComm(_Comm):
@@ -251,27 +278,33 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     net_spec = NetSpec(**spec.net)
     data = {k: v.to(device) for k, v in read_shard(spec.train_dir, comm.rank, comm.size).items()}
 
-    nuisance = PriceNuisance(net_spec).to(device)
+    nuisance = Nuisance(net_spec).to(device)
     nuisance_history: list[float] = []
     if spec.debias:
 
         def nuisance_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            predicted = model(batch)  # (2, batch)
+            price, demand = model(batch)  # (2, batch) each
             fold = batch["fold"]
-            own = torch.stack([fold == 0, fold == 1]).float()  # each fold fits only its own SKUs
-            squared = (predicted - batch["log_price_ratio"].unsqueeze(0)) ** 2
-            return (squared * own).sum() / own.sum().clamp_min(1.0)
+            own = torch.stack([fold == 0, fold == 1]).float()  # each fold fits only its own rows
+            squared = (price - batch["log_price_ratio"].unsqueeze(0)) ** 2
+            price_loss = (squared * own).sum() / own.sum().clamp_min(1.0)
+            demand_loss = poisson_loss(demand[0], batch["units"], batch["weight"] * own[0]) + poisson_loss(
+                demand[1], batch["units"], batch["weight"] * own[1]
+            )
+            return price_loss + demand_loss
 
         nuisance_history = _fit(
-            comm, nuisance, nuisance_loss, data, spec, spec.nuisance_epochs, "nuisance_mse"
+            comm, nuisance, nuisance_loss, data, spec, spec.nuisance_epochs, "nuisance_loss"
         )
         with torch.no_grad():
             if data:
-                predicted = _unwrap(nuisance)(data)
-                other = 1 - data["fold"]  # cross-fitting: the fold model that never saw the row
-                data["offset"] = predicted.gather(0, other.unsqueeze(0)).squeeze(0)
+                price, demand = _unwrap(nuisance)(data)
+                # Cross-fitting: each row gets the fold model that never saw it.
+                other = (1 - data["fold"]).unsqueeze(0)
+                data["offset"] = price.gather(0, other).squeeze(0)
+                data["base"] = demand.gather(0, other).squeeze(0)
 
-    ensemble = Ensemble(net_spec, spec.ensemble_size).to(device)
+    ensemble = Ensemble(net_spec, spec.ensemble_size, spec.debias).to(device)
     member_weights = (
         torch.distributions.Poisson(torch.ones(spec.ensemble_size, len(data["units"]))).sample()
         if data
@@ -280,11 +313,21 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     if data:
         data["member_weight"] = member_weights.T.contiguous()
 
+    # The random effect's prior, scaled like the per-row Poisson loss: sum(d^2) / (2 sd^2 N).
+    total_weight = comm.allreduce(data["weight"].sum().reshape(1).cpu() if data else torch.zeros(1), "sum")
+    prior_scale = 1.0 / (2 * spec.sku_elasticity_sd**2 * float(total_weight.clamp_min(1.0)))
+
     def demand_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        log_mean, _ = model(batch, batch.get("offset"))
+        log_mean, _ = model(batch, batch.get("offset"), batch.get("base"))
         weights = batch["weight"].unsqueeze(0) * batch["member_weight"].T
+        members = _unwrap(model).members
+        assert isinstance(members, nn.ModuleList)
         return torch.stack(
-            [poisson_loss(log_mean[k], batch["units"], weights[k]) for k in range(len(log_mean))]
+            [
+                poisson_loss(log_mean[k], batch["units"], weights[k])
+                + prior_scale * sku_elasticity_penalty(members[k])  # type: ignore[arg-type]
+                for k in range(len(log_mean))
+            ]
         ).sum()
 
     history = _fit(comm, ensemble, demand_loss, data, spec, spec.epochs, "train_poisson_loss")

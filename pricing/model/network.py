@@ -4,8 +4,11 @@
     elasticity(x) = -softplus(head(x)) <= 0
 
 so expected units are positive and never increase with our own price, and every SKU-day has an
-elasticity that can be read, plotted and explained. ``price_offset`` is E[log(p / p_ref) | x] when the
-price effect is fitted on the price residual (double machine learning), 0 for a naive fit.
+elasticity that can be read, plotted and explained. A naive fit learns ``base(x)`` with
+``price_offset = 0``. The debiased fit (double machine learning, residual-on-residual) replaces both by
+cross-fitted nuisances: ``base_offset = log E[units | x]`` and ``price_offset = E[log(p / p_ref) | x]``,
+so the elasticity is learned only from how demand moves away from its expected level when the price
+moves away from its expected level, never from what drives both (markdowns on weak days).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ class NetSpec:
 
 
 class DemandNet(nn.Module):
-    """SKU, category and brand embeddings, the text vector and numeric features -> base and elasticity."""
+    """SKU, category and brand embeddings, the text vector and numeric features -> base; the product's
+    embeddings and text alone -> elasticity."""
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
@@ -49,7 +53,15 @@ class DemandNet(nn.Module):
             nn.Linear(width, spec.hidden), nn.ReLU(), nn.Linear(spec.hidden, spec.hidden), nn.ReLU()
         )
         self.base_head = nn.Linear(spec.hidden, 1)
-        self.elasticity_head = nn.Linear(spec.hidden, 1)
+        # The elasticity is a property of the product, not of the day: it is read from what the product
+        # is (category, brand, text), pooled across similar products, plus a per-SKU deviation that
+        # starts at 0 and is pulled towards 0 (a random effect): only a SKU's own price variation can
+        # move it, so SKUs with little price history borrow strength from similar ones.
+        self.elasticity_head = nn.Sequential(
+            nn.Linear(2 * e + spec.text_dim, spec.hidden // 2), nn.ReLU(), nn.Linear(spec.hidden // 2, 1)
+        )
+        self.sku_elasticity = nn.Embedding(spec.n_skus + 1, 1)
+        nn.init.zeros_(self.sku_elasticity.weight)
 
     def forward(
         self,
@@ -60,15 +72,22 @@ class DemandNet(nn.Module):
         numeric: torch.Tensor,
         log_price_ratio: torch.Tensor,
         price_offset: torch.Tensor | None = None,
+        base_offset: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (log expected units, elasticity), each of shape (batch,)."""
-        hidden = self.trunk(
-            torch.cat([self.sku(sku), self.category(category), self.brand(brand), text, numeric], dim=1)
-        )
-        base = self.base_head(hidden).squeeze(1)
-        elasticity = -F.softplus(self.elasticity_head(hidden).squeeze(1))
+        kind = torch.cat([self.category(category), self.brand(brand), text], dim=1)
+        if base_offset is None:
+            base = self.base_head(self.trunk(torch.cat([self.sku(sku), kind, numeric], dim=1))).squeeze(1)
+        else:
+            base = base_offset
+        elasticity = -F.softplus(self.elasticity_head(kind).squeeze(1) + self.sku_elasticity(sku).squeeze(1))
         treatment = log_price_ratio if price_offset is None else log_price_ratio - price_offset
         return base + elasticity * treatment, elasticity
+
+
+def sku_elasticity_penalty(model: DemandNet) -> torch.Tensor:
+    """Sum of squared per-SKU elasticity deviations (the random effect's Gaussian prior)."""
+    return (model.sku_elasticity.weight**2).sum()
 
 
 def poisson_loss(log_mean: torch.Tensor, units: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

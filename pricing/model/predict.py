@@ -16,21 +16,21 @@ import pandas as pd
 import torch
 
 from pricing.model.dataset import InputSpec
-from pricing.model.distributed import Ensemble, PriceNuisance
+from pricing.model.distributed import Ensemble, Nuisance
 from pricing.model.network import NetSpec
 
 PREDICTION_COLUMNS = ["expected_units", "elasticity", "elasticity_low", "elasticity_high"]
 
 
 class LoadedModel:
-    """An ensemble and its price nuisance, ready to predict on model-input frames."""
+    """An ensemble and its nuisances, ready to predict on model-input frames."""
 
     def __init__(self, state: bytes, net: dict[str, int], members: int, debias: bool) -> None:
         spec = NetSpec(**net)
         weights = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
-        self.ensemble = Ensemble(spec, members)
+        self.ensemble = Ensemble(spec, members, debias)
         self.ensemble.load_state_dict(weights["ensemble"])
-        self.nuisance = PriceNuisance(spec)
+        self.nuisance = Nuisance(spec)
         self.nuisance.load_state_dict(weights["nuisance"])
         self.debias = debias
         self.ensemble.eval()
@@ -39,9 +39,12 @@ class LoadedModel:
     @torch.no_grad()
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         batch = _tensors(frame)
-        # For any row, the price nuisance is the average of both cross-fitted folds.
-        offset = self.nuisance(batch).mean(0) if self.debias else None
-        log_mean, elasticity = self.ensemble(batch, offset)
+        offset = base = None
+        if self.debias:
+            # For any row, each nuisance is the average of its two cross-fitted folds.
+            price, demand = self.nuisance(batch)
+            offset, base = price.mean(0), demand.mean(0)
+        log_mean, elasticity = self.ensemble(batch, offset, base)
         per_member_units = torch.exp(log_mean)
         return pd.DataFrame(
             {

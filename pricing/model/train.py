@@ -64,7 +64,11 @@ class TrainReport:
             + (f" (champion {self.champion_wape:.3f})" if self.champion_wape is not None else ""),
         ]
         if self.elasticity_mae is not None:
-            lines.append(f"elasticity MAE vs truth {self.elasticity_mae:.3f}")
+            lines.append(
+                f"elasticity vs truth: MAE {self.elasticity_mae:.3f}, bias "
+                f"{self.metrics.get('elasticity_bias', float('nan')):+.3f}, interval coverage "
+                f"{self.metrics.get('elasticity_interval_coverage', float('nan')):.2f}"
+            )
         return "\n".join(lines)
 
 
@@ -157,6 +161,7 @@ def run_train(
             ensemble_size=tcfg.ensemble_size,
             debias=tcfg.debias,
             seed=tcfg.seed,
+            sku_elasticity_sd=tcfg.sku_elasticity_sd,
             backend=tcfg.backend,
             use_gpu=tcfg.use_gpu,
             tracking_uri=tcfg.tracking_uri,
@@ -194,9 +199,10 @@ def run_train(
                 "sku", F.col("elasticity").alias("true")
             )
             joined = elasticities.join(truth, "sku")
-            elasticity_mae = float(
-                io.first_value(joined.agg(F.avg(F.abs(F.col("elasticity") - F.col("true")))))
-            )
+            error = F.col("elasticity") - F.col("true")
+            mae_bias = joined.agg(F.avg(F.abs(error)), F.avg(error)).first()
+            assert mae_bias is not None
+            elasticity_mae, elasticity_bias = float(mae_bias[0]), float(mae_bias[1])
             coverage = float(
                 io.first_value(
                     joined.agg(
@@ -208,7 +214,13 @@ def run_train(
                     )
                 )
             )
-            metrics.update({"elasticity_mae": elasticity_mae, "elasticity_interval_coverage": coverage})
+            metrics.update(
+                {
+                    "elasticity_mae": elasticity_mae,
+                    "elasticity_bias": elasticity_bias,
+                    "elasticity_interval_coverage": coverage,
+                }
+            )
         mlflow.log_metrics(metrics)
 
         sample: pd.DataFrame = holdout_df.limit(5).toPandas()

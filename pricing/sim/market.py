@@ -252,6 +252,33 @@ def sku_parameters(spark: SparkSession, cfg: SimulateConfig) -> DataFrame:
     )
 
 
+def seasonality(params: Any, dow: Any, doy: Any) -> tuple[Any, Any]:
+    """(weekly, annual) log-demand terms; ``params`` is one SKU's parameters or aligned columns."""
+    weekly = params["weekly_amplitude"] * np.cos(2 * np.pi * (dow - params["weekly_peak_dow"]) / 7)
+    annual = params["annual_amplitude"] * np.sin(2 * np.pi * doy / 365.25 + params["annual_phase"])
+    return weekly, annual
+
+
+def log_expected_demand(
+    params: Any, dow: Any, doy: Any, shock: Any, price: Any, competitor_median: Any, promo: Any
+) -> Any:
+    """The market's true log expected demand: the formula at the top of this module.
+
+    Works on scalars, on one SKU's parameters with arrays of days, or on aligned columns of many SKUs.
+    """
+    weekly, annual = seasonality(params, dow, doy)
+    ref = params["ref_price"]
+    return (
+        np.log(params["base_demand"])
+        + weekly
+        + annual
+        + shock
+        + params["elasticity"] * np.log(price / ref)
+        + params["competitor_sensitivity"] * np.log(competitor_median / ref)
+        + np.log(params["promo_lift"]) * promo
+    )
+
+
 def _simulate_sku_days(cfg: SimulateConfig) -> Any:
     """The per-SKU daily simulation, vectorised over days (used in ``applyInPandas``)."""
     n_days, start, n_comp = cfg.n_days, cfg.start_date, max(cfg.n_competitors, 1)
@@ -263,8 +290,7 @@ def _simulate_sku_days(cfg: SimulateConfig) -> Any:
         dates = [start + timedelta(days=int(d)) for d in t]
         dow = (start.weekday() + t) % 7
         doy = np.array([d.timetuple().tm_yday for d in dates])
-        weekly = p.weekly_amplitude * np.cos(2 * np.pi * (dow - p.weekly_peak_dow) / 7)
-        annual = p.annual_amplitude * np.sin(2 * np.pi * doy / 365.25 + p.annual_phase)
+        weekly, annual = seasonality(p, dow, doy)
         # Demand shocks persist (AR(1)): a weak day tends to follow a weak day.
         rho = cfg.shock_persistence
         innovations = rng.normal(0.0, cfg.shock_sd * np.sqrt(1 - rho**2), n_days)
@@ -294,16 +320,7 @@ def _simulate_sku_days(cfg: SimulateConfig) -> Any:
         observed = rng.random((n_days, n_comp)) < 0.7
         in_stock = rng.random((n_days, n_comp)) < 0.95
 
-        log_lambda = (
-            np.log(p.base_demand)
-            + weekly
-            + annual
-            + shock
-            + p.elasticity * np.log(price / p.ref_price)
-            + p.competitor_sensitivity * np.log(competitor_median / p.ref_price)
-            + np.log(p.promo_lift) * promo
-        )
-        expected = np.exp(log_lambda)
+        expected = np.exp(log_expected_demand(p, dow, doy, shock, price, competitor_median, promo))
         demand = rng.poisson(expected)
         # Replenishment up to order_up_to every cycle_days; sales are what stock allows.
         cycle = t // int(p.cycle_days)
@@ -715,3 +732,50 @@ def simulate_market(
     for cached in (params_df, days_df, fx_df):
         cached.unpersist()
     return summary
+
+
+_PRICE_COLUMNS = ("current_price", "recommended_price", "final_price")
+
+
+def true_profit(prices_df: DataFrame, truth_dir: str, cfg: SimulateConfig) -> dict[str, float]:
+    """Expected profit of a night's prices under the market's true demand.
+
+    ``prices_df`` holds (sku, price_date) and ``current_price``, ``recommended_price``, ``final_price``.
+    Demand on ``price_date`` (the day after the simulated ones) uses the true parameters and true unit
+    cost, the competitor median of the last simulated day and the AR(1) shock's expectation given the
+    last day's shock (so E[exp(shock)] includes its innovation variance). No promotion; stock is not
+    a limit.
+    """
+    spark = prices_df.sparkSession
+    params = spark.read.parquet(f"{truth_dir}/sku_params").withColumnRenamed("unit_cost", "true_unit_cost")
+    days = spark.read.parquet(f"{truth_dir}/sku_day")
+    last = days.join(days.groupBy("sku").agg(F.max("date").alias("date")), ["sku", "date"]).select(
+        "sku", "shock", "competitor_median"
+    )
+    joined = prices_df.select("sku", "price_date", *_PRICE_COLUMNS).join(params, "sku").join(last, "sku")
+    rho, sd = cfg.shock_persistence, cfg.shock_sd
+
+    def expected(frames: Any) -> Any:
+        for frame in frames:
+            dates = pd.to_datetime(frame["price_date"])
+            dow, doy = dates.dt.dayofweek.to_numpy(), dates.dt.dayofyear.to_numpy()
+            # E[exp(shock')] for shock' = rho * shock + N(0, sd^2 (1 - rho^2)).
+            shock = rho * frame["shock"].to_numpy() + 0.5 * sd**2 * (1 - rho**2)
+            out = {}
+            for column in _PRICE_COLUMNS:
+                price = frame[column].to_numpy(float)
+                units = np.exp(
+                    log_expected_demand(frame, dow, doy, shock, price, frame["competitor_median"], 0.0)
+                )
+                out[f"profit_{column}"] = units * (price - frame["true_unit_cost"].to_numpy(float))
+            yield pd.DataFrame(out)
+
+    schema = ", ".join(f"profit_{c} double" for c in _PRICE_COLUMNS)
+    sums = joined.mapInPandas(expected, schema).agg(*[F.sum(f"profit_{c}") for c in _PRICE_COLUMNS]).first()
+    current, recommended, final = (float(v or 0.0) for v in (sums or (0.0, 0.0, 0.0)))
+    return {
+        "true_profit_current": current,
+        "true_profit_recommended": recommended,
+        "true_profit_final": final,
+        "true_uplift": recommended / current - 1 if current else 0.0,
+    }

@@ -1,0 +1,585 @@
+"""`pricing score`: tomorrow's price for every SKU, chosen by the champion model inside the guardrails.
+
+gold/sku_day -> each SKU's feature row for ``price_date`` -> in Arrow batches on the executors (the model
+loaded once per task from a broadcast): expected demand at the current price and its elasticity
+interval, the guardrail band, a candidate grid, expected units at every candidate, the profit-maximising
+choice and the guardrail that decided it -> approval status and overrides (Spark joins) -> MERGE into
+``gold/price_recommendations`` (key sku, price_date) and ``gold/current_prices`` (key sku).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
+
+from pricing import io
+from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
+from pricing.features import GoldTables, next_day_rows
+from pricing.model.dataset import InputSpec, model_inputs, with_history
+from pricing.model.predict import LoadedModel
+from pricing.optimize import BAND_INPUTS, candidate_grid, choose_prices, price_band
+from pricing.schemas import (
+    CURRENT_PRICES_SCHEMA,
+    PRICE_OVERRIDES_SCHEMA,
+    PRICE_RECOMMENDATIONS_SCHEMA,
+    TEXT_EMBEDDINGS_SCHEMA,
+)
+
+# Guardrail inputs carried from the feature row to the scoring batches (besides price and unit_cost).
+_BAND_COLUMNS = ["map_price", "min_price", "max_price", "comp_median_price", "days_of_cover"]
+
+SCORED_SCHEMA = StructType(
+    [
+        StructField("sku", StringType(), False),
+        StructField("price_date", DateType(), False),
+        StructField("known_sku", BooleanType(), False),
+        *[
+            StructField(name, DoubleType() if kind == "double" else StringType(), True)
+            for name, kind in [
+                ("current_price", "double"),
+                ("recommended_price", "double"),
+                ("price_floor", "double"),
+                ("price_ceiling", "double"),
+                ("floor_reason", "string"),
+                ("ceiling_reason", "string"),
+                ("band_note", "string"),
+                ("unit_cost", "double"),
+                ("expected_units_current", "double"),
+                ("expected_revenue_current", "double"),
+                ("expected_profit_current", "double"),
+                ("expected_units_recommended", "double"),
+                ("expected_revenue_recommended", "double"),
+                ("expected_profit_recommended", "double"),
+                ("elasticity", "double"),
+                ("elasticity_low", "double"),
+                ("elasticity_high", "double"),
+                ("binding_constraint", "string"),
+            ]
+        ],
+    ]
+)
+
+
+@dataclass(frozen=True)
+class PriceTables:
+    """Where the price tables of one lakehouse live."""
+
+    root: str
+
+    @property
+    def recommendations(self) -> str:
+        return io.table_path(self.root, "gold", "price_recommendations")
+
+    @property
+    def overrides(self) -> str:
+        return io.table_path(self.root, "gold", "price_overrides")
+
+    @property
+    def current_prices(self) -> str:
+        return io.table_path(self.root, "gold", "current_prices")
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A registered model version, read once on the driver: weights, configuration, input spec."""
+
+    name: str
+    version: str
+    state: bytes
+    config: dict[str, Any]
+    input_spec: InputSpec
+
+    def load(self) -> LoadedModel:
+        return LoadedModel(
+            self.state, self.config["net"], self.config["ensemble_size"], self.config["debias"]
+        )
+
+
+def load_champion(tcfg: TrainConfig, alias: str) -> Champion | None:
+    """The model version holding ``alias`` in the registry, or None when there is none yet."""
+    mlflow.set_tracking_uri(tcfg.tracking_uri)
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(tcfg.model_name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{tcfg.model_name}/{version.version}"))
+
+    def artifact(name: str) -> Path:
+        found = sorted(local.rglob(name))
+        if not found:
+            raise FileNotFoundError(f"model {tcfg.model_name} v{version.version} has no {name}")
+        return found[0]
+
+    return Champion(
+        name=tcfg.model_name,
+        version=str(version.version),
+        state=artifact("weights.pt").read_bytes(),
+        config=json.loads(artifact("config.json").read_text()),
+        input_spec=InputSpec.from_json(artifact("input_spec.json").read_text()),
+    )
+
+
+def _optional(frame: pd.DataFrame, name: str) -> pd.Series:
+    return frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
+
+
+def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) -> Any:
+    """A ``mapInPandas`` function over model-input rows (one per SKU) -> one scored row per SKU.
+
+    ``model_loader()`` runs once per task and returns a :class:`LoadedModel`, or None when there is no
+    model: then every SKU keeps its current price with ``binding_constraint = no_model``.
+    """
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = model_loader()
+        for frame in batches:
+            frame = frame.reset_index(drop=True)
+            n = len(frame)
+            current = frame["price"].to_numpy(float)
+            nan = np.full(n, np.nan)
+            if model is not None and n:
+                at_current = model.predict(frame)
+                units_now = at_current["expected_units"].to_numpy(float)
+                interval = at_current[["elasticity", "elasticity_low", "elasticity_high"]]
+            else:
+                units_now = nan
+                interval = pd.DataFrame({"elasticity": nan, "elasticity_low": nan, "elasticity_high": nan})
+            usable = np.isfinite(units_now) & np.isfinite(interval["elasticity"].to_numpy(float))
+            band_inputs = pd.DataFrame(
+                {
+                    "current_price": current,
+                    "unit_cost": frame["unit_cost"].to_numpy(float),
+                    **{c: _optional(frame, c).to_numpy(float) for c in _BAND_COLUMNS},
+                    "elasticity_low": interval["elasticity_low"].to_numpy(float),
+                    "elasticity_high": interval["elasticity_high"].to_numpy(float),
+                }
+            )[BAND_INPUTS]
+            band = price_band(band_inputs, policy)
+            recommended = current.copy()
+            units_best = nan.copy()
+            binding = np.where(band["band_note"] == "infeasible", "infeasible", "no_model").astype(object)
+            scorable = usable & (band["band_note"] != "infeasible").to_numpy()
+            if scorable.any():
+                grid = candidate_grid(band[scorable], scfg.grid_points, policy.price_endings)
+                # Keeping today's price is always a candidate when the band allows it.
+                keep = scorable & (current >= band["price_floor"].to_numpy() - 1e-9)
+                keep &= current <= band["price_ceiling"].to_numpy() + 1e-9
+                kept = pd.DataFrame({"row": np.flatnonzero(keep), "candidate_price": current[keep]})
+                grid = pd.concat([grid, kept], ignore_index=True).drop_duplicates(ignore_index=True)
+                rows = grid["row"].to_numpy()
+                expanded = frame.iloc[rows].reset_index(drop=True)
+                expanded["log_price_ratio"] = np.log(
+                    grid["candidate_price"].to_numpy() / expanded["ref_price"].to_numpy(float)
+                ).astype(np.float32)
+                candidates = pd.DataFrame(
+                    {
+                        "row": rows,
+                        "candidate_price": grid["candidate_price"].to_numpy(),
+                        "unit_cost": frame["unit_cost"].to_numpy(float)[rows],
+                        "current_price": current[rows],
+                        "expected_units": model.predict(expanded)["expected_units"].to_numpy(),
+                    }
+                )
+                if scfg.objective == "profit_with_revenue_floor":
+                    candidates["revenue_floor"] = scfg.min_revenue_ratio * (current * units_now)[rows]
+                best = choose_prices(candidates)
+                chosen_rows = best.index.to_numpy()
+                chosen = best["candidate_price"].to_numpy()
+                lowest = grid.groupby("row")["candidate_price"].min().reindex(chosen_rows).to_numpy()
+                highest = grid.groupby("row")["candidate_price"].max().reindex(chosen_rows).to_numpy()
+                # The guardrail that decided: the side of the band the choice was pushed against.
+                binding[chosen_rows] = np.where(
+                    chosen <= lowest + 1e-9,
+                    band["floor_reason"].to_numpy()[chosen_rows],
+                    np.where(
+                        chosen >= highest - 1e-9, band["ceiling_reason"].to_numpy()[chosen_rows], "none"
+                    ),
+                )
+                recommended[chosen_rows] = chosen
+                units_best[chosen_rows] = best["expected_units"].to_numpy()
+            units_now = np.where(usable, units_now, np.nan)
+            cost = frame["unit_cost"].to_numpy(float)
+            yield pd.DataFrame(
+                {
+                    "sku": frame["sku"],
+                    "price_date": frame["date"],
+                    "known_sku": frame["sku_idx"].to_numpy() > 0,
+                    "current_price": current,
+                    "recommended_price": recommended,
+                    "price_floor": band["price_floor"].to_numpy(float),
+                    "price_ceiling": band["price_ceiling"].to_numpy(float),
+                    "floor_reason": band["floor_reason"],
+                    "ceiling_reason": band["ceiling_reason"],
+                    "band_note": band["band_note"],
+                    "unit_cost": cost,
+                    "expected_units_current": units_now,
+                    "expected_revenue_current": units_now * current,
+                    "expected_profit_current": units_now * (current - cost),
+                    "expected_units_recommended": units_best,
+                    "expected_revenue_recommended": units_best * recommended,
+                    "expected_profit_recommended": units_best * (recommended - cost),
+                    "elasticity": np.where(usable, interval["elasticity"].to_numpy(float), np.nan),
+                    "elasticity_low": np.where(usable, interval["elasticity_low"].to_numpy(float), np.nan),
+                    "elasticity_high": np.where(usable, interval["elasticity_high"].to_numpy(float), np.nan),
+                    "binding_constraint": binding,
+                }
+            )
+
+    return score
+
+
+def active_overrides(overrides_df: DataFrame, price_date: date) -> DataFrame:
+    """Per SKU, the override in force on ``price_date``: one for that night beats an open-ended one;
+    among equals the newest wins."""
+    applicable = overrides_df.where(F.col("price_date").isNull() | (F.col("price_date") == F.lit(price_date)))
+    order = Window.partitionBy("sku").orderBy(F.col("price_date").isNull().asc(), F.col("created_at").desc())
+    return (
+        applicable.withColumn("_n", F.row_number().over(order))
+        .where(F.col("_n") == 1)
+        .select(
+            "sku",
+            F.col("price").alias("override_price"),
+            F.col("reason").alias("override_reason"),
+            F.col("author").alias("override_author"),
+        )
+    )
+
+
+def approve(scored_df: DataFrame, overrides_df: DataFrame, scfg: ScoreConfig, price_date: date) -> DataFrame:
+    """Status, review reason and the final price of each scored SKU (pure).
+
+    An override wins (``overridden``). Otherwise a change beyond ``auto_approve_max_change``, a flagged
+    or never-seen SKU that would change, an infeasible band or a kept price outside its band needs a
+    person (``needs_review``, the current price stays in force); everything else is ``auto_approved``.
+    """
+    change = F.abs(F.col("recommended_price") / F.col("current_price") - 1)
+    moves = F.col("recommended_price") != F.col("current_price")
+    reasons = F.concat_ws(
+        ",",
+        F.when(change > F.lit(scfg.auto_approve_max_change) + F.lit(1e-9), F.lit("large_change")),
+        F.when(F.col("sku").isin(*scfg.review_skus) & moves, F.lit("flagged_sku"))
+        if scfg.review_skus
+        else F.lit(None),
+        F.when(~F.col("known_sku") & moves, F.lit("unknown_sku"))
+        if scfg.review_unknown_skus
+        else F.lit(None),
+        F.when(F.col("band_note") == "infeasible", F.lit("infeasible_band")),
+        F.when(
+            (F.col("recommended_price") < F.col("price_floor") - 1e-9)
+            | (F.col("recommended_price") > F.col("price_ceiling") + 1e-9),
+            F.lit("outside_band"),
+        ),
+    )
+    overridden = F.col("override_price").isNotNull()
+    return (
+        scored_df.join(active_overrides(overrides_df, price_date), "sku", "left")
+        .withColumn("review_reason", F.when(reasons != "", reasons))
+        .withColumn(
+            "status",
+            F.when(overridden, "overridden")
+            .when(F.col("review_reason").isNotNull(), "needs_review")
+            .otherwise("auto_approved"),
+        )
+        .withColumn(
+            "final_price",
+            F.when(overridden, F.col("override_price"))
+            .when(F.col("status") == "needs_review", F.col("current_price"))
+            .otherwise(F.col("recommended_price")),
+        )
+    )
+
+
+def prices_in_force(recommendations_df: DataFrame, price_date: date) -> DataFrame:
+    """(sku, price_in_force): each SKU's final price of the latest night before ``price_date``."""
+    latest = Window.partitionBy("sku").orderBy(F.col("price_date").desc())
+    return (
+        recommendations_df.where(F.col("price_date") < F.lit(price_date))
+        .withColumn("_n", F.row_number().over(latest))
+        .where(F.col("_n") == 1)
+        .select("sku", F.col("final_price").alias("price_in_force"))
+    )
+
+
+@dataclass
+class ScoreReport:
+    """What one scoring night decided."""
+
+    run_id: str
+    price_date: date
+    model_version: str | None
+    skus: int
+    by_status: dict[str, int]
+    by_binding: dict[str, int]
+    expected_profit_current: float
+    expected_profit_recommended: float
+    seconds: float
+    truth: dict[str, float] = field(default_factory=dict)
+
+    def render(self) -> str:
+        uplift = (
+            self.expected_profit_recommended / self.expected_profit_current - 1
+            if self.expected_profit_current
+            else 0
+        )
+        lines = [
+            f"priced {self.skus} SKUs for {self.price_date} with model {self.model_version or '(none)'} "
+            f"in {self.seconds:.0f}s; status {self.by_status}",
+            f"deciding guardrail: {self.by_binding}",
+            f"expected profit (model): current prices {self.expected_profit_current:,.0f}, "
+            f"recommended {self.expected_profit_recommended:,.0f} ({uplift:+.1%})",
+        ]
+        if self.truth:
+            t = self.truth
+            lines.append(
+                f"expected profit under true demand: current {t['true_profit_current']:,.0f}, "
+                f"recommended {t['true_profit_recommended']:,.0f} ({t['true_uplift']:+.1%}), "
+                f"final {t['true_profit_final']:,.0f}"
+            )
+        return "\n".join(lines)
+
+
+def scoring_inputs(
+    spark: SparkSession, cfg: PricingConfig, root: str, price_date: date, spec: InputSpec | None
+) -> DataFrame:
+    """Model-input rows for ``price_date`` (one per SKU), priced at the price in force."""
+    gold, tables = GoldTables(root), PriceTables(root)
+    panel = io.read_table(spark, gold.sku_day)
+    rows = with_history(next_day_rows(panel, price_date, cfg.features))
+    if io.is_delta_table(spark, tables.recommendations):
+        in_force = prices_in_force(io.read_table(spark, tables.recommendations), price_date)
+        rows = (
+            rows.join(in_force, "sku", "left")
+            .withColumn("price", F.coalesce("price_in_force", "price"))
+            .drop("price_in_force")
+        )
+    if spec is None:
+        # No model yet: only what the band needs, shaped like model inputs.
+        return rows.where(F.col("price").isNotNull()).select(
+            "sku",
+            "date",
+            F.lit(0).alias("sku_idx"),
+            "price",
+            F.coalesce("price_mean_28d", "price").alias("ref_price"),
+            "unit_cost",
+            *_BAND_COLUMNS,
+        )
+    embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA)
+    return model_inputs(rows, embeddings, spec, _BAND_COLUMNS)
+
+
+def run_score(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    lakehouse_root: str | None = None,
+    price_date: date | None = None,
+    truth_dir: str | None = None,
+    run_id: str | None = None,
+) -> ScoreReport:
+    """Score every SKU for ``price_date`` (default: the day after the panel) and MERGE the prices."""
+    started = time.monotonic()
+    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
+    tables = PriceTables(root)
+    if price_date is None:
+        last = io.first_value(io.read_table(spark, GoldTables(root).sku_day).agg(F.max("date")))
+        if last is None:
+            raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
+        price_date = last + timedelta(days=1)
+    run_id = run_id or uuid.uuid4().hex
+    champion = load_champion(cfg.train, cfg.score.model_alias)
+    if champion is None:
+        print(f"[score] no model has alias {cfg.score.model_alias!r}: every SKU keeps its price", flush=True)
+    inputs = scoring_inputs(spark, cfg, root, price_date, champion.input_spec if champion else None)
+
+    # The weights reach each executor once (a broadcast), and each task builds the model once.
+    shipped = spark.sparkContext.broadcast(champion) if champion is not None else None
+
+    def loader() -> LoadedModel | None:
+        return shipped.value.load() if shipped is not None else None
+
+    batch_key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    previous = spark.conf.get(batch_key)
+    spark.conf.set(batch_key, str(cfg.score.arrow_batch_size))
+    try:
+        scored = inputs.mapInPandas(score_batches(loader, cfg.policy, cfg.score), SCORED_SCHEMA)
+        overrides = io.read_table(spark, tables.overrides, PRICE_OVERRIDES_SCHEMA)
+        recommendations = approve(scored, overrides, cfg.score, price_date).select(
+            "*",
+            F.lit(champion.version if champion else None).cast("string").alias("model_version"),
+            F.lit(run_id).alias("run_id"),
+            F.current_timestamp().alias("created_at"),
+        )
+        # Re-scoring a night replaces that night's rows; other nights stay as history.
+        io.merge_by_key(
+            recommendations,
+            tables.recommendations,
+            PRICE_RECOMMENDATIONS_SCHEMA,
+            ["sku", "price_date"],
+            "true",
+            "gold/price_recommendations",
+            cluster_by=["price_date"],
+        )
+    finally:
+        spark.conf.set(batch_key, previous) if previous is not None else spark.conf.unset(batch_key)
+    night = io.read_table(spark, tables.recommendations).where(F.col("price_date") == F.lit(price_date))
+    io.assert_unique(spark, tables.recommendations, ["sku", "price_date"], "gold/price_recommendations")
+    io.merge_by_key(
+        night.select(
+            "sku",
+            F.col("final_price").alias("price"),
+            F.col("price_date").alias("effective_date"),
+            "status",
+            "model_version",
+            "run_id",
+            F.col("created_at").alias("updated_at"),
+        ),
+        tables.current_prices,
+        CURRENT_PRICES_SCHEMA,
+        ["sku"],
+        # A later night's price is never replaced by re-running an earlier night.
+        "s.effective_date >= t.effective_date",
+        "gold/current_prices",
+    )
+    night = night.cache()
+    totals = night.agg(
+        F.count("*"),
+        F.sum(F.when(F.col("expected_profit_recommended").isNotNull(), F.col("expected_profit_current"))),
+        F.sum("expected_profit_recommended"),
+    ).first()
+    assert totals is not None
+    report = ScoreReport(
+        run_id=run_id,
+        price_date=price_date,
+        model_version=champion.version if champion else None,
+        skus=int(totals[0]),
+        by_status={r[0]: int(r[1]) for r in night.groupBy("status").count().collect()},
+        by_binding={r[0]: int(r[1]) for r in night.groupBy("binding_constraint").count().collect()},
+        expected_profit_current=float(totals[1] or 0.0),
+        expected_profit_recommended=float(totals[2] or 0.0),
+        seconds=0.0,
+    )
+    if truth_dir:
+        from pricing.sim.market import true_profit
+
+        report.truth = true_profit(night, truth_dir, cfg.simulate)
+    night.unpersist()
+    report.seconds = time.monotonic() - started
+    print(report.render(), flush=True)
+    return report
+
+
+def whatif(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    sku: str,
+    prices: list[float],
+    lakehouse_root: str | None = None,
+    price_date: date | None = None,
+) -> pd.DataFrame:
+    """Expected units, revenue and profit from the champion model for ``sku`` at each of ``prices``.
+
+    Also returns the SKU's guardrail band for that night, so a price outside it is visible as such.
+    """
+    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
+    champion = load_champion(cfg.train, cfg.score.model_alias)
+    if champion is None:
+        raise RuntimeError(f"no model has alias {cfg.score.model_alias!r} in {cfg.train.model_name}")
+    if price_date is None:
+        last = io.first_value(io.read_table(spark, GoldTables(root).sku_day).agg(F.max("date")))
+        price_date = last + timedelta(days=1)
+    row: pd.DataFrame = (
+        scoring_inputs(spark, cfg, root, price_date, champion.input_spec)
+        .where(F.col("sku") == sku)
+        .toPandas()
+    )
+    if row.empty:
+        raise KeyError(f"SKU {sku!r} has no priced history in {root}")
+    model = champion.load()
+    at_current = model.predict(row)
+    band = price_band(
+        pd.DataFrame(
+            {
+                "current_price": row["price"],
+                "unit_cost": row["unit_cost"],
+                **{c: row[c].astype(float) for c in _BAND_COLUMNS},
+                "elasticity_low": at_current["elasticity_low"],
+                "elasticity_high": at_current["elasticity_high"],
+            }
+        )[BAND_INPUTS],
+        cfg.policy,
+    ).iloc[0]
+    grid = row.loc[[0] * len(prices)].reset_index(drop=True)
+    grid["log_price_ratio"] = np.log(np.asarray(prices, float) / grid["ref_price"].to_numpy(float)).astype(
+        np.float32
+    )
+    predicted = model.predict(grid)
+    cost = float(row["unit_cost"].iloc[0])
+    units = predicted["expected_units"].to_numpy()
+    return pd.DataFrame(
+        {
+            "sku": sku,
+            "price_date": price_date,
+            "price": prices,
+            "expected_units": units,
+            "expected_revenue": units * np.asarray(prices),
+            "expected_profit": units * (np.asarray(prices) - cost),
+            "elasticity": predicted["elasticity"].to_numpy(),
+            "current_price": float(row["price"].iloc[0]),
+            "price_floor": float(band["price_floor"]),
+            "price_ceiling": float(band["price_ceiling"]),
+            "inside_band": (np.asarray(prices) >= band["price_floor"] - 1e-9)
+            & (np.asarray(prices) <= band["price_ceiling"] + 1e-9),
+            "model_version": champion.version,
+        }
+    )
+
+
+def add_override(
+    spark: SparkSession,
+    root: str,
+    sku: str,
+    price: float,
+    reason: str,
+    author: str,
+    price_date: date | None = None,
+) -> None:
+    """Record a manual price for ``sku`` on ``price_date`` (None: every night until removed).
+
+    It wins over the model from the next scoring of that night on.
+    """
+    if price <= 0 or round(price, 2) != price:
+        raise ValueError(f"an override price must be positive whole cents, got {price}")
+    if not reason.strip() or not author.strip():
+        raise ValueError("an override needs a reason and an author")
+    row = spark.createDataFrame(
+        [(sku, price_date, float(price), reason, author)],
+        "sku string, price_date date, price double, reason string, author string",
+    ).withColumn("created_at", F.current_timestamp())
+    io.append(
+        row, PriceTables(io.qualify(spark, root)).overrides, PRICE_OVERRIDES_SCHEMA, "gold/price_overrides"
+    )
+
+
+def remove_overrides(spark: SparkSession, root: str, sku: str, price_date: date | None = None) -> int:
+    """Delete ``sku``'s overrides for ``price_date`` (None: its open-ended ones); returns rows removed."""
+    from delta.tables import DeltaTable
+
+    path = PriceTables(io.qualify(spark, root)).overrides
+    if not io.is_delta_table(spark, path):
+        return 0
+    when = F.col("price_date").isNull() if price_date is None else F.col("price_date") == F.lit(price_date)
+    DeltaTable.forPath(spark, path).delete((F.col("sku") == sku) & when)
+    return int(io.last_operation_metrics(spark, path).get("numDeletedRows", 0))

@@ -1,0 +1,210 @@
+"""Nightly scoring with a real registered model: guardrails, MERGE idempotence, overrides, approval."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TEST_OVERRIDES
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pricing import io
+from pricing.config import PricingConfig, load_config
+from pricing.features import GoldTables, run_features
+from pricing.ingest import run_ingest
+from pricing.model.train import run_train
+from pricing.score import PriceTables, add_override, remove_overrides, run_score, whatif
+from pricing.sim import simulate_market
+
+MARKET = ["simulate.n_skus=10", "simulate.n_days=40", "simulate.dirt.corrupt_files=false"]
+SMALL_MODEL = ["train.epochs=4", "train.ensemble_size=2", "train.hidden=16", "train.holdout_days=7"]
+BINDING = {
+    "none",
+    "no_model",
+    "infeasible",
+    "cost_floor",
+    "map",
+    "min_price",
+    "max_price",
+    "max_change",
+    "low_stock",
+    "clearance",
+    "uncertainty",
+    "competitor_premium",
+}
+
+
+@pytest.fixture(scope="module")
+def market(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated market with its gold panel and one registered champion model."""
+    root = tmp_path_factory.mktemp("score_market")
+    cfg = _config(root)
+    simulate_market(spark, cfg.simulate, str(root / "landing"), str(root / "truth"))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(cfg.ingest.pii_salt_env, "s" * 32)
+        run_ingest(spark, cfg, str(root / "landing"), str(root / "lakehouse"))
+    run_features(spark, cfg, str(root / "lakehouse"))
+    run_train(spark, cfg, str(root / "lakehouse"))
+    return root
+
+
+def _config(root: Path, *overrides: str, lakehouse: Path | None = None) -> PricingConfig:
+    return load_config(
+        "local",
+        overrides=TEST_OVERRIDES
+        + MARKET
+        + SMALL_MODEL
+        + [
+            f"paths.lakehouse={lakehouse or root / 'lakehouse'}",
+            f"train.tracking_uri=sqlite:///{root}/mlflow.db",
+            f"train.artifact_location={root}/artifacts",
+            *overrides,
+        ],
+    )
+
+
+def _fresh_lakehouse(spark: SparkSession, market: Path, tmp_path: Path) -> Path:
+    """A copy of the market's gold tables, so each test's price tables start empty."""
+    lakehouse = tmp_path / "lakehouse"
+    for table in ("sku_day", "text_embeddings"):
+        spark.read.format("delta").load(f"{market}/lakehouse/gold/{table}").write.format("delta").save(
+            f"{lakehouse}/gold/{table}"
+        )
+    return lakehouse
+
+
+def _night(spark: SparkSession, lakehouse: Path) -> DataFrame:
+    return io.read_table(spark, PriceTables(io.qualify(spark, str(lakehouse))).recommendations)
+
+
+def test_every_sku_gets_a_price_inside_its_guardrails(
+    spark: SparkSession, market: Path, tmp_path: Path
+) -> None:
+    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    cfg = _config(market, lakehouse=lakehouse)
+    report = run_score(spark, cfg, truth_dir=str(market / "truth"))
+    rows = _night(spark, lakehouse).toPandas()
+    skus = spark.read.format("delta").load(f"{lakehouse}/gold/sku_day").select("sku").distinct().count()
+    assert len(rows) == skus == report.skus
+    assert (rows["model_version"] == "1").all()
+    assert set(rows["binding_constraint"]) <= BINDING
+    # Hard limits: never below cost × (1 + min margin) nor MAP, never above max_price.
+    scored = rows[rows["band_note"] != "infeasible"]
+    assert (scored["recommended_price"] >= scored["price_floor"] - 1e-9).all()
+    assert (scored["recommended_price"] <= scored["price_ceiling"] + 1e-9).all()
+    assert (scored["price_floor"] >= scored["unit_cost"] * (1 + cfg.policy.min_margin) - 1e-9).all()
+    assert np.allclose(scored["recommended_price"] * 100, np.round(scored["recommended_price"] * 100))
+    # Keeping today's price is always a candidate, so the model never expects to lose profit.
+    inside = scored[
+        (scored["current_price"] >= scored["price_floor"])
+        & (scored["current_price"] <= scored["price_ceiling"])
+    ]
+    assert (inside["expected_profit_recommended"] >= inside["expected_profit_current"] - 1e-6).all()
+    assert (rows["elasticity"] <= 0).all() and (rows["elasticity_low"] <= rows["elasticity_high"]).all()
+    assert set(report.truth) >= {"true_profit_current", "true_profit_recommended"}
+    # The price in force downstream: one row per SKU, the night's final price.
+    current = io.read_table(spark, PriceTables(io.qualify(spark, str(lakehouse))).current_prices).toPandas()
+    assert sorted(current["sku"]) == sorted(rows["sku"])
+    merged = current.merge(rows, on="sku")
+    assert (merged["price"] == merged["final_price"]).all()
+
+
+def test_rescoring_a_night_replaces_it_and_keeps_earlier_nights(
+    spark: SparkSession, market: Path, tmp_path: Path
+) -> None:
+    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    cfg = _config(market, lakehouse=lakehouse)
+    last_day = io.first_value(spark.read.format("delta").load(f"{lakehouse}/gold/sku_day").agg(F.max("date")))
+    earlier, night = last_day, last_day + timedelta(days=1)
+    run_score(spark, cfg, price_date=earlier)
+    first = run_score(spark, cfg, price_date=night)
+    again = run_score(spark, cfg, price_date=night)
+    table = _night(spark, lakehouse)
+    assert table.count() == 2 * first.skus  # two nights, no duplicates after the re-run
+    assert table.groupBy("sku", "price_date").count().where("count > 1").count() == 0
+    assert table.where(F.col("price_date") == F.lit(night)).select("run_id").distinct().collect()[0][0] == (
+        again.run_id
+    )
+    # The second night starts from the first night's final prices.
+    both = table.groupBy("sku").pivot("price_date", [earlier, night]).agg(F.first("final_price"))
+    current = table.where(F.col("price_date") == F.lit(night)).select("sku", "current_price")
+    joined = both.join(current, "sku").toPandas()
+    assert np.allclose(joined[str(earlier)], joined["current_price"])
+    # Time travel: version 1 (after the table's creation) holds the earlier night only.
+    path = PriceTables(io.qualify(spark, str(lakehouse))).recommendations
+    assert [r.operation for r in DeltaTable.forPath(spark, path).history().collect()][:3] == ["MERGE"] * 3
+    version1 = spark.read.format("delta").option("versionAsOf", 1).load(path)
+    assert [r[0] for r in version1.select("price_date").distinct().collect()] == [earlier]
+
+
+def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp_path: Path) -> None:
+    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    strict = _config(market, "score.auto_approve_max_change=0.0", lakehouse=lakehouse)
+    report = run_score(spark, strict)
+    rows = _night(spark, lakehouse).toPandas()
+    moved = rows["recommended_price"] != rows["current_price"]
+    assert (rows.loc[moved, "status"] == "needs_review").all()
+    assert rows.loc[moved, "review_reason"].str.contains("large_change").all()
+    # Until someone approves, the price in force stays the current one.
+    assert (rows.loc[moved, "final_price"] == rows.loc[moved, "current_price"]).all()
+
+    loose = _config(market, "score.auto_approve_max_change=1.0", lakehouse=lakehouse)
+    run_score(spark, loose, price_date=report.price_date)
+    rows = _night(spark, lakehouse).toPandas().set_index("sku")
+    assert (rows["status"] == "auto_approved").all()
+    assert (rows["final_price"] == rows["recommended_price"]).all()
+
+    first, second = sorted(rows.index)[:2]
+    add_override(spark, str(lakehouse), first, 12.34, "supplier deal", "ana")  # open-ended
+    add_override(spark, str(lakehouse), second, 9.99, "launch", "ben", report.price_date)
+    add_override(spark, str(lakehouse), second, 8.49, "old deal", "ben")  # the dated one wins
+    with pytest.raises(ValueError):
+        add_override(spark, str(lakehouse), first, 1.234, "fractional cents", "ana")
+    run_score(spark, loose, price_date=report.price_date)
+    rows = _night(spark, lakehouse).toPandas().set_index("sku")
+    assert rows.loc[first, ["status", "final_price", "override_author"]].tolist() == [
+        "overridden",
+        12.34,
+        "ana",
+    ]
+    assert rows.loc[second, ["status", "final_price", "override_reason"]].tolist() == [
+        "overridden",
+        9.99,
+        "launch",
+    ]
+    current = io.read_table(spark, PriceTables(io.qualify(spark, str(lakehouse))).current_prices)
+    assert current.where(F.col("sku") == first).select("price").first()[0] == 12.34
+
+    assert remove_overrides(spark, str(lakehouse), first) == 1
+    run_score(spark, loose, price_date=report.price_date)
+    rows = _night(spark, lakehouse).toPandas().set_index("sku")
+    assert rows.loc[first, "status"] == "auto_approved"
+
+
+def test_without_a_model_every_sku_keeps_its_price(spark: SparkSession, market: Path, tmp_path: Path) -> None:
+    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    cfg = _config(tmp_path, lakehouse=lakehouse)  # an empty registry
+    report = run_score(spark, cfg)
+    rows = _night(spark, lakehouse).toPandas()
+    assert report.model_version is None and len(rows) == report.skus
+    assert set(rows["binding_constraint"]) <= {"no_model", "infeasible"}
+    assert (rows["recommended_price"] == rows["current_price"]).all()
+    assert rows["expected_units_current"].isna().all()
+
+
+def test_whatif_answers_for_any_prices(spark: SparkSession, market: Path) -> None:
+    cfg = _config(market)
+    sku = GoldTables(io.qualify(spark, str(market / "lakehouse"))).sku_day
+    first = spark.read.format("delta").load(sku).select(F.min("sku")).first()[0]
+    table = whatif(spark, cfg, first, [5.0, 10.0, 20.0, 40.0])
+    assert table["price"].tolist() == [5.0, 10.0, 20.0, 40.0]
+    assert (np.diff(table["expected_units"]) <= 1e-9).all()  # never more demand at a higher price
+    unit_cost = (table["expected_revenue"] - table["expected_profit"]) / table["expected_units"]
+    assert np.allclose(unit_cost, unit_cost.iloc[0]) and unit_cost.iloc[0] > 0  # profit = units × (p − cost)
+    assert np.allclose(table["expected_revenue"], table["expected_units"] * table["price"])
+    with pytest.raises(KeyError):
+        whatif(spark, cfg, "NO-SUCH-SKU", [10.0])
