@@ -165,6 +165,13 @@ def _cmd_override(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prices(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a price or comma-separated prices: {text!r}") from error
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -224,7 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     what = sub.add_parser("whatif", help="expected units, revenue and profit of a SKU at any prices")
     what.add_argument("--sku", required=True)
-    what.add_argument("--price", required=True, type=float, nargs="+", action="extend", help="price(s)")
+    what.add_argument(
+        "--price",
+        required=True,
+        type=_prices,
+        action="extend",
+        help="price(s): repeat the flag or give a comma-separated list",
+    )
     what.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
     what.add_argument("--price-date", type=_date, help="day to price (default: day after the panel)")
     _common(what)

@@ -24,9 +24,9 @@ def test_every_stage_has_a_subcommand() -> None:
 
 def test_whatif_takes_several_prices() -> None:
     args = build_parser().parse_args(
-        ["whatif", "--sku", "SKU-1", "--price", "9.99", "12.49", "--price", "15"]
+        ["whatif", "--sku", "SKU-1", "--price", "9.99,12.49", "--price", "15", "train.seed=3"]
     )
-    assert (args.sku, args.price) == ("SKU-1", [9.99, 12.49, 15.0])
+    assert (args.sku, args.price, args.overrides) == ("SKU-1", [9.99, 12.49, 15.0], ["train.seed=3"])
 
 
 def test_override_needs_a_reason_and_an_author(capsys: pytest.CaptureFixture[str]) -> None:
