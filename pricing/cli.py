@@ -12,9 +12,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import date
+from typing import TYPE_CHECKING
 
 from pricing.config import ConfigError, PricingConfig, load_config
 from pricing.ingest import IngestError, ReconciliationError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +29,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace, extra: list[str]) -> PricingConfig:
     return load_config(args.env, args.conf, [*extra, *args.overrides])
+
+
+def _lakehouse(args: argparse.Namespace) -> list[str]:
+    return [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
+
+
+def _session(args: argparse.Namespace, extra: list[str]) -> tuple[PricingConfig, SparkSession]:
+    """The validated configuration and the SparkSession it describes."""
+    from pricing.spark import build_spark
+
+    cfg = _config(args, extra)
+    return cfg, build_spark(cfg.spark)
 
 
 def _cmd_setup_jars(args: argparse.Namespace) -> int:
@@ -55,7 +71,6 @@ def _cmd_spark_conf(args: argparse.Namespace) -> int:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from pricing.sim import simulate_market
-    from pricing.spark import build_spark
 
     extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("truth", args.truth)) if v]
     extra += [
@@ -63,8 +78,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         for k, v in (("n_skus", args.skus), ("n_days", args.days), ("seed", args.seed))
         if v is not None
     ]
-    cfg = _config(args, extra)
-    spark = build_spark(cfg.spark)
+    cfg, spark = _session(args, extra)
     started = time.monotonic()
     print(
         f"[simulate] {cfg.simulate.n_skus} SKUs x {cfg.simulate.n_days} days -> {cfg.paths.landing}",
@@ -80,56 +94,42 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from pricing.ingest import run_ingest
-    from pricing.spark import build_spark
 
     extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("lakehouse", args.lakehouse)) if v]
-    cfg = _config(args, extra)
-    spark = build_spark(cfg.spark)
+    cfg, spark = _session(args, extra)
     run_ingest(spark, cfg)
     return 0
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
     from pricing.features import run_features
-    from pricing.spark import build_spark
 
-    extra = [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
-    cfg = _config(args, extra)
-    spark = build_spark(cfg.spark)
+    cfg, spark = _session(args, _lakehouse(args))
     run_features(spark, cfg, run_date=args.run_date, full=args.full)
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from pricing.model.train import run_train
-    from pricing.spark import build_spark
 
-    extra = [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
-    extra += [f"train.backend={args.backend}"] if args.backend else []
-    cfg = _config(args, extra)
-    spark = build_spark(cfg.spark)
+    extra = [f"train.backend={args.backend}"] if args.backend else []
+    cfg, spark = _session(args, _lakehouse(args) + extra)
     run_train(spark, cfg, truth_dir=args.truth)
     return 0
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from pricing.score import run_score
-    from pricing.spark import build_spark
 
-    extra = [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
-    cfg = _config(args, extra)
-    spark = build_spark(cfg.spark)
+    cfg, spark = _session(args, _lakehouse(args))
     run_score(spark, cfg, price_date=args.price_date, truth_dir=args.truth)
     return 0
 
 
 def _cmd_whatif(args: argparse.Namespace) -> int:
     from pricing.score import whatif
-    from pricing.spark import build_spark
 
-    extra = [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
-    cfg = _config(args, extra)
-    spark = build_spark(cfg.spark)
+    cfg, spark = _session(args, _lakehouse(args))
     try:
         table = whatif(spark, cfg, args.sku, args.price, price_date=args.price_date)
     except (KeyError, RuntimeError) as error:
@@ -141,14 +141,11 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
 
 def _cmd_override(args: argparse.Namespace) -> int:
     from pricing.score import add_override, remove_overrides
-    from pricing.spark import build_spark
 
     if not args.remove and (args.price is None or not args.reason or not args.author):
         print("pricing override: --price, --reason and --author are required", file=sys.stderr)
         return 2
-    extra = [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
-    cfg = _config(args, extra)
-    spark = build_spark(cfg.spark)
+    cfg, spark = _session(args, _lakehouse(args))
     when = args.price_date.isoformat() if args.price_date else "every night"
     if args.remove:
         removed = remove_overrides(spark, cfg.paths.lakehouse, args.sku, args.price_date)

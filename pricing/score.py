@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, StructField, StructType
 
 from pricing import io
 from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
@@ -41,34 +41,34 @@ from pricing.schemas import (
 # Guardrail inputs carried from the feature row to the scoring batches (besides price and unit_cost).
 _BAND_COLUMNS = ["map_price", "min_price", "max_price", "comp_median_price", "days_of_cover"]
 
+# What the scoring batches return: the recommendation's model-side columns, nullable (a SKU without
+# model output has no expectations), plus whether the model knew the SKU (for approval).
+_SCORED_COLUMNS = [
+    "current_price",
+    "recommended_price",
+    "price_floor",
+    "price_ceiling",
+    "floor_reason",
+    "ceiling_reason",
+    "band_note",
+    "unit_cost",
+    "expected_units_current",
+    "expected_revenue_current",
+    "expected_profit_current",
+    "expected_units_recommended",
+    "expected_revenue_recommended",
+    "expected_profit_recommended",
+    "elasticity",
+    "elasticity_low",
+    "elasticity_high",
+    "binding_constraint",
+]
 SCORED_SCHEMA = StructType(
     [
-        StructField("sku", StringType(), False),
-        StructField("price_date", DateType(), False),
+        PRICE_RECOMMENDATIONS_SCHEMA["sku"],
+        PRICE_RECOMMENDATIONS_SCHEMA["price_date"],
         StructField("known_sku", BooleanType(), False),
-        *[
-            StructField(name, DoubleType() if kind == "double" else StringType(), True)
-            for name, kind in [
-                ("current_price", "double"),
-                ("recommended_price", "double"),
-                ("price_floor", "double"),
-                ("price_ceiling", "double"),
-                ("floor_reason", "string"),
-                ("ceiling_reason", "string"),
-                ("band_note", "string"),
-                ("unit_cost", "double"),
-                ("expected_units_current", "double"),
-                ("expected_revenue_current", "double"),
-                ("expected_profit_current", "double"),
-                ("expected_units_recommended", "double"),
-                ("expected_revenue_recommended", "double"),
-                ("expected_profit_recommended", "double"),
-                ("elasticity", "double"),
-                ("elasticity_low", "double"),
-                ("elasticity_high", "double"),
-                ("binding_constraint", "string"),
-            ]
-        ],
+        *[StructField(c, PRICE_RECOMMENDATIONS_SCHEMA[c].dataType, True) for c in _SCORED_COLUMNS],
     ]
 )
 
@@ -137,6 +137,20 @@ def _optional(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
 
 
+def _band(frame: pd.DataFrame, interval: pd.DataFrame, policy: PolicyConfig) -> pd.DataFrame:
+    """The guardrail band of model-input rows priced at ``price``, given their elasticity interval."""
+    inputs = pd.DataFrame(
+        {
+            "current_price": frame["price"].to_numpy(float),
+            "unit_cost": frame["unit_cost"].to_numpy(float),
+            **{c: _optional(frame, c).to_numpy(float) for c in _BAND_COLUMNS},
+            "elasticity_low": interval["elasticity_low"].to_numpy(float),
+            "elasticity_high": interval["elasticity_high"].to_numpy(float),
+        }
+    )
+    return price_band(inputs[BAND_INPUTS], policy)
+
+
 def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) -> Any:
     """A ``mapInPandas`` function over model-input rows (one per SKU) -> one scored row per SKU.
 
@@ -159,16 +173,7 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                 units_now = nan
                 interval = pd.DataFrame({"elasticity": nan, "elasticity_low": nan, "elasticity_high": nan})
             usable = np.isfinite(units_now) & np.isfinite(interval["elasticity"].to_numpy(float))
-            band_inputs = pd.DataFrame(
-                {
-                    "current_price": current,
-                    "unit_cost": frame["unit_cost"].to_numpy(float),
-                    **{c: _optional(frame, c).to_numpy(float) for c in _BAND_COLUMNS},
-                    "elasticity_low": interval["elasticity_low"].to_numpy(float),
-                    "elasticity_high": interval["elasticity_high"].to_numpy(float),
-                }
-            )[BAND_INPUTS]
-            band = price_band(band_inputs, policy)
+            band = _band(frame, interval, policy)
             recommended = current.copy()
             units_best = nan.copy()
             binding = np.where(band["band_note"] == "infeasible", "infeasible", "no_model").astype(object)
@@ -199,8 +204,8 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                 best = choose_prices(candidates)
                 chosen_rows = best.index.to_numpy()
                 chosen = best["candidate_price"].to_numpy()
-                lowest = grid.groupby("row")["candidate_price"].min().reindex(chosen_rows).to_numpy()
-                highest = grid.groupby("row")["candidate_price"].max().reindex(chosen_rows).to_numpy()
+                extent = grid.groupby("row")["candidate_price"].agg(["min", "max"]).reindex(chosen_rows)
+                lowest, highest = extent["min"].to_numpy(), extent["max"].to_numpy()
                 # The guardrail that decided: the side of the band the choice was pushed against.
                 binding[chosen_rows] = np.where(
                     chosen <= lowest + 1e-9,
@@ -352,6 +357,14 @@ class ScoreReport:
         return "\n".join(lines)
 
 
+def next_night(spark: SparkSession, root: str) -> date:
+    """The day after the gold panel's last day: the night scoring prices by default."""
+    last = io.first_value(io.read_table(spark, GoldTables(root).sku_day).agg(F.max("date")))
+    if last is None:
+        raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
+    return last + timedelta(days=1)
+
+
 def scoring_inputs(
     spark: SparkSession, cfg: PricingConfig, root: str, price_date: date, spec: InputSpec | None
 ) -> DataFrame:
@@ -393,11 +406,7 @@ def run_score(
     started = time.monotonic()
     root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
     tables = PriceTables(root)
-    if price_date is None:
-        last = io.first_value(io.read_table(spark, GoldTables(root).sku_day).agg(F.max("date")))
-        if last is None:
-            raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
-        price_date = last + timedelta(days=1)
+    price_date = price_date or next_night(spark, root)
     run_id = run_id or uuid.uuid4().hex
     champion = load_champion(cfg.train, cfg.score.model_alias)
     if champion is None:
@@ -497,9 +506,7 @@ def whatif(
     champion = load_champion(cfg.train, cfg.score.model_alias)
     if champion is None:
         raise RuntimeError(f"no model has alias {cfg.score.model_alias!r} in {cfg.train.model_name}")
-    if price_date is None:
-        last = io.first_value(io.read_table(spark, GoldTables(root).sku_day).agg(F.max("date")))
-        price_date = last + timedelta(days=1)
+    price_date = price_date or next_night(spark, root)
     row: pd.DataFrame = (
         scoring_inputs(spark, cfg, root, price_date, champion.input_spec)
         .where(F.col("sku") == sku)
@@ -509,18 +516,7 @@ def whatif(
         raise KeyError(f"SKU {sku!r} has no priced history in {root}")
     model = champion.load()
     at_current = model.predict(row)
-    band = price_band(
-        pd.DataFrame(
-            {
-                "current_price": row["price"],
-                "unit_cost": row["unit_cost"],
-                **{c: row[c].astype(float) for c in _BAND_COLUMNS},
-                "elasticity_low": at_current["elasticity_low"],
-                "elasticity_high": at_current["elasticity_high"],
-            }
-        )[BAND_INPUTS],
-        cfg.policy,
-    ).iloc[0]
+    band = _band(row, at_current, cfg.policy).iloc[0]
     grid = row.loc[[0] * len(prices)].reset_index(drop=True)
     grid["log_price_ratio"] = np.log(np.asarray(prices, float) / grid["ref_price"].to_numpy(float)).astype(
         np.float32
