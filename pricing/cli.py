@@ -126,6 +126,32 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_nightly(args: argparse.Namespace) -> int:
+    from pricing.lock import LockHeld
+    from pricing.nightly import NightlyError, run_nightly
+
+    extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("lakehouse", args.lakehouse)) if v]
+    cfg, spark = _session(args, extra)
+    try:
+        run_nightly(spark, cfg, args.run_date, truth_dir=args.truth)
+    except LockHeld as error:
+        print(f"pricing nightly refused: {error}", file=sys.stderr)
+        return 3
+    except NightlyError as error:
+        print(f"pricing nightly failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_deliver(args: argparse.Namespace) -> int:
+    from pricing.sim.deliver import deliver
+
+    cfg, spark = _session(args, [f"paths.landing={args.landing}"] if args.landing else [])
+    copied = deliver(spark, args.market, cfg.paths.landing, args.through)
+    print(f"[deliver] {copied} new files for days up to {args.through} -> {cfg.paths.landing}", flush=True)
+    return 0
+
+
 def _cmd_whatif(args: argparse.Namespace) -> int:
     from pricing.score import whatif
 
@@ -225,6 +251,27 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--truth", help="simulated ground truth folder: also report profit under true demand")
     _common(score)
     score.set_defaults(func=_cmd_score)
+
+    nightly = sub.add_parser(
+        "nightly", help="one night: ingest, features, retrain when due, score, reconcile (locked, idempotent)"
+    )
+    nightly.add_argument("--landing", help="landing root to read (default: paths.landing)")
+    nightly.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+    nightly.add_argument(
+        "--run-date", required=True, type=_date, help="the night: data through this day; prices for the next"
+    )
+    nightly.add_argument("--truth", help="simulated truth: true-demand profit on its last night")
+    _common(nightly)
+    nightly.set_defaults(func=_cmd_nightly)
+
+    deliver = sub.add_parser(
+        "deliver", help="simulator: copy a simulated market's files up to a day into landing, as if delivered"
+    )
+    deliver.add_argument("--market", required=True, help="folder `pricing simulate` wrote")
+    deliver.add_argument("--landing", help="landing root (default: paths.landing)")
+    deliver.add_argument("--through", required=True, type=_date, help="last day to deliver")
+    _common(deliver)
+    deliver.set_defaults(func=_cmd_deliver)
 
     what = sub.add_parser("whatif", help="expected units, revenue and profit of a SKU at any prices")
     what.add_argument("--sku", required=True)

@@ -168,6 +168,26 @@ class ScoreConfig(_Strict):
     review_unknown_skus: bool = True  # SKUs the model never saw in training need review
 
 
+class NightlyConfig(_Strict):
+    """The nightly job: when to retrain, how long its lock lives, table maintenance cadence."""
+
+    # Retrain when the champion's training data ends this many days before the run date (or earlier).
+    retrain_every_days: int = Field(7, ge=1)
+    # ... or when the champion's WAPE over the last drift_window_days exceeds its holdout WAPE x ratio.
+    drift_window_days: int = Field(7, ge=1)
+    drift_max_wape_ratio: float = Field(1.5, gt=1)
+    # A crashed run's lock is taken over after this long without a heartbeat (at once when its
+    # process is known to be dead on this host).
+    lock_ttl_minutes: float = Field(60.0, gt=0)
+    optimize_every_days: int = Field(7, ge=0)  # 0: never
+    vacuum_every_days: int = Field(7, ge=0)  # 0: never
+    # Files older than this are deleted by VACUUM; time travel reaches back no further.
+    vacuum_retain_hours: int = Field(168, ge=0)
+    # lite: files the Delta log removed (fast); full: also lists storage for files no commit
+    # references (left by killed writers), slower.
+    vacuum_mode: Literal["lite", "full"] = "lite"
+
+
 class DirtConfig(_Strict):
     """Share of rows the simulator makes dirty, by kind (see docs/data-contract.md)."""
 
@@ -226,6 +246,7 @@ class PricingConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
+    nightly: NightlyConfig = Field(default_factory=NightlyConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
 
 

@@ -338,12 +338,14 @@ def run_features(
     lakehouse_root: str | None = None,
     run_date: date | None = None,
     full: bool = False,
+    run_id: str | None = None,
 ) -> FeatureReport:
     """Bring ``gold/sku_day`` up to ``run_date``: recompute only what new silver rows affect.
 
     Args:
         run_date: last day of the panel; default the latest transaction date in silver.
         full: rebuild every SKU and day from scratch (overwrites the panel).
+        run_id: the id recorded in ``audit/feature_runs`` (default: a random one).
     """
     started = time.monotonic()
     root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
@@ -432,7 +434,7 @@ def run_features(
     ranges_df.unpersist()
     ensure_text_embeddings(spark, silver["catalog"], gold.text_embeddings, fcfg)
     report = FeatureReport(
-        run_id=uuid.uuid4().hex,
+        run_id=run_id or uuid.uuid4().hex,
         run_date=run_date,
         mode=mode,
         skus_recomputed=skus,

@@ -389,3 +389,41 @@ CURRENT_PRICES_SCHEMA = StructType(
     + _fields("model_version:string")
     + _fields("run_id:string updated_at:timestamp", False)
 )
+
+# One stage of a nightly run: what it did, how long it took, how much it read and wrote.
+# (Delta allows no NOT NULL inside arrays, so nested fields are nullable.)
+NIGHTLY_STAGE_SCHEMA = StructType(
+    _fields("stage:string status:string")
+    + [
+        StructField("seconds", DoubleType()),
+        StructField("rows_written", LongType()),
+        StructField("bytes_read", LongType()),
+        StructField("bytes_written", LongType()),
+    ]
+    + _fields("detail:string")
+)
+
+NIGHTLY_CHECK_SCHEMA = StructType(
+    [
+        StructField("check", StringType()),
+        StructField("passed", BooleanType()),
+        StructField("detail", StringType()),
+    ]
+)
+
+# audit/runs: one row per night (MERGEd on run_date), rewritten as each stage finishes.
+RUNS_SCHEMA = StructType(
+    _fields("run_date:date run_id:string price_date:date status:string", False)
+    + [StructField("attempt", IntegerType(), False)]
+    + [StructField("stages", ArrayType(NIGHTLY_STAGE_SCHEMA, containsNull=False), False)]
+    + _fields("model_version:string")
+    + [StructField("retrained", BooleanType(), False)]
+    + _fields("retrain_reason:string")
+    + [StructField("skus_priced", LongType(), True)]
+    + [StructField("checks", ArrayType(NIGHTLY_CHECK_SCHEMA, containsNull=False), False)]
+    + [StructField("maintenance", ArrayType(StringType(), containsNull=False), False)]
+    + _fields("error:string host:string")
+    + _fields("started_at:timestamp", False)
+    + _fields("finished_at:timestamp")
+    + [StructField("seconds", DoubleType(), True)]
+)

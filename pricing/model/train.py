@@ -72,7 +72,8 @@ class TrainReport:
         return "\n".join(lines)
 
 
-def _wape(df: DataFrame, forecast: str) -> float:
+def wape(df: DataFrame, forecast: str) -> float:
+    """Weighted absolute percentage error of ``forecast`` vs ``units`` over uncensored rows."""
     row = (
         df.where(F.col("weight") > 0)
         .agg(F.sum(F.abs(F.col("units") - F.col(forecast))), F.sum("units"))
@@ -105,8 +106,12 @@ def run_train(
     cfg: PricingConfig,
     lakehouse_root: str | None = None,
     truth_dir: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainReport:
-    """Train the demand model on the gold panel, evaluate on a time-based holdout, register, gate."""
+    """Train the demand model on the gold panel, evaluate on a time-based holdout, register, gate.
+
+    ``tags`` go on the MLflow run (the nightly job tags its run to find it again after a crash).
+    """
     started = time.monotonic()
     tcfg = cfg.train
     root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
@@ -133,7 +138,9 @@ def run_train(
         if experiment
         else mlflow.create_experiment(tcfg.experiment, artifact_location=tcfg.artifact_location)
     )
-    with mlflow.start_run(experiment_id=experiment_id) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, tags={**(tags or {}), "panel_end": end.isoformat()}
+    ) as run:
         run_id = run.info.run_id
         data_dir = io.table_path(root, "model_data", run_id)
         shards = max(2, tcfg.num_processes * 2)
@@ -185,8 +192,8 @@ def run_train(
         predictions = evaluate(
             holdout_df, lambda: LoadedModel(state, net, tcfg.ensemble_size, tcfg.debias)
         ).cache()
-        holdout_wape = _wape(predictions, "expected_units")
-        naive_wape = _wape(predictions.where(F.col("seasonal_naive").isNotNull()), "seasonal_naive")
+        holdout_wape = wape(predictions, "expected_units")
+        naive_wape = wape(predictions.where(F.col("seasonal_naive").isNotNull()), "seasonal_naive")
         elasticities = sku_elasticities(predictions).cache()
         metrics = {
             "holdout_wape": holdout_wape,
@@ -223,6 +230,14 @@ def run_train(
             )
         mlflow.log_metrics(metrics)
 
+        # The trained model's elasticities, written before registering so that a run resumed after a
+        # crash in registration or gating finds them (training is deterministic for a seed).
+        io.overwrite(
+            elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields]),
+            io.table_path(root, "gold", "elasticities"),
+            ELASTICITIES_SCHEMA,
+            "gold/elasticities",
+        )
         sample: pd.DataFrame = holdout_df.limit(5).toPandas()
         signature = infer_signature(
             sample.drop(columns=["sku", "date"]),
@@ -245,17 +260,7 @@ def run_train(
                 registered_model_name=tcfg.model_name,
             )
         version = str(info.registered_model_version)
-        champion_wape, alias = _gate(spark, holdout_df, tcfg.model_name, version, holdout_wape)
-        mlflow.log_metric(
-            "champion_holdout_wape", champion_wape if champion_wape is not None else holdout_wape
-        )
-        mlflow.set_tag("alias", alias)
-        io.overwrite(
-            elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields]),
-            io.table_path(root, "gold", "elasticities"),
-            ELASTICITIES_SCHEMA,
-            "gold/elasticities",
-        )
+        champion_wape, alias = promote(spark, cfg, root, run_id, version)
         predictions.unpersist()
         elasticities.unpersist()
 
@@ -278,8 +283,28 @@ def run_train(
     return report
 
 
+def promote(
+    spark: SparkSession, cfg: PricingConfig, root: str, run_id: str, version: str
+) -> tuple[float | None, str]:
+    """Gate a registered ``version`` of training run ``run_id`` and record the outcome on the run.
+
+    Also how a run that crashed after registering is finished: everything it needs (the holdout
+    files and the logged holdout WAPE) was written before registration.
+    """
+    client = mlflow.MlflowClient()
+    new_wape = client.get_run(run_id).data.metrics["holdout_wape"]
+    holdout_df = spark.read.parquet(f"{io.table_path(root, 'model_data', run_id)}/holdout")
+    champion_wape, alias = _gate(spark, holdout_df, cfg.train.model_name, version, new_wape)
+    client.log_metric(
+        run_id, "champion_holdout_wape", champion_wape if champion_wape is not None else new_wape
+    )
+    client.set_tag(run_id, "alias", alias)
+    client.set_tag(run_id, "model_version", version)
+    return champion_wape, alias
+
+
 def _gate(
-    spark: SparkSession, holdout_df: DataFrame, name: str, version: str, wape: float
+    spark: SparkSession, holdout_df: DataFrame, name: str, version: str, new_wape: float
 ) -> tuple[float | None, str]:
     """Give ``version`` the alias ``champion`` only if it beats the champion on the same holdout."""
     client = mlflow.MlflowClient()
@@ -287,6 +312,8 @@ def _gate(
         champion = client.get_model_version_by_alias(name, "champion")
     except mlflow.exceptions.MlflowException:
         champion = None
+    if champion is not None and str(champion.version) == version:
+        return new_wape, "champion"  # gated already, by a run that crashed right after
     champion_wape = None
     if champion is not None:
         uri, tracking_uri = f"models:/{name}@champion", mlflow.get_tracking_uri()
@@ -296,8 +323,8 @@ def _gate(
             mlflow.set_tracking_uri(tracking_uri)
             return mlflow.pyfunc.load_model(uri)
 
-        champion_wape = _wape(evaluate(holdout_df, load_champion), "expected_units")
-    if champion_wape is None or wape < champion_wape:
+        champion_wape = wape(evaluate(holdout_df, load_champion), "expected_units")
+    if champion_wape is None or new_wape < champion_wape:
         client.set_registered_model_alias(name, "champion", version)
         return champion_wape, "champion"
     client.set_registered_model_alias(name, "challenger", version)

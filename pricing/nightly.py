@@ -1,0 +1,545 @@
+"""`pricing nightly`: one night of the pipeline, locked, idempotent and crash-safe.
+
+The night of ``run_date`` (whose data has landed) runs ingest -> features -> train (when due) ->
+score (prices for ``run_date + 1``) -> reconcile -> maintain, and records every stage in
+``audit/runs`` (one row per night, rewritten as each stage finishes). The night's run id is
+``nightly-<run_date>``, so every write of a night is keyed on the same id however often it runs.
+
+Why running a night again (after a crash, or by mistake) is safe, stage by stage:
+
+- A night that succeeded is skipped outright: nothing is written.
+- ingest: files are marked done only by the ledger commit; a batch killed before it is redone under
+  the same batch id, and each of its writes replaces that batch's rows.
+- features: the panel is MERGEd on (sku, date) from the last committed feature run's watermark; the
+  stage is done once ``audit/feature_runs`` holds the night's run id.
+- train: the MLflow run carries the night's run id as a tag. A finished run is reused; one that
+  registered its model but died before gating is gated; one that died earlier is marked FAILED and
+  training starts again (deterministic for a seed, so the model is the same).
+- score: MERGEs keyed on (sku, price_date) and sku, stamped with the night's run id.
+- reconcile and maintain only read, or rewrite files without changing table contents.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import mlflow
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from pricing import io
+from pricing.config import PricingConfig
+from pricing.features import GoldTables, run_features
+from pricing.ingest import Lakehouse, run_ingest
+from pricing.lock import LakehouseLock
+from pricing.model.dataset import model_inputs, with_history
+from pricing.model.train import evaluate, promote, run_train, wape
+from pricing.schemas import FEATURE_RUNS_SCHEMA, RUNS_SCHEMA, TEXT_EMBEDDINGS_SCHEMA
+from pricing.score import PriceTables, load_champion, run_score
+
+RUN_TAG = "nightly_run_id"
+
+
+class NightlyError(RuntimeError):
+    """The night cannot run (e.g. a later night already ran) or a reconciliation check failed."""
+
+
+def runs_table(root: str) -> str:
+    """``<lakehouse>/audit/runs``: one row per night."""
+    return io.table_path(root, "audit", "runs")
+
+
+def night_run_id(run_date: date) -> str:
+    return f"nightly-{run_date.isoformat()}"
+
+
+@dataclass
+class Stage:
+    stage: str
+    status: str  # done | skipped
+    seconds: float
+    rows_written: int | None
+    bytes_read: int
+    bytes_written: int
+    detail: str | None
+
+
+@dataclass
+class NightlyReport:
+    """The ``audit/runs`` row of a night, as the job last wrote it."""
+
+    run_date: date
+    run_id: str
+    price_date: date
+    status: str = "running"
+    attempt: int = 1
+    stages: list[Stage] = field(default_factory=list)
+    model_version: str | None = None
+    retrained: bool = False
+    retrain_reason: str | None = None
+    skus_priced: int | None = None
+    checks: list[tuple[str, bool, str | None]] = field(default_factory=list)
+    maintenance: list[str] = field(default_factory=list)
+    error: str | None = None
+    host: str = field(default_factory=socket.gethostname)
+    started_at: datetime = field(default_factory=lambda: _now())
+    finished_at: datetime | None = None
+    seconds: float | None = None
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.run_date,
+            self.run_id,
+            self.price_date,
+            self.status,
+            self.attempt,
+            [tuple(vars(s).values()) for s in self.stages],
+            self.model_version,
+            self.retrained,
+            self.retrain_reason,
+            self.skus_priced,
+            self.checks,
+            self.maintenance,
+            self.error,
+            self.host,
+            self.started_at,
+            self.finished_at,
+            self.seconds,
+        )
+
+    def render(self) -> str:
+        lines = [
+            f"night {self.run_date} ({self.run_id}, attempt {self.attempt}): {self.status}; "
+            f"prices for {self.price_date}, model {self.model_version or '-'}"
+            + (f", retrained ({self.retrain_reason})" if self.retrained else ""),
+            f"  {'stage':<10} {'status':<8} {'seconds':>8} {'rows out':>10} {'MB read':>9} "
+            f"{'MB written':>10}",
+        ]
+        for s in self.stages:
+            rows = "-" if s.rows_written is None else f"{s.rows_written:,}"
+            lines.append(
+                f"  {s.stage:<10} {s.status:<8} {s.seconds:>8.1f} {rows:>10} "
+                f"{s.bytes_read / 1e6:>9.2f} {s.bytes_written / 1e6:>10.2f}  {s.detail or ''}"
+            )
+        failed = [c for c in self.checks if not c[1]]
+        lines.append(f"  checks: {len(self.checks) - len(failed)}/{len(self.checks)} passed")
+        lines += [f"    FAILED {name}: {detail}" for name, _, detail in failed]
+        if self.maintenance:
+            lines.append(f"  maintenance: {', '.join(self.maintenance)}")
+        return "\n".join(lines)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+class _IoMeter:
+    """Bytes read and written by the Spark stages run since the last reading (Spark's status store).
+
+    Counts what tasks read from and wrote to files; the driver's own small reads (Delta logs) and
+    the training processes' Parquet reads are not included.
+    """
+
+    def __init__(self, spark: SparkSession) -> None:
+        self._store = spark.sparkContext._jsc.sc().statusStore()
+        gateway = spark.sparkContext._gateway
+        assert gateway is not None
+        self._no_quantiles = gateway.new_array(gateway.jvm.double, 0)
+        self._seen = -1
+        self.take()
+
+    def take(self) -> tuple[int, int]:
+        stages = self._store.stageList(None, False, False, self._no_quantiles, None)
+        read = written = 0
+        seen = self._seen
+        for i in range(stages.size()):
+            stage = stages.apply(i)
+            if stage.stageId() > self._seen:
+                read += int(stage.inputBytes())
+                written += int(stage.outputBytes())
+                seen = max(seen, int(stage.stageId()))
+        self._seen = seen
+        return read, written
+
+
+def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date: date) -> str | None:
+    """Why the champion should be retrained tonight, or None when it is fresh and accurate."""
+    ncfg, tcfg = cfg.nightly, cfg.train
+    mlflow.set_tracking_uri(tcfg.tracking_uri)
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(tcfg.model_name, cfg.score.model_alias)
+    except mlflow.exceptions.MlflowException:
+        return "no champion model yet"
+    if not version.run_id:
+        return f"champion v{version.version} has no training run"
+    run = client.get_run(version.run_id)
+    panel_end = run.data.tags.get("panel_end")
+    if panel_end is None:
+        return f"champion v{version.version} does not record its training data's end"
+    age = (run_date - date.fromisoformat(panel_end)).days
+    if age >= ncfg.retrain_every_days:
+        return f"champion v{version.version} trained on data through {panel_end} ({age} days old)"
+    baseline = run.data.metrics.get("holdout_wape")
+    start = max(
+        date.fromisoformat(panel_end) + timedelta(days=1), run_date - timedelta(ncfg.drift_window_days - 1)
+    )
+    if baseline is None or start > run_date:
+        return None
+    champion = load_champion(tcfg, cfg.score.model_alias)
+    assert champion is not None
+    gold = GoldTables(root)
+    # One day earlier than the window: the previous day's traffic is an input.
+    panel = io.read_table(spark, gold.sku_day).where(
+        F.col("date").between(F.lit(start - timedelta(days=1)), F.lit(run_date))
+    )
+    rows = model_inputs(
+        with_history(panel).where(F.col("date") >= F.lit(start)),
+        io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA),
+        champion.input_spec,
+    )
+    shipped = spark.sparkContext.broadcast(champion)
+    recent = wape(evaluate(rows, lambda: shipped.value.load()), "expected_units")
+    if recent > baseline * ncfg.drift_max_wape_ratio:
+        return (
+            f"drift: WAPE {recent:.3f} since {start} vs {baseline:.3f} on the champion's holdout "
+            f"(> x{ncfg.drift_max_wape_ratio})"
+        )
+    return None
+
+
+def _delta_tables(spark: SparkSession, root: str) -> list[str]:
+    """Every Delta table under the lakehouse root (``<layer>/<name>`` with a ``_delta_log``)."""
+    fs, path = io.hadoop_fs(spark, root)
+    found = []
+    for layer in fs.listStatus(path):
+        if not layer.isDirectory() or layer.getPath().getName().startswith(("_", ".")):
+            continue
+        for table in fs.listStatus(layer.getPath()):
+            location = str(table.getPath().toString())
+            if table.isDirectory() and io.is_delta_table(spark, location):
+                found.append(location)
+    return sorted(found)
+
+
+def _vacuum(spark: SparkSession, location: str, retain_hours: int, mode: str) -> None:
+    """VACUUM LITE (files the log removed) or FULL (also never-committed files, e.g. of killed writers).
+
+    LITE falls back to FULL when the log no longer covers everything since the last VACUUM.
+    """
+    statement = f"VACUUM delta.`{location}` RETAIN {retain_hours} HOURS"
+    if mode == "lite":
+        try:
+            spark.sql(f"{statement} LITE")
+            return
+        except Exception as error:  # DELTA_CANNOT_VACUUM_LITE
+            if "LITE" not in str(error):
+                raise
+    spark.sql(statement)
+
+
+class NightlyRun:
+    """One night of the pipeline; :meth:`run` does it (see the module docstring)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        cfg: PricingConfig,
+        run_date: date,
+        landing: str | None = None,
+        lakehouse_root: str | None = None,
+        truth_dir: str | None = None,
+    ) -> None:
+        self.spark, self.cfg, self.truth_dir = spark, cfg, truth_dir
+        self.landing = io.qualify(spark, landing or cfg.paths.landing)
+        self.root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
+        self.report = NightlyReport(run_date, night_run_id(run_date), run_date + timedelta(days=1))
+        self._meter: _IoMeter | None = None
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        io.merge_by_key(
+            self.spark.createDataFrame([self.report.row()], RUNS_SCHEMA),
+            runs_table(self.root),
+            RUNS_SCHEMA,
+            ["run_date"],
+            "true",
+            "audit/runs",
+        )
+
+    def _stage(self, name: str, work: Callable[[], tuple[str, int | None, str]]) -> None:
+        assert self._meter is not None
+        print(f"[nightly] {name}: started", flush=True)
+        started = time.monotonic()
+        self._meter.take()
+        status, rows, detail = work()
+        read, written = self._meter.take()
+        stage = Stage(name, status, round(time.monotonic() - started, 2), rows, read, written, detail)
+        self.report.stages.append(stage)
+        self._save()
+        print(f"[nightly] {name}: {status} in {stage.seconds:.1f}s: {detail}", flush=True)
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def _ingest(self) -> tuple[str, int | None, str]:
+        report = run_ingest(self.spark, self.cfg, self.landing, self.root)
+        if not report.results:
+            return "done", 0, "no new files"
+        files = sum(r.files_ingested for r in report.results)
+        rows = sum(r.rows_silver for r in report.results)
+        quarantined = sum(r.rows_quarantined for r in report.results)
+        return "done", rows, f"batch {report.batch_id}: {files} files, {quarantined} rows quarantined"
+
+    def _features(self) -> tuple[str, int | None, str]:
+        runs = io.read_table(self.spark, GoldTables(self.root).feature_runs, FEATURE_RUNS_SCHEMA)
+        earlier = runs.where(F.col("run_id") == self.report.run_id).first()
+        if earlier is not None:
+            return "skipped", None, f"done by an earlier attempt ({earlier.rows_written} rows written)"
+        report = run_features(
+            self.spark, self.cfg, self.root, run_date=self.report.run_date, run_id=self.report.run_id
+        )
+        return "done", report.rows_written, f"{report.mode}: {report.skus_recomputed} SKUs recomputed"
+
+    def _train(self) -> tuple[str, int | None, str]:
+        tcfg = self.cfg.train
+        mlflow.set_tracking_uri(tcfg.tracking_uri)
+        client = mlflow.MlflowClient()
+        experiment = client.get_experiment_by_name(tcfg.experiment)
+        earlier = (
+            client.search_runs([experiment.experiment_id], f"tags.{RUN_TAG} = '{self.report.run_id}'")
+            if experiment
+            else []
+        )
+        for run in earlier:
+            version = run.data.tags.get("model_version")
+            if run.info.status == "FINISHED" and version:
+                self.report.retrained, self.report.retrain_reason = True, run.data.tags.get("retrain_reason")
+                return (
+                    "skipped",
+                    None,
+                    f"done by an earlier attempt: v{version} ({run.data.tags.get('alias')})",
+                )
+        for run in earlier:
+            registered = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+            if registered:
+                # Died between registering and gating: finish that run instead of training again.
+                version = str(registered[0].version)
+                _, alias = promote(self.spark, self.cfg, self.root, run.info.run_id, version)
+                client.set_terminated(run.info.run_id, "FINISHED")
+                self.report.retrained, self.report.retrain_reason = True, run.data.tags.get("retrain_reason")
+                return "done", None, f"resumed: v{version} gated ({alias})"
+            client.set_terminated(run.info.run_id, "FAILED")
+        reason = retrain_reason(self.spark, self.cfg, self.root, self.report.run_date)
+        if reason is None:
+            return "skipped", None, "champion is fresh and within drift limits"
+        print(f"[nightly] train: retraining: {reason}", flush=True)
+        report = run_train(
+            self.spark, self.cfg, self.root, tags={RUN_TAG: self.report.run_id, "retrain_reason": reason}
+        )
+        self.report.retrained, self.report.retrain_reason = True, reason
+        return (
+            "done",
+            None,
+            f"v{report.model_version} ({report.alias}), holdout WAPE {report.holdout_wape:.3f}",
+        )
+
+    def _score(self) -> tuple[str, int | None, str]:
+        truth = self.truth_dir
+        if truth:
+            days = self.spark.read.parquet(f"{truth}/sku_day")
+            last = io.first_value(days.agg(F.max("date")))
+            # The simulator's expected profit is for the day right after its last simulated day.
+            truth = truth if last is not None and last + timedelta(days=1) == self.report.price_date else None
+        report = run_score(
+            self.spark,
+            self.cfg,
+            self.root,
+            price_date=self.report.price_date,
+            truth_dir=truth,
+            run_id=self.report.run_id,
+        )
+        self.report.model_version, self.report.skus_priced = report.model_version, report.skus
+        statuses = ", ".join(f"{n} {k}" for k, n in sorted(report.by_status.items()))
+        return "done", report.skus, statuses
+
+    def _reconcile(self) -> tuple[str, int | None, str]:
+        spark, root, night = self.spark, self.root, self.report
+        lakehouse, gold, prices = Lakehouse(root), GoldTables(root), PriceTables(root)
+        checks: list[tuple[str, bool, str | None]] = []
+        unbalanced = io.count_where(spark, lakehouse.reconciliation, "NOT balanced")
+        checks.append(("ingest_balanced", unbalanced == 0, f"{unbalanced} unbalanced source batches"))
+        expected = io.read_table(spark, gold.sku_calendar).where(F.col("first_date") <= F.lit(night.run_date))
+        panel_day = io.read_table(spark, gold.sku_day).where(F.col("date") == F.lit(night.run_date))
+        missing_panel = expected.join(panel_day, "sku", "left_anti").count()
+        checks.append(
+            ("panel_complete", missing_panel == 0, f"{missing_panel} SKUs without a row for {night.run_date}")
+        )
+        recommendations = io.read_table(spark, prices.recommendations).where(
+            F.col("price_date") == F.lit(night.price_date)
+        )
+        priced = panel_day.where(F.col("price").isNotNull()).select("sku")
+        unpriced = priced.join(recommendations, "sku", "left_anti").count()
+        checks.append(
+            ("prices_complete", unpriced == 0, f"{unpriced} SKUs without a price for {night.price_date}")
+        )
+        tolerance = 1e-6
+        outside = recommendations.where(
+            (F.col("binding_constraint") != "infeasible")
+            & (
+                (F.col("recommended_price") < F.col("price_floor") - tolerance)
+                | (F.col("recommended_price") > F.col("price_ceiling") + tolerance)
+            )
+        ).count()
+        checks.append(("guardrails_held", outside == 0, f"{outside} recommendations outside their band"))
+        stale = (
+            io.read_table(spark, prices.current_prices)
+            .join(recommendations.select("sku", "final_price"), "sku")
+            .where(F.col("effective_date") == F.lit(night.price_date))
+            .where(F.abs(F.col("price") - F.col("final_price")) > tolerance)
+            .count()
+        )
+        checks.append(
+            (
+                "current_prices_match",
+                stale == 0,
+                f"{stale} current prices differ from the night's final price",
+            )
+        )
+        night.checks = checks
+        failed = [name for name, passed, _ in checks if not passed]
+        if failed:
+            raise NightlyError(f"reconciliation failed: {', '.join(failed)}")
+        return "done", None, f"{len(checks)} checks passed"
+
+    def _maintain(self, previous: list[Any]) -> tuple[str, int | None, str]:
+        ncfg = self.cfg.nightly
+
+        def due(operation: str, every: int) -> bool:
+            # Counted from the last time it ran, else from the first night (which has nothing to tidy).
+            done = [r.run_date for r in previous if operation in (r.maintenance or [])]
+            since = max(done) if done else min((r.run_date for r in previous), default=None)
+            return every > 0 and since is not None and (self.report.run_date - since).days >= every
+
+        cadence = (("optimize", ncfg.optimize_every_days), ("vacuum", ncfg.vacuum_every_days))
+        jobs = [operation for operation, every in cadence if due(operation, every)]
+        if not jobs:
+            return "skipped", None, "not due"
+        tables = _delta_tables(self.spark, self.root)
+        check = "spark.databricks.delta.retentionDurationCheck.enabled"
+        for location in tables:
+            if "optimize" in jobs:
+                DeltaTable.forPath(self.spark, location).optimize().executeCompaction()
+            if "vacuum" in jobs:
+                # Delta refuses to keep less than 7 days unless told; a shorter retention is
+                # a choice made in config.
+                self.spark.conf.set(check, str(ncfg.vacuum_retain_hours >= 168).lower())
+                try:
+                    _vacuum(self.spark, location, ncfg.vacuum_retain_hours, ncfg.vacuum_mode)
+                finally:
+                    self.spark.conf.unset(check)
+        self.report.maintenance = jobs
+        return "done", None, f"{' + '.join(jobs)} ({ncfg.vacuum_mode}) of {len(tables)} tables"
+
+    # -- the night -----------------------------------------------------------------------------
+
+    def run(self) -> NightlyReport:
+        """Run the night under the lakehouse lock; a night that already succeeded writes nothing.
+
+        Raises:
+            LockHeld: another run holds the lock.
+            NightlyError: a later night already ran, or a reconciliation check failed.
+        """
+        night = self.report
+        ttl = self.cfg.nightly.lock_ttl_minutes * 60
+        with LakehouseLock(
+            self.spark, self.root, "nightly", ttl, f"nightly run for {night.run_date}"
+        ) as lock:
+            if lock.taken_over is not None:
+                print(f"[nightly] took over a stale lock of {lock.taken_over.describe()}", flush=True)
+            runs = io.read_table(self.spark, runs_table(self.root), RUNS_SCHEMA)
+            previous = (
+                runs.where(F.col("run_date") != F.lit(night.run_date))
+                .select("run_date", "status", "maintenance")
+                .collect()
+            )
+            this = runs.where(F.col("run_date") == F.lit(night.run_date)).first()
+            if this is not None and this.status == "succeeded":
+                print(
+                    f"[nightly] night {night.run_date} already succeeded (attempt {this.attempt}): "
+                    "nothing to do",
+                    flush=True,
+                )
+                return _from_row(this)
+            later = [r.run_date for r in previous if r.run_date > night.run_date and r.status == "succeeded"]
+            if later:
+                raise NightlyError(
+                    f"night {max(later)} already ran; the nightly job only moves forward "
+                    f"(re-run older nights' stages with the stage commands)"
+                )
+            night.attempt = this.attempt + 1 if this is not None else 1
+            self._meter = _IoMeter(self.spark)
+            started = time.monotonic()
+            self._save()
+            print(
+                f"[nightly] night {night.run_date}, attempt {night.attempt}: prices for {night.price_date}",
+                flush=True,
+            )
+            try:
+                self._stage("ingest", self._ingest)
+                self._stage("features", self._features)
+                self._stage("train", self._train)
+                self._stage("score", self._score)
+                self._stage("reconcile", self._reconcile)
+                self._stage(
+                    "maintain", lambda: self._maintain([r for r in previous if r.status == "succeeded"])
+                )
+                night.status = "succeeded"
+            except BaseException as error:
+                night.status, night.error = "failed", f"{type(error).__name__}: {error}"
+                raise
+            finally:
+                night.finished_at, night.seconds = _now(), round(time.monotonic() - started, 2)
+                self._save()
+                print(night.render(), flush=True)
+        return night
+
+
+def _from_row(row: Any) -> NightlyReport:
+    report = NightlyReport(row.run_date, row.run_id, row.price_date)
+    for name in (
+        "status",
+        "attempt",
+        "model_version",
+        "retrained",
+        "retrain_reason",
+        "skus_priced",
+        "error",
+        "host",
+        "started_at",
+        "finished_at",
+        "seconds",
+    ):
+        setattr(report, name, row[name])
+    report.stages = [Stage(**s.asDict()) for s in row.stages]
+    report.checks = [tuple(c) for c in row.checks]
+    report.maintenance = list(row.maintenance)
+    return report
+
+
+def run_nightly(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    run_date: date,
+    landing: str | None = None,
+    lakehouse_root: str | None = None,
+    truth_dir: str | None = None,
+) -> NightlyReport:
+    """Run the night of ``run_date`` (see :class:`NightlyRun`)."""
+    return NightlyRun(spark, cfg, run_date, landing, lakehouse_root, truth_dir).run()
