@@ -8,13 +8,17 @@ SALT_FILE := $(CACHE)/pii-salt
 DEMO_DIR ?= demo
 DEMO_SKUS ?= 200
 DEMO_DAYS ?= 90
+DEMO_NIGHTS ?= 3
+DEMO_START ?= 2026-06-01
+DEMO_MLFLOW = train.tracking_uri=sqlite:///$(DEMO_DIR)/mlflow.db train.artifact_location=$(DEMO_DIR)/mlartifacts
+CLUSTER_DIR ?= $(CURDIR)/cluster-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint clean
+.PHONY: help setup demo cluster-demo package test test-slow lint clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,24 +56,52 @@ $(SALT_FILE):
 
 setup: $(VENV)/.installed $(VENV)/.horovod $(CACHE)/.jars $(SALT_FILE) ## create .venv, install the project (+Horovod), prefetch Delta JARs
 
-demo: setup ## simulate a market and run the pipeline on it locally (tables under ./demo)
+# The nightly job over the market's last DEMO_NIGHTS days: each night its files are delivered into
+# landing, then `pricing nightly` ingests them, updates the panel, retrains when due and prices the
+# next day. The last night's prices are also judged against the simulator's true demand.
+demo: setup ## simulate a market, then run the nightly job on it for several nights (tables under ./demo)
 	rm -rf $(DEMO_DIR)
-	$(BIN)/pricing simulate --skus $(DEMO_SKUS) --days $(DEMO_DAYS) \
-		paths.landing=$(DEMO_DIR)/landing paths.truth=$(DEMO_DIR)/truth
-	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing ingest \
-		--landing $(DEMO_DIR)/landing --lakehouse $(DEMO_DIR)/lakehouse
-	$(BIN)/pricing features --lakehouse $(DEMO_DIR)/lakehouse
-	$(BIN)/pricing train --lakehouse $(DEMO_DIR)/lakehouse --truth $(DEMO_DIR)/truth \
-		train.tracking_uri=sqlite:///$(DEMO_DIR)/mlflow.db train.artifact_location=$(DEMO_DIR)/mlartifacts
-	$(BIN)/pricing score --lakehouse $(DEMO_DIR)/lakehouse --truth $(DEMO_DIR)/truth \
-		train.tracking_uri=sqlite:///$(DEMO_DIR)/mlflow.db
+	$(BIN)/pricing simulate --skus $(DEMO_SKUS) --days $(DEMO_DAYS) simulate.start_date=$(DEMO_START) \
+		paths.landing=$(DEMO_DIR)/market paths.truth=$(DEMO_DIR)/truth
+	set -e; last=$$(date -d "$(DEMO_START) + $$(( $(DEMO_DAYS) - 1 )) days" +%F); \
+	for back in $$(seq $$(( $(DEMO_NIGHTS) - 1 )) -1 0); do \
+		night=$$(date -d "$$last - $$back days" +%F); \
+		$(BIN)/pricing deliver --market $(DEMO_DIR)/market --landing $(DEMO_DIR)/landing --through $$night; \
+		PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing nightly --landing $(DEMO_DIR)/landing \
+			--lakehouse $(DEMO_DIR)/lakehouse --run-date $$night --truth $(DEMO_DIR)/truth $(DEMO_MLFLOW); \
+	done
 
-test: setup ## run the test suite (local Spark + Delta, tmp folders)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# spark-submit ships the package as a zip (--py-files); the wheel is for pip and Databricks wheel tasks.
+package: setup ## build dist/pricing.zip (spark-submit --py-files) and the wheel
+	rm -rf dist && mkdir -p dist
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation -w dist .
+	$(BIN)/python -c 'import shutil; shutil.make_archive("dist/pricing", "zip", ".", "pricing")'
+
+# A real standalone cluster (master + worker from the installed pyspark) running the nightly job
+# through spark-submit, client mode: the driver reads conf/ here, executors run the venv's Python.
+cluster-demo: setup package ## run the nightly job with spark-submit on a local standalone cluster
+	rm -rf $(CLUSTER_DIR)
+	$(BIN)/pricing simulate --skus 30 --days 45 simulate.start_date=$(DEMO_START) \
+		paths.landing=$(CLUSTER_DIR)/market paths.truth=$(CLUSTER_DIR)/truth
+	night=$$(date -d "$(DEMO_START) + 44 days" +%F); \
+	$(BIN)/pricing deliver --market $(CLUSTER_DIR)/market --landing $(CLUSTER_DIR)/landing --through $$night && \
+	PRICING_PII_SALT=$$(cat $(SALT_FILE)) PRICING_CONF_DIR=$(CURDIR)/conf PYSPARK_PYTHON=$(abspath $(BIN))/python \
+	$(BIN)/python -m pricing.standalone --workers 1 --cores 2 --memory 3g -- \
+		--driver-memory 2g --executor-memory 2g --py-files dist/pricing.zip \
+		$$($(BIN)/pricing spark-conf --env cluster) jobs/nightly.py --env cluster \
+		--landing $(CLUSTER_DIR)/landing --lakehouse $(CLUSTER_DIR)/lakehouse --run-date $$night \
+		--truth $(CLUSTER_DIR)/truth spark.shuffle_partitions=4 train.epochs=5 \
+		train.tracking_uri=sqlite:///$(CLUSTER_DIR)/mlflow.db train.artifact_location=$(CLUSTER_DIR)/mlartifacts
+
+test: setup ## run the test suite (local Spark + Delta, tmp folders), slow end-to-end tests excluded
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup package ## kill -9 and rerun, standalone cluster, notebooks (end to end, ~15 min)
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check pricing jobs tests notebooks
 	$(BIN)/mypy pricing
 
 clean: ## remove demo output and caches (keeps .venv and the JAR cache)
-	rm -rf $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache spark-warehouse
+	rm -rf $(DEMO_DIR) $(CLUSTER_DIR) dist build .pytest_cache .mypy_cache .ruff_cache spark-warehouse

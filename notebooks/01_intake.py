@@ -6,19 +6,16 @@
 
 # COMMAND ----------
 
-import os
-
 from pyspark.sql import functions as F
 
 from pricing import io
-from pricing.config import load_config
 from pricing.ingest import Lakehouse
+from pricing.notebook import notebook_context
 from pricing.schemas import SOURCES
-from pricing.spark import build_spark
 
-cfg = load_config(os.environ.get("PRICING_ENV", "local"))
-spark = build_spark(cfg.spark)
-lakehouse = Lakehouse(os.environ.get("LAKEHOUSE", cfg.paths.lakehouse))
+ctx = notebook_context()
+spark = ctx.spark
+lakehouse = Lakehouse(ctx.lakehouse)
 
 # COMMAND ----------
 

@@ -6,17 +6,14 @@
 
 # COMMAND ----------
 
-import os
-
 from pyspark.sql import functions as F
 
-from pricing.config import load_config
 from pricing.features import GoldTables
-from pricing.spark import build_spark
+from pricing.notebook import notebook_context
 
-cfg = load_config(os.environ.get("PRICING_ENV", "local"))
-spark = build_spark(cfg.spark)
-gold = GoldTables(os.environ.get("LAKEHOUSE", cfg.paths.lakehouse))
+ctx = notebook_context()
+spark = ctx.spark
+gold = GoldTables(ctx.lakehouse)
 panel = spark.read.format("delta").load(gold.sku_day)
 
 # COMMAND ----------

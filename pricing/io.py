@@ -124,9 +124,17 @@ def overwrite(
     _write(df, path, schema, what, "overwrite", cluster_by=cluster_by)
 
 
-def assert_unique(spark: SparkSession, path: str, key: Sequence[str], what: str) -> None:
-    """Fail if any key occurs twice in the table (Delta has no unique constraints)."""
-    duplicates = read_table(spark, path).groupBy(*key).count().where("count > 1").limit(5).collect()
+def assert_unique(
+    spark: SparkSession, path: str, key: Sequence[str], what: str, where: str | None = None
+) -> None:
+    """Fail if any key occurs twice in the table, or in its rows matching ``where`` (SQL).
+
+    Delta has no unique constraints; ``where`` limits the check to what a write could have touched.
+    """
+    table = read_table(spark, path)
+    if where:
+        table = table.where(where)
+    duplicates = table.groupBy(*key).count().where("count > 1").limit(5).collect()
     if duplicates:
         raise ValueError(f"{what} has duplicate keys {list(key)}, e.g. {[tuple(r)[:-1] for r in duplicates]}")
 
@@ -139,16 +147,20 @@ def merge_by_key(
     update_condition: str | None,
     what: str,
     cluster_by: Sequence[str] = (),
+    target_condition: str | None = None,
 ) -> None:
     """MERGE ``source_df`` into the table at ``path`` on ``key``.
 
     Unmatched rows are inserted; matched rows are updated only when ``update_condition`` (SQL over
-    aliases ``t`` and ``s``) holds, never when it is None.
+    aliases ``t`` and ``s``) holds, never when it is None. ``target_condition`` (SQL over ``t``, true
+    of every row the source can match) lets Delta skip the target's other files.
     """
     checked = check_schema(source_df, schema, what)
     spark = source_df.sparkSession
     target = ensure_table(spark, path, schema, cluster_by)
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in key)
+    on = " AND ".join(
+        [f"t.`{k}` <=> s.`{k}`" for k in key] + ([f"({target_condition})"] if target_condition else [])
+    )
     merge = target.alias("t").merge(checked.alias("s"), on)
     if update_condition is not None:
         merge = merge.whenMatchedUpdateAll(condition=update_condition)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -33,6 +34,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+import pricing
 from pricing import io
 from pricing.config import PricingConfig
 from pricing.features import GoldTables, run_features
@@ -214,7 +216,7 @@ def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date:
     return None
 
 
-def _delta_tables(spark: SparkSession, root: str) -> list[str]:
+def delta_tables(spark: SparkSession, root: str) -> list[str]:
     """Every Delta table under the lakehouse root (``<layer>/<name>`` with a ``_delta_log``)."""
     fs, path = io.hadoop_fs(spark, root)
     found = []
@@ -431,7 +433,7 @@ class NightlyRun:
         jobs = [operation for operation, every in cadence if due(operation, every)]
         if not jobs:
             return "skipped", None, "not due"
-        tables = _delta_tables(self.spark, self.root)
+        tables = delta_tables(self.spark, self.root)
         check = "spark.databricks.delta.retentionDurationCheck.enabled"
         for location in tables:
             if "optimize" in jobs:
@@ -488,7 +490,8 @@ class NightlyRun:
             started = time.monotonic()
             self._save()
             print(
-                f"[nightly] night {night.run_date}, attempt {night.attempt}: prices for {night.price_date}",
+                f"[nightly] night {night.run_date}, attempt {night.attempt}: prices for {night.price_date} "
+                f"(pricing {pricing.__version__} from {Path(pricing.__file__).parent})",
                 flush=True,
             )
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -29,6 +30,16 @@ def spark(cfg: PricingConfig) -> Iterator[SparkSession]:
     session = build_spark(cfg.spark)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def nightly_market(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A small market after two nightly runs (tests/nightly_support.py), built once per session."""
+    from nightly_support import two_nights
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PRICING_PII_SALT", secrets.token_hex(24))
+        yield two_nights(spark, tmp_path_factory.mktemp("nightly"))
 
 
 @pytest.fixture

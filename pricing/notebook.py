@@ -1,0 +1,33 @@
+"""What every notebook starts with: the configuration, the SparkSession and the lakehouse root.
+
+Set ``PRICING_ENV`` (conf overlay), ``LAKEHOUSE`` (root; default ``paths.lakehouse``) and
+``PRICING_OVERRIDES`` (space-separated ``key=value``, e.g. the MLflow tracking URI) before starting
+the notebook; on Databricks the existing ``spark`` session is reused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from pricing import io
+from pricing.config import PricingConfig, load_config
+from pricing.spark import build_spark
+
+
+@dataclass(frozen=True)
+class NotebookContext:
+    cfg: PricingConfig
+    spark: SparkSession
+    lakehouse: str
+
+
+def notebook_context() -> NotebookContext:
+    """Configuration from the environment, the session, and the qualified lakehouse root."""
+    cfg = load_config(
+        os.environ.get("PRICING_ENV", "local"), overrides=os.environ.get("PRICING_OVERRIDES", "").split()
+    )
+    spark = build_spark(cfg.spark)
+    return NotebookContext(cfg, spark, io.qualify(spark, os.environ.get("LAKEHOUSE", cfg.paths.lakehouse)))

@@ -1,0 +1,143 @@
+"""The nightly job: a night run twice writes nothing, one new day costs one day, the lock holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from delta.tables import DeltaTable
+from nightly_support import FIRST_NIGHT, NIGHTLY_OVERRIDES, SKUS, Market
+from pyspark.sql import SparkSession
+
+from pricing import io
+from pricing.cli import main
+from pricing.lock import LakehouseLock, LockHeld
+from pricing.nightly import NightlyError, NightlyReport, delta_tables, run_nightly
+
+
+def _versions(spark: SparkSession, root: str) -> dict[str, int]:
+    return {
+        t: int(DeltaTable.forPath(spark, t).history(1).first()["version"]) for t in delta_tables(spark, root)
+    }
+
+
+@pytest.fixture
+def market(nightly_market: Market) -> Market:
+    return nightly_market
+
+
+def _stage(report: NightlyReport, name: str):  # type: ignore[no-untyped-def]
+    (stage,) = [s for s in report.stages if s.stage == name]
+    return stage
+
+
+def test_nights_succeed_with_every_check_and_record_themselves(spark: SparkSession, market: Market) -> None:
+    for night in (market.night1, market.night2):
+        assert night.status == "succeeded" and night.attempt == 1
+        assert [s.stage for s in night.stages] == [
+            "ingest",
+            "features",
+            "train",
+            "score",
+            "reconcile",
+            "maintain",
+        ]
+        assert night.checks and all(passed for _, passed, _ in night.checks)
+        assert night.skus_priced == SKUS
+    assert market.night1.retrained and market.night1.retrain_reason == "no champion model yet"
+    assert not market.night2.retrained and _stage(market.night2, "train").status == "skipped"
+    assert market.night1.maintenance == [] and market.night2.maintenance == ["optimize", "vacuum"]
+
+    runs = spark.read.format("delta").load(f"{market.lakehouse}/audit/runs").orderBy("run_date").collect()
+    nights = [FIRST_NIGHT, FIRST_NIGHT + timedelta(days=1)]
+    assert [(r.run_date, r.price_date, r.status, r.run_id) for r in runs] == [
+        (night, night + timedelta(days=1), "succeeded", f"nightly-{night}") for night in nights
+    ]
+    prices = spark.read.format("delta").load(f"{market.lakehouse}/gold/price_recommendations")
+    assert sorted(r[0] for r in prices.groupBy("price_date").count().select("count").collect()) == [
+        SKUS,
+        SKUS,
+    ]
+    assert {r.run_id for r in prices.select("run_id").distinct().collect()} == {r.run_id for r in runs}
+
+
+def test_a_night_with_one_new_day_reads_and_writes_a_bounded_amount(market: Market) -> None:
+    first, second = market.night1, market.night2
+    # Rows: the panel gains exactly one day per SKU, scoring one row per SKU.
+    assert _stage(second, "features").rows_written == SKUS
+    assert _stage(second, "score").rows_written == SKUS
+    assert _stage(second, "ingest").rows_written < _stage(first, "ingest").rows_written / 20
+    # Bytes written (Spark's task metrics): a small fraction of the first night's. (What a night reads
+    # is bounded by Delta's file skipping, which needs more than one file per table: see make bench.)
+    for name in ("ingest", "features"):
+        assert _stage(second, name).bytes_written < _stage(first, name).bytes_written / 4, name
+
+
+def test_running_a_night_again_writes_nothing(spark: SparkSession, market: Market) -> None:
+    before = _versions(spark, market.lakehouse)
+    again = run_nightly(spark, market.cfg, FIRST_NIGHT + timedelta(days=1), market.landing, market.lakehouse)
+    assert (again.status, again.attempt, again.run_id) == ("succeeded", 1, market.night2.run_id)
+    assert _versions(spark, market.lakehouse) == before
+
+
+def test_an_older_night_after_a_newer_one_is_refused(spark: SparkSession, market: Market) -> None:
+    with pytest.raises(NightlyError, match="only moves forward"):
+        run_nightly(spark, market.cfg, FIRST_NIGHT - timedelta(days=1), market.landing, market.lakehouse)
+
+
+def test_a_second_run_at_once_is_refused_with_a_clear_message(
+    spark: SparkSession, market: Market, capsys: pytest.CaptureFixture[str]
+) -> None:
+    night = FIRST_NIGHT + timedelta(days=1)
+    with LakehouseLock(spark, io.qualify(spark, market.lakehouse), "nightly", 600, "a night in progress"):
+        with pytest.raises(LockHeld, match="another run holds .*a night in progress"):
+            run_nightly(spark, market.cfg, night, market.landing, market.lakehouse)
+        status = main(
+            [
+                "nightly",
+                "--landing",
+                market.landing,
+                "--lakehouse",
+                market.lakehouse,
+                "--run-date",
+                str(night),
+            ]
+            + [*NIGHTLY_OVERRIDES, f"train.tracking_uri={market.cfg.train.tracking_uri}"]
+        )
+        assert status == 3
+        assert "pricing nightly refused: another run holds" in capsys.readouterr().err
+    # Released: the next run goes ahead (and finds the night done).
+    assert run_nightly(spark, market.cfg, night, market.landing, market.lakehouse).status == "succeeded"
+
+
+def test_a_crashed_runs_lock_is_taken_over(spark: SparkSession, tmp_path: Path) -> None:
+    root = io.qualify(spark, str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    crashed = LakehouseLock(spark, root, "nightly", 600, "a run that was killed")
+    object.__setattr__(crashed.holder, "pid", dead.pid)  # as if that process had written it
+    crashed.acquire()
+    crashed._stop.set()  # its heartbeat dies with it
+
+    successor = LakehouseLock(spark, root, "nightly", 600, "the next run")
+    successor.acquire()
+    assert successor.taken_over is not None and successor.taken_over.pid == dead.pid
+    successor.release()
+
+    # A live holder elsewhere is respected until its heartbeat is older than the TTL.
+    elsewhere = LakehouseLock(spark, root, "nightly", 600, "a run on another host")
+    object.__setattr__(elsewhere.holder, "host", "another-host")
+    elsewhere.acquire()
+    elsewhere._stop.set()
+    with pytest.raises(LockHeld, match="another-host"):
+        LakehouseLock(spark, root, "nightly", 600, "too early").acquire()
+    fs, path = io.hadoop_fs(spark, elsewhere.path)
+    fs.setTimes(path, 0, -1)  # heartbeat long ago
+    late = LakehouseLock(spark, root, "nightly", 600, "after the TTL")
+    late.acquire()
+    assert late.taken_over is not None and late.taken_over.host == "another-host"
+    late.release()
+    assert not fs.exists(path)
