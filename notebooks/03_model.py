@@ -26,7 +26,9 @@ client = mlflow.MlflowClient()
 # COMMAND ----------
 
 rows = []
-for version in client.search_model_versions(f"name = '{tcfg.model_name}'"):
+for found in client.search_model_versions(f"name = '{tcfg.model_name}'"):
+    # search results leave aliases out; the version itself has them
+    version = client.get_model_version(tcfg.model_name, found.version)
     run = client.get_run(version.run_id)
     rows.append(
         {
