@@ -15,7 +15,7 @@ CLUSTER_DIR ?= $(CURDIR)/cluster-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo cluster-demo package test test-slow lint clean
+.PHONY: help setup demo cluster-demo package test test-slow bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -99,8 +99,15 @@ test: setup ## run the test suite (local Spark + Delta, tmp folders), slow end-t
 test-slow: setup package ## kill -9 and rerun, standalone cluster, notebooks (end to end, ~15 min)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
+# Ratios measured side by side in one run, figures as JSON under bench/results/ (docs/benchmarks.md).
+bench: setup ## benchmarks: scoring, training, incremental nights (uses the demo's lakehouse; ~25 min)
+	test -d $(DEMO_DIR)/lakehouse || $(MAKE) demo
+	$(BIN)/python bench/scoring.py --lakehouse $(DEMO_DIR)/lakehouse --tracking-uri sqlite:///$(DEMO_DIR)/mlflow.db
+	$(BIN)/python bench/training.py --lakehouse $(DEMO_DIR)/lakehouse
+	$(BIN)/python bench/incremental.py
+
 lint: setup ## ruff and mypy
-	$(BIN)/ruff check pricing jobs tests notebooks
+	$(BIN)/ruff check pricing jobs tests notebooks bench
 	$(BIN)/mypy pricing
 
 clean: ## remove demo output and caches (keeps .venv and the JAR cache)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -239,7 +240,8 @@ def _fit(
     spec: WorkerSpec,
     epochs: int,
     metric: str,
-) -> list[float]:
+) -> tuple[list[float], float]:
+    """Fit ``model`` for ``epochs``; return the per-epoch losses and the samples/s of all processes."""
     optimizer: torch.optim.Optimizer = torch.optim.Adam(
         model.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay
     )
@@ -248,6 +250,7 @@ def _fit(
     steps = _steps(comm, rows, spec.batch_size)
     generator = torch.Generator().manual_seed(spec.seed * 1000 + comm.rank)
     history = []
+    started, seen = time.perf_counter(), 0
     for epoch in range(epochs):
         order = torch.randperm(rows, generator=generator)
         totals = torch.zeros(2)
@@ -259,6 +262,7 @@ def _fit(
             loss.backward()
             optimizer.step()
             totals += torch.tensor([loss.item() * len(index), len(index)])
+            seen += len(index)
         totals = comm.allreduce(totals, "sum")
         epoch_loss = float(totals[0] / totals[1].clamp_min(1))
         history.append(epoch_loss)
@@ -266,7 +270,10 @@ def _fit(
             import mlflow
 
             mlflow.MlflowClient(spec.tracking_uri).log_metric(spec.run_id, metric, epoch_loss, step=epoch)
-    return history
+    # Throughput of the whole group: every row any process trained on, over the slowest process's time.
+    elapsed = -float(comm.allreduce(torch.tensor([-(time.perf_counter() - started)]), "min").item())
+    samples = float(comm.allreduce(torch.tensor([float(seen)]), "sum").item())
+    return history, samples / elapsed if elapsed > 0 else 0.0
 
 
 def train_worker(spec: WorkerSpec) -> dict[str, Any]:
@@ -293,7 +300,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             )
             return price_loss + demand_loss
 
-        nuisance_history = _fit(
+        nuisance_history, _ = _fit(
             comm, nuisance, nuisance_loss, data, spec, spec.nuisance_epochs, "nuisance_loss"
         )
         with torch.no_grad():
@@ -330,7 +337,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
             ]
         ).sum()
 
-    history = _fit(comm, ensemble, demand_loss, data, spec, spec.epochs, "train_poisson_loss")
+    history, samples_per_s = _fit(comm, ensemble, demand_loss, data, spec, spec.epochs, "train_poisson_loss")
     flat = torch.cat([p.detach().flatten().cpu() for p in _unwrap(ensemble).parameters()])
     checksums = comm.allgather(torch.tensor([flat.sum().item(), (flat**2).sum().item()], dtype=torch.float64))
     result: dict[str, Any] = {
@@ -340,6 +347,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         "nuisance_losses": nuisance_history,
         "param_checksums": checksums.tolist(),
         "device": str(device),
+        "samples_per_s": samples_per_s,
     }
     if comm.rank == 0:
         buffer = io.BytesIO()

@@ -199,6 +199,7 @@ def run_train(
             "holdout_wape": holdout_wape,
             "seasonal_naive_wape": naive_wape,
             "final_train_poisson_loss": result["losses"][-1],
+            "train_samples_per_s": result["samples_per_s"],
         }
         elasticity_mae = None
         if truth_dir:

@@ -1,0 +1,79 @@
+"""Training throughput: samples/s with 1 vs 2 processes, for each backend, side by side in one run.
+
+Trains on the demo lakehouse's panel (``make demo`` first) with a throwaway MLflow store, so the
+demo's registry is untouched. samples/s counts every row any process trained on in the demand fit,
+over the slowest process's time (``train_samples_per_s`` in MLflow). Writes
+``bench/results/training.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pricing.config import load_config
+from pricing.model.train import run_train
+from pricing.spark import build_spark
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lakehouse", default="demo/lakehouse")
+    parser.add_argument("--backends", default="torch_distributor,horovod")
+    parser.add_argument("--processes", default="1,2")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--gpu", action="store_true", help="train.use_gpu=true (CUDA + NCCL)")
+    parser.add_argument("--out", default="bench/results/training.json")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"runs": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as scratch:
+        spark = None
+        for backend in args.backends.split(","):
+            for processes in [int(p) for p in args.processes.split(",")]:
+                cfg = load_config(
+                    "local",
+                    overrides=[
+                        f"paths.lakehouse={args.lakehouse}",
+                        f"train.backend={backend}",
+                        f"train.num_processes={processes}",
+                        f"train.epochs={args.epochs}",
+                        f"train.use_gpu={str(args.gpu).lower()}",
+                        f"train.tracking_uri=sqlite:///{scratch}/mlflow.db",
+                        f"train.artifact_location={scratch}/artifacts",
+                    ],
+                )
+                spark = spark or build_spark(cfg.spark)
+                report = run_train(spark, cfg)
+                rate = report.metrics["train_samples_per_s"]
+                results["runs"][f"{backend}/{processes}"] = {"samples_per_s": rate, "seconds": report.seconds}
+                print(
+                    f"{backend:>17} x {processes}: {rate:>10,.0f} samples/s ({report.seconds:.0f}s)",
+                    flush=True,
+                )
+    runs = results["runs"]
+    results["ratios_2_over_1"] = {
+        backend: runs[f"{backend}/2"]["samples_per_s"] / runs[f"{backend}/1"]["samples_per_s"]
+        for backend in args.backends.split(",")
+        if f"{backend}/1" in runs and f"{backend}/2" in runs
+    }
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if args.gpu and torch.cuda.is_available() else None,
+    }
+    print(json.dumps(results["ratios_2_over_1"], indent=2))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
