@@ -371,7 +371,10 @@ def scoring_inputs(
     """Model-input rows for ``price_date`` (one per SKU), priced at the price in force."""
     gold, tables = GoldTables(root), PriceTables(root)
     panel = io.read_table(spark, gold.sku_day)
-    rows = with_history(next_day_rows(panel, price_date, cfg.features))
+    tonight = next_day_rows(panel, price_date, cfg.features)
+    # The previous day's traffic is an input: compute it over yesterday's panel row and tonight's.
+    yesterday = panel.where(F.col("date") == F.lit(price_date - timedelta(days=1))).select(tonight.columns)
+    rows = with_history(yesterday.unionByName(tonight)).where(F.col("date") == F.lit(price_date))
     if io.is_delta_table(spark, tables.recommendations):
         in_force = prices_in_force(io.read_table(spark, tables.recommendations), price_date)
         rows = (

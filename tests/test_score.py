@@ -16,8 +16,18 @@ from pricing import io
 from pricing.config import PricingConfig, load_config
 from pricing.features import GoldTables, run_features
 from pricing.ingest import run_ingest
+from pricing.model.dataset import model_inputs, with_history
 from pricing.model.train import run_train
-from pricing.score import PriceTables, add_override, remove_overrides, run_score, whatif
+from pricing.score import (
+    PriceTables,
+    add_override,
+    load_champion,
+    next_night,
+    remove_overrides,
+    run_score,
+    scoring_inputs,
+    whatif,
+)
 from pricing.sim import simulate_market
 
 MARKET = ["simulate.n_skus=10", "simulate.n_days=40", "simulate.dirt.corrupt_files=false"]
@@ -208,3 +218,36 @@ def test_whatif_answers_for_any_prices(spark: SparkSession, market: Path) -> Non
     assert np.allclose(table["expected_revenue"], table["expected_units"] * table["price"])
     with pytest.raises(KeyError):
         whatif(spark, cfg, "NO-SUCH-SKU", [10.0])
+
+
+def test_tonights_rows_carry_yesterdays_traffic_and_predict_its_level(
+    spark: SparkSession, market: Path
+) -> None:
+    """Yesterday's views and add-to-carts are model inputs; without them demand is badly under-predicted."""
+    cfg = _config(market)
+    root = str(market / "lakehouse")
+    champion = load_champion(cfg.train, cfg.score.model_alias)
+    assert champion is not None
+    night = next_night(spark, root)
+    panel = spark.read.format("delta").load(f"{root}/gold/sku_day")
+    yesterday = panel.where(F.col("date") == F.lit(night - timedelta(days=1))).select(
+        "sku", "views", "units_sold"
+    )
+    rows = scoring_inputs(spark, cfg, root, night, champion.input_spec).toPandas()
+    spec = champion.input_spec
+    i = spec.numeric_features.index("log1p_views_lag_1")
+    views_lag = np.stack(rows["numeric"].to_numpy())[:, i] * spec.stds[i] + spec.means[i]
+    expected = yesterday.toPandas().set_index("sku").loc[rows["sku"], "views"].to_numpy(float)
+    assert np.allclose(views_lag, np.log1p(np.nan_to_num(expected)), atol=1e-3)  # missing reads as 0
+    # The same model predicts tonight on the level it predicts yesterday (features barely moved);
+    # without yesterday's traffic it predicted less than half.
+    model = champion.load()
+    embeddings = spark.read.format("delta").load(f"{root}/gold/text_embeddings")
+    last_day = model_inputs(
+        with_history(panel).where(F.col("date") == F.lit(night - timedelta(days=1))), embeddings, spec
+    ).toPandas()
+    tonight, before = (
+        model.predict(rows)["expected_units"].sum(),
+        model.predict(last_day)["expected_units"].sum(),
+    )
+    assert before / 1.5 < tonight < before * 1.5
