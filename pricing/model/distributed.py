@@ -277,7 +277,7 @@ def _fit(
 
 
 def train_worker(spec: WorkerSpec) -> dict[str, Any]:
-    """Train on this process's shard; return the weights (rank 0), losses and per-rank checksums."""
+    """Train on this process's shard; return the weights, losses and every rank's checksums."""
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     comm: _Comm = _HorovodComm() if spec.backend == "horovod" else _TorchComm(spec.use_gpu)
     device = _device(spec.use_gpu)
@@ -349,12 +349,13 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         "device": str(device),
         "samples_per_s": samples_per_s,
     }
-    if comm.rank == 0:
-        buffer = io.BytesIO()
-        torch.save(
-            {"ensemble": _unwrap(ensemble).state_dict(), "nuisance": _unwrap(nuisance).state_dict()}, buffer
-        )
-        result["state"] = buffer.getvalue()
+    # Every rank returns the weights (identical on all ranks after synchronised training):
+    # TorchDistributor's local mode has every process write its output to one file, so the result
+    # it hands back can come from any rank.
+    buffer = io.BytesIO()
+    weights = {"ensemble": _unwrap(ensemble).state_dict(), "nuisance": _unwrap(nuisance).state_dict()}
+    torch.save(weights, buffer)
+    result["state"] = buffer.getvalue()
     return result
 
 
@@ -370,7 +371,7 @@ def run_distributed(
     """Run :func:`train_worker` on ``num_processes`` processes with the configured backend.
 
     Returns:
-        Rank 0's result (weights, losses, checksums of every rank).
+        One rank's result (weights, losses, checksums of every rank): all ranks' are the same.
     """
     if spec.backend == "horovod":
         import horovod.spark
