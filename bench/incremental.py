@@ -9,9 +9,7 @@ the same SparkSession, side by side. Writes ``bench/results/incremental.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import secrets
 import shutil
 import tempfile
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from delta.tables import DeltaTable
+from results_io import write_results
 
 from pricing.config import load_config
 from pricing.nightly import delta_tables, run_nightly
@@ -89,11 +88,7 @@ def main() -> None:
         }
         for stage in short["stages"]
     }
-    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    print(json.dumps({k: results[k] for k in ("ratios_long_over_short", "ratios_by_stage")}, indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}")
+    write_results(results, args.out, ["ratios_long_over_short", "ratios_by_stage"])
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -14,15 +14,12 @@ Writes ``bench/results/scoring.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from pyspark.sql import functions as F
+from results_io import write_results
 
 from pricing import io
 from pricing.config import load_config
@@ -135,15 +132,7 @@ def main() -> None:
         "pandas_udf_best_over_row_udf": best_udf / results["row_udf"]["evaluations_per_s"],
         "pandas_udf_best_over_direct": best_udf / results["direct"]["evaluations_per_s"],
     }
-    results["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "spark_master": cfg.spark.master,
-    }
-    print(json.dumps(results["ratios"], indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}")
+    write_results(results, args.out, ["ratios"], spark_master=cfg.spark.master)
 
 
 if __name__ == "__main__":

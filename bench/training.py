@@ -9,14 +9,11 @@ over the slowest process's time (``train_samples_per_s`` in MLflow). Writes
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
+from results_io import write_results
 
 from pricing.config import load_config
 from pricing.model.train import run_train
@@ -63,16 +60,8 @@ def main() -> None:
         for backend in args.backends.split(",")
         if f"{backend}/1" in runs and f"{backend}/2" in runs
     }
-    results["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name(0) if args.gpu and torch.cuda.is_available() else None,
-    }
-    print(json.dumps(results["ratios_2_over_1"], indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}")
+    gpu = torch.cuda.get_device_name(0) if args.gpu and torch.cuda.is_available() else None
+    write_results(results, args.out, ["ratios_2_over_1"], torch=torch.__version__, gpu=gpu)
 
 
 if __name__ == "__main__":
