@@ -54,6 +54,8 @@ def daily_sales(transactions_df: DataFrame) -> DataFrame:
         (
             F.sum(F.when(sold, quantity * F.col("list_price").cast("double"))) / F.sum(F.when(sold, quantity))
         ).alias("avg_list_price"),
+        # Promotions are planned (known before the day starts); seen here through promoted lines.
+        F.max(sold & F.col("promo_id").isNotNull()).alias("promo"),
     )
 
 
@@ -186,6 +188,7 @@ def build_panel(
     for name in ("units_sold", "units_gross", "units_returned", "orders"):
         df = df.withColumn(name, F.coalesce(F.col(name), F.lit(0)))
     df = df.withColumn("revenue", F.coalesce(F.col("revenue"), F.lit(0.0)))
+    df = df.withColumn("promo", F.coalesce(F.col("promo"), F.lit(False)))
     for name, source in zero_if_absent.items():
         if source is not None:
             df = df.withColumn(name, F.coalesce(F.col(name), F.lit(0)))
@@ -494,6 +497,7 @@ _UNKNOWN_OUTCOMES = {
     "purchases": None,
     "avg_price_shown": None,
     "stockout": None,
+    "promo": False,  # prices are set for an ordinary day; promotions are priced by their campaign
 }
 
 

@@ -46,13 +46,25 @@ def ensure_table(
     cluster_by: Sequence[str] = (),
     partition_by: Sequence[str] = (),
 ) -> DeltaTable:
-    """Create the Delta table at ``path`` with ``schema`` unless it exists; return it."""
+    """Create the Delta table at ``path`` with ``schema`` unless it exists; return it.
+
+    A table created by an earlier release gets the schema's new nullable columns added (an additive
+    change, so old rows read them as null); any other difference is left to the write to reject.
+    """
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
     if cluster_by:
         builder = builder.clusterBy(*cluster_by)
-    return builder.execute()
+    table = builder.execute()
+    existing = {name.lower() for name in table.toDF().columns}
+    added = [f for f in schema.fields if f.name.lower() not in existing and f.nullable]
+    if added:
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in added)
+        escaped = path.replace("`", "``")
+        spark.sql(f"ALTER TABLE delta.`{escaped}` ADD COLUMNS ({columns})")
+        table = DeltaTable.forPath(spark, path)
+    return table
 
 
 def read_table(spark: SparkSession, path: str, schema: StructType | None = None) -> DataFrame:

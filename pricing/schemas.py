@@ -147,6 +147,7 @@ TRANSACTIONS = SourceContract(
         "currency": StringType(),
         "customer_id": StringType(),
         "channel": StringType(),
+        "promo_id": StringType(),
     },
     # line_key = line_id when present, else sku (the contract's two key forms).
     key=("order_id", "line_key"),
@@ -289,6 +290,7 @@ def sku_day_schema(lags: list[int], windows: list[int]) -> StructType:
         col("list_price", DoubleType()),
         col("price", DoubleType()),
         col("discount_depth", DoubleType()),
+        col("promo", BooleanType()),
         col("price_change_1d", DoubleType()),
         col("price_change_7d", DoubleType()),
         col("comp_min_price", DoubleType()),

@@ -38,21 +38,22 @@ COLUMNS = [
     "day_of_week",
     "unit_cost",
     "unit_cost_assumed",
+    "promo",
 ]
 EXPECTED_SCHEMA = (
     "date date, units_sold int, units_gross int, units_returned int, price double, list_price double, "
     "price_change_1d double, comp_median_price double, comp_obs_age_days int, comp_price_index double, "
     "views int, view_to_cart_rate double, on_hand int, stock_obs_age_days int, stockout boolean, "
     "days_of_cover double, units_lag_1 int, units_lag_2 int, units_mean_2d double, price_mean_2d double, "
-    "is_holiday boolean, day_of_week int, unit_cost double, unit_cost_assumed boolean"
+    "is_holiday boolean, day_of_week int, unit_cost double, unit_cost_assumed boolean, promo boolean"
 )
 
 
 def _inputs(spark: SparkSession, with_optional: bool = True) -> DailyInputs:
     sales = spark.createDataFrame(
-        [("A", D[0], 2, 2, 0, 2, 20.0, 10.0, 12.0), ("A", D[2], 2, 3, 1, 3, 18.0, 9.0, 12.0)],
+        [("A", D[0], 2, 2, 0, 2, 20.0, 10.0, 12.0, True), ("A", D[2], 2, 3, 1, 3, 18.0, 9.0, 12.0, False)],
         "sku string, date date, units_sold int, units_gross int, units_returned int, orders int, "
-        "revenue double, avg_paid_price double, avg_list_price double",
+        "revenue double, avg_paid_price double, avg_list_price double, promo boolean",
     )
     clicks = spark.createDataFrame(
         [("A", D[1], 10, 2, 0, 11.0)],
@@ -88,19 +89,19 @@ def test_hand_built_panel(spark: SparkSession) -> None:
         [
             # d1: sales, competitor and stock observed; nothing earlier to lag or average.
             (D[0], 2, 2, 0, 10.0, 12.0, None, 10.0, 0, 1.0, 0, None, 5, 0, False, None, None, None, None,
-             None, False, 0, 6.0, True),
+             None, False, 0, 6.0, True, True),
             # d2: no sales (a zero-demand row); price from the clickstream; competitor and stock carried.
             (D[1], 0, 0, 0, 11.0, 12.0, 0.1, 10.0, 1, 1.1, 10, 0.2, 5, 1, None, 2.5, 2, None, 2.0, 10.0,
-             False, 1, 6.0, True),
+             False, 1, 6.0, True, False),
             # d3: sold out (3 sold, 3 on hand): a stock-out; a holiday.
             (D[2], 2, 3, 1, 9.0, 12.0, 9.0 / 11.0 - 1, 10.0, 2, 0.9, 0, None, 3, 0, True, 3.0, 0, 2, 1.0,
-             10.5, True, 2, 6.0, True),
+             10.5, True, 2, 6.0, True, False),
             # d4: competitor observation now older than the 2-day horizon: no longer carried.
             (D[3], 0, 0, 0, 9.0, 12.0, 0.0, None, None, None, 0, None, 0, 0, True, 0.0, 2, 0, 1.0, 10.0,
-             False, 3, 6.0, True),
+             False, 3, 6.0, True, False),
             # d5: no snapshot: stock carried from d4, stock-out unknown.
             (D[4], 0, 0, 0, 9.0, 12.0, 0.0, None, None, None, 0, None, 0, 1, None, 0.0, 0, 2, 1.0, 9.0,
-             False, 4, 6.0, True),
+             False, 4, 6.0, True, False),
         ],
         EXPECTED_SCHEMA,
     )
@@ -116,6 +117,8 @@ def test_absent_optional_sources_leave_null_columns(spark: SparkSession) -> None
         assert all(r[column] is None for r in rows), column
     # Without clicks, a no-sale day's price is carried from the last sale.
     assert [r.price for r in rows] == [10.0, 10.0, 9.0, 9.0, 9.0]
+    # A promotion is known from its promoted sales lines; days without any are ordinary days.
+    assert [r.promo for r in rows] == [True, False, False, False, False]
 
 
 def test_features_config_rejects_bad_windows() -> None:

@@ -45,6 +45,8 @@ def _numeric_expressions() -> dict[str, Column]:
     exprs["month_sin"] = F.sin(F.col("month") * (2 * 3.141592653589793 / 12))
     exprs["month_cos"] = F.cos(F.col("month") * (2 * 3.141592653589793 / 12))
     exprs["is_holiday"] = F.col("is_holiday").cast("double")
+    # A promotion lifts demand and cuts the price together; without it the lift reads as elasticity.
+    exprs["promo"] = F.coalesce(F.col("promo"), F.lit(False)).cast("double")
     return exprs
 
 
@@ -54,7 +56,7 @@ NUMERIC_FEATURES = (
     + ["log_comp_ratio", "log_price_mean_7d_ratio", "log_price_mean_28d_ratio"]
     + list(_MISSING_FLAGS)
     + [f"dow_{d}" for d in range(7)]
-    + ["month_sin", "month_cos", "is_holiday"]
+    + ["month_sin", "month_cos", "is_holiday", "promo"]
 )
 
 

@@ -412,6 +412,7 @@ def transaction_lines(days_df: DataFrame, fx_df: DataFrame, cfg: SimulateConfig)
             "date",
             "price",
             "ref_price",
+            "promo",
             "lines_of_two",
             F.explode(F.sequence(F.lit(1), count)).alias("line_no"),
         )
@@ -488,6 +489,10 @@ def transaction_lines(days_df: DataFrame, fx_df: DataFrame, cfg: SimulateConfig)
         F.when(F.col("dirt") == "unknown_currency", "XYZ").otherwise(F.col("currency")).alias("currency"),
         "customer_id",
         "channel",
+        # The campaign code the order system stamps on promoted sales lines.
+        F.when(F.col("promo") & (F.col("quantity") > 0), F.format_string("PRM-%05d", F.col("sku_idx"))).alias(
+            "promo_id"
+        ),
         F.col("date").alias("day"),
         "dirt",
         F.col("_u_dirt"),

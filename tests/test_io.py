@@ -1,0 +1,22 @@
+"""Delta table helpers: schema upgrades of tables written by an earlier release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+from pyspark.sql.types import BooleanType, StringType, StructField, StructType
+from pyspark.testing import assertDataFrameEqual
+
+from pricing import io
+
+OLD = StructType([StructField("sku", StringType(), False), StructField("title", StringType())])
+NEW = StructType([*OLD.fields, StructField("promo", BooleanType())])
+
+
+def test_existing_table_gains_new_nullable_columns(spark: SparkSession, tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    io.append(spark.createDataFrame([("A", "tent")], OLD), path, OLD, "old table")
+    io.append(spark.createDataFrame([("B", "shoe", True)], NEW), path, NEW, "new table")
+    expected = spark.createDataFrame([("A", "tent", None), ("B", "shoe", True)], NEW)
+    assertDataFrameEqual(io.read_table(spark, path), expected, checkRowOrder=False)
