@@ -152,6 +152,28 @@ def _cmd_deliver(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from pricing.backtest import run_backtest
+
+    extra = [f"backtest.{k}={v}" for k, v in (("nights", args.nights), ("policies", args.policies)) if v]
+    if args.policies:
+        extra[-1] = f"backtest.policies=[{args.policies}]"
+    cfg, spark = _session(args, extra)
+    report = run_backtest(spark, cfg, args.workdir)
+    print(report.render(), flush=True)
+    print(f"[backtest] results in {args.workdir}/results; MLflow run {report.mlflow_run_id}", flush=True)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pricing.report import write_report
+
+    cfg, spark = _session(args, [])
+    path = write_report(spark, cfg, args.backtest, args.out)
+    print(f"[report] {path}", flush=True)
+    return 0
+
+
 def _cmd_whatif(args: argparse.Namespace) -> int:
     from pricing.score import whatif
 
@@ -272,6 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
     deliver.add_argument("--through", required=True, type=_date, help="last day to deliver")
     _common(deliver)
     deliver.set_defaults(func=_cmd_deliver)
+
+    backtest = sub.add_parser(
+        "backtest", help="compare pricing policies night by night on a simulated market (closed loop)"
+    )
+    backtest.add_argument("--workdir", required=True, help="folder for the market, each policy and results")
+    backtest.add_argument("--nights", type=int, help="backtest.nights")
+    backtest.add_argument("--policies", help="backtest.policies, comma-separated")
+    _common(backtest)
+    backtest.set_defaults(func=_cmd_backtest)
+
+    report = sub.add_parser("report", help="HTML report with plots of a backtest, logged to its MLflow run")
+    report.add_argument("--backtest", required=True, help="the backtest's --workdir")
+    report.add_argument("--out", help="report folder (default: <backtest>/report)")
+    _common(report)
+    report.set_defaults(func=_cmd_report)
 
     what = sub.add_parser("whatif", help="expected units, revenue and profit of a SKU at any prices")
     what.add_argument("--sku", required=True)

@@ -166,6 +166,11 @@ class ScoreConfig(_Strict):
     auto_approve_max_change: float = Field(0.05, ge=0)  # larger changes need review
     review_skus: list[str] = Field(default_factory=list)  # flagged SKUs: every change needs review
     review_unknown_skus: bool = True  # SKUs the model never saw in training need review
+    # Price exploration: each night this share of SKUs (drawn afresh from a hash of SKU and date) gets
+    # a random candidate from its guardrail band instead of the best one, so that prices keep moving
+    # independently of demand and elasticities stay identifiable. 0 turns it off.
+    exploration_share: float = Field(0.0, ge=0, le=1)
+    exploration_seed: int = 0
 
 
 class NightlyConfig(_Strict):
@@ -234,6 +239,39 @@ class SimulateConfig(_Strict):
         return value
 
 
+BACKTEST_POLICIES = (
+    "keep",
+    "cost_plus",
+    "competitor_median",
+    "model_naive",
+    "model_debiased",
+    "model_explore",
+    "oracle",
+)
+
+
+class BacktestConfig(_Strict):
+    """``pricing backtest``: policies compared night by night on one simulated market (closed loop)."""
+
+    history_days: int = Field(60, ge=30)  # simulated days before the first backtest night
+    nights: int = Field(14, ge=1)
+    policies: list[str] = Field(default_factory=lambda: list(BACKTEST_POLICIES))
+    # Which of the system's prices the market sees: recommended (every change approved) or final
+    # (only auto-approved changes; the rest keep yesterday's price).
+    apply: Literal["recommended", "final"] = "recommended"
+    cost_plus_markup: float = Field(0.6, gt=0)  # cost_plus targets unit_cost x (1 + markup)
+    exploration_share: float = Field(0.2, gt=0, le=1)  # score.exploration_share of model_explore
+    report_skus: int = Field(4, ge=1)  # SKUs whose demand and profit curves the report draws
+
+    @field_validator("policies")
+    @classmethod
+    def _known_policies(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(BACKTEST_POLICIES))
+        if unknown or not value:
+            raise ValueError(f"unknown policies {unknown}; choose from {list(BACKTEST_POLICIES)}")
+        return value
+
+
 class PricingConfig(_Strict):
     """The whole configuration of one run."""
 
@@ -248,6 +286,7 @@ class PricingConfig(_Strict):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     nightly: NightlyConfig = Field(default_factory=NightlyConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
 
 
 class ConfigError(ValueError):

@@ -151,6 +151,29 @@ def _band(frame: pd.DataFrame, interval: pd.DataFrame, policy: PolicyConfig) -> 
     return price_band(inputs[BAND_INPUTS], policy)
 
 
+def _unit_hash(*columns: Any) -> np.ndarray:
+    """A uniform in [0, 1) per row, from a hash of the columns' values (same values, same draw)."""
+    frame = pd.concat([pd.Series(np.asarray(c)).astype(str) for c in columns], axis=1)
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64) / 2.0**64
+
+
+def _price_tests(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfig) -> pd.DataFrame:
+    """Exploration: for ``scfg.exploration_share`` of SKUs (drawn per SKU and night), a random
+    candidate of their band; ``candidate_price`` and ``expected_units`` indexed by ``row``."""
+    empty = pd.DataFrame({"candidate_price": [], "expected_units": []}, index=pd.Index([], name="row"))
+    if scfg.exploration_share <= 0 or candidates.empty:
+        return empty
+    seed = pd.Series(str(scfg.exploration_seed), index=frame.index)
+    explored = _unit_hash(frame["sku"], frame["date"], seed) < scfg.exploration_share
+    pool = candidates[explored[candidates["row"].to_numpy()]]
+    if pool.empty:
+        return empty
+    rows = pool["row"].to_numpy()
+    draw = _unit_hash(frame["sku"].to_numpy()[rows] + "|test", pool["candidate_price"], seed.to_numpy()[rows])
+    picked = pool.assign(_draw=draw).sort_values(["row", "_draw"]).drop_duplicates("row", keep="last")
+    return picked.set_index("row")[["candidate_price", "expected_units"]]
+
+
 def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) -> Any:
     """A ``mapInPandas`` function over model-input rows (one per SKU) -> one scored row per SKU.
 
@@ -202,6 +225,8 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                 if scfg.objective == "profit_with_revenue_floor":
                     candidates["revenue_floor"] = scfg.min_revenue_ratio * (current * units_now)[rows]
                 best = choose_prices(candidates)
+                tested = _price_tests(frame, candidates, scfg)
+                best.loc[tested.index, ["candidate_price", "expected_units"]] = tested
                 chosen_rows = best.index.to_numpy()
                 chosen = best["candidate_price"].to_numpy()
                 extent = grid.groupby("row")["candidate_price"].agg(["min", "max"]).reindex(chosen_rows)
@@ -214,6 +239,7 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                         chosen >= highest - 1e-9, band["ceiling_reason"].to_numpy()[chosen_rows], "none"
                     ),
                 )
+                binding[tested.index.to_numpy()] = "price_test"
                 recommended[chosen_rows] = chosen
                 units_best[chosen_rows] = best["expected_units"].to_numpy()
             units_now = np.where(usable, units_now, np.nan)

@@ -588,10 +588,14 @@ def competitor_observations(days_df: DataFrame, cfg: SimulateConfig) -> DataFram
     )
 
 
+def catalog_cost_missing(cfg: SimulateConfig) -> Column:
+    """Whether the catalog delivers a SKU without its unit cost (over ``sku_idx``)."""
+    return _uniform(cfg.seed, "nocost", F.col("sku_idx")) < cfg.dirt.missing_cost_rate
+
+
 def catalog_rows(params_df: DataFrame, cfg: SimulateConfig) -> DataFrame:
     """The product catalog with mixed-case column names and an extra column, as vendors send it."""
-    s = cfg.seed
-    missing_cost = _uniform(s, "nocost", F.col("sku_idx")) < cfg.dirt.missing_cost_rate
+    missing_cost = catalog_cost_missing(cfg)
     return params_df.select(
         F.col("sku").alias("SKU"),
         F.col("title").alias("Title"),
@@ -630,6 +634,61 @@ def _by_day(df: DataFrame) -> DataFrame:
     return df.repartition("day")
 
 
+def write_daily_sources(
+    days_df: DataFrame, fx_df: DataFrame, cfg: SimulateConfig, landing: str, mode: str = "overwrite"
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Write the day-folder sources (transactions, clickstream, competitor prices, inventory) of
+    ``days_df`` (rows shaped like ``SKU_DAY_SCHEMA``) under ``landing``; return rows and dirt per kind.
+
+    ``mode="append"`` adds days to an existing landing area (the backtest's closed loop).
+    """
+    rows: dict[str, int] = {}
+    dirt: dict[str, int] = {}
+    lines_df = transaction_lines(days_df, fx_df, cfg).cache()
+    _by_day(lines_df.drop("dirt")).write.mode(mode).partitionBy("day").option("header", True).csv(
+        f"{landing}/transactions"
+    )
+    rows["transactions"] = lines_df.count()
+    dirt.update(
+        {
+            r["dirt"]: r["count"]
+            for r in lines_df.where(F.col("dirt").isNotNull()).groupBy("dirt").count().collect()
+        }
+    )
+    lines_df.unpersist()
+
+    events_df = click_events(days_df, cfg)
+    _by_day(events_df).write.mode(mode).partitionBy("day").json(f"{landing}/clickstream")
+    clicks = (
+        F.col("views")
+        + F.col("add_to_carts")
+        + F.col("other_events")
+        + F.floor(F.col("units_sold") * WEB_PURCHASE_SHARE)
+    )
+    rows["clickstream"] = int(first_value(days_df.agg(F.sum(clicks))) or 0)
+
+    competitor_df = competitor_observations(days_df, cfg).cache()
+    _by_day(competitor_df.drop("dirt")).write.mode(mode).partitionBy("day").parquet(
+        f"{landing}/competitor_prices"
+    )
+    rows["competitor_prices"] = competitor_df.count()
+    dirt["competitor_outlier_price"] = competitor_df.where(F.col("dirt").isNotNull()).count()
+    competitor_df.unpersist()
+
+    inventory_df = days_df.select(
+        F.col("date").cast("string").alias("snapshot_date"),
+        "sku",
+        F.col("on_hand_start").cast("string").alias("on_hand"),
+        F.col("on_order").cast("string").alias("on_order"),
+        F.col("date").alias("day"),
+    )
+    _by_day(inventory_df).write.mode(mode).partitionBy("day").option("header", True).option(
+        "compression", "gzip"
+    ).csv(f"{landing}/inventory")
+    rows["inventory"] = days_df.count()
+    return rows, dirt
+
+
 def simulate_market(
     spark: SparkSession,
     cfg: SimulateConfig,
@@ -662,48 +721,9 @@ def simulate_market(
     ).option("header", True).csv(f"{landing}/fx_rates")
     rows["fx_rates"] = fx_df.count()
 
-    lines_df = transaction_lines(days_df, fx_df, cfg).cache()
-    _by_day(lines_df.drop("dirt")).write.mode("overwrite").partitionBy("day").option("header", True).csv(
-        f"{landing}/transactions"
-    )
-    rows["transactions"] = lines_df.count()
-    dirt.update(
-        {
-            r["dirt"]: r["count"]
-            for r in lines_df.where(F.col("dirt").isNotNull()).groupBy("dirt").count().collect()
-        }
-    )
-    lines_df.unpersist()
-
-    events_df = click_events(days_df, cfg)
-    _by_day(events_df).write.mode("overwrite").partitionBy("day").json(f"{landing}/clickstream")
-    clicks = (
-        F.col("views")
-        + F.col("add_to_carts")
-        + F.col("other_events")
-        + F.floor(F.col("units_sold") * WEB_PURCHASE_SHARE)
-    )
-    rows["clickstream"] = int(first_value(days_df.agg(F.sum(clicks))) or 0)
-
-    competitor_df = competitor_observations(days_df, cfg).cache()
-    _by_day(competitor_df.drop("dirt")).write.mode("overwrite").partitionBy("day").parquet(
-        f"{landing}/competitor_prices"
-    )
-    rows["competitor_prices"] = competitor_df.count()
-    dirt["competitor_outlier_price"] = competitor_df.where(F.col("dirt").isNotNull()).count()
-    competitor_df.unpersist()
-
-    inventory_df = days_df.select(
-        F.col("date").cast("string").alias("snapshot_date"),
-        "sku",
-        F.col("on_hand_start").cast("string").alias("on_hand"),
-        F.col("on_order").cast("string").alias("on_order"),
-        F.col("date").alias("day"),
-    )
-    _by_day(inventory_df).write.mode("overwrite").partitionBy("day").option("header", True).option(
-        "compression", "gzip"
-    ).csv(f"{landing}/inventory")
-    rows["inventory"] = cfg.n_skus * cfg.n_days
+    daily_rows, daily_dirt = write_daily_sources(days_df, fx_df, cfg, landing)
+    rows.update(daily_rows)
+    dirt.update(daily_dirt)
 
     last_day = (cfg.start_date + timedelta(days=cfg.n_days - 1)).isoformat()
     if cfg.dirt.unparseable_rows:
