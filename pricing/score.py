@@ -160,7 +160,9 @@ def _unit_hash(*columns: Any) -> np.ndarray:
 def _price_tests(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfig) -> pd.DataFrame:
     """Exploration: for ``scfg.exploration_share`` of SKUs (drawn per SKU and night), a random
     candidate of their band; ``candidate_price`` and ``expected_units`` indexed by ``row``."""
-    empty = pd.DataFrame({"candidate_price": [], "expected_units": []}, index=pd.Index([], name="row"))
+    empty = pd.DataFrame(
+        {"candidate_price": [], "expected_units": []}, index=pd.Index([], dtype=np.int64, name="row")
+    )
     if scfg.exploration_share <= 0 or candidates.empty:
         return empty
     seed = pd.Series(str(scfg.exploration_seed), index=frame.index)

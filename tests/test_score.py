@@ -251,3 +251,34 @@ def test_tonights_rows_carry_yesterdays_traffic_and_predict_its_level(
         model.predict(last_day)["expected_units"].sum(),
     )
     assert before / 1.5 < tonight < before * 1.5
+
+
+def test_price_exploration_tests_random_prices_inside_the_band(
+    spark: SparkSession, market: Path, tmp_path: Path
+) -> None:
+    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    best = _config(market, lakehouse=lakehouse)
+    run_score(spark, best)
+    chosen = _night(spark, lakehouse).toPandas().set_index("sku")
+    explore = _config(market, "score.exploration_share=1.0", lakehouse=lakehouse)
+    run_score(spark, explore)
+    tested = _night(spark, lakehouse).toPandas().set_index("sku").loc[chosen.index]
+    scored = tested["band_note"] != "infeasible"
+    assert (tested.loc[scored, "binding_constraint"] == "price_test").all()
+    # Random, yet inside the same guardrails, snapped to the allowed endings.
+    assert (tested["recommended_price"] >= tested["price_floor"] - 1e-9).all()
+    assert (tested["recommended_price"] <= tested["price_ceiling"] + 1e-9).all()
+    cents = np.round(tested.loc[scored, "recommended_price"] * 100).astype(int) % 100
+    assert set(cents) <= {round(e * 100) for e in best.policy.price_endings} | set(
+        np.round(tested.loc[scored, "current_price"] * 100).astype(int) % 100
+    )
+    assert (tested["recommended_price"] != chosen["recommended_price"]).mean() > 0.5
+    # The model's expectation is for the tested price, so its expected profit can only be lower.
+    assert (tested["expected_profit_recommended"] <= chosen["expected_profit_recommended"] + 1e-6).all()
+    # The same night draws the same tests; half the SKUs are tested at share 0.5.
+    run_score(spark, explore)
+    again = _night(spark, lakehouse).toPandas().set_index("sku").loc[chosen.index]
+    assert (again["recommended_price"] == tested["recommended_price"]).all()
+    run_score(spark, _config(market, "score.exploration_share=0.5", lakehouse=lakehouse))
+    half = _night(spark, lakehouse).toPandas()
+    assert 0.2 < (half["binding_constraint"] == "price_test").mean() < 0.8
