@@ -15,7 +15,7 @@ CLUSTER_DIR ?= $(CURDIR)/cluster-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo cluster-demo package test test-slow bench lint clean
+.PHONY: help setup demo cluster-demo backtest package test test-slow bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -100,15 +100,27 @@ test-slow: setup package ## kill -9 and rerun, standalone cluster, notebooks (en
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 # Ratios measured side by side in one run, figures as JSON under bench/results/ (docs/benchmarks.md).
-bench: setup ## benchmarks: scoring, training, incremental nights (uses the demo's lakehouse; ~25 min)
+BACKTEST_DIR ?= demo-backtest
+BACKTEST_SKUS ?= 80
+BACKTEST_NIGHTS ?= 10
+
+backtest: setup ## compare pricing policies on a simulated market (closed loop), then the HTML report (~45 min)
+	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing backtest --workdir $(BACKTEST_DIR) \
+		--nights $(BACKTEST_NIGHTS) simulate.n_skus=$(BACKTEST_SKUS) $(DEMO_MLFLOW)
+	$(BIN)/pricing report --backtest $(BACKTEST_DIR) $(DEMO_MLFLOW)
+
+bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights, elasticity recovery (~60 min)
 	test -d $(DEMO_DIR)/lakehouse || $(MAKE) demo
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/etl.py
 	$(BIN)/python bench/scoring.py --lakehouse $(DEMO_DIR)/lakehouse --tracking-uri sqlite:///$(DEMO_DIR)/mlflow.db
 	$(BIN)/python bench/training.py --lakehouse $(DEMO_DIR)/lakehouse
 	$(BIN)/python bench/incremental.py
+	$(BIN)/python bench/elasticity.py
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check pricing jobs tests notebooks bench
 	$(BIN)/mypy pricing
 
 clean: ## remove demo output and caches (keeps .venv and the JAR cache)
-	rm -rf $(DEMO_DIR) $(CLUSTER_DIR) dist build .pytest_cache .mypy_cache .ruff_cache spark-warehouse
+	rm -rf $(DEMO_DIR) $(CLUSTER_DIR) $(BACKTEST_DIR) dist build .pytest_cache .mypy_cache .ruff_cache spark-warehouse

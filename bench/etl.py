@@ -1,0 +1,181 @@
+"""ETL throughput: the same bronze -> gold SQL in Spark (local[2]) and DuckDB (2 threads), side by side.
+
+For each size, a Parquet file set of raw transaction lines (with the dirt the intake handles: invalid
+quantities, missing keys, re-delivered duplicates, foreign currencies) is generated once; then both
+engines run one SQL text over it: validate, de-duplicate on (order_id, sku), convert to USD, aggregate
+per SKU and day, lay the rows on a daily spine (zero-sale days included) and compute lags and trailing
+means, writing the panel as Parquet. Both outputs are checked to agree (rows, units, revenue) before
+any time is reported. Writes ``bench/results/etl.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from results_io import write_results
+
+from pricing.config import load_config
+from pricing.spark import build_spark
+
+DAYS = 365
+START = date(2026, 1, 1)
+FX = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27}
+
+SQL = """
+WITH valid AS (
+    SELECT order_id, sku, CAST(order_ts AS DATE) AS day, quantity, unit_price * rate AS unit_price,
+           ROW_NUMBER() OVER (PARTITION BY order_id, sku ORDER BY order_ts) AS copy
+    FROM transactions t JOIN fx ON t.currency = fx.currency
+    WHERE order_id IS NOT NULL AND sku IS NOT NULL AND quantity <> 0 AND ABS(quantity) <= 500
+      AND unit_price > 0
+),
+daily AS (
+    SELECT sku, day, SUM(quantity) AS units, SUM(quantity * unit_price) AS revenue,
+           SUM(CASE WHEN quantity > 0 THEN quantity * unit_price END)
+             / SUM(CASE WHEN quantity > 0 THEN quantity END) AS avg_price
+    FROM valid WHERE copy = 1 GROUP BY sku, day
+),
+spans AS (SELECT sku, MIN(day) AS first_day, MAX(day) AS last_day FROM daily GROUP BY sku),
+spine AS (
+    SELECT s.sku, c.day FROM spans s JOIN calendar c ON c.day BETWEEN s.first_day AND s.last_day
+),
+panel AS (
+    SELECT sp.sku, sp.day, COALESCE(d.units, 0) AS units, COALESCE(d.revenue, 0.0) AS revenue, d.avg_price
+    FROM spine sp LEFT JOIN daily d ON d.sku = sp.sku AND d.day = sp.day
+)
+SELECT sku, day, units, revenue, avg_price,
+       LAG(units, 1) OVER w AS units_lag_1,
+       LAG(units, 7) OVER w AS units_lag_7,
+       AVG(units) OVER (PARTITION BY sku ORDER BY day ROWS BETWEEN 7 PRECEDING AND 1 PRECEDING)
+         AS units_mean_7d,
+       AVG(units) OVER (PARTITION BY sku ORDER BY day ROWS BETWEEN 28 PRECEDING AND 1 PRECEDING)
+         AS units_mean_28d
+FROM panel
+WINDOW w AS (PARTITION BY sku ORDER BY day)
+"""
+
+
+def generate(folder: Path, rows: int, files: int = 8, seed: int = 0) -> None:
+    """``rows`` raw transaction lines over ``DAYS`` days in ``files`` Parquet files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    skus = max(rows // 2000, 50)
+    per_file = rows // files
+    for f in range(files):
+        n = per_file if f < files - 1 else rows - per_file * (files - 1)
+        first = f * per_file
+        order = np.arange(first, first + n)
+        # 1% re-delivered duplicates: a line with an earlier line's order id and SKU.
+        dup = rng.random(n) < 0.01
+        order = np.where(dup, np.maximum(order - rng.integers(1, 50, n), 0), order)
+        sku_idx = rng.integers(0, skus, n)
+        sku_idx = np.where(dup, (order * 7919) % skus, sku_idx)
+        ts = np.datetime64(START) + (rng.random(n) * DAYS * 86400).astype("timedelta64[s]")
+        quantity = rng.integers(1, 4, n)
+        quantity = np.where(rng.random(n) < 0.02, -1, quantity)  # returns
+        quantity = np.where(rng.random(n) < 0.001, 99999, quantity)  # absurd
+        currency = rng.choice(list(FX), n, p=[0.98, 0.01, 0.01])
+        price = np.round(10 + (sku_idx % 200) * 0.75 * rng.uniform(0.9, 1.1, n), 2)
+        order_ids = np.char.add("O", order.astype(str))
+        order_ids = np.where(rng.random(n) < 0.001, None, order_ids)  # missing keys
+        table = pa.table(
+            {
+                "order_id": pa.array(order_ids, pa.string()),
+                "sku": pa.array(np.char.add("SKU-", sku_idx.astype(str)), pa.string()),
+                "order_ts": pa.array(ts.astype("datetime64[us]")),
+                "quantity": pa.array(quantity.astype(np.int32)),
+                "unit_price": pa.array(price),
+                "currency": pa.array(currency, pa.string()),
+            }
+        )
+        pq.write_table(table, folder / f"part-{f:03d}.parquet")
+
+
+def _calendar() -> list[date]:
+    return [START + timedelta(days=d) for d in range(DAYS + 1)]
+
+
+def run_spark(spark: Any, source: Path, out: Path) -> dict[str, float]:
+    started = time.monotonic()
+    spark.read.parquet(str(source)).createOrReplaceTempView("transactions")
+    spark.createDataFrame(list(FX.items()), "currency string, rate double").createOrReplaceTempView("fx")
+    spark.createDataFrame([(d,) for d in _calendar()], "day date").createOrReplaceTempView("calendar")
+    spark.sql(SQL).write.mode("overwrite").parquet(str(out))
+    seconds = time.monotonic() - started
+    check = spark.read.parquet(str(out)).selectExpr("count(*)", "sum(units)", "sum(revenue)").first()
+    return {"seconds": seconds, "rows": check[0], "units": check[1], "revenue": check[2]}
+
+
+def run_duckdb(source: Path, out: Path, threads: int) -> dict[str, float]:
+    started = time.monotonic()
+    con = duckdb.connect()
+    con.execute(f"SET threads = {threads}")
+    con.execute(f"CREATE VIEW transactions AS SELECT * FROM read_parquet('{source}/*.parquet')")
+    con.execute("CREATE TABLE fx (currency VARCHAR, rate DOUBLE)")
+    con.executemany("INSERT INTO fx VALUES (?, ?)", list(FX.items()))
+    con.execute("CREATE TABLE calendar (day DATE)")
+    con.executemany("INSERT INTO calendar VALUES (?)", [(d,) for d in _calendar()])
+    con.execute(f"COPY ({SQL}) TO '{out}' (FORMAT parquet)")
+    seconds = time.monotonic() - started
+    rows, units, revenue = con.execute(
+        f"SELECT count(*), sum(units), sum(revenue) FROM read_parquet('{out}')"
+    ).fetchone()
+    con.close()
+    return {"seconds": seconds, "rows": rows, "units": units, "revenue": revenue}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000000,10000000", help="transaction rows, comma-separated")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", default=None, help="default: a temporary folder, removed after")
+    parser.add_argument("--out", default="bench/results/etl.json")
+    args = parser.parse_args()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-etl-"))
+    cfg = load_config("local", overrides=[f"spark.master=local[{args.threads}]"])
+    spark = build_spark(cfg.spark)
+    results: dict[str, Any] = {"threads": args.threads, "sizes": {}}
+    for rows in [int(s) for s in args.sizes.split(",")]:
+        source = workdir / f"transactions-{rows}"
+        if not source.exists():
+            print(f"generating {rows:,} rows", flush=True)
+            generate(source, rows)
+        spark_out, duck_out = workdir / f"spark-{rows}", workdir / f"duckdb-{rows}.parquet"
+        shutil.rmtree(spark_out, ignore_errors=True)
+        duck_out.unlink(missing_ok=True)
+        spark_run = run_spark(spark, source, spark_out)
+        duck_run = run_duckdb(source, duck_out, args.threads)
+        for key in ("rows", "units"):
+            assert spark_run[key] == duck_run[key], f"{rows}: {key} differ: {spark_run} vs {duck_run}"
+        assert abs(spark_run["revenue"] - duck_run["revenue"]) <= 1e-6 * abs(duck_run["revenue"])
+        results["sizes"][str(rows)] = {
+            "spark": {**spark_run, "rows_per_s": rows / spark_run["seconds"]},
+            "duckdb": {**duck_run, "rows_per_s": rows / duck_run["seconds"]},
+            "spark_seconds_over_duckdb": spark_run["seconds"] / duck_run["seconds"],
+            "panel_rows": spark_run["rows"],
+        }
+        print(
+            f"{rows:,} rows: spark {spark_run['seconds']:.1f}s, duckdb {duck_run['seconds']:.1f}s "
+            f"(spark/duckdb time {spark_run['seconds'] / duck_run['seconds']:.2f})",
+            flush=True,
+        )
+    results["ratios_spark_over_duckdb"] = {
+        size: entry["spark_seconds_over_duckdb"] for size, entry in results["sizes"].items()
+    }
+    write_results(results, args.out, ["ratios_spark_over_duckdb"], spark_master=cfg.spark.master)
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
