@@ -99,16 +99,18 @@ test: setup ## run the test suite (local Spark + Delta, tmp folders), slow end-t
 test-slow: setup package ## kill -9 and rerun, standalone cluster, notebooks (end to end, ~15 min)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
-# Ratios measured side by side in one run, figures as JSON under bench/results/ (docs/benchmarks.md).
+# Policies compared on one simulated market, night by night (docs/backtest.md).
 BACKTEST_DIR ?= demo-backtest
 BACKTEST_SKUS ?= 80
 BACKTEST_NIGHTS ?= 10
+BACKTEST_MLFLOW = train.tracking_uri=sqlite:///$(BACKTEST_DIR)/mlflow.db
 
 backtest: setup ## compare pricing policies on a simulated market (closed loop), then the HTML report (~45 min)
 	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing backtest --workdir $(BACKTEST_DIR) \
-		--nights $(BACKTEST_NIGHTS) simulate.n_skus=$(BACKTEST_SKUS) $(DEMO_MLFLOW)
-	$(BIN)/pricing report --backtest $(BACKTEST_DIR) $(DEMO_MLFLOW)
+		--nights $(BACKTEST_NIGHTS) simulate.n_skus=$(BACKTEST_SKUS) $(BACKTEST_MLFLOW)
+	$(BIN)/pricing report --backtest $(BACKTEST_DIR) $(BACKTEST_MLFLOW)
 
+# Ratios measured side by side in one run, figures as JSON under bench/results/ (docs/benchmarks.md).
 bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights, elasticity recovery (~60 min)
 	test -d $(DEMO_DIR)/lakehouse || $(MAKE) demo
 	$(BIN)/pip install --quiet -e '.[bench]'
