@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -296,20 +297,26 @@ class Backtest:
             }
         )
         share = self.cfg.backtest.exploration_share if policy == "model_explore" else 0.0
-        score = self.cfg.score.model_copy(update={"exploration_share": share})
+        update: dict[str, Any] = {"exploration_share": share}
+        if self.cfg.backtest.apply == "recommended":
+            # Every change inside the guardrails is approved, so the system's own price tables (the
+            # price in force it starts from tomorrow) hold what the market saw.
+            update.update(auto_approve_max_change=1.0, review_skus=[], review_unknown_skus=False)
+        score = self.cfg.score.model_copy(update=update)
         return self.cfg.model_copy(update={"train": train, "score": score, "simulate": self.sim})
 
     def _system_prices(self, lakehouse: str, day: date) -> DataFrame:
         recs = io.read_table(self.spark, io.table_path(lakehouse, "gold", "price_recommendations")).where(
             F.col("price_date") == F.lit(day)
         )
-        applied = "recommended_price" if self.cfg.backtest.apply == "recommended" else "final_price"
+        # The market sees the final price (with backtest.apply=recommended every change is approved).
+        final = F.col("final_price")
         predicted = F.when(
-            F.abs(F.col(applied) - F.col("recommended_price")) < 1e-9, F.col("expected_units_recommended")
-        ).when(F.abs(F.col(applied) - F.col("current_price")) < 1e-9, F.col("expected_units_current"))
+            F.abs(final - F.col("recommended_price")) < 1e-9, F.col("expected_units_recommended")
+        ).when(F.abs(final - F.col("current_price")) < 1e-9, F.col("expected_units_current"))
         return recs.select(
             "sku",
-            F.col(applied).alias("price"),
+            final.alias("price"),
             "price_floor",
             "price_ceiling",
             predicted.alias("predicted_units"),
@@ -391,7 +398,11 @@ class Backtest:
             )
         )
         if endings:
-            violated = violated | (F.col("price_floor").isNotNull() & ending_possible & ~ending.isin(endings))
+            # Keeping an existing price is no new price: the ending rule applies to changes.
+            changed = F.abs(price - prev) > 1e-9
+            violated = violated | (
+                F.col("price_floor").isNotNull() & changed & ending_possible & ~ending.isin(endings)
+            )
         uncensored = ~F.col("censored")
         forecastable = uncensored & F.col("predicted_units").isNotNull() & F.col("naive_units").isNotNull()
         margin = price - F.col("true_cost")

@@ -282,3 +282,19 @@ def test_price_exploration_tests_random_prices_inside_the_band(
     run_score(spark, _config(market, "score.exploration_share=0.5", lakehouse=lakehouse))
     half = _night(spark, lakehouse).toPandas()
     assert 0.2 < (half["binding_constraint"] == "price_test").mean() < 0.8
+
+
+def test_features_outside_the_training_range_are_clipped_to_it(spark: SparkSession, market: Path) -> None:
+    from pricing.model.dataset import fit_input_spec
+
+    panel = with_history(spark.read.format("delta").load(f"{market}/lakehouse/gold/sku_day"))
+    last = panel.agg(F.max("date")).first()[0]
+    spec = fit_input_spec(panel, "hashed", 8, last)
+    # Three months on: calendar months the training window never saw (a network would extrapolate).
+    later = panel.withColumn("month", F.month(F.add_months("date", 3)))
+    rows = np.vstack(model_inputs(later, None, spec).select("numeric").toPandas()["numeric"].to_numpy())
+    assert spec.lows is not None and spec.highs is not None
+    for i, name in enumerate(spec.numeric_features):
+        low = (spec.lows[i] - spec.means[i]) / spec.stds[i]
+        high = (spec.highs[i] - spec.means[i]) / spec.stds[i]
+        assert rows[:, i].min() >= low - 1e-4 and rows[:, i].max() <= high + 1e-4, name

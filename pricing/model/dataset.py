@@ -74,6 +74,10 @@ class InputSpec:
     text_dim: int
     train_end: str
     numeric_features: list[str] = field(default_factory=lambda: list(NUMERIC_FEATURES))
+    # Each feature's range in training: new rows are clipped to it, because a network extrapolates
+    # wildly (a first day of a month never seen in training once moved forecasts 2-3x).
+    lows: list[float] | None = None
+    highs: list[float] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -105,6 +109,8 @@ def fit_input_spec(train_df: DataFrame, encoder: str, text_dim: int, train_end: 
     stats = scaled.select(
         *[F.mean(F.coalesce(e, F.lit(0.0))).alias(f"m_{n}") for n, e in exprs.items()],
         *[F.stddev_pop(F.coalesce(e, F.lit(0.0))).alias(f"s_{n}") for n, e in exprs.items()],
+        *[F.min(F.coalesce(e, F.lit(0.0))).alias(f"lo_{n}") for n, e in exprs.items()],
+        *[F.max(F.coalesce(e, F.lit(0.0))).alias(f"hi_{n}") for n, e in exprs.items()],
     ).first()
     assert stats is not None
     vocab = train_df.select(
@@ -120,6 +126,8 @@ def fit_input_spec(train_df: DataFrame, encoder: str, text_dim: int, train_end: 
         ref_prices=ref_prices,
         means=[float(stats[f"m_{n}"] or 0.0) for n in exprs],
         stds=[float(stats[f"s_{n}"] or 0.0) or 1.0 for n in exprs],
+        lows=[float(stats[f"lo_{n}"] or 0.0) for n in exprs],
+        highs=[float(stats[f"hi_{n}"] or 0.0) for n in exprs],
         encoder=encoder,
         text_dim=text_dim,
         train_end=train_end.isoformat(),
@@ -148,10 +156,19 @@ def model_inputs(
         "ref_price", F.coalesce("ref_price", "price_mean_28d", "price")
     )
     exprs = _numeric_expressions()
+    n = len(spec.numeric_features)
+    lows: list[float | None] = list(spec.lows) if spec.lows else [None] * n
+    highs: list[float | None] = list(spec.highs) if spec.highs else [None] * n
+
+    def clipped(value: Column, low: float | None, high: float | None) -> Column:
+        return value if low is None or high is None else F.least(F.greatest(value, F.lit(low)), F.lit(high))
+
     numeric = F.array(
         *[
-            ((F.coalesce(exprs[name], F.lit(0.0)) - mean) / std).cast("float")
-            for name, mean, std in zip(spec.numeric_features, spec.means, spec.stds, strict=True)
+            ((clipped(F.coalesce(exprs[name], F.lit(0.0)), low, high) - mean) / std).cast("float")
+            for name, mean, std, low, high in zip(
+                spec.numeric_features, spec.means, spec.stds, lows, highs, strict=True
+            )
         ]
     )
     zeros = F.array_repeat(F.lit(0.0).cast("float"), spec.text_dim)
