@@ -120,7 +120,9 @@ class TrainConfig(_Strict):
     hidden: int = Field(64, ge=4)
     embedding_dim: int = Field(8, ge=1)
     holdout_days: int = Field(14, ge=1)
-    debias: bool = True
+    # Double ML (residual on residual). Off by default: measured worse than the naive fit of the same
+    # network, offline and in the backtest (docs/training.md), once promotions are observable.
+    debias: bool = False
     # Prior sd of a SKU's elasticity around similar products' (a random effect): smaller pools more.
     sku_elasticity_sd: float = Field(0.35, gt=0)
     seed: int = 7
