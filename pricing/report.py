@@ -72,10 +72,8 @@ class _Report:
         self.summary = BacktestReport.load(self.workdir)
         self.policies = [p.policy for p in self.summary.policies]
         self.models = [p for p in self.policies if p in MODEL_POLICIES]
-        # The system's own lakehouse the report reads audit tables from: the debiased model if run.
-        self.system: str | None = (
-            "model_debiased" if "model_debiased" in self.models else next(iter(self.models), None)
-        )
+        # The system's own lakehouse the report reads audit tables from: the default (naive) fit if run.
+        self.system: str | None = next((p for p in MODEL_POLICIES if p in self.models), None)
         self.params = spark.read.parquet(f"{self.workdir}/truth/sku_params")
         self.sections: list[str] = []
 
