@@ -40,6 +40,7 @@ from pyspark.sql.types import DateType, DoubleType, StringType, StructField, Str
 
 from pricing import io
 from pricing.config import PolicyConfig, PricingConfig, SimulateConfig
+from pricing.model.train import elasticity_error
 from pricing.nightly import run_nightly
 from pricing.optimize import apply_endings, candidate_grid, choose_prices, price_band
 from pricing.sim import simulate_market
@@ -260,7 +261,7 @@ class Backtest:
         return (
             yesterday.join(sales, "sku")
             .join(tomorrow, "sku")
-            .join(self.params.drop("competitor_median", "shock"), "sku")
+            .join(self.params, "sku")
             .select(
                 "*",
                 F.when(missing, F.col("ref_price") * (1 - self.cfg.catalog.default_margin))
@@ -270,7 +271,7 @@ class Backtest:
             )
         )
 
-    def _record(self, policy: str, day: date, realised_df: DataFrame) -> None:
+    def _record(self, policy: str, realised_df: DataFrame) -> None:
         realised_df.write.mode("append").parquet(f"{self._policy_dir(policy)}/realised")
 
     # -- policies -----------------------------------------------------------------------------
@@ -282,7 +283,7 @@ class Backtest:
             history = self._history(policy)
             prices = self._state(history, day).mapInPandas(fn, POLICY_PRICES_SCHEMA).cache()
             realised = realise_day(self.planned, self.params_raw, history, prices, day, self.sim)
-            self._record(policy, day, realised)
+            self._record(policy, realised)
             self._night_metrics(policy, day, prices, time.monotonic() - started)
             prices.unpersist()
             self.log(f"[backtest] {policy}: night {k}/{len(self.nights)} ({day}) done")
@@ -335,7 +336,7 @@ class Backtest:
             prices = self._system_prices(lakehouse, day).cache()
             realised = realise_day(self.planned, self.params_raw, history, prices, day, self.sim).cache()
             write_daily_sources(realised, self.fx, self.sim, landing, mode="append")
-            self._record(policy, day, realised)
+            self._record(policy, realised)
             realised.unpersist()
             if day != self.nights[-1]:
                 night = run_nightly(self.spark, cfg, day, landing, lakehouse)
@@ -429,12 +430,8 @@ class Backtest:
         path = io.table_path(f"{self._policy_dir(policy)}/lakehouse", "gold", "elasticities")
         if not io.is_delta_table(self.spark, path):
             return None, None
-        joined = io.read_table(self.spark, path).join(
-            self.params.select("sku", F.col("elasticity").alias("true")), "sku"
-        )
-        error = F.col("elasticity") - F.col("true")
-        row = joined.agg(F.avg(F.abs(error)), F.avg(error)).first()
-        return (float(row[0]), float(row[1])) if row and row[0] is not None else (None, None)
+        errors = elasticity_error(io.read_table(self.spark, path), self.params_raw)
+        return (errors["elasticity_mae"], errors["elasticity_bias"]) if errors else (None, None)
 
     def _summarise(self) -> BacktestReport:
         nights = io.read_table(self.spark, f"{self.workdir}/results/policy_nights")

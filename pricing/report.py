@@ -29,20 +29,11 @@ from pyspark.sql import functions as F  # noqa: E402
 from pricing import io  # noqa: E402
 from pricing.backtest import MODEL_POLICIES, BacktestReport  # noqa: E402
 from pricing.config import PricingConfig  # noqa: E402
-from pricing.sim.market import log_expected_demand  # noqa: E402
+from pricing.sim.market import DEMAND_PARAMS, log_expected_demand  # noqa: E402
 
-# What the true demand curve needs from the simulator's parameters (besides the elasticity).
-_CURVE_PARAMS = (
-    "sku",
-    "ref_price",
-    "base_demand",
-    "weekly_amplitude",
-    "weekly_peak_dow",
-    "annual_amplitude",
-    "annual_phase",
-    "competitor_sensitivity",
-    "promo_lift",
-)
+# What the true demand curve needs from the simulator's parameters (the elasticity comes renamed, as
+# the recommendations have their own).
+_CURVE_PARAMS = ("sku", "ref_price", *[p for p in DEMAND_PARAMS if p != "elasticity"])
 # Most elasticity points a scatter draws (a sample beyond that; the driver only ever holds this many).
 _MAX_POINTS = 2000
 

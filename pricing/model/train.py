@@ -82,6 +82,22 @@ def wape(df: DataFrame, forecast: str) -> float:
     return float(row[0] / row[1]) if row and row[1] else float("nan")
 
 
+def elasticity_error(elasticities_df: DataFrame, truth_params_df: DataFrame) -> dict[str, float] | None:
+    """Per-SKU elasticities vs the simulator's (``sku_params``): MAE, mean signed error (bias) and the
+    share of true values inside the interval; None when no SKU matches."""
+    joined = elasticities_df.join(truth_params_df.select("sku", F.col("elasticity").alias("true")), "sku")
+    error = F.col("elasticity") - F.col("true")
+    inside = F.col("true").between(F.col("elasticity_low"), F.col("elasticity_high")).cast("double")
+    row = joined.agg(F.avg(F.abs(error)), F.avg(error), F.avg(inside)).first()
+    if row is None or row[0] is None:
+        return None
+    return {
+        "elasticity_mae": float(row[0]),
+        "elasticity_bias": float(row[1]),
+        "elasticity_interval_coverage": float(row[2]),
+    }
+
+
 def evaluate(holdout_df: DataFrame, loader: Any) -> DataFrame:
     """Holdout rows with predictions, computed on the executors (model loaded once per task)."""
     keep = ["sku", "date", "units", "weight", "seasonal_naive", "log_price_ratio"]
@@ -203,32 +219,10 @@ def run_train(
         }
         elasticity_mae = None
         if truth_dir:
-            truth = spark.read.parquet(f"{truth_dir}/sku_params").select(
-                "sku", F.col("elasticity").alias("true")
-            )
-            joined = elasticities.join(truth, "sku")
-            error = F.col("elasticity") - F.col("true")
-            mae_bias = joined.agg(F.avg(F.abs(error)), F.avg(error)).first()
-            assert mae_bias is not None
-            elasticity_mae, elasticity_bias = float(mae_bias[0]), float(mae_bias[1])
-            coverage = float(
-                io.first_value(
-                    joined.agg(
-                        F.avg(
-                            F.col("true")
-                            .between(F.col("elasticity_low"), F.col("elasticity_high"))
-                            .cast("double")
-                        )
-                    )
-                )
-            )
-            metrics.update(
-                {
-                    "elasticity_mae": elasticity_mae,
-                    "elasticity_bias": elasticity_bias,
-                    "elasticity_interval_coverage": coverage,
-                }
-            )
+            errors = elasticity_error(elasticities, spark.read.parquet(f"{truth_dir}/sku_params"))
+            assert errors is not None
+            elasticity_mae = errors["elasticity_mae"]
+            metrics.update(errors)
         mlflow.log_metrics(metrics)
 
         # The trained model's elasticities, written before registering so that a run resumed after a

@@ -21,21 +21,27 @@ from pyspark.sql import functions as F
 from scipy import stats
 
 from pricing.config import SimulateConfig
-from pricing.sim.market import SKU_DAY_SCHEMA, _uniform, log_expected_demand
+from pricing.sim.market import DEMAND_PARAMS, SKU_DAY_SCHEMA, _uniform, log_expected_demand
 
-_PARAMS = [
-    "base_demand",
-    "elasticity",
-    "weekly_amplitude",
-    "weekly_peak_dow",
-    "annual_amplitude",
-    "annual_phase",
-    "competitor_sensitivity",
-    "promo_lift",
-    "cycle_days",
-    "order_up_to",
-]
+# The plan rows carry ref_price; the stock policy comes with the demand curve's parameters.
+_PARAMS = [*DEMAND_PARAMS, "cycle_days", "order_up_to"]
 _DRAWS = ("u_demand", "u_pairs", "u_returns", "u_other")
+# The planned day's columns that depend on our price (or are the price): drawn again at the policy's.
+_REDRAWN = (
+    "price",
+    "discounted",
+    "promo",
+    "price_test",
+    "expected_demand",
+    "demand",
+    "units_sold",
+    "lines_of_two",
+    "units_returned",
+    "on_hand_start",
+    "on_order",
+    "censored",
+    "other_events",
+)
 
 
 def _draw(cfg: SimulateConfig) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
@@ -94,12 +100,7 @@ def realise_day(
         prices_df: ``sku``, ``price``: the policy's price for ``day``; every SKU needs one.
     """
     s = cfg.seed
-    plan = planned_df.where(F.col("date") == F.lit(day)).drop(
-        "price", "expected_demand", "demand", "units_sold", "lines_of_two", "units_returned"
-    )
-    plan = plan.drop(
-        "on_hand_start", "on_order", "censored", "other_events", "discounted", "promo", "price_test"
-    )
+    plan = planned_df.where(F.col("date") == F.lit(day)).drop(*_REDRAWN)
     previous = history_df.where(F.col("date") == F.date_sub(F.lit(day), 1)).select(
         "sku", F.col("on_hand_start").alias("prev_on_hand"), F.col("units_sold").alias("prev_sold")
     )

@@ -78,6 +78,19 @@ FOREIGN_CURRENCIES = {"EUR": 1.08, "GBP": 1.27}  # starting rate, USD per unit
 N_CUSTOMERS = 50_000
 WEB_PURCHASE_SHARE = 0.4  # share of units bought through the web shop (purchase click events)
 
+# The per-SKU parameters :func:`log_expected_demand` reads besides ``ref_price``.
+DEMAND_PARAMS = (
+    "base_demand",
+    "elasticity",
+    "weekly_amplitude",
+    "weekly_peak_dow",
+    "annual_amplitude",
+    "annual_phase",
+    "competitor_sensitivity",
+    "promo_lift",
+)
+
+
 SKU_PARAMS_SCHEMA = StructType(
     [
         StructField("sku", StringType(), False),
@@ -232,14 +245,7 @@ def sku_parameters(spark: SparkSession, cfg: SimulateConfig) -> DataFrame:
         "title",
         "ref_price",
         F.round(F.col("ref_price") * (0.45 + 0.25 * F.col("_u_margin")), 2).alias("unit_cost"),
-        "base_demand",
-        "elasticity",
-        "weekly_amplitude",
-        "weekly_peak_dow",
-        "annual_amplitude",
-        "annual_phase",
-        "competitor_sensitivity",
-        "promo_lift",
+        *DEMAND_PARAMS,
         "stockout_prone",
         "price_tested",
         "cycle_days",
