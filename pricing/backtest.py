@@ -13,7 +13,9 @@ Policies (``backtest.policies``):
 - ``model_naive``, ``model_debiased``: the real nightly job (``pricing.nightly``: ingest of the day's
   landing files, features, training when due, scoring, reconciliation) with ``train.debias`` off/on,
   each in its own lakehouse, landing area and MLflow store.
-- ``model_explore``: ``model_debiased`` plus price exploration (``score.exploration_share``).
+- ``model_explore``: the nightly job with the configured fit (``train.debias``, off by default) plus
+  price exploration (``score.exploration_share``): its cost and benefit are read against the policy
+  with the same fit and no exploration.
 - ``oracle``: the best candidate of the same grid and band under the true demand curve.
 
 Everything a policy did lands under ``<workdir>/policies/<policy>/``; the nightly figures go to the
@@ -292,7 +294,7 @@ class Backtest:
         base = self._policy_dir(policy)
         train = self.cfg.train.model_copy(
             update={
-                "debias": policy != "model_naive",
+                "debias": {"model_naive": False, "model_debiased": True}.get(policy, self.cfg.train.debias),
                 "tracking_uri": f"sqlite:///{Path(base).resolve()}/mlflow.db",
                 "artifact_location": f"{Path(base).resolve()}/mlartifacts",
             }
