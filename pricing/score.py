@@ -410,6 +410,9 @@ def scoring_inputs(
             .withColumn("price", F.coalesce("price_in_force", "price"))
             .drop("price_in_force")
         )
+    # Without a published price the panel's is the average paid, and lines sold in other currencies
+    # convert back with fractions of a cent: the shelf price it stands for is in whole cents.
+    rows = rows.withColumn("price", F.round("price", 2))
     if spec is None:
         # No model yet: only what the band needs, shaped like model inputs.
         return rows.where(F.col("price").isNotNull()).select(

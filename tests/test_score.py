@@ -206,6 +206,21 @@ def test_without_a_model_every_sku_keeps_its_price(spark: SparkSession, market: 
     assert rows["expected_units_current"].isna().all()
 
 
+def test_a_first_night_prices_from_whole_cents(spark: SparkSession, market: Path, tmp_path: Path) -> None:
+    # No published prices yet: the price in force comes from the panel, where an average paid price
+    # carries FX residue (64.480967 for a 64.48 shelf price). No recommendation may carry it on.
+    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    panel = DeltaTable.forPath(spark, f"{lakehouse}/gold/sku_day")
+    shelf = panel.toDF().groupBy("sku").agg(F.round(F.max_by("price", "date"), 2).alias("shelf")).toPandas()
+    panel.update(set={"price": F.round("price", 2) + F.lit(0.000967)})
+    run_score(spark, _config(market, "score.exploration_share=0.5", lakehouse=lakehouse))
+    rows = _night(spark, lakehouse).toPandas().merge(shelf, on="sku")
+    assert np.allclose(rows["current_price"], rows["shelf"], rtol=0, atol=1e-9)
+    for column in ("current_price", "recommended_price", "final_price"):
+        cents = rows[column] * 100
+        assert (np.abs(cents - np.round(cents)) < 1e-6).all(), column
+
+
 def test_whatif_answers_for_any_prices(spark: SparkSession, market: Path) -> None:
     cfg = _config(market)
     sku = GoldTables(io.qualify(spark, str(market / "lakehouse"))).sku_day
