@@ -7,6 +7,7 @@ from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 
@@ -68,10 +69,15 @@ def ensure_table(
 
 
 def read_table(spark: SparkSession, path: str, schema: StructType | None = None) -> DataFrame:
-    """Read a Delta table; an absent table reads as empty with ``schema`` when one is given."""
+    """Read a Delta table; with ``schema``, an absent table reads as empty and a table an earlier
+    release wrote reads with the schema's newer nullable columns as nulls (until a write adds them)."""
     if schema is not None and not is_delta_table(spark, path):
         return spark.createDataFrame([], schema)
-    return spark.read.format("delta").load(path)
+    df = spark.read.format("delta").load(path)
+    if schema is None:
+        return df
+    newer = [f for f in schema.fields if f.nullable and f.name not in df.columns]
+    return df.select("*", *[F.lit(None).cast(f.dataType).alias(f.name) for f in newer]) if newer else df
 
 
 def check_schema(df: DataFrame, schema: StructType, what: str) -> DataFrame:

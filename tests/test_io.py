@@ -20,3 +20,14 @@ def test_existing_table_gains_new_nullable_columns(spark: SparkSession, tmp_path
     io.append(spark.createDataFrame([("B", "shoe", True)], NEW), path, NEW, "new table")
     expected = spark.createDataFrame([("A", "tent", None), ("B", "shoe", True)], NEW)
     assertDataFrameEqual(io.read_table(spark, path), expected, checkRowOrder=False)
+
+
+def test_a_table_an_earlier_release_wrote_reads_with_the_new_columns(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # `pricing train` on a panel no features run has upgraded yet must not fail on the new column.
+    path = str(tmp_path / "t")
+    io.append(spark.createDataFrame([("A", "tent")], OLD), path, OLD, "old table")
+    expected = spark.createDataFrame([("A", "tent", None)], NEW)
+    assertDataFrameEqual(io.read_table(spark, path, NEW), expected)
+    assert io.read_table(spark, path).columns == ["sku", "title"]  # the table itself is untouched
