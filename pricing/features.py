@@ -268,6 +268,11 @@ class GoldTables:
     def sku_day(self) -> str:
         return io.table_path(self.root, "gold", "sku_day")
 
+    def read_sku_day(self, spark: SparkSession, cfg: FeaturesConfig) -> DataFrame:
+        """The panel with every column this release declares: one an earlier release wrote reads its
+        newer columns as nulls until a features run adds them (model inputs need them all)."""
+        return io.read_table(spark, self.sku_day, sku_day_schema(cfg.lags, cfg.windows))
+
     @property
     def sku_calendar(self) -> str:
         return io.table_path(self.root, "gold", "sku_calendar")

@@ -198,7 +198,7 @@ def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date:
     assert champion is not None
     gold = GoldTables(root)
     # One day earlier than the window: the previous day's traffic is an input.
-    panel = io.read_table(spark, gold.sku_day).where(
+    panel = gold.read_sku_day(spark, cfg.features).where(
         F.col("date").between(F.lit(start - timedelta(days=1)), F.lit(run_date))
     )
     rows = model_inputs(

@@ -36,7 +36,6 @@ from pricing.schemas import (
     PRICE_OVERRIDES_SCHEMA,
     PRICE_RECOMMENDATIONS_SCHEMA,
     TEXT_EMBEDDINGS_SCHEMA,
-    sku_day_schema,
 )
 
 # Guardrail inputs carried from the feature row to the scoring batches (besides price and unit_cost).
@@ -399,7 +398,7 @@ def scoring_inputs(
 ) -> DataFrame:
     """Model-input rows for ``price_date`` (one per SKU), priced at the price in force."""
     gold, tables = GoldTables(root), PriceTables(root)
-    panel = io.read_table(spark, gold.sku_day, sku_day_schema(cfg.features.lags, cfg.features.windows))
+    panel = gold.read_sku_day(spark, cfg.features)
     tonight = next_day_rows(panel, price_date, cfg.features)
     # The previous day's traffic is an input: compute it over yesterday's panel row and tonight's.
     yesterday = panel.where(F.col("date") == F.lit(price_date - timedelta(days=1))).select(tonight.columns)

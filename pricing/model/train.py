@@ -24,7 +24,7 @@ from pricing.model.dataset import fit_input_spec, model_inputs, with_history
 from pricing.model.distributed import WorkerSpec, run_distributed
 from pricing.model.network import NetSpec
 from pricing.model.predict import PREDICTION_COLUMNS, DemandPyfunc, LoadedModel, predict_batches
-from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA, sku_day_schema
+from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
 from pricing.text import encoder_name
 
 ELASTICITIES_SCHEMA = StructType(
@@ -132,9 +132,7 @@ def run_train(
     tcfg = cfg.train
     root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
     gold = GoldTables(root)
-    panel = with_history(
-        io.read_table(spark, gold.sku_day, sku_day_schema(cfg.features.lags, cfg.features.windows))
-    )
+    panel = with_history(gold.read_sku_day(spark, cfg.features))
     end = io.first_value(panel.agg(F.max("date")))
     if end is None:
         raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
