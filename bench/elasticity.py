@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from results_io import write_results
+from run_config import run_config
 
-from pricing.config import load_config
 from pricing.features import run_features
 from pricing.ingest import run_ingest
 from pricing.model.train import run_train
@@ -46,17 +46,13 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
         per_fit: dict[str, Any] = {}
         for fit, debias in FITS.items():
-            cfg = load_config(
-                "local",
-                overrides=[
-                    f"simulate.n_skus={args.skus}",
-                    f"simulate.n_days={args.days}",
-                    f"simulate.seed={seed}",
-                    f"train.tracking_uri=sqlite:///{base}/mlflow.db",
-                    f"train.artifact_location={base}/mlartifacts",
-                    f"train.debias={debias}",
-                    *args.overrides,
-                ],
+            cfg = run_config(
+                base,
+                f"simulate.n_skus={args.skus}",
+                f"simulate.n_days={args.days}",
+                f"simulate.seed={seed}",
+                f"train.debias={debias}",
+                *args.overrides,
             )
             spark = spark or build_spark(cfg.spark)
             landing, lakehouse, truth = str(base / "landing"), str(base / "lakehouse"), str(base / "truth")

@@ -19,8 +19,8 @@ from typing import Any
 
 from delta.tables import DeltaTable
 from results_io import write_results
+from run_config import run_config
 
-from pricing.config import load_config
 from pricing.nightly import delta_tables, run_nightly
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
@@ -41,19 +41,15 @@ def main() -> None:
     for days in [int(d) for d in args.histories.split(",")]:
         base = workdir / f"history-{days}"
         shutil.rmtree(base, ignore_errors=True)
-        cfg = load_config(
-            "local",
-            overrides=[
-                f"simulate.n_skus={args.skus}",
-                f"simulate.n_days={days + 1}",
-                f"train.tracking_uri=sqlite:///{base}/mlflow.db",
-                f"train.artifact_location={base}/mlartifacts",
-                "train.epochs=3",
-                "train.ensemble_size=2",
-                "nightly.retrain_every_days=10000",  # the measured night must not retrain
-                "nightly.optimize_every_days=0",
-                "nightly.vacuum_every_days=0",
-            ],
+        cfg = run_config(
+            base,
+            f"simulate.n_skus={args.skus}",
+            f"simulate.n_days={days + 1}",
+            "train.epochs=3",
+            "train.ensemble_size=2",
+            "nightly.retrain_every_days=10000",  # the measured night must not retrain
+            "nightly.optimize_every_days=0",
+            "nightly.vacuum_every_days=0",
         )
         spark = spark or build_spark(cfg.spark)
         market, landing, lakehouse = str(base / "market"), str(base / "landing"), str(base / "lakehouse")

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from results_io import write_results
+from run_config import run_config
 
 from pricing import io
-from pricing.config import load_config
 from pricing.nightly import run_nightly
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
@@ -63,16 +63,7 @@ def main() -> None:
         skus = max(10, round(size / (LINES_PER_SKU_DAY * args.days)))
         base = workdir / f"size-{size}"
         shutil.rmtree(base, ignore_errors=True)
-        cfg = load_config(
-            "local",
-            overrides=[
-                f"simulate.n_skus={skus}",
-                f"simulate.n_days={args.days}",
-                f"train.tracking_uri=sqlite:///{base}/mlflow.db",
-                f"train.artifact_location={base}/mlartifacts",
-                *args.overrides,
-            ],
-        )
+        cfg = run_config(base, f"simulate.n_skus={skus}", f"simulate.n_days={args.days}", *args.overrides)
         spark = spark or build_spark(cfg.spark)
         market, landing, lakehouse = base / "market", str(base / "landing"), str(base / "lakehouse")
         print(f"[scale] {size:,} lines: simulating {skus:,} SKUs x {args.days} days", flush=True)
@@ -80,12 +71,16 @@ def main() -> None:
         simulate_market(spark, cfg.simulate, str(market), str(base / "truth"))
         simulate_seconds = time.monotonic() - started
         night = cfg.simulate.start_date + timedelta(days=args.days - 1)
+        landing_bytes = _dir_bytes(market)
         deliver(spark, str(market), landing, night)
         report = run_nightly(spark, cfg, night, landing, lakehouse)
         if report.status != "succeeded":
             raise RuntimeError(f"the night at {size:,} lines ended {report.status}: {report.error}")
-        lines = spark.read.format("delta").load(io.table_path(lakehouse, "bronze", "transactions")).count()
-        clicks = spark.read.format("delta").load(io.table_path(lakehouse, "bronze", "clickstream")).count()
+        shutil.rmtree(market, ignore_errors=True)  # the landing copy is what the night read
+        if size not in sizes:
+            continue
+        lines = io.read_table(spark, io.table_path(lakehouse, "bronze", "transactions")).count()
+        clicks = io.read_table(spark, io.table_path(lakehouse, "bronze", "clickstream")).count()
         stages = {
             s.stage: {
                 "seconds": s.seconds,
@@ -100,18 +95,15 @@ def main() -> None:
             "skus": skus,
             "transaction_lines": lines,
             "click_events": clicks,
-            "landing_bytes": _dir_bytes(market),
+            "landing_bytes": landing_bytes,
             "simulate_seconds": simulate_seconds,
             "pipeline_seconds": total,
             "us_per_line": 1e6 * total / lines,
             "stages": stages,
         }
         print(f"[scale] {lines:,} lines: {total:.0f} s, {1e6 * total / lines:.1f} us per line", flush=True)
-        shutil.rmtree(market, ignore_errors=True)  # the landing copy is what the night read
-        if size not in sizes:
-            del results["sizes"][str(size)]
-    sizes = list(results["sizes"].values())
-    smallest = sizes[0]
+    measured = list(results["sizes"].values())
+    smallest = measured[0]
     results["cost_per_line_over_smallest"] = {
         str(s["transaction_lines"]): {
             "pipeline": s["us_per_line"] / smallest["us_per_line"],
@@ -121,7 +113,7 @@ def main() -> None:
                 if smallest["stages"].get(stage, {}).get("us_per_line")
             },
         }
-        for s in sizes
+        for s in measured
     }
     write_results(results, args.out, ["cost_per_line_over_smallest"])
     if not args.workdir:

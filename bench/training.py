@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 from results_io import write_results
+from run_config import run_config
 
-from pricing.config import load_config
 from pricing.model.train import run_train
 from pricing.spark import build_spark
 
@@ -34,17 +34,13 @@ def main() -> None:
         spark = None
         for backend in args.backends.split(","):
             for processes in [int(p) for p in args.processes.split(",")]:
-                cfg = load_config(
-                    "local",
-                    overrides=[
-                        f"paths.lakehouse={args.lakehouse}",
-                        f"train.backend={backend}",
-                        f"train.num_processes={processes}",
-                        f"train.epochs={args.epochs}",
-                        f"train.use_gpu={str(args.gpu).lower()}",
-                        f"train.tracking_uri=sqlite:///{scratch}/mlflow.db",
-                        f"train.artifact_location={scratch}/artifacts",
-                    ],
+                cfg = run_config(
+                    scratch,
+                    f"paths.lakehouse={args.lakehouse}",
+                    f"train.backend={backend}",
+                    f"train.num_processes={processes}",
+                    f"train.epochs={args.epochs}",
+                    f"train.use_gpu={str(args.gpu).lower()}",
                 )
                 spark = spark or build_spark(cfg.spark)
                 report = run_train(spark, cfg)
