@@ -125,6 +125,9 @@ class TrainConfig(_Strict):
     debias: bool = False
     # Prior sd of a SKU's elasticity around similar products' (a random effect): smaller pools more.
     sku_elasticity_sd: float = Field(0.35, gt=0)
+    # What the elasticity head reads (besides that random effect); each SKU's own deviation is left
+    # to the random effect, whose prior an input unique to each SKU (its title's text vector) bypasses.
+    elasticity_inputs: list[Literal["category", "brand", "text"]] = Field(["category"], min_length=1)
     seed: int = 7
     start_timeout_s: int = Field(600, ge=10)
     model_name: str = "pricing-demand"

@@ -61,3 +61,17 @@ def test_stockout_days_are_masked_not_learned_as_zero_demand() -> None:
     unmasked = _fit_rate(observed, torch.ones(2000))
     assert abs(masked - 5.0) < 0.25
     assert unmasked < 3.5
+
+
+def test_elasticity_reads_only_the_configured_product_inputs() -> None:
+    torch.manual_seed(0)
+    batch = _batch(32, torch.Generator().manual_seed(1))
+    other = {**batch, "brand": (batch["brand"] + 1) % 4, "text": torch.randn(32, 4)}  # same SKUs, categories
+    zero = torch.zeros(32)
+    pooled = DemandNet(NetSpec(**{**SPEC.to_dict(), "elasticity_inputs": ["category"]}))
+    assert torch.equal(pooled(**batch, log_price_ratio=zero)[1], pooled(**other, log_price_ratio=zero)[1])
+    # A model saved before the setting existed has no such key: it reads category, brand and text.
+    saved = {k: v for k, v in SPEC.to_dict().items() if k != "elasticity_inputs"}
+    full = DemandNet(NetSpec(**saved))
+    full.load_state_dict(DemandNet(SPEC).state_dict())
+    assert not torch.equal(full(**batch, log_price_ratio=zero)[1], full(**other, log_price_ratio=zero)[1])

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 from pricing.config import PricingConfig, load_config
 from pricing.features import run_features
 from pricing.ingest import run_ingest
-from pricing.model.train import TrainReport, run_train
+from pricing.model.train import TrainReport, elasticity_error, run_train
 from pricing.sim import simulate_market
 
 MARKET = ["simulate.n_skus=12", "simulate.n_days=42", "simulate.dirt.corrupt_files=false"]
@@ -49,6 +49,34 @@ def _config(root: Path, *overrides: str) -> PricingConfig:
             *overrides,
         ],
     )
+
+
+def test_elasticity_error_splits_category_and_sku_errors(spark: SparkSession) -> None:
+    truth = spark.createDataFrame(
+        [("a1", "A", -1.0), ("a2", "A", -2.0), ("b1", "B", -3.0), ("b2", "B", -3.0)],
+        "sku string, category string, elasticity double",
+    )
+    estimates = spark.createDataFrame(
+        [
+            (sku, e, e - 0.25, e + 0.25)
+            # A's mean is right and its SKUs' deviations are too small; B's mean is 0.4 too high.
+            for sku, e in [("a1", -1.2), ("a2", -1.8), ("b1", -2.5), ("b2", -2.7), ("new", -1.0)]
+        ],
+        "sku string, elasticity double, elasticity_low double, elasticity_high double",
+    )
+    errors = elasticity_error(estimates, truth)
+    assert errors is not None
+    assert errors == pytest.approx(
+        {
+            "elasticity_mae": 0.3,
+            "elasticity_bias": 0.2,
+            "elasticity_interval_coverage": 0.5,
+            "elasticity_category_mae": 0.2,
+            "elasticity_within_mae": 0.15,
+            "elasticity_within_floor_mae": 0.25,
+        }
+    )
+    assert elasticity_error(estimates.where("sku = 'new'"), truth) is None
 
 
 def _check_distributed(report: TrainReport) -> None:

@@ -41,7 +41,7 @@ class WorkerSpec:
     """Everything a training process needs; plain data so it pickles to any executor."""
 
     train_dir: str
-    net: dict[str, int]
+    net: dict[str, Any]
     epochs: int
     nuisance_epochs: int
     batch_size: int
@@ -67,7 +67,11 @@ class Ensemble(nn.Module):
             # The debiased fit takes its base from the demand nuisance: the members' own trunk and base
             # head stay out of training (and out of the allreduce).
             for member in self.members:
-                for part in (member.sku, member.trunk, member.base_head):
+                assert isinstance(member, DemandNet)
+                unused = [
+                    getattr(member, n) for n in ("category", "brand") if n not in member.elasticity_inputs
+                ]
+                for part in (member.sku, member.trunk, member.base_head, *unused):
                     part.requires_grad_(False)
 
     def forward(

@@ -13,11 +13,15 @@ moves away from its expected level, never from what drives both (markdowns on we
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+# What a product's elasticity can be read from (``train.elasticity_inputs``), in input order.
+ELASTICITY_INPUTS = ("category", "brand", "text")
 
 
 @dataclass(frozen=True)
@@ -31,14 +35,17 @@ class NetSpec:
     n_numeric: int
     embedding_dim: int = 8
     hidden: int = 64
+    # What the elasticity is read from besides the per-SKU random effect (models saved before this
+    # field existed read it from all three).
+    elasticity_inputs: list[str] = field(default_factory=lambda: list(ELASTICITY_INPUTS))
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class DemandNet(nn.Module):
-    """SKU, category and brand embeddings, the text vector and numeric features -> base; the product's
-    embeddings and text alone -> elasticity."""
+    """SKU, category and brand embeddings, the text vector and numeric features -> base; what the
+    product is (``spec.elasticity_inputs`` of category, brand, text) -> elasticity."""
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
@@ -57,8 +64,14 @@ class DemandNet(nn.Module):
         # is (category, brand, text), pooled across similar products, plus a per-SKU deviation that
         # starts at 0 and is pulled towards 0 (a random effect): only a SKU's own price variation can
         # move it, so SKUs with little price history borrow strength from similar ones.
+        # Only inputs many SKUs share belong here: an input unique to each SKU (a title's text vector)
+        # lets the head fit every SKU's own deviation without the random effect's prior.
+        widths = {"category": e, "brand": e, "text": spec.text_dim}
+        self.elasticity_inputs = [name for name in ELASTICITY_INPUTS if name in spec.elasticity_inputs]
         self.elasticity_head = nn.Sequential(
-            nn.Linear(2 * e + spec.text_dim, spec.hidden // 2), nn.ReLU(), nn.Linear(spec.hidden // 2, 1)
+            nn.Linear(sum(widths[n] for n in self.elasticity_inputs), spec.hidden // 2),
+            nn.ReLU(),
+            nn.Linear(spec.hidden // 2, 1),
         )
         self.sku_elasticity = nn.Embedding(spec.n_skus + 1, 1)
         nn.init.zeros_(self.sku_elasticity.weight)
@@ -75,12 +88,17 @@ class DemandNet(nn.Module):
         base_offset: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (log expected units, elasticity), each of shape (batch,)."""
-        kind = torch.cat([self.category(category), self.brand(brand), text], dim=1)
+        kind = {"category": self.category(category), "brand": self.brand(brand), "text": text}
         if base_offset is None:
-            base = self.base_head(self.trunk(torch.cat([self.sku(sku), kind, numeric], dim=1))).squeeze(1)
+            base = self.base_head(
+                self.trunk(torch.cat([self.sku(sku), *kind.values(), numeric], dim=1))
+            ).squeeze(1)
         else:
             base = base_offset
-        elasticity = -F.softplus(self.elasticity_head(kind).squeeze(1) + self.sku_elasticity(sku).squeeze(1))
+        head_input = torch.cat([kind[n] for n in self.elasticity_inputs], dim=1)
+        elasticity = -F.softplus(
+            self.elasticity_head(head_input).squeeze(1) + self.sku_elasticity(sku).squeeze(1)
+        )
         treatment = log_price_ratio if price_offset is None else log_price_ratio - price_offset
         return base + elasticity * treatment, elasticity
 

@@ -25,7 +25,7 @@ PREDICTION_COLUMNS = ["expected_units", "elasticity", "elasticity_low", "elastic
 class LoadedModel:
     """An ensemble and its nuisances, ready to predict on model-input frames."""
 
-    def __init__(self, state: bytes, net: dict[str, int], members: int, debias: bool) -> None:
+    def __init__(self, state: bytes, net: dict[str, Any], members: int, debias: bool) -> None:
         spec = NetSpec(**net)
         weights = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
         self.ensemble = Ensemble(spec, members, debias)

@@ -13,7 +13,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
@@ -67,7 +67,10 @@ class TrainReport:
             lines.append(
                 f"elasticity vs truth: MAE {self.elasticity_mae:.3f}, bias "
                 f"{self.metrics.get('elasticity_bias', float('nan')):+.3f}, interval coverage "
-                f"{self.metrics.get('elasticity_interval_coverage', float('nan')):.2f}"
+                f"{self.metrics.get('elasticity_interval_coverage', float('nan')):.2f}; "
+                f"category means off by {self.metrics.get('elasticity_category_mae', float('nan')):.3f}, "
+                f"SKU deviations by {self.metrics.get('elasticity_within_mae', float('nan')):.3f} "
+                f"(0 for every SKU: {self.metrics.get('elasticity_within_floor_mae', float('nan')):.3f})"
             )
         return "\n".join(lines)
 
@@ -83,18 +86,45 @@ def wape(df: DataFrame, forecast: str) -> float:
 
 
 def elasticity_error(elasticities_df: DataFrame, truth_params_df: DataFrame) -> dict[str, float] | None:
-    """Per-SKU elasticities vs the simulator's (``sku_params``): MAE, mean signed error (bias) and the
-    share of true values inside the interval; None when no SKU matches."""
-    joined = elasticities_df.join(truth_params_df.select("sku", F.col("elasticity").alias("true")), "sku")
+    """Per-SKU elasticities vs the simulator's (``sku_params``); None when no SKU matches.
+
+    Returns the MAE, the mean signed error (bias), the share of true values inside the interval, and
+    the MAE split in two (both averaged over SKUs):
+
+    - ``elasticity_category_mae``: error of each category's mean elasticity (what pooling must get right);
+    - ``elasticity_within_mae``: error of each SKU's deviation from its category's mean (what only the
+      SKU's own price history can tell), next to ``elasticity_within_floor_mae``, the same error for
+      deviations estimated as 0. Below the floor, the per-SKU estimates carry information; above it,
+      they add more noise than signal.
+    """
+    truth = truth_params_df.select("sku", "category", F.col("elasticity").alias("true"))
+    by_category = Window.partitionBy("category")
+    joined = (
+        elasticities_df.join(truth, "sku")
+        .withColumn("_cat_est", F.avg("elasticity").over(by_category))
+        .withColumn("_cat_true", F.avg("true").over(by_category))
+    )
     error = F.col("elasticity") - F.col("true")
     inside = F.col("true").between(F.col("elasticity_low"), F.col("elasticity_high")).cast("double")
-    row = joined.agg(F.avg(F.abs(error)), F.avg(error), F.avg(inside)).first()
+    true_deviation = F.col("true") - F.col("_cat_true")
+    within = F.col("elasticity") - F.col("_cat_est") - true_deviation
+    row = joined.agg(
+        F.avg(F.abs(error)),
+        F.avg(error),
+        F.avg(inside),
+        F.avg(F.abs(F.col("_cat_est") - F.col("_cat_true"))),
+        F.avg(F.abs(within)),
+        F.avg(F.abs(true_deviation)),
+    ).first()
     if row is None or row[0] is None:
         return None
     return {
         "elasticity_mae": float(row[0]),
         "elasticity_bias": float(row[1]),
         "elasticity_interval_coverage": float(row[2]),
+        "elasticity_category_mae": float(row[3]),
+        "elasticity_within_mae": float(row[4]),
+        "elasticity_within_floor_mae": float(row[5]),
     }
 
 
@@ -172,6 +202,7 @@ def run_train(
             n_numeric=len(spec.numeric_features),
             embedding_dim=tcfg.embedding_dim,
             hidden=tcfg.hidden,
+            elasticity_inputs=list(tcfg.elasticity_inputs),
         ).to_dict()
         worker = WorkerSpec(
             train_dir=f"{data_dir}/train",
