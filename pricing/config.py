@@ -128,6 +128,11 @@ class TrainConfig(_Strict):
     # What the elasticity head reads (besides that random effect); each SKU's own deviation is left
     # to the random effect, whose prior an input unique to each SKU (its title's text vector) bypasses.
     elasticity_inputs: list[Literal["category", "brand", "text"]] = Field(["category"], min_length=1)
+    # Each SKU's elasticity interval: the ensemble's min-max, or "laplace": the random effect's posterior
+    # sd (prior precision plus the SKU's own price information) with the members' spread, at
+    # ``interval_level`` (docs/training.md).
+    elasticity_interval: Literal["ensemble", "laplace"] = "ensemble"
+    interval_level: float = Field(0.9, gt=0, lt=1)
     seed: int = 7
     start_timeout_s: int = Field(600, ge=10)
     model_name: str = "pricing-demand"

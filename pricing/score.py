@@ -103,9 +103,7 @@ class Champion:
     input_spec: InputSpec
 
     def load(self) -> LoadedModel:
-        return LoadedModel(
-            self.state, self.config["net"], self.config["ensemble_size"], self.config["debias"]
-        )
+        return LoadedModel(self.state, self.config)
 
 
 def load_champion(tcfg: TrainConfig, alias: str) -> Champion | None:

@@ -1,12 +1,20 @@
-"""The price response is monotone by construction; stock-out days do not teach 'no stock = no demand'."""
+"""The price response is monotone by construction; stock-out days do not teach "no stock = no demand";
+the elasticity reads only the configured product inputs; its Laplace interval widens where prices say
+little."""
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
+import pandas as pd
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pricing.model.distributed import Ensemble, Nuisance, elasticity_u_sd
 from pricing.model.network import DemandNet, NetSpec, poisson_loss
+from pricing.model.predict import LoadedModel
 
 SPEC = NetSpec(n_skus=5, n_categories=2, n_brands=3, text_dim=4, n_numeric=3, hidden=16)
 
@@ -75,3 +83,57 @@ def test_elasticity_reads_only_the_configured_product_inputs() -> None:
     full = DemandNet(NetSpec(**saved))
     full.load_state_dict(DemandNet(SPEC).state_dict())
     assert not torch.equal(full(**batch, log_price_ratio=zero)[1], full(**other, log_price_ratio=zero)[1])
+
+
+def _frame(skus: list[int]) -> pd.DataFrame:
+    n = len(skus)
+    return pd.DataFrame(
+        {
+            "sku_idx": skus,
+            "category_idx": [1] * n,
+            "brand_idx": [1] * n,
+            "numeric": [np.zeros(3, np.float32)] * n,
+            "text": [np.zeros(4, np.float32)] * n,
+            "log_price_ratio": np.zeros(n, np.float32),
+        }
+    )
+
+
+def test_laplace_interval_is_wide_where_the_sku_own_prices_say_little() -> None:
+    torch.manual_seed(0)
+    ensemble = Ensemble(SPEC, members=2)
+    n = 400
+    # SKU 1 always sold at one price; SKU 2 at prices spread +-20 %, with plenty of sales.
+    data = {
+        "sku": torch.tensor([1] * n + [2] * n),
+        "category": torch.ones(2 * n, dtype=torch.long),
+        "brand": torch.ones(2 * n, dtype=torch.long),
+        "text": torch.zeros(2 * n, 4),
+        "numeric": torch.zeros(2 * n, 3),
+        "log_price_ratio": torch.cat([torch.zeros(n), torch.linspace(-0.2, 0.2, n)]),
+        "units": torch.full((2 * n,), 20.0),
+        "weight": torch.ones(2 * n),
+    }
+    u_sd = elasticity_u_sd(ensemble, data, SPEC.n_skus, prior_sd=0.35)
+    assert u_sd.shape == (2, SPEC.n_skus + 1)
+    assert torch.allclose(u_sd[:, [0, 1, 3]], torch.tensor(0.35, dtype=torch.float64))  # unseen, no info
+    assert torch.all(u_sd[:, 2] < 0.35)
+
+    buffer = io.BytesIO()
+    torch.save(
+        {"ensemble": ensemble.state_dict(), "nuisance": Nuisance(SPEC).state_dict(), "elasticity_u_sd": u_sd},
+        buffer,
+    )
+    config = {"net": SPEC.to_dict(), "ensemble_size": 2, "debias": False}
+    laplace = LoadedModel(buffer.getvalue(), {**config, "elasticity_interval": "laplace"}).predict(
+        _frame([1, 2])
+    )
+    width = laplace["elasticity_high"] - laplace["elasticity_low"]
+    assert width[0] > width[1] > 0
+    assert (laplace["elasticity_low"] <= laplace["elasticity"]).all()
+    assert (laplace["elasticity"] <= laplace["elasticity_high"]).all() and (
+        laplace["elasticity_high"] <= 0
+    ).all()
+    # Without the setting (models saved before it) the interval is the members' min-max, as before.
+    ensemble_only = LoadedModel(buffer.getvalue(), config).predict(_frame([1, 2]))
+    assert (ensemble_only["elasticity_high"] - ensemble_only["elasticity_low"] < width).all()

@@ -280,6 +280,49 @@ def _fit(
     return history, samples / elapsed if elapsed > 0 else 0.0
 
 
+def elasticity_u_sd(
+    ensemble: Ensemble,
+    data: dict[str, torch.Tensor],
+    n_skus: int,
+    prior_sd: float,
+    comm: _Comm | None = None,
+    chunk: int = 65_536,
+) -> torch.Tensor:
+    """Per member and SKU index, the Laplace posterior sd of the SKU's elasticity deviation ``u``.
+
+    ``1 / sqrt(1 / prior_sd² + I)`` with ``I = Σ weight · μ̂ · (∂ log μ / ∂u)²`` over the SKU's rows and
+    ``∂ log μ / ∂u = -(1 - exp(elasticity)) · (treatment - the SKU's mean treatment)``: the information in
+    the SKU's own price variation (its mean price level is the base's to explain). Sums run over every
+    process's rows. A SKU with no price variation keeps the prior sd; index 0 (unseen) always does.
+    """
+    size = n_skus + 1
+    rows = len(data["units"]) if data else 0
+    sums = torch.zeros(2, size, dtype=torch.float64)
+    if rows:
+        sku = data["sku"].cpu()
+        treatment = data["log_price_ratio"] - data["offset"] if "offset" in data else data["log_price_ratio"]
+        treatment = treatment.double().cpu()
+        weight = data["weight"].double().cpu()
+        sums[0].index_add_(0, sku, weight)
+        sums[1].index_add_(0, sku, weight * treatment)
+    sums = comm.allreduce(sums, "sum") if comm else sums
+    info = torch.zeros(len(ensemble.members), size, dtype=torch.float64)
+    if rows:
+        centred = treatment - (sums[1] / sums[0].clamp_min(1e-12))[sku]
+        with torch.no_grad():
+            for start in range(0, rows, chunk):
+                part = slice(start, start + chunk)
+                batch = {k: v[part] for k, v in data.items()}
+                log_mean, elasticity = ensemble(batch, batch.get("offset"), batch.get("base"))
+                slope = (1 - torch.exp(elasticity.double().cpu())) * centred[part]
+                contribution = weight[part] * torch.exp(log_mean.double().cpu()) * slope**2
+                for k in range(len(contribution)):
+                    info[k].index_add_(0, sku[part], contribution[k])
+    info = comm.allreduce(info, "sum") if comm else info
+    info[:, 0] = 0.0
+    return 1.0 / torch.sqrt(1.0 / prior_sd**2 + info)
+
+
 def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     """Train on this process's shard; return the weights, losses and every rank's checksums."""
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
@@ -357,7 +400,14 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     # TorchDistributor's local mode has every process write its output to one file, so the result
     # it hands back can come from any rank.
     buffer = io.BytesIO()
-    weights = {"ensemble": _unwrap(ensemble).state_dict(), "nuisance": _unwrap(nuisance).state_dict()}
+    trained = _unwrap(ensemble)
+    assert isinstance(trained, Ensemble)
+    u_sd = elasticity_u_sd(trained, data, net_spec.n_skus, spec.sku_elasticity_sd, comm)
+    weights = {
+        "ensemble": trained.state_dict(),
+        "nuisance": _unwrap(nuisance).state_dict(),
+        "elasticity_u_sd": u_sd,
+    }
     torch.save(weights, buffer)
     result["state"] = buffer.getvalue()
     return result

@@ -23,16 +23,26 @@ PREDICTION_COLUMNS = ["expected_units", "elasticity", "elasticity_low", "elastic
 
 
 class LoadedModel:
-    """An ensemble and its nuisances, ready to predict on model-input frames."""
+    """An ensemble and its nuisances, ready to predict on model-input frames.
 
-    def __init__(self, state: bytes, net: dict[str, Any], members: int, debias: bool) -> None:
-        spec = NetSpec(**net)
+    ``config`` is the model's ``config.json``: ``net``, ``ensemble_size``, ``debias`` and, from models
+    that have them, ``elasticity_interval`` and ``interval_level``.
+    """
+
+    def __init__(self, state: bytes, config: dict[str, Any]) -> None:
+        spec = NetSpec(**config["net"])
         weights = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
-        self.ensemble = Ensemble(spec, members, debias)
+        self.debias = bool(config["debias"])
+        self.ensemble = Ensemble(spec, int(config["ensemble_size"]), self.debias)
         self.ensemble.load_state_dict(weights["ensemble"])
         self.nuisance = Nuisance(spec)
         self.nuisance.load_state_dict(weights["nuisance"])
-        self.debias = debias
+        # Models saved before the Laplace interval existed carry no per-SKU sd: they keep the ensemble's.
+        self.u_sd: torch.Tensor | None = (
+            weights.get("elasticity_u_sd") if config.get("elasticity_interval") == "laplace" else None
+        )
+        level = float(config.get("interval_level", 0.9))
+        self.z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
         self.ensemble.eval()
         self.nuisance.eval()
 
@@ -46,12 +56,23 @@ class LoadedModel:
             offset, base = price.mean(0), demand.mean(0)
         log_mean, elasticity = self.ensemble(batch, offset, base)
         per_member_units = torch.exp(log_mean)
+        mean = elasticity.mean(0)
+        if self.u_sd is None:
+            low, high = elasticity.min(0).values, elasticity.max(0).values
+        else:
+            # Each member's posterior sd of u, through d(elasticity)/du = -(1 - exp(elasticity)), plus
+            # the members' disagreement; an elasticity is never above 0.
+            sku = batch["sku"].clamp(max=self.u_sd.shape[1] - 1)
+            slope = 1 - torch.exp(elasticity)
+            member_var = (slope * self.u_sd[:, sku]) ** 2
+            sd = torch.sqrt(member_var.mean(0) + elasticity.var(0, unbiased=False))
+            low, high = mean - self.z * sd, (mean + self.z * sd).clamp(max=0.0)
         return pd.DataFrame(
             {
                 "expected_units": per_member_units.mean(0).numpy().astype(np.float64),
-                "elasticity": elasticity.mean(0).numpy().astype(np.float64),
-                "elasticity_low": elasticity.min(0).values.numpy().astype(np.float64),
-                "elasticity_high": elasticity.max(0).values.numpy().astype(np.float64),
+                "elasticity": mean.numpy().astype(np.float64),
+                "elasticity_low": low.numpy().astype(np.float64),
+                "elasticity_high": high.numpy().astype(np.float64),
             },
             index=frame.index,
         )
@@ -93,7 +114,7 @@ class DemandPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
             config = json.load(handle)
         with open(context.artifacts["input_spec"]) as handle:
             self.input_spec = InputSpec.from_json(handle.read())
-        self.model = LoadedModel(state, config["net"], config["ensemble_size"], config["debias"])
+        self.model = LoadedModel(state, config)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

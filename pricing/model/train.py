@@ -233,12 +233,16 @@ def run_train(
         print(f"[train] {tcfg.backend}: {tcfg.num_processes} processes, {tcfg.epochs} epochs", flush=True)
         result = run_distributed(worker, tcfg.num_processes, tcfg.local_mode, tcfg.start_timeout_s)
         state = result["state"]
-        config = {"net": net, "ensemble_size": tcfg.ensemble_size, "debias": tcfg.debias}
+        config = {
+            "net": net,
+            "ensemble_size": tcfg.ensemble_size,
+            "debias": tcfg.debias,
+            "elasticity_interval": tcfg.elasticity_interval,
+            "interval_level": tcfg.interval_level,
+        }
 
         holdout_df = spark.read.parquet(f"{data_dir}/holdout")
-        predictions = evaluate(
-            holdout_df, lambda: LoadedModel(state, net, tcfg.ensemble_size, tcfg.debias)
-        ).cache()
+        predictions = evaluate(holdout_df, lambda: LoadedModel(state, config)).cache()
         holdout_wape = wape(predictions, "expected_units")
         naive_wape = wape(predictions.where(F.col("seasonal_naive").isNotNull()), "seasonal_naive")
         elasticities = sku_elasticities(predictions).cache()
@@ -267,7 +271,7 @@ def run_train(
         sample: pd.DataFrame = holdout_df.limit(5).toPandas()
         signature = infer_signature(
             sample.drop(columns=["sku", "date"]),
-            LoadedModel(state, net, tcfg.ensemble_size, tcfg.debias).predict(sample),
+            LoadedModel(state, config).predict(sample),
         )
         with tempfile.TemporaryDirectory() as tmp:
             paths = {
