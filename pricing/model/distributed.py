@@ -21,7 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from pricing.model.network import DemandNet, NetSpec, poisson_loss, sku_elasticity_penalty
+from pricing.model.network import (
+    DemandNet,
+    NetSpec,
+    elasticity_slope,
+    poisson_loss,
+    sku_elasticity_penalty,
+)
 
 BATCH_COLUMNS = [
     "sku_idx",
@@ -53,6 +59,7 @@ class WorkerSpec:
     backend: str
     use_gpu: bool
     sku_elasticity_sd: float = 0.35
+    elasticity_interval: str = "ensemble"  # "laplace": also store each SKU's posterior sd of u
     tracking_uri: str | None = None
     run_id: str | None = None
 
@@ -291,7 +298,7 @@ def elasticity_u_sd(
     """Per member and SKU index, the Laplace posterior sd of the SKU's elasticity deviation ``u``.
 
     ``1 / sqrt(1 / prior_sd² + I)`` with ``I = Σ weight · μ̂ · (∂ log μ / ∂u)²`` over the SKU's rows and
-    ``∂ log μ / ∂u = -(1 - exp(elasticity)) · (treatment - the SKU's mean treatment)``: the information in
+    ``∂ log μ / ∂u = ∂elasticity/∂u · (treatment - the SKU's mean treatment)``: the information in
     the SKU's own price variation (its mean price level is the base's to explain). Sums run over every
     process's rows. A SKU with no price variation keeps the prior sd; index 0 (unseen) always does.
     """
@@ -314,7 +321,7 @@ def elasticity_u_sd(
                 part = slice(start, start + chunk)
                 batch = {k: v[part] for k, v in data.items()}
                 log_mean, elasticity = ensemble(batch, batch.get("offset"), batch.get("base"))
-                slope = (1 - torch.exp(elasticity.double().cpu())) * centred[part]
+                slope = elasticity_slope(elasticity.double().cpu()) * centred[part]
                 contribution = weight[part] * torch.exp(log_mean.double().cpu()) * slope**2
                 for k in range(len(contribution)):
                     info[k].index_add_(0, sku[part], contribution[k])
@@ -402,12 +409,11 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     buffer = io.BytesIO()
     trained = _unwrap(ensemble)
     assert isinstance(trained, Ensemble)
-    u_sd = elasticity_u_sd(trained, data, net_spec.n_skus, spec.sku_elasticity_sd, comm)
-    weights = {
-        "ensemble": trained.state_dict(),
-        "nuisance": _unwrap(nuisance).state_dict(),
-        "elasticity_u_sd": u_sd,
-    }
+    weights: dict[str, Any] = {"ensemble": trained.state_dict(), "nuisance": _unwrap(nuisance).state_dict()}
+    if spec.elasticity_interval == "laplace":  # the same on every rank: its allreduces all take part
+        weights["elasticity_u_sd"] = elasticity_u_sd(
+            trained, data, net_spec.n_skus, spec.sku_elasticity_sd, comm
+        )
     torch.save(weights, buffer)
     result["state"] = buffer.getvalue()
     return result

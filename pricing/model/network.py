@@ -103,6 +103,11 @@ class DemandNet(nn.Module):
         return base + elasticity * treatment, elasticity
 
 
+def elasticity_slope(elasticity: torch.Tensor) -> torch.Tensor:
+    """|d elasticity / d u| for the SKU deviation u inside the softplus: sigmoid(z) = 1 - exp(elasticity)."""
+    return 1 - torch.exp(elasticity)
+
+
 def sku_elasticity_penalty(model: DemandNet) -> torch.Tensor:
     """Sum of squared per-SKU elasticity deviations (the random effect's Gaussian prior)."""
     return (model.sku_elasticity.weight**2).sum()

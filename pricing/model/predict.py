@@ -17,7 +17,7 @@ import torch
 
 from pricing.model.dataset import InputSpec
 from pricing.model.distributed import Ensemble, Nuisance
-from pricing.model.network import NetSpec
+from pricing.model.network import NetSpec, elasticity_slope
 
 PREDICTION_COLUMNS = ["expected_units", "elasticity", "elasticity_low", "elasticity_high"]
 
@@ -60,11 +60,9 @@ class LoadedModel:
         if self.u_sd is None:
             low, high = elasticity.min(0).values, elasticity.max(0).values
         else:
-            # Each member's posterior sd of u, through d(elasticity)/du = -(1 - exp(elasticity)), plus
-            # the members' disagreement; an elasticity is never above 0.
-            sku = batch["sku"].clamp(max=self.u_sd.shape[1] - 1)
-            slope = 1 - torch.exp(elasticity)
-            member_var = (slope * self.u_sd[:, sku]) ** 2
+            # Each member's posterior sd of u carried to the elasticity, plus the members'
+            # disagreement; an elasticity is never above 0.
+            member_var = (elasticity_slope(elasticity) * self.u_sd[:, batch["sku"]]) ** 2
             sd = torch.sqrt(member_var.mean(0) + elasticity.var(0, unbiased=False))
             low, high = mean - self.z * sd, (mean + self.z * sd).clamp(max=0.0)
         return pd.DataFrame(

@@ -216,6 +216,7 @@ def run_train(
             debias=tcfg.debias,
             seed=tcfg.seed,
             sku_elasticity_sd=tcfg.sku_elasticity_sd,
+            elasticity_interval=tcfg.elasticity_interval,
             backend=tcfg.backend,
             use_gpu=tcfg.use_gpu,
             tracking_uri=tcfg.tracking_uri,
