@@ -115,6 +115,9 @@ class TrainConfig(_Strict):
     epochs: int = Field(25, ge=1)
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(0.01, gt=0)
+    # "linear": the rate falls to 0 over the epochs. At a constant rate the last steps' noise stays in
+    # the weights, most in those only a little price variation pins down (elasticities), docs/training.md.
+    lr_decay: Literal["linear", "none"] = "linear"
     weight_decay: float = Field(1e-4, ge=0)
     ensemble_size: int = Field(3, ge=1)
     hidden: int = Field(64, ge=4)

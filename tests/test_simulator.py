@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import TEST_OVERRIDES
 from pyspark.sql import DataFrame, SparkSession
@@ -13,7 +14,11 @@ from pyspark.testing import assertDataFrameEqual
 from pricing.config import PricingConfig, load_config
 from pricing.ingest import IngestReport, Lakehouse, run_ingest
 from pricing.sim import MarketSummary, simulate_market
-from pricing.sim.market import sku_days, sku_parameters
+from pricing.sim.market import (
+    expected_log_price_multiplier,
+    sku_days,
+    sku_parameters,
+)
 
 CLEAN = [
     "simulate.n_skus=12",
@@ -158,6 +163,38 @@ def test_truth_is_deterministic_confounded_and_censored(spark: SparkSession, cfg
     assert share[True] > 0.05 and share[True] > 3 * share.get(False, 0.0)
     assert days.where("units_sold > demand or units_sold > on_hand_start").count() == 0
     days.unpersist()
+
+
+def test_pricing_rule_in_expectation_leaves_only_unpredictable_prices(spark: SparkSession) -> None:
+    """The rule's expectation (the best price nuisance, bench/elasticity_nuisance.py): what it leaves of
+    the price is the markdown depth and the test prices, unrelated to demand."""
+    sim = load_config(
+        "local",
+        overrides=TEST_OVERRIDES
+        + ["simulate.n_skus=30", "simulate.n_days=60", "simulate.price_test_share=0.5"],
+    ).simulate
+    params = sku_parameters(spark, sim)
+    days = (
+        sku_days(params, sim)
+        .join(params.select("sku", "price_tested"), "sku")
+        .withColumn("log_multiplier", F.log(F.col("price") / F.col("ref_price")))
+        .toPandas()
+    )
+    promoted = days.promo_scheduled & ~days.price_test
+    depth = days.log_multiplier.where(promoted).groupby(days.sku).transform("median").fillna(0.0)
+    expected = expected_log_price_multiplier(
+        days.markdown_triggered, np.where(days.promo_scheduled, depth, 0.0), days.price_tested
+    )
+    residual = days.log_multiplier - expected
+    ordinary = ~days.price_tested & ~days.markdown_triggered & ~days.promo_scheduled
+    assert residual[ordinary].abs().max() < 1e-9
+    markdown = ~days.price_tested & days.markdown_triggered & ~days.promo_scheduled
+    assert markdown.sum() > 100 and abs(residual[markdown].mean()) < 0.02
+    tested = days.price_tested
+    assert days.price_test.sum() > 50 and abs(residual[tested].mean()) < 0.02
+    # Markdowns follow weak days, so the price itself tracks the demand shock; the residual must not.
+    assert np.corrcoef(days.log_multiplier, days.shock)[0, 1] > 0.2
+    assert abs(np.corrcoef(residual, days.shock)[0, 1]) < 0.06
 
 
 def test_dirty_market_quarantines_each_injected_kind(

@@ -60,6 +60,7 @@ class WorkerSpec:
     use_gpu: bool
     sku_elasticity_sd: float = 0.35
     elasticity_interval: str = "ensemble"  # "laplace": also store each SKU's posterior sd of u
+    lr_decay: str = "linear"  # "linear": the learning rate falls to 0 over the epochs; "none": constant
     tracking_uri: str | None = None
     run_id: str | None = None
 
@@ -124,15 +125,21 @@ def _net_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: batch[k] for k in ("sku", "category", "brand", "text", "numeric")}
 
 
-def read_shard(train_dir: str, rank: int, world: int) -> dict[str, torch.Tensor]:
-    """This process's share of the Parquet files (every world-th file), read batch by batch."""
+def read_shard(
+    train_dir: str, rank: int, world: int, extra_columns: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """This process's share of the Parquet files (every world-th file), read batch by batch.
+
+    ``extra_columns``: numeric columns to read as well, as float tensors under their own names.
+    """
     import pyarrow.dataset as ds
 
     fragments = sorted(ds.dataset(train_dir, format="parquet").get_fragments(), key=lambda f: f.path)
-    columns: dict[str, list[np.ndarray]] = {c: [] for c in BATCH_COLUMNS}
+    wanted = [*BATCH_COLUMNS, *extra_columns]
+    columns: dict[str, list[np.ndarray]] = {c: [] for c in wanted}
     for fragment in fragments[rank::world]:
-        for record_batch in fragment.to_batches(columns=BATCH_COLUMNS, batch_size=65_536):
-            for name in BATCH_COLUMNS:
+        for record_batch in fragment.to_batches(columns=wanted, batch_size=65_536):
+            for name in wanted:
                 array = record_batch.column(name)
                 if name in ("numeric", "text"):
                     width = len(array[0]) if len(array) else 0
@@ -152,6 +159,7 @@ def read_shard(train_dir: str, rank: int, world: int) -> dict[str, torch.Tensor]
         "units": torch.from_numpy(merged["units"].astype(np.float32)),
         "weight": torch.from_numpy(merged["weight"].astype(np.float32)),
         "fold": torch.from_numpy(merged["fold"].astype(np.int64)),
+        **{name: torch.from_numpy(merged[name].astype(np.float32)) for name in extra_columns},
     }
 
 
@@ -171,6 +179,27 @@ class _Comm:
 
     def allgather(self, tensor: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+class LocalComm(_Comm):
+    """One process, no launcher: every collective over a group of one is the identity.
+
+    For a notebook or a diagnostic that calls :func:`cross_fit_nuisances` and :func:`fit_ensemble`
+    directly on a whole training set.
+    """
+
+    rank, size = 0, 1
+
+    def wrap(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer
+    ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        return model, optimizer
+
+    def allreduce(self, tensor: torch.Tensor, op: str) -> torch.Tensor:
+        return tensor.clone()
+
+    def allgather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.unsqueeze(0).clone()
 
 
 class _TorchComm(_Comm):
@@ -259,6 +288,10 @@ def _fit(
     model, optimizer = comm.wrap(model, optimizer)
     rows = len(data["units"]) if data else 0
     steps = _steps(comm, rows, spec.batch_size)
+    total_steps = max(1, epochs * steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 1.0 - step / total_steps if spec.lr_decay == "linear" else 1.0
+    )
     generator = torch.Generator().manual_seed(spec.seed * 1000 + comm.rank)
     history = []
     started, seen = time.perf_counter(), 0
@@ -272,6 +305,7 @@ def _fit(
             loss = loss_fn(model, batch)
             loss.backward()
             optimizer.step()
+            schedule.step()
             totals += torch.tensor([loss.item() * len(index), len(index)])
             seen += len(index)
         totals = comm.allreduce(totals, "sum")
@@ -330,41 +364,48 @@ def elasticity_u_sd(
     return 1.0 / torch.sqrt(1.0 / prior_sd**2 + info)
 
 
-def train_worker(spec: WorkerSpec) -> dict[str, Any]:
-    """Train on this process's shard; return the weights, losses and every rank's checksums."""
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
-    comm: _Comm = _HorovodComm() if spec.backend == "horovod" else _TorchComm(spec.use_gpu)
-    device = _device(spec.use_gpu)
-    torch.manual_seed(spec.seed)
-    net_spec = NetSpec(**spec.net)
-    data = {k: v.to(device) for k, v in read_shard(spec.train_dir, comm.rank, comm.size).items()}
+def cross_fit_nuisances(
+    comm: _Comm, data: dict[str, torch.Tensor], net_spec: NetSpec, spec: WorkerSpec
+) -> tuple[Nuisance, list[float]]:
+    """Fit both double-ML nuisances on two folds; add ``offset`` (m̂) and ``base`` (l̂) to ``data``.
 
-    nuisance = Nuisance(net_spec).to(device)
-    nuisance_history: list[float] = []
-    if spec.debias:
+    Each row gets the predictions of the fold model that never saw it (cross-fitting). Returns the
+    nuisance models and their per-epoch losses.
+    """
+    nuisance = Nuisance(net_spec).to(_device(spec.use_gpu))
 
-        def nuisance_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            price, demand = model(batch)  # (2, batch) each
-            fold = batch["fold"]
-            own = torch.stack([fold == 0, fold == 1]).float()  # each fold fits only its own rows
-            squared = (price - batch["log_price_ratio"].unsqueeze(0)) ** 2
-            price_loss = (squared * own).sum() / own.sum().clamp_min(1.0)
-            demand_loss = poisson_loss(demand[0], batch["units"], batch["weight"] * own[0]) + poisson_loss(
-                demand[1], batch["units"], batch["weight"] * own[1]
-            )
-            return price_loss + demand_loss
-
-        nuisance_history, _ = _fit(
-            comm, nuisance, nuisance_loss, data, spec, spec.nuisance_epochs, "nuisance_loss"
+    def nuisance_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        price, demand = model(batch)  # (2, batch) each
+        fold = batch["fold"]
+        own = torch.stack([fold == 0, fold == 1]).float()  # each fold fits only its own rows
+        squared = (price - batch["log_price_ratio"].unsqueeze(0)) ** 2
+        price_loss = (squared * own).sum() / own.sum().clamp_min(1.0)
+        demand_loss = poisson_loss(demand[0], batch["units"], batch["weight"] * own[0]) + poisson_loss(
+            demand[1], batch["units"], batch["weight"] * own[1]
         )
-        with torch.no_grad():
-            if data:
-                price, demand = _unwrap(nuisance)(data)
-                # Cross-fitting: each row gets the fold model that never saw it.
-                other = (1 - data["fold"]).unsqueeze(0)
-                data["offset"] = price.gather(0, other).squeeze(0)
-                data["base"] = demand.gather(0, other).squeeze(0)
+        return price_loss + demand_loss
 
+    history, _ = _fit(comm, nuisance, nuisance_loss, data, spec, spec.nuisance_epochs, "nuisance_loss")
+    with torch.no_grad():
+        if data:
+            price, demand = _unwrap(nuisance)(data)
+            other = (1 - data["fold"]).unsqueeze(0)
+            data["offset"] = price.gather(0, other).squeeze(0)
+            data["base"] = demand.gather(0, other).squeeze(0)
+    trained = _unwrap(nuisance)
+    assert isinstance(trained, Nuisance)
+    return trained, history
+
+
+def fit_ensemble(
+    comm: _Comm, data: dict[str, torch.Tensor], net_spec: NetSpec, spec: WorkerSpec
+) -> tuple[Ensemble, list[float], float]:
+    """Train the demand ensemble (Poisson loss, bootstrap weights, the random effect's prior).
+
+    With ``spec.debias`` the rows must carry ``offset`` and ``base`` (:func:`cross_fit_nuisances`).
+    Returns the trained ensemble, its per-epoch losses and the group's samples/s.
+    """
+    device = _device(spec.use_gpu)
     ensemble = Ensemble(net_spec, spec.ensemble_size, spec.debias).to(device)
     member_weights = (
         torch.distributions.Poisson(torch.ones(spec.ensemble_size, len(data["units"]))).sample()
@@ -392,9 +433,50 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         ).sum()
 
     history, samples_per_s = _fit(comm, ensemble, demand_loss, data, spec, spec.epochs, "train_poisson_loss")
-    flat = torch.cat([p.detach().flatten().cpu() for p in _unwrap(ensemble).parameters()])
+    trained = _unwrap(ensemble)
+    assert isinstance(trained, Ensemble)
+    return trained, history, samples_per_s
+
+
+def model_state(
+    comm: _Comm,
+    ensemble: Ensemble,
+    nuisance: Nuisance,
+    data: dict[str, torch.Tensor],
+    net_spec: NetSpec,
+    spec: WorkerSpec,
+) -> bytes:
+    """The trained weights as :class:`~pricing.model.predict.LoadedModel` reads them."""
+    weights: dict[str, Any] = {"ensemble": ensemble.state_dict(), "nuisance": nuisance.state_dict()}
+    if spec.elasticity_interval == "laplace":  # the same on every rank: its allreduces all take part
+        weights["elasticity_u_sd"] = elasticity_u_sd(
+            ensemble, data, net_spec.n_skus, spec.sku_elasticity_sd, comm
+        )
+    buffer = io.BytesIO()
+    torch.save(weights, buffer)
+    return buffer.getvalue()
+
+
+def train_worker(spec: WorkerSpec) -> dict[str, Any]:
+    """Train on this process's shard; return the weights, losses and every rank's checksums."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    comm: _Comm = _HorovodComm() if spec.backend == "horovod" else _TorchComm(spec.use_gpu)
+    device = _device(spec.use_gpu)
+    torch.manual_seed(spec.seed)
+    net_spec = NetSpec(**spec.net)
+    data = {k: v.to(device) for k, v in read_shard(spec.train_dir, comm.rank, comm.size).items()}
+
+    if spec.debias:
+        nuisance, nuisance_history = cross_fit_nuisances(comm, data, net_spec, spec)
+    else:
+        nuisance, nuisance_history = Nuisance(net_spec).to(device), []
+    ensemble, history, samples_per_s = fit_ensemble(comm, data, net_spec, spec)
+    flat = torch.cat([p.detach().flatten().cpu() for p in ensemble.parameters()])
     checksums = comm.allgather(torch.tensor([flat.sum().item(), (flat**2).sum().item()], dtype=torch.float64))
-    result: dict[str, Any] = {
+    # Every rank returns the weights (identical on all ranks after synchronised training):
+    # TorchDistributor's local mode has every process write its output to one file, so the result
+    # it hands back can come from any rank.
+    return {
         "rank": comm.rank,
         "world_size": comm.size,
         "losses": history,
@@ -402,21 +484,8 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         "param_checksums": checksums.tolist(),
         "device": str(device),
         "samples_per_s": samples_per_s,
+        "state": model_state(comm, ensemble, nuisance, data, net_spec, spec),
     }
-    # Every rank returns the weights (identical on all ranks after synchronised training):
-    # TorchDistributor's local mode has every process write its output to one file, so the result
-    # it hands back can come from any rank.
-    buffer = io.BytesIO()
-    trained = _unwrap(ensemble)
-    assert isinstance(trained, Ensemble)
-    weights: dict[str, Any] = {"ensemble": trained.state_dict(), "nuisance": _unwrap(nuisance).state_dict()}
-    if spec.elasticity_interval == "laplace":  # the same on every rank: its allreduces all take part
-        weights["elasticity_u_sd"] = elasticity_u_sd(
-            trained, data, net_spec.n_skus, spec.sku_elasticity_sd, comm
-        )
-    torch.save(weights, buffer)
-    result["state"] = buffer.getvalue()
-    return result
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from pricing import io
-from pricing.config import PricingConfig
+from pricing.config import PricingConfig, TrainConfig
 from pricing.features import GoldTables
 from pricing.model.dataset import fit_input_spec, model_inputs, with_history
 from pricing.model.distributed import WorkerSpec, run_distributed
@@ -147,6 +147,31 @@ def sku_elasticities(predictions_df: DataFrame) -> DataFrame:
     )
 
 
+def worker_spec(
+    tcfg: TrainConfig, net: dict[str, Any], train_dir: str, run_id: str | None = None
+) -> WorkerSpec:
+    """What every training process gets from the configuration (``run_id``: its MLflow run, if any)."""
+    return WorkerSpec(
+        train_dir=train_dir,
+        net=net,
+        epochs=tcfg.epochs,
+        nuisance_epochs=tcfg.epochs,
+        batch_size=tcfg.batch_size,
+        learning_rate=tcfg.learning_rate,
+        lr_decay=tcfg.lr_decay,
+        weight_decay=tcfg.weight_decay,
+        ensemble_size=tcfg.ensemble_size,
+        debias=tcfg.debias,
+        seed=tcfg.seed,
+        sku_elasticity_sd=tcfg.sku_elasticity_sd,
+        elasticity_interval=tcfg.elasticity_interval,
+        backend=tcfg.backend,
+        use_gpu=tcfg.use_gpu,
+        tracking_uri=tcfg.tracking_uri,
+        run_id=run_id,
+    )
+
+
 def run_train(
     spark: SparkSession,
     cfg: PricingConfig,
@@ -204,24 +229,7 @@ def run_train(
             hidden=tcfg.hidden,
             elasticity_inputs=list(tcfg.elasticity_inputs),
         ).to_dict()
-        worker = WorkerSpec(
-            train_dir=f"{data_dir}/train",
-            net=net,
-            epochs=tcfg.epochs,
-            nuisance_epochs=tcfg.epochs,
-            batch_size=tcfg.batch_size,
-            learning_rate=tcfg.learning_rate,
-            weight_decay=tcfg.weight_decay,
-            ensemble_size=tcfg.ensemble_size,
-            debias=tcfg.debias,
-            seed=tcfg.seed,
-            sku_elasticity_sd=tcfg.sku_elasticity_sd,
-            elasticity_interval=tcfg.elasticity_interval,
-            backend=tcfg.backend,
-            use_gpu=tcfg.use_gpu,
-            tracking_uri=tcfg.tracking_uri,
-            run_id=run_id,
-        )
+        worker = worker_spec(tcfg, net, f"{data_dir}/train", run_id)
         mlflow.log_params(
             {
                 **{k: v for k, v in tcfg.model_dump().items() if k != "tracking_uri"},

@@ -77,6 +77,12 @@ COMPETITORS = ["outdoorhub", "gearmarket", "peakstore", "trailmart", "basecamp"]
 FOREIGN_CURRENCIES = {"EUR": 1.08, "GBP": 1.27}  # starting rate, USD per unit
 N_CUSTOMERS = 50_000
 WEB_PURCHASE_SHARE = 0.4  # share of units bought through the web shop (purchase click events)
+# The retailer's pricing rule: markdown depth after a weak day, promotion depth, and for price-tested
+# SKUs the share of days under test and the multiplier's range on those days.
+MARKDOWN_DEPTH = (0.08, 0.3)
+PROMO_DEPTH = (0.15, 0.3)
+PRICE_TEST_DAY_SHARE = 0.3
+PRICE_TEST_RANGE = (0.8, 1.2)
 
 # The per-SKU parameters :func:`log_expected_demand` reads besides ``ref_price``.
 DEMAND_PARAMS = (
@@ -129,6 +135,10 @@ SKU_DAY_SCHEMA = StructType(
         StructField("discounted", BooleanType(), False),
         StructField("promo", BooleanType(), False),
         StructField("price_test", BooleanType(), False),
+        # What the pricing rule decided, including on days a price test overrode it (the three flags
+        # above say what set the day's price).
+        StructField("markdown_triggered", BooleanType(), False),
+        StructField("promo_scheduled", BooleanType(), False),
         StructField("shock", DoubleType(), False),
         StructField("competitor_median", DoubleType(), False),
         StructField("competitor_prices", ArrayType(DoubleType()), False),
@@ -285,6 +295,32 @@ def log_expected_demand(
     )
 
 
+def expected_log_price_multiplier(discounted: Any, promo_log_multiplier: Any, price_tested: Any) -> Any:
+    """E[log(price / ref_price)] under the retailer's pricing rule, given what it decided that day.
+
+    ``discounted``: the markdown rule fired (after a weak day of traffic: the truth's
+    ``markdown_triggered``); ``promo_log_multiplier``: the log multiplier of the day's scheduled
+    promotion, 0 without one (a promotion wins over a markdown);
+    ``price_tested``: the SKU is in the price-test programme, where each day is a test day with
+    probability :data:`PRICE_TEST_DAY_SHARE`, priced at random in :data:`PRICE_TEST_RANGE`. What is
+    left of log(price / ref_price) after subtracting this is the pricing that no signal predicts:
+    markdown depth and test prices. Works on scalars and aligned arrays.
+    """
+    low, high = MARKDOWN_DEPTH
+
+    # E[log(1 - U)] for U ~ uniform(low, high): the antiderivative of log(1 - u) is -(1-u) log(1-u) - u.
+    def _f(u: float) -> float:
+        return -(1 - u) * math.log(1 - u) - u
+
+    markdown = (_f(high) - _f(low)) / (high - low)
+    test_low, test_high = PRICE_TEST_RANGE
+    test = (test_high * math.log(test_high) - test_high - test_low * math.log(test_low) + test_low) / (
+        test_high - test_low
+    )
+    rule = np.where(promo_log_multiplier != 0, promo_log_multiplier, np.where(discounted, markdown, 0.0))
+    return np.where(price_tested, PRICE_TEST_DAY_SHARE * test + (1 - PRICE_TEST_DAY_SHARE) * rule, rule)
+
+
 def _simulate_sku_days(cfg: SimulateConfig) -> Any:
     """The per-SKU daily simulation, vectorised over days (used in ``applyInPandas``)."""
     n_days, start, n_comp = cfg.n_days, cfg.start_date, max(cfg.n_competitors, 1)
@@ -310,13 +346,13 @@ def _simulate_sku_days(cfg: SimulateConfig) -> Any:
         weakness = np.r_[0.0, (np.log1p(views) - np.log1p(usual_views))[:-1]]
         threshold = np.quantile(weakness[1:], cfg.weak_day_discount_prob) if n_days > 1 else -np.inf
         discounted = (weakness < threshold) & (t > 0)
-        multiplier = np.where(discounted, 1.0 - rng.uniform(0.08, 0.3, n_days), 1.0)
+        multiplier = np.where(discounted, 1.0 - rng.uniform(*MARKDOWN_DEPTH, n_days), 1.0)
         promo = np.zeros(n_days, dtype=bool)
         for start_day in rng.integers(0, max(n_days - 4, 1), size=max(1, n_days // 45)):
             promo[start_day : start_day + 4] = True
-        multiplier = np.where(promo, 1.0 - rng.uniform(0.15, 0.3), multiplier)
-        price_test = bool(p.price_tested) & (rng.random(n_days) < 0.3)
-        multiplier = np.where(price_test, rng.uniform(0.8, 1.2, n_days), multiplier)
+        multiplier = np.where(promo, 1.0 - rng.uniform(*PROMO_DEPTH), multiplier)
+        price_test = bool(p.price_tested) & (rng.random(n_days) < PRICE_TEST_DAY_SHARE)
+        multiplier = np.where(price_test, rng.uniform(*PRICE_TEST_RANGE, n_days), multiplier)
         price = np.round(p.ref_price * multiplier, 2)
 
         level = np.log(p.ref_price * rng.uniform(0.9, 1.1, n_comp))
@@ -352,6 +388,8 @@ def _simulate_sku_days(cfg: SimulateConfig) -> Any:
                 "discounted": discounted & ~promo & ~price_test,
                 "promo": promo & ~price_test,
                 "price_test": price_test,
+                "markdown_triggered": discounted,
+                "promo_scheduled": promo,
                 "shock": shock,
                 "competitor_median": competitor_median,
                 "competitor_prices": list(competitor_prices[:, : cfg.n_competitors]),
