@@ -17,12 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from results_io import write_results
-from run_config import run_config
+from run_config import run_config, simulated_panel
 
-from pricing.features import run_features
-from pricing.ingest import run_ingest
 from pricing.model.train import run_train
-from pricing.sim import simulate_market
 from pricing.spark import build_spark
 
 FITS = {"naive": "false", "debiased": "true"}
@@ -57,11 +54,8 @@ def main() -> None:
                 *args.overrides,
             )
             spark = spark or build_spark(cfg.spark)
-            landing, lakehouse, truth = str(base / "landing"), str(base / "lakehouse"), str(base / "truth")
-            if not per_fit:
-                simulate_market(spark, cfg.simulate, landing, truth)
-                run_ingest(spark, cfg, landing, lakehouse)
-                run_features(spark, cfg, lakehouse)
+            if not per_fit:  # one panel per seed: both fits train on it
+                lakehouse, truth = simulated_panel(spark, cfg, base)
             report = run_train(spark, cfg, lakehouse, truth_dir=truth)
             print(f"seed {seed}, {fit} fit:\n{report.render()}", flush=True)
             per_fit[fit] = {

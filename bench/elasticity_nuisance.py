@@ -34,10 +34,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 from results_io import write_results
-from run_config import run_config
+from run_config import run_config, simulated_panel
 
-from pricing.features import run_features
-from pricing.ingest import run_ingest
 from pricing.model.distributed import (
     LocalComm,
     Nuisance,
@@ -48,8 +46,14 @@ from pricing.model.distributed import (
 )
 from pricing.model.network import NetSpec
 from pricing.model.predict import LoadedModel
-from pricing.model.train import elasticity_error, evaluate, run_train, sku_elasticities, worker_spec
-from pricing.sim import simulate_market
+from pricing.model.train import (
+    elasticity_error,
+    evaluate,
+    model_config,
+    run_train,
+    sku_elasticities,
+    worker_spec,
+)
 from pricing.sim.market import expected_log_price_multiplier
 from pricing.spark import build_spark
 
@@ -157,10 +161,7 @@ def main() -> None:
             *args.overrides,
         )
         spark = spark or build_spark(cfg.spark)
-        landing, lakehouse, truth = str(base / "landing"), str(base / "lakehouse"), str(base / "truth")
-        simulate_market(spark, cfg.simulate, landing, truth)
-        run_ingest(spark, cfg, landing, lakehouse)
-        run_features(spark, cfg, lakehouse)
+        lakehouse, truth = simulated_panel(spark, cfg, base)
         report = run_train(spark, cfg, lakehouse, truth_dir=truth)
         data_dir = f"{lakehouse}/model_data/{report.run_id}"
         with_true_price_rule(f"{data_dir}/train", truth, str(base / "train_true_m"))
@@ -177,7 +178,7 @@ def main() -> None:
         for train_seed in train_seeds:
             for name in FITS:
                 state, split = fit(name, data, net, cfg, train_seed)
-                config = {"net": net, "ensemble_size": cfg.train.ensemble_size, "debias": name != "naive"}
+                config = {**model_config(cfg.train, net), "debias": name != "naive"}
                 errors = elasticity_error(
                     sku_elasticities(evaluate(holdout, lambda s=state, c=config: LoadedModel(s, c))), params
                 )

@@ -1,10 +1,16 @@
-"""The configuration a benchmark run starts from: local, with its own MLflow store in the run's folder."""
+"""The configuration a benchmark run starts from (local, with its own MLflow store in the run's folder)
+and the simulated market's panel it measures on."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pyspark.sql import SparkSession
+
 from pricing.config import PricingConfig, load_config
+from pricing.features import run_features
+from pricing.ingest import run_ingest
+from pricing.sim import simulate_market
 
 
 def run_config(base: Path | str, *overrides: str) -> PricingConfig:
@@ -17,3 +23,15 @@ def run_config(base: Path | str, *overrides: str) -> PricingConfig:
             *overrides,
         ],
     )
+
+
+def simulated_panel(spark: SparkSession, cfg: PricingConfig, base: Path) -> tuple[str, str]:
+    """Simulate ``cfg.simulate``'s market under ``base``, ingest it and build the gold panel.
+
+    Returns the lakehouse and the ground-truth folders.
+    """
+    landing, lakehouse, truth = str(base / "landing"), str(base / "lakehouse"), str(base / "truth")
+    simulate_market(spark, cfg.simulate, landing, truth)
+    run_ingest(spark, cfg, landing, lakehouse)
+    run_features(spark, cfg, lakehouse)
+    return lakehouse, truth

@@ -172,6 +172,17 @@ def worker_spec(
     )
 
 
+def model_config(tcfg: TrainConfig, net: dict[str, Any]) -> dict[str, Any]:
+    """The model's ``config.json``: what :class:`LoadedModel` needs besides the weights."""
+    return {
+        "net": net,
+        "ensemble_size": tcfg.ensemble_size,
+        "debias": tcfg.debias,
+        "elasticity_interval": tcfg.elasticity_interval,
+        "interval_level": tcfg.interval_level,
+    }
+
+
 def run_train(
     spark: SparkSession,
     cfg: PricingConfig,
@@ -242,13 +253,7 @@ def run_train(
         print(f"[train] {tcfg.backend}: {tcfg.num_processes} processes, {tcfg.epochs} epochs", flush=True)
         result = run_distributed(worker, tcfg.num_processes, tcfg.local_mode, tcfg.start_timeout_s)
         state = result["state"]
-        config = {
-            "net": net,
-            "ensemble_size": tcfg.ensemble_size,
-            "debias": tcfg.debias,
-            "elasticity_interval": tcfg.elasticity_interval,
-            "interval_level": tcfg.interval_level,
-        }
+        config = model_config(tcfg, net)
 
         holdout_df = spark.read.parquet(f"{data_dir}/holdout")
         predictions = evaluate(holdout_df, lambda: LoadedModel(state, config)).cache()
