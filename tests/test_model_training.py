@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from conftest import TEST_OVERRIDES
 from pyspark.sql import SparkSession
 
@@ -125,3 +126,15 @@ def test_horovod_on_spark_trains_with_two_processes(
     cfg = _config(tmp_path, "train.backend=horovod", "train.debias=true")
     report = run_train(spark, cfg, str(lakehouse), str(root / "truth"))
     _check_distributed(report)
+    # Switching the backend must not change the model: the same seed trains the same weights. The
+    # twin asks for GPUs too: where none is visible it trains on the CPU with Gloo, as CI must.
+    twin = run_train(
+        spark,
+        _config(tmp_path, "train.backend=torch_distributor", "train.debias=true", "train.use_gpu=true"),
+        str(lakehouse),
+        str(root / "truth"),
+    )
+    assert twin.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    if twin.device == "cpu":  # a GPU's float arithmetic differs from the CPU's in the last bits
+        assert report.losses == pytest.approx(twin.losses, rel=1e-5)
+        assert report.param_checksums[0] == pytest.approx(twin.param_checksums[0], rel=1e-4)

@@ -14,7 +14,7 @@ import io
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -207,11 +207,12 @@ class _TorchComm(_Comm):
         import torch.distributed as dist
 
         self.dist = dist
+        # Each process decides from what it sees: an executor without a GPU trains on CPU with Gloo.
+        self.device = _device(use_gpu)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if use_gpu else "gloo")
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         # NCCL reduces only CUDA tensors: small bookkeeping tensors travel through the GPU and back.
-        self.device = _device(use_gpu)
 
     def wrap(
         self, model: nn.Module, optimizer: torch.optim.Optimizer
@@ -247,9 +248,10 @@ class _HorovodComm(_Comm):
     ) -> tuple[nn.Module, torch.optim.Optimizer]:
         hvd = self.hvd
         hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-        distributed = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
-        hvd.broadcast_optimizer_state(distributed, root_rank=0)
-        return model, distributed
+        # No hvd.broadcast_optimizer_state: the optimizer is new (no state on any rank), and on a new
+        # optimizer it takes a real step on zero gradients to create the state, which under Adam's
+        # weight decay moves every weight by about the learning rate before training starts.
+        return model, hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
 
     def allreduce(self, tensor: torch.Tensor, op: str) -> torch.Tensor:
         ops = {"min": self.hvd.Min, "sum": self.hvd.Sum}
@@ -293,11 +295,14 @@ def _fit(
         optimizer, lambda step: 1.0 - step / total_steps if spec.lr_decay == "linear" else 1.0
     )
     generator = torch.Generator().manual_seed(spec.seed * 1000 + comm.rank)
+    device = data["units"].device if data else torch.device("cpu")
     history = []
     started, seen = time.perf_counter(), 0
     for epoch in range(epochs):
-        order = torch.randperm(rows, generator=generator)
-        totals = torch.zeros(2)
+        # The order is drawn on the CPU (the same on any device) and moved once per epoch.
+        order = torch.randperm(rows, generator=generator).to(device)
+        # Summed where the loss lives: reading it back every step would stall a GPU each step.
+        loss_sum, count = torch.zeros((), device=device), 0
         for step in range(steps):
             index = order[step * spec.batch_size : (step + 1) * spec.batch_size]
             batch = {k: v[index] for k, v in data.items()}
@@ -306,9 +311,10 @@ def _fit(
             loss.backward()
             optimizer.step()
             schedule.step()
-            totals += torch.tensor([loss.item() * len(index), len(index)])
-            seen += len(index)
-        totals = comm.allreduce(totals, "sum")
+            loss_sum += loss.detach() * len(index)
+            count += len(index)
+        seen += count
+        totals = comm.allreduce(torch.stack([loss_sum.cpu(), torch.tensor(float(count))]), "sum")
         epoch_loss = float(totals[0] / totals[1].clamp_min(1))
         history.append(epoch_loss)
         if comm.rank == 0 and spec.run_id:
@@ -488,6 +494,31 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     }
 
 
+def _local_gpu_plan(spec: WorkerSpec, num_processes: int) -> tuple[bool, WorkerSpec]:
+    """TorchDistributor's ``use_gpu`` and the workers' spec for training on the driver's GPUs.
+
+    Where the session gives the driver GPUs (``spark.driver.resource.gpu.*``, as Databricks does),
+    TorchDistributor hands them out. Where it gives none but CUDA sees some (a workstation's plain
+    ``local[N]`` session), each process takes ``cuda:LOCAL_RANK`` itself. With no GPU at all, the
+    workers train on the CPU with Gloo.
+    """
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if context is not None and "gpu" in context.resources:
+        return True, spec
+    visible = torch.cuda.device_count()
+    if visible == 0:
+        print("[train] train.use_gpu: no GPU visible, training on the CPU with Gloo", flush=True)
+        return False, replace(spec, use_gpu=False)
+    if num_processes > visible:
+        raise ValueError(
+            f"train.use_gpu with {num_processes} processes needs as many GPUs; {visible} visible"
+            " (NCCL cannot put two processes on one GPU): set train.num_processes"
+        )
+    return False, spec
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     inner = getattr(model, "module", model)  # DDP keeps the wrapped model in .module
     assert isinstance(inner, nn.Module)
@@ -516,10 +547,12 @@ def run_distributed(
         return next(r for r in results if r["rank"] == 0)
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    use_gpu = spec.use_gpu and torch.cuda.is_available()
-    if spec.use_gpu and not use_gpu:
-        spec = WorkerSpec(**{**asdict(spec), "use_gpu": False})  # no GPU here: CPU with Gloo
-    distributor = TorchDistributor(num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu)
+    distributor_gpu = spec.use_gpu
+    if spec.use_gpu and local_mode:
+        distributor_gpu, spec = _local_gpu_plan(spec, num_processes)
+    distributor = TorchDistributor(
+        num_processes=num_processes, local_mode=local_mode, use_gpu=distributor_gpu
+    )
     result = distributor.run(train_worker, spec)
     if not isinstance(result, dict):
         raise RuntimeError(f"TorchDistributor returned no result from rank 0: {result!r}")

@@ -46,6 +46,7 @@ class TrainReport:
     alias: str
     backend: str
     world_size: int
+    device: str  # what rank 0 trained on: "cpu", "cuda:0"
     losses: list[float]
     param_checksums: list[list[float]]
     holdout_wape: float
@@ -58,7 +59,7 @@ class TrainReport:
     def render(self) -> str:
         lines = [
             f"model {self.model_version} ({self.alias}) trained with {self.backend} on "
-            f"{self.world_size} processes in {self.seconds:.0f}s; "
+            f"{self.world_size} processes ({self.device}) in {self.seconds:.0f}s; "
             f"loss {self.losses[0]:.4f} -> {self.losses[-1]:.4f}",
             f"holdout WAPE {self.holdout_wape:.3f} vs seasonal naive {self.seasonal_naive_wape:.3f}"
             + (f" (champion {self.champion_wape:.3f})" if self.champion_wape is not None else ""),
@@ -253,6 +254,7 @@ def run_train(
         print(f"[train] {tcfg.backend}: {tcfg.num_processes} processes, {tcfg.epochs} epochs", flush=True)
         result = run_distributed(worker, tcfg.num_processes, tcfg.local_mode, tcfg.start_timeout_s)
         state = result["state"]
+        mlflow.set_tag("train_device", result["device"])
         config = model_config(tcfg, net)
 
         holdout_df = spark.read.parquet(f"{data_dir}/holdout")
@@ -314,6 +316,7 @@ def run_train(
         alias=alias,
         backend=tcfg.backend,
         world_size=result["world_size"],
+        device=result["device"],
         losses=result["losses"],
         param_checksums=result["param_checksums"],
         holdout_wape=holdout_wape,
