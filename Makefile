@@ -111,7 +111,7 @@ backtest: setup ## compare pricing policies on a simulated market (closed loop),
 	$(BIN)/pricing report --backtest $(BACKTEST_DIR) $(BACKTEST_MLFLOW)
 
 # Ratios measured side by side in one run, figures as JSON under bench/results/ (docs/benchmarks.md).
-bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights, elasticity, scale (~110 min)
+bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights, elasticity, scale (~125 min)
 	test -d $(DEMO_DIR)/lakehouse || $(MAKE) demo
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/etl.py
@@ -119,6 +119,7 @@ bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights
 	$(BIN)/python bench/training.py --lakehouse $(DEMO_DIR)/lakehouse
 	$(BIN)/python bench/incremental.py
 	$(BIN)/python bench/elasticity.py
+	$(BIN)/python bench/elasticity.py --sweep train.hidden=4,8,16,64 --out bench/results/elasticity_capacity.json
 	$(BIN)/python bench/elasticity_nuisance.py
 	$(BIN)/python bench/scale.py
 

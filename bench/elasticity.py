@@ -3,6 +3,10 @@
 For each seed: simulate a market, ingest it, build the panel, then train twice on the same panel,
 side by side (``train.debias=false`` and ``true``), and compare each fit's per-SKU elasticities with
 the simulator's. Writes ``bench/results/elasticity.json``.
+
+``--sweep KEY=V1,V2,...`` trains both fits for each value of one setting on the same panels and plots
+the MAE against it (``--out``'s name with ``.png``), as the network-capacity study does with
+``train.hidden``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,71 @@ FITS = {"naive": "false", "debiased": "true"}
 SPLIT = ("category_mae", "within_mae", "within_floor_mae")
 
 
+def fit_pair(spark: Any, base: Path, panel: tuple[str, str], settings: list[str]) -> dict[str, Any]:
+    """Train the naive and the debiased fit on one panel; their errors against the truth."""
+    lakehouse, truth = panel
+    per_fit: dict[str, Any] = {}
+    for fit, debias in FITS.items():
+        cfg = run_config(base, *settings, f"train.debias={debias}")
+        report = run_train(spark, cfg, lakehouse, truth_dir=truth)
+        print(f"{base.name} {settings[3:]}, {fit} fit:\n{report.render()}", flush=True)
+        per_fit[fit] = {
+            "elasticity_mae": report.elasticity_mae,
+            "elasticity_bias": report.metrics.get("elasticity_bias"),
+            "interval_coverage": report.metrics.get("elasticity_interval_coverage"),
+            **{m: report.metrics.get(f"elasticity_{m}") for m in SPLIT},
+            "holdout_wape": report.holdout_wape,
+            "seasonal_naive_wape": report.seasonal_naive_wape,
+            "seconds": report.seconds,
+        }
+    per_fit["mae_naive_over_debiased"] = (
+        per_fit["naive"]["elasticity_mae"] / per_fit["debiased"]["elasticity_mae"]
+    )
+    return per_fit
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over seeds of each fit's figures, and every seed's naive/debiased MAE ratio."""
+    means: dict[str, Any] = {
+        fit: {
+            metric: statistics.fmean(r[fit][metric] for r in runs)
+            for metric in ("elasticity_mae", "elasticity_bias", "interval_coverage", "holdout_wape", *SPLIT)
+        }
+        for fit in FITS
+    }
+    means["mae_naive_over_debiased"] = [r["mae_naive_over_debiased"] for r in runs]
+    return means
+
+
+def plot_sweep(results: dict[str, Any], key: str, out: str) -> None:
+    """Elasticity MAE of both fits against the swept setting (mean over seeds, each seed faint)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = list(results["summary"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for fit, colour in zip(FITS, ("tab:blue", "tab:orange"), strict=True):
+        ax.plot(
+            values,
+            [results["summary"][v][fit]["elasticity_mae"] for v in values],
+            "o-",
+            color=colour,
+            label=fit,
+        )
+        for per_value in results["seeds"].values():
+            ax.plot(values, [per_value[v][fit]["elasticity_mae"] for v in values], color=colour, alpha=0.25)
+    ax.set_xlabel(key)
+    ax.set_ylabel("elasticity MAE vs truth")
+    ax.set_title(f"naive vs debiased fit by {key} ({len(results['seeds'])} markets)")
+    ax.legend()
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="42,7,2027")
@@ -34,51 +103,39 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--workdir", default=None, help="default: a temporary folder, removed after")
     parser.add_argument("--out", default="bench/results/elasticity.json")
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        help="KEY=V1,V2,...: both fits for each value on the same panels (and a plot)",
+    )
     parser.add_argument("overrides", nargs="*", help="extra key=value configuration overrides")
     args = parser.parse_args()
     os.environ.setdefault("PRICING_PII_SALT", secrets.token_hex(24))
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-elasticity-"))
     results: dict[str, Any] = {"skus": args.skus, "days": args.days, "overrides": args.overrides, "seeds": {}}
+    key, values = args.sweep.split("=", 1) if args.sweep else ("", "")
+    sweep = values.split(",") if args.sweep else [None]
     spark = None
     for seed in [int(s) for s in args.seeds.split(",")]:
         base = workdir / f"seed-{seed}"
         shutil.rmtree(base, ignore_errors=True)
-        per_fit: dict[str, Any] = {}
-        for fit, debias in FITS.items():
-            cfg = run_config(
-                base,
-                f"simulate.n_skus={args.skus}",
-                f"simulate.n_days={args.days}",
-                f"simulate.seed={seed}",
-                f"train.debias={debias}",
-                *args.overrides,
+        market = [f"simulate.n_skus={args.skus}", f"simulate.n_days={args.days}", f"simulate.seed={seed}"]
+        cfg = run_config(base, *market, *args.overrides)
+        spark = spark or build_spark(cfg.spark)
+        panel = simulated_panel(spark, cfg, base)  # one panel per seed: every fit trains on it
+        runs = {
+            value: fit_pair(
+                spark, base, panel, [*market, *args.overrides, *([f"{key}={value}"] if value else [])]
             )
-            spark = spark or build_spark(cfg.spark)
-            if not per_fit:  # one panel per seed: both fits train on it
-                lakehouse, truth = simulated_panel(spark, cfg, base)
-            report = run_train(spark, cfg, lakehouse, truth_dir=truth)
-            print(f"seed {seed}, {fit} fit:\n{report.render()}", flush=True)
-            per_fit[fit] = {
-                "elasticity_mae": report.elasticity_mae,
-                "elasticity_bias": report.metrics.get("elasticity_bias"),
-                "interval_coverage": report.metrics.get("elasticity_interval_coverage"),
-                **{m: report.metrics.get(f"elasticity_{m}") for m in SPLIT},
-                "holdout_wape": report.holdout_wape,
-                "seasonal_naive_wape": report.seasonal_naive_wape,
-                "seconds": report.seconds,
-            }
-        naive, debiased = per_fit["naive"]["elasticity_mae"], per_fit["debiased"]["elasticity_mae"]
-        per_fit["mae_naive_over_debiased"] = naive / debiased
-        results["seeds"][str(seed)] = per_fit
-    seeds = results["seeds"].values()
-    results["summary"] = {
-        fit: {
-            metric: statistics.fmean(s[fit][metric] for s in seeds)
-            for metric in ("elasticity_mae", "elasticity_bias", "interval_coverage", "holdout_wape", *SPLIT)
+            for value in sweep
         }
-        for fit in FITS
-    }
-    results["summary"]["mae_naive_over_debiased"] = [s["mae_naive_over_debiased"] for s in seeds]
+        results["seeds"][str(seed)] = runs[None] if not args.sweep else runs
+    if not args.sweep:
+        results["summary"] = summary(list(results["seeds"].values()))
+    else:
+        results["sweep"] = key
+        results["summary"] = {v: summary([s[v] for s in results["seeds"].values()]) for v in sweep}
+        plot_sweep(results, key, str(Path(args.out).with_suffix(".png")))
     write_results(results, args.out, ["summary"])
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
