@@ -96,7 +96,7 @@ cluster-demo: setup package ## run the nightly job with spark-submit on a local 
 test: setup ## run the test suite (local Spark + Delta, tmp folders), slow end-to-end tests excluded
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: setup package ## kill -9 and rerun, standalone cluster, notebooks, driver GPUs (end to end, ~17 min)
+test-slow: setup package ## kill -9 and rerun, standalone cluster, notebooks, driver GPUs (end to end, ~25 min)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 # Policies compared on one simulated market, night by night (docs/backtest.md).
