@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from results_io import write_results
-from run_config import run_config, simulated_panel
+from run_config import market_overrides, run_config, simulated_panel
 
 from pricing.model.train import run_train
 from pricing.spark import build_spark
@@ -31,14 +31,16 @@ FITS = {"naive": "false", "debiased": "true"}
 SPLIT = ("category_mae", "within_mae", "within_floor_mae")
 
 
-def fit_pair(spark: Any, base: Path, panel: tuple[str, str], settings: list[str]) -> dict[str, Any]:
-    """Train the naive and the debiased fit on one panel; their errors against the truth."""
+def fit_pair(
+    spark: Any, base: Path, panel: tuple[str, str], market: list[str], settings: list[str]
+) -> dict[str, Any]:
+    """Train the naive and the debiased fit on one panel (``market``'s) with ``settings``; their errors."""
     lakehouse, truth = panel
     per_fit: dict[str, Any] = {}
     for fit, debias in FITS.items():
-        cfg = run_config(base, *settings, f"train.debias={debias}")
+        cfg = run_config(base, *market, *settings, f"train.debias={debias}")
         report = run_train(spark, cfg, lakehouse, truth_dir=truth)
-        print(f"{base.name} {settings[3:]}, {fit} fit:\n{report.render()}", flush=True)
+        print(f"{base.name} {settings}, {fit} fit:\n{report.render()}", flush=True)
         per_fit[fit] = {
             "elasticity_mae": report.elasticity_mae,
             "elasticity_bias": report.metrics.get("elasticity_bias"),
@@ -119,13 +121,13 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         base = workdir / f"seed-{seed}"
         shutil.rmtree(base, ignore_errors=True)
-        market = [f"simulate.n_skus={args.skus}", f"simulate.n_days={args.days}", f"simulate.seed={seed}"]
+        market = market_overrides(args.skus, args.days, seed)
         cfg = run_config(base, *market, *args.overrides)
         spark = spark or build_spark(cfg.spark)
         panel = simulated_panel(spark, cfg, base)  # one panel per seed: every fit trains on it
         runs = {
             value: fit_pair(
-                spark, base, panel, [*market, *args.overrides, *([f"{key}={value}"] if value else [])]
+                spark, base, panel, market, [*args.overrides, *([f"{key}={value}"] if value else [])]
             )
             for value in sweep
         }

@@ -34,7 +34,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 from results_io import write_results
-from run_config import run_config, simulated_panel
+from run_config import market_overrides, run_config, simulated_panel
 
 from pricing.model.distributed import (
     LocalComm,
@@ -153,12 +153,7 @@ def main() -> None:
         base = workdir / f"seed-{seed}"
         shutil.rmtree(base, ignore_errors=True)
         cfg = run_config(
-            base,
-            f"simulate.n_skus={args.skus}",
-            f"simulate.n_days={args.days}",
-            f"simulate.seed={seed}",
-            "train.debias=false",
-            *args.overrides,
+            base, *market_overrides(args.skus, args.days, seed), "train.debias=false", *args.overrides
         )
         spark = spark or build_spark(cfg.spark)
         lakehouse, truth = simulated_panel(spark, cfg, base)

@@ -50,7 +50,7 @@ def prepare(args: argparse.Namespace) -> None:
     import secrets
 
     from elasticity_nuisance import network_sizes
-    from run_config import run_config, simulated_panel
+    from run_config import market_overrides, run_config, simulated_panel
 
     from pricing.model.distributed import read_shard
     from pricing.model.train import model_config, run_train, worker_spec
@@ -60,13 +60,7 @@ def prepare(args: argparse.Namespace) -> None:
     work, bundle = Path(args.workdir).resolve(), Path(args.bundle)
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(bundle, ignore_errors=True)
-    cfg = run_config(
-        work,
-        f"simulate.n_skus={args.skus}",
-        f"simulate.n_days={args.days}",
-        f"simulate.seed={args.seed}",
-        *args.overrides,
-    )
+    cfg = run_config(work, *market_overrides(args.skus, args.days, args.seed), *args.overrides)
     spark = build_spark(cfg.spark)
     lakehouse, truth = simulated_panel(spark, cfg, work)
     report = run_train(spark, cfg, lakehouse, truth_dir=truth)
@@ -110,6 +104,18 @@ def worker(args: argparse.Namespace) -> None:
         dist.destroy_process_group()
 
 
+def run_row(result: dict[str, Any]) -> dict[str, Any]:
+    """What one worker result reports: device, speed and losses."""
+    return {
+        "device": result["device"],
+        "samples_per_s": result["samples_per_s"],
+        "train_s": result["seconds"],
+        "first_loss": result["losses"][0],
+        "last_loss": result["losses"][-1],
+        "nuisance_last_loss": result["nuisance_losses"][-1] if result["nuisance_losses"] else None,
+    }
+
+
 def device(args: argparse.Namespace) -> None:
     """Every run of RUNS under torchrun, one after another; results into one file under ``--out``."""
     out, bundle = Path(args.out), Path(args.bundle).resolve()
@@ -142,15 +148,7 @@ def device(args: argparse.Namespace) -> None:
         result = torch.load(result_file, weights_only=False)
         result_file.unlink()
         results[name] = result
-        row = {
-            "device": result["device"],
-            "samples_per_s": result["samples_per_s"],
-            "train_s": result["seconds"],
-            "wall_s": wall,
-            "first_loss": result["losses"][0],
-            "last_loss": result["losses"][-1],
-            "nuisance_last_loss": result["nuisance_losses"][-1] if result["nuisance_losses"] else None,
-        }
+        row = {**run_row(result), "wall_s": wall}
         summary["runs"][name] = row
         print(f"{name:>22}: {json.dumps(row)}", flush=True)
     torch.save(results, out / "gpu_training_states.pt")
@@ -188,13 +186,7 @@ def evaluate(args: argparse.Namespace) -> None:
     if horovod.exists():  # bench/gpu_check.sh's Horovod run: the naive fit, under horovodrun, on the GPU
         result = torch.load(horovod, weights_only=False)
         states["horovod_gpu_naive"] = result
-        summary["runs"]["horovod_gpu_naive"] = {
-            "device": result["device"],
-            "samples_per_s": result["samples_per_s"],
-            "train_s": result["seconds"],
-            "first_loss": result["losses"][0],
-            "last_loss": result["losses"][-1],
-        }
+        summary["runs"]["horovod_gpu_naive"] = run_row(result)
     cfg = run_config(work)
     spark = build_spark(cfg.spark)
     holdout = spark.read.parquet(str(work / "holdout"))

@@ -25,6 +25,11 @@ def run_config(base: Path | str, *overrides: str) -> PricingConfig:
     )
 
 
+def market_overrides(skus: int, days: int, seed: int) -> list[str]:
+    """The simulated market a benchmark measures on: its size and seed, as overrides."""
+    return [f"simulate.n_skus={skus}", f"simulate.n_days={days}", f"simulate.seed={seed}"]
+
+
 def simulated_panel(spark: SparkSession, cfg: PricingConfig, base: Path) -> tuple[str, str]:
     """Simulate ``cfg.simulate``'s market under ``base``, ingest it and build the gold panel.
 

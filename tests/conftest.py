@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,23 @@ TEST_OVERRIDES = [
     "spark.driver_memory=2g",
     "spark.ui_enabled=false",
 ]
+
+
+def gold_market(spark: SparkSession, cfg: PricingConfig, root: Path) -> Path:
+    """Simulate ``cfg``'s market under ``root`` (landing/, truth/), ingest it and build its gold panel.
+
+    Returns the lakehouse.
+    """
+    from pricing.features import run_features
+    from pricing.ingest import run_ingest
+    from pricing.sim import simulate_market
+
+    simulate_market(spark, cfg.simulate, str(root / "landing"), str(root / "truth"))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(cfg.ingest.pii_salt_env, "t" * 32)  # fixed: the same pseudonyms every run
+        run_ingest(spark, cfg, str(root / "landing"), str(root / "lakehouse"))
+    run_features(spark, cfg, str(root / "lakehouse"))
+    return root / "lakehouse"
 
 
 @pytest.fixture(scope="session")

@@ -17,13 +17,10 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from conftest import TEST_OVERRIDES
+from conftest import TEST_OVERRIDES, gold_market
 from pyspark.sql import SparkSession
 
 from pricing.config import load_config
-from pricing.features import run_features
-from pricing.ingest import run_ingest
-from pricing.sim import simulate_market
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +28,7 @@ MARKET = ["simulate.n_skus=10", "simulate.n_days=35", "simulate.dirt.corrupt_fil
 
 
 def test_train_on_a_session_that_declares_driver_gpus(spark: SparkSession, tmp_path: Path) -> None:
-    cfg = load_config("local", overrides=TEST_OVERRIDES + MARKET)
-    simulate_market(spark, cfg.simulate, str(tmp_path / "landing"), str(tmp_path / "truth"))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(cfg.ingest.pii_salt_env, "t" * 32)
-        run_ingest(spark, cfg, str(tmp_path / "landing"), str(tmp_path / "lakehouse"))
-    run_features(spark, cfg, str(tmp_path / "lakehouse"))
+    lakehouse = gold_market(spark, load_config("local", overrides=TEST_OVERRIDES + MARKET), tmp_path)
 
     discovery = tmp_path / "gpus.sh"
     discovery.write_text('#!/usr/bin/env bash\necho \'{"name": "gpu", "addresses": ["0"]}\'\n')
@@ -47,7 +39,7 @@ def test_train_on_a_session_that_declares_driver_gpus(spark: SparkSession, tmp_p
     }
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     command = [
-        sys.executable, "-m", "pricing.cli", "train", "--lakehouse", str(tmp_path / "lakehouse"),
+        sys.executable, "-m", "pricing.cli", "train", "--lakehouse", str(lakehouse),
         *TEST_OVERRIDES, f"spark.extra_conf={json.dumps(driver_gpus)}",
         "train.use_gpu=true", "train.num_processes=1", "train.epochs=2", "train.ensemble_size=1",
         "train.hidden=8", "train.holdout_days=7", f"train.tracking_uri={tracking}",

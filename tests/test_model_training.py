@@ -8,14 +8,11 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from conftest import TEST_OVERRIDES
+from conftest import TEST_OVERRIDES, gold_market
 from pyspark.sql import SparkSession
 
 from pricing.config import PricingConfig, load_config
-from pricing.features import run_features
-from pricing.ingest import run_ingest
 from pricing.model.train import TrainReport, elasticity_error, run_train
-from pricing.sim import simulate_market
 
 MARKET = ["simulate.n_skus=12", "simulate.n_days=42", "simulate.dirt.corrupt_files=false"]
 SMALL_MODEL = [
@@ -30,13 +27,7 @@ SMALL_MODEL = [
 @pytest.fixture(scope="module")
 def market(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("model_market")
-    cfg = load_config("local", overrides=TEST_OVERRIDES + MARKET)
-    simulate_market(spark, cfg.simulate, str(root / "landing"), str(root / "truth"))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(cfg.ingest.pii_salt_env, "t" * 32)
-        run_ingest(spark, cfg, str(root / "landing"), str(root / "lakehouse"))
-    run_features(spark, cfg, str(root / "lakehouse"))
-    return root, root / "lakehouse"
+    return root, gold_market(spark, load_config("local", overrides=TEST_OVERRIDES + MARKET), root)
 
 
 def _config(root: Path, *overrides: str) -> PricingConfig:

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TEST_OVERRIDES
+from conftest import TEST_OVERRIDES, gold_market
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pricing import io
 from pricing.config import PricingConfig, load_config
-from pricing.features import GoldTables, run_features
-from pricing.ingest import run_ingest
+from pricing.features import GoldTables
 from pricing.model.dataset import model_inputs, with_history
 from pricing.model.train import run_train
 from pricing.score import (
@@ -28,7 +27,6 @@ from pricing.score import (
     scoring_inputs,
     whatif,
 )
-from pricing.sim import simulate_market
 
 MARKET = ["simulate.n_skus=10", "simulate.n_days=40", "simulate.dirt.corrupt_files=false"]
 SMALL_MODEL = ["train.epochs=4", "train.ensemble_size=2", "train.hidden=16", "train.holdout_days=7"]
@@ -53,12 +51,7 @@ def market(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """A small simulated market with its gold panel and one registered champion model."""
     root = tmp_path_factory.mktemp("score_market")
     cfg = _config(root)
-    simulate_market(spark, cfg.simulate, str(root / "landing"), str(root / "truth"))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(cfg.ingest.pii_salt_env, "s" * 32)
-        run_ingest(spark, cfg, str(root / "landing"), str(root / "lakehouse"))
-    run_features(spark, cfg, str(root / "lakehouse"))
-    run_train(spark, cfg, str(root / "lakehouse"))
+    run_train(spark, cfg, str(gold_market(spark, cfg, root)))
     return root
 
 
