@@ -165,6 +165,26 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pricing.evaluation.families import FAMILIES
+    from pricing.evaluation.robustness import EvaluationPlan, parse_list, run_evaluation
+
+    try:
+        plan = EvaluationPlan(
+            families=parse_list(args.families, sorted(FAMILIES)),
+            seeds=parse_list(args.seeds, (1, 2, 3), int),
+            n_skus=args.skus,
+            n_days=args.days,
+            decisions=parse_list(args.decisions, ()),
+        )
+    except ValueError as error:
+        print(f"pricing evaluate: {error}", file=sys.stderr)
+        return 2
+    cfg, spark = _session(args, [])
+    run_evaluation(spark, cfg, plan, args.workdir, args.out or f"{args.workdir}/robustness.json")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from pricing.report import write_report
 
@@ -303,6 +323,24 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--policies", help="backtest.policies, comma-separated")
     _common(backtest)
     backtest.set_defaults(func=_cmd_backtest)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="evaluation: the nightly job from scratch on every market family x seed, judged by true demand",
+    )
+    evaluate.add_argument("--workdir", required=True, help="folder for the markets, lakehouses and report")
+    evaluate.add_argument("--families", help="comma-separated families (default: all)")
+    evaluate.add_argument("--seeds", help="comma-separated seeds (default: 1,2,3)")
+    evaluate.add_argument("--skus", type=int, default=120, help="SKUs per market")
+    evaluate.add_argument("--days", type=int, default=90, help="days of history per market")
+    evaluate.add_argument(
+        "--decisions", help="extra score.decision rules judged on the same models (e.g. expected)"
+    )
+    evaluate.add_argument(
+        "--out", help="the results, JSON with a list `rows` (default: <workdir>/robustness.json)"
+    )
+    _common(evaluate)
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     report = sub.add_parser("report", help="HTML report with plots of a backtest, logged to its MLflow run")
     report.add_argument("--backtest", required=True, help="the backtest's --workdir")

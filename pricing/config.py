@@ -184,6 +184,13 @@ class ScoreConfig(_Strict):
     # independently of demand and elasticities stay identifiable. 0 turns it off.
     exploration_share: float = Field(0.0, ge=0, le=1)
     exploration_seed: int = 0
+    # How a candidate wins (docs/pricing-policy.md): "lower_bound": the highest lower confidence bound
+    # of the profit gain over the current price, taken over the elasticity's uncertainty, so a price
+    # moves only where the gain is clearly positive, and less where the interval is wide;
+    # "expected": the highest expected profit at the model's point estimate.
+    decision: Literal["lower_bound", "expected"] = "lower_bound"
+    # One-sided confidence of that lower bound (0.9: the gain is above it with probability 0.9).
+    gain_confidence: float = Field(0.9, ge=0.5, lt=1)
 
 
 class NightlyConfig(_Strict):

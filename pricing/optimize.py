@@ -184,32 +184,86 @@ def candidate_grid(band: pd.DataFrame, points: int, endings: list[float]) -> pd.
     return long.drop_duplicates(ignore_index=True)
 
 
-def choose_prices(candidates: pd.DataFrame) -> pd.DataFrame:
-    """Per ``row``, the candidate with the highest expected profit (ties: closest to the current price).
+def gain_bounds(candidates: pd.DataFrame, interval_z: float, gain_z: float) -> pd.DataFrame:
+    """Add each candidate's expected profit gain over the current price and its interval.
+
+    Under the model, a SKU's units at price p are its units at the current price c times
+    ``(p / c) ** elasticity``. The elasticity is uncertain: its interval ``[elasticity_low,
+    elasticity_high]`` is read as a central interval at the model's level (``interval_z`` standard
+    deviations each side). The gain ``(p - cost) q(p) - (c - cost) q(c)`` is monotone in the
+    elasticity for a given p, so its bounds at ``gain_z`` are the gains at the elasticity's bounds at
+    ``gain_z`` (an elasticity is never above 0). Keeping the current price gains exactly 0.
 
     Args:
-        candidates: ``row``, ``candidate_price``, ``unit_cost``, ``current_price``, ``expected_units``;
-            optionally ``revenue_floor``: only candidates with at least that expected revenue compete
-            (where none has, all do).
+        candidates: ``candidate_price``, ``unit_cost``, ``current_price``, ``expected_units`` (at the
+            candidate), ``units_current`` (at the current price), ``elasticity``, ``elasticity_low``,
+            ``elasticity_high``.
+
+    Returns:
+        ``candidates`` with ``gain``, ``gain_low`` and ``gain_high``.
     """
+    price = candidates["candidate_price"].to_numpy(float)
+    current = candidates["current_price"].to_numpy(float)
+    cost = candidates["unit_cost"].to_numpy(float)
+    units = candidates["expected_units"].to_numpy(float)
+    units_current = candidates["units_current"].to_numpy(float)
+    elasticity = candidates["elasticity"].to_numpy(float)
+    width = candidates["elasticity_high"].to_numpy(float) - candidates["elasticity_low"].to_numpy(float)
+    sd = np.nan_to_num(width / (2 * interval_z), nan=0.0).clip(min=0.0)
+    log_ratio = np.log(price / current)
+    same = np.abs(log_ratio) < 1e-12
+    kept_profit = (current - cost) * units_current
+
+    def gain_at(shifted: np.ndarray) -> np.ndarray:
+        return np.asarray((price - cost) * units * np.exp((shifted - elasticity) * log_ratio) - kept_profit)
+
+    low_side = gain_at(elasticity - gain_z * sd)
+    high_side = gain_at(np.minimum(elasticity + gain_z * sd, 0.0))
+    gain = (price - cost) * units - kept_profit
+    return candidates.assign(
+        gain=np.where(same, 0.0, gain),
+        gain_low=np.where(same, 0.0, np.minimum(low_side, high_side)),
+        gain_high=np.where(same, 0.0, np.maximum(low_side, high_side)),
+    )
+
+
+def choose_prices(candidates: pd.DataFrame, decision: str = "expected") -> pd.DataFrame:
+    """Per ``row``, the best candidate (ties: closest to the current price).
+
+    ``decision="expected"``: the highest expected profit; ``"lower_bound"``: the highest lower bound
+    of the gain over the current price (``gain_low`` from :func:`gain_bounds`), so the current price
+    (gain exactly 0) stays unless a move's gain is clearly positive.
+
+    Args:
+        candidates: ``row``, ``candidate_price``, ``unit_cost``, ``current_price``, ``expected_units``
+            (and ``gain_low`` for ``lower_bound``); optionally ``revenue_floor``: only candidates
+            with at least that expected revenue compete (where none has, all do).
+    """
+    if decision not in ("expected", "lower_bound"):
+        raise ValueError(f"unknown decision rule {decision!r}")
     scored = candidates.assign(
         expected_profit=(candidates["candidate_price"] - candidates["unit_cost"])
         * candidates["expected_units"],
         expected_revenue=candidates["candidate_price"] * candidates["expected_units"],
         _distance=(candidates["candidate_price"] - candidates["current_price"]).abs(),
     )
+    objective = "expected_profit" if decision == "expected" else "_gain_low"
+    if decision == "lower_bound":
+        # A rounding-level bound is no evidence: it must clear a millionth of the current profit.
+        noise = 1e-6 * np.abs((scored["current_price"] - scored["unit_cost"]) * scored["expected_units"])
+        scored = scored.assign(_gain_low=np.where(scored["gain_low"] > noise, scored["gain_low"], 0.0))
     if "revenue_floor" in scored.columns:
         meets = (scored["expected_revenue"] >= scored["revenue_floor"] - 1e-9) | scored[
             "revenue_floor"
         ].isna()
         # Rank first by meeting the floor, so a row with no candidate meeting it still gets a price.
         scored = scored.assign(_misses=~meets)
-        keys, ascending = ["row", "_misses", "expected_profit", "_distance"], [True, True, False, True]
+        keys, ascending = ["row", "_misses", objective, "_distance"], [True, True, False, True]
     else:
-        keys, ascending = ["row", "expected_profit", "_distance"], [True, False, True]
+        keys, ascending = ["row", objective, "_distance"], [True, False, True]
     ordered = scored.sort_values(keys, ascending=ascending)
     return (
         ordered.drop_duplicates("row")
-        .drop(columns=[c for c in ("_distance", "_misses") if c in ordered.columns])
+        .drop(columns=[c for c in ("_distance", "_misses", "_gain_low") if c in ordered.columns])
         .set_index("row")
     )

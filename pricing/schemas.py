@@ -376,6 +376,9 @@ PRICE_RECOMMENDATIONS_SCHEMA = StructType(
     + _fields("review_reason:string override_price:double override_reason:string override_author:string")
     + _fields("model_version:string")
     + _fields("run_id:string created_at:timestamp", False)
+    # The recommended price's expected profit gain over the current price and its interval (at
+    # score.gain_confidence, over the elasticity's uncertainty); 0 where the price is kept.
+    + _fields("expected_gain:double expected_gain_low:double expected_gain_high:double")
 )
 
 # Manual prices: for one night (price_date) or open-ended (price_date null) until deleted.

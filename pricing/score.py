@@ -30,7 +30,7 @@ from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
 from pricing.features import GoldTables, next_day_rows
 from pricing.model.dataset import InputSpec, model_inputs, with_history
 from pricing.model.predict import LoadedModel
-from pricing.optimize import BAND_INPUTS, candidate_grid, choose_prices, price_band
+from pricing.optimize import BAND_INPUTS, candidate_grid, choose_prices, gain_bounds, price_band
 from pricing.schemas import (
     CURRENT_PRICES_SCHEMA,
     PRICE_OVERRIDES_SCHEMA,
@@ -62,6 +62,9 @@ _SCORED_COLUMNS = [
     "elasticity_low",
     "elasticity_high",
     "binding_constraint",
+    "expected_gain",
+    "expected_gain_low",
+    "expected_gain_high",
 ]
 SCORED_SCHEMA = StructType(
     [
@@ -157,10 +160,8 @@ def _unit_hash(*columns: Any) -> np.ndarray:
 
 def _price_tests(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfig) -> pd.DataFrame:
     """Exploration: for ``scfg.exploration_share`` of SKUs (drawn per SKU and night), a random
-    candidate of their band; ``candidate_price`` and ``expected_units`` indexed by ``row``."""
-    empty = pd.DataFrame(
-        {"candidate_price": [], "expected_units": []}, index=pd.Index([], dtype=np.int64, name="row")
-    )
+    candidate of their band; its columns of ``_TESTED`` indexed by ``row``."""
+    empty = pd.DataFrame({c: [] for c in _TESTED}, index=pd.Index([], dtype=np.int64, name="row"))
     if scfg.exploration_share <= 0 or candidates.empty:
         return empty
     seed = pd.Series(str(scfg.exploration_seed), index=frame.index)
@@ -171,7 +172,11 @@ def _price_tests(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfi
     rows = pool["row"].to_numpy()
     draw = _unit_hash(frame["sku"].to_numpy()[rows] + "|test", pool["candidate_price"], seed.to_numpy()[rows])
     picked = pool.assign(_draw=draw).sort_values(["row", "_draw"]).drop_duplicates("row", keep="last")
-    return picked.set_index("row")[["candidate_price", "expected_units"]]
+    return picked.set_index("row")[list(_TESTED)]
+
+
+# What an exploration pick replaces in the chosen row.
+_TESTED = ("candidate_price", "expected_units", "gain", "gain_low", "gain_high")
 
 
 def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) -> Any:
@@ -199,6 +204,7 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
             band = _band(frame, interval, policy)
             recommended = current.copy()
             units_best = nan.copy()
+            gains = {c: nan.copy() for c in ("gain", "gain_low", "gain_high")}
             binding = np.where(band["band_note"] == "infeasible", "infeasible", "no_model").astype(object)
             scorable = usable & (band["band_note"] != "infeasible").to_numpy()
             if scorable.any():
@@ -220,13 +226,16 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                         "unit_cost": frame["unit_cost"].to_numpy(float)[rows],
                         "current_price": current[rows],
                         "expected_units": model.predict(expanded)["expected_units"].to_numpy(),
+                        "units_current": units_now[rows],
+                        **{c: interval[c].to_numpy(float)[rows] for c in interval.columns},
                     }
                 )
+                candidates = gain_bounds(candidates, model.z, _one_sided_z(scfg.gain_confidence))
                 if scfg.objective == "profit_with_revenue_floor":
                     candidates["revenue_floor"] = scfg.min_revenue_ratio * (current * units_now)[rows]
-                best = choose_prices(candidates)
+                best = choose_prices(candidates, scfg.decision)
                 tested = _price_tests(frame, candidates, scfg)
-                best.loc[tested.index, ["candidate_price", "expected_units"]] = tested
+                best.loc[tested.index, list(_TESTED)] = tested
                 chosen_rows = best.index.to_numpy()
                 chosen = best["candidate_price"].to_numpy()
                 extent = grid.groupby("row")["candidate_price"].agg(["min", "max"]).reindex(chosen_rows)
@@ -239,9 +248,19 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                         chosen >= highest - 1e-9, band["ceiling_reason"].to_numpy()[chosen_rows], "none"
                     ),
                 )
+                if scfg.decision == "lower_bound":
+                    # Kept because no move's gain is clearly positive, though the point estimate
+                    # would have moved: the reviewer sees why.
+                    hoped = choose_prices(candidates, "expected").reindex(chosen_rows)["candidate_price"]
+                    doubtful = (np.abs(chosen - current[chosen_rows]) < 1e-9) & (
+                        np.abs(hoped.to_numpy() - current[chosen_rows]) > 1e-9
+                    )
+                    binding[chosen_rows[doubtful]] = "uncertain_gain"
                 binding[tested.index.to_numpy()] = "price_test"
                 recommended[chosen_rows] = chosen
                 units_best[chosen_rows] = best["expected_units"].to_numpy()
+                for column in ("gain", "gain_low", "gain_high"):
+                    gains[column][chosen_rows] = best[column].to_numpy()
             units_now = np.where(usable, units_now, np.nan)
             cost = frame["unit_cost"].to_numpy(float)
             yield pd.DataFrame(
@@ -267,10 +286,20 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                     "elasticity_low": np.where(usable, interval["elasticity_low"].to_numpy(float), np.nan),
                     "elasticity_high": np.where(usable, interval["elasticity_high"].to_numpy(float), np.nan),
                     "binding_constraint": binding,
+                    "expected_gain": gains["gain"],
+                    "expected_gain_low": gains["gain_low"],
+                    "expected_gain_high": gains["gain_high"],
                 }
             )
 
     return score
+
+
+def _one_sided_z(confidence: float) -> float:
+    """The standard normal quantile at ``confidence`` (0.9 -> 1.28)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(confidence)
 
 
 def active_overrides(overrides_df: DataFrame, price_date: date) -> DataFrame:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pricing.config import PolicyConfig
-from pricing.optimize import apply_endings, candidate_grid, choose_prices, price_band
+from pricing.optimize import apply_endings, candidate_grid, choose_prices, gain_bounds, price_band
 
 POLICY = PolicyConfig()
 
@@ -116,6 +116,54 @@ def test_choose_prices_maximises_expected_profit() -> None:
     # decides; row 1 must keep revenue >= 15, which only 5.00 (x 3 units) does.
     floored = choose_prices(candidates.assign(revenue_floor=[95.0] * 3 + [15.0] * 2))
     assert floored["candidate_price"].to_dict() == {0: 10.0, 1: 5.0}  # 5 x 3 = 15 meets the floor
+
+
+def _curve(elasticity: float, low: float, high: float, prices: list[float]) -> pd.DataFrame:
+    """Candidates of one SKU at 10.00 (cost 5, 100 units) under a log-log model of ``elasticity``."""
+    price = np.asarray(prices, float)
+    return pd.DataFrame(
+        {
+            "row": 0,
+            "candidate_price": price,
+            "unit_cost": 5.0,
+            "current_price": 10.0,
+            "expected_units": 100.0 * (price / 10.0) ** elasticity,
+            "units_current": 100.0,
+            "elasticity": elasticity,
+            "elasticity_low": low,
+            "elasticity_high": high,
+        }
+    )
+
+
+def test_gain_bounds_are_the_gains_at_the_elasticitys_bounds() -> None:
+    # Interval [-2.5, -1.5] at 90% (z 1.645 each side): sd = 0.5 / 1.645; bound at z = 1.
+    bounded = gain_bounds(_curve(-2.0, -2.5, -1.5, [9.0, 10.0, 11.0]), 1.645, 1.0)
+    sd = 0.5 / 1.645
+    for price, row in zip([9.0, 10.0, 11.0], bounded.itertuples(), strict=True):
+        gains = [(price - 5) * 100 * (price / 10) ** e - 500 for e in (-2.0 - sd, -2.0, -2.0 + sd)]
+        assert row.gain == pytest.approx(0.0 if price == 10 else gains[1])
+        assert row.gain_low == pytest.approx(0.0 if price == 10 else min(gains))
+        assert row.gain_high == pytest.approx(0.0 if price == 10 else max(gains))
+    # No elasticity above 0: the upper side is cut at 0.
+    flat = gain_bounds(_curve(-0.2, -1.0, 0.0, [11.0]), 1.645, 3.0).iloc[0]
+    assert flat.gain_high == pytest.approx((11 - 5) * 100 * (11 / 10) ** 0.0 - 500)
+
+
+def test_lower_bound_keeps_the_price_unless_the_gain_is_clearly_positive() -> None:
+    prices = [9.0, 9.5, 10.0, 10.5, 11.0]
+    # Elasticity -1.2 with cost at half the price: raising pays at the point estimate.
+    narrow = gain_bounds(_curve(-1.2, -1.3, -1.1, prices), 1.645, 1.2816)
+    wide = gain_bounds(_curve(-1.2, -3.5, -0.2, prices), 1.645, 1.2816)
+    middling = gain_bounds(_curve(-1.2, -2.1, -0.3, prices), 1.645, 1.2816)
+    assert choose_prices(wide, "expected")["candidate_price"].item() == 11.0
+    assert choose_prices(narrow, "lower_bound")["candidate_price"].item() == 11.0
+    # Wide enough that a loss is plausible at every move: keep.
+    assert choose_prices(wide, "lower_bound")["candidate_price"].item() == 10.0
+    # In between: move, but less than the point estimate would.
+    assert choose_prices(middling, "lower_bound")["candidate_price"].item() == 10.5
+    with pytest.raises(ValueError, match="unknown decision"):
+        choose_prices(narrow, "optimistic")
 
 
 money = st.floats(0.5, 2_000, allow_nan=False)

@@ -43,6 +43,7 @@ BINDING = {
     "clearance",
     "uncertainty",
     "competitor_premium",
+    "uncertain_gain",
 }
 
 

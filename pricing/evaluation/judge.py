@@ -1,0 +1,209 @@
+"""Judge one night's prices against an evaluation market's true demand curve.
+
+Reads only what the product wrote (``gold/price_recommendations``, ``gold/sku_day``) and the market's
+truth (``sku_day`` with the curve of :mod:`pricing.evaluation.families`, ``sku_params``). Per SKU:
+true expected units and profit at the current, recommended and final price, and at the best price of
+the same band (a fine grid of the band, with the price endings, plus the current price); the true
+elasticity at the current price against the model's and its interval; the model's expected units at
+the current price against the true ones (and the seasonal naive forecast's); guardrail violations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+from pricing import io
+from pricing.config import PolicyConfig, SimulateConfig
+from pricing.evaluation.families import CURVE_COLUMNS, log_units, true_elasticity
+from pricing.optimize import candidate_grid
+from pricing.sim.market import catalog_cost_missing
+
+JUDGED_SCHEMA = StructType(
+    [
+        StructField("sku", StringType(), False),
+        *[
+            StructField(name, DoubleType(), True)
+            for name in (
+                "true_profit_current",
+                "true_profit_recommended",
+                "true_profit_final",
+                "true_profit_best",
+                "true_units_current",
+                "true_elasticity",
+                "violation",
+            )
+        ],
+    ]
+)
+BEST_GRID_POINTS = 101
+
+
+def _judge_batches(policy: PolicyConfig) -> Any:
+    allowed_change = max(policy.max_change, policy.clearance_max_change)
+
+    def judge(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for f in frames:
+            f = f.reset_index(drop=True)
+            cost = f["true_cost"].to_numpy(float)
+
+            def profit(price: np.ndarray, curve: pd.DataFrame = f, cost: np.ndarray = cost) -> np.ndarray:
+                return np.asarray(np.exp(log_units(curve, price)) * (price - cost[curve.index]), float)
+
+            current = f["current_price"].to_numpy(float)
+            band = f[["price_floor", "price_ceiling"]]
+            grid = candidate_grid(band, BEST_GRID_POINTS, policy.price_endings)
+            grid = pd.concat(
+                [grid, pd.DataFrame({"row": np.arange(len(f)), "candidate_price": current})],
+                ignore_index=True,
+            )
+            rows = grid["row"].to_numpy()
+            # The current price always competes: keeping it is always possible.
+            candidate_profit = profit(grid["candidate_price"].to_numpy(float), f.iloc[rows].set_index(rows))
+            best = pd.Series(candidate_profit).groupby(rows).max().reindex(range(len(f))).to_numpy()
+            recommended = f["recommended_price"].to_numpy(float)
+            cent = 0.005
+            hard_floor = np.fmax.reduce(
+                [
+                    np.where(f["cost_known"].to_numpy(bool), cost * (1 + policy.min_margin), np.nan),
+                    f["min_price"].to_numpy(float),
+                    f["map_price"].to_numpy(float) if policy.respect_map else np.full(len(f), np.nan),
+                ]
+            )
+            hard_ceiling = f["max_price"].to_numpy(float)
+            forced = (current < hard_floor - cent) | (current > hard_ceiling + cent)
+            violation = (
+                (recommended < hard_floor - cent)
+                | (recommended > hard_ceiling + cent)
+                | (recommended < f["price_floor"].to_numpy(float) - 1e-6)
+                | (recommended > f["price_ceiling"].to_numpy(float) + 1e-6)
+                | (~forced & (np.abs(recommended / current - 1) > allowed_change + 0.01 / current))
+            ) & (f["binding_constraint"].to_numpy() != "infeasible")
+            yield pd.DataFrame(
+                {
+                    "sku": f["sku"],
+                    "true_profit_current": profit(current),
+                    "true_profit_recommended": profit(recommended),
+                    "true_profit_final": profit(f["final_price"].to_numpy(float)),
+                    "true_profit_best": best,
+                    "true_units_current": np.exp(log_units(f, current)),
+                    "true_elasticity": true_elasticity(f, current),
+                    "violation": violation.astype(float),
+                }
+            )
+
+    return judge
+
+
+def judged_skus(
+    spark: SparkSession,
+    lakehouse: str,
+    truth: str,
+    price_date: date,
+    policy: PolicyConfig,
+    sim: SimulateConfig,
+) -> DataFrame:
+    """One row per priced SKU: what the night recommended, beside what its prices truly earn."""
+    recs = io.read_table(spark, io.table_path(lakehouse, "gold", "price_recommendations")).where(
+        F.col("price_date") == F.lit(price_date)
+    )
+    curve = (
+        spark.read.parquet(f"{truth}/sku_day")
+        .where(F.col("date") == F.lit(price_date))
+        .select("sku", *CURVE_COLUMNS)
+    )
+    params = spark.read.parquet(f"{truth}/sku_params").select(
+        "sku",
+        F.col("unit_cost").alias("true_cost"),
+        "min_price",
+        "max_price",
+        "map_price",
+        (~catalog_cost_missing(sim)).alias("cost_known"),
+    )
+    joined = recs.join(curve, "sku").join(params, "sku")
+    judged = joined.mapInPandas(_judge_batches(policy), JUDGED_SCHEMA)
+    panel = io.read_table(spark, io.table_path(lakehouse, "gold", "sku_day"))
+    week_ago = panel.where(F.col("date") == F.lit(price_date - timedelta(days=7))).select(
+        "sku", F.col("units_gross").cast("double").alias("seasonal_naive_units")
+    )
+    return recs.join(judged, "sku").join(week_ago, "sku", "left")
+
+
+def summarise(judged_df: DataFrame) -> dict[str, Any]:
+    """The night's figures over every SKU (sums of profit, means over SKUs; see docs/benchmarks.md)."""
+    moved = F.abs(F.col("recommended_price") - F.col("current_price")) > 1e-9
+    raised = F.col("recommended_price") > F.col("current_price") + 1e-9
+    error = F.col("elasticity") - F.col("true_elasticity")
+    inside = F.col("true_elasticity").between(F.col("elasticity_low"), F.col("elasticity_high"))
+    truth_units = F.col("true_units_current")
+    row = judged_df.agg(
+        F.count("*").alias("skus"),
+        *[F.sum(f"true_profit_{c}").alias(c) for c in ("current", "recommended", "final", "best")],
+        F.sum("expected_profit_current").alias("model_profit_current"),
+        F.sum("expected_profit_recommended").alias("model_profit_recommended"),
+        F.avg(F.abs(error)).alias("elasticity_mae"),
+        F.avg(error).alias("elasticity_bias"),
+        F.avg(inside.cast("double")).alias("interval_coverage"),
+        F.avg(F.col("elasticity_high") - F.col("elasticity_low")).alias("interval_width"),
+        # Null, not an error, where either side does not vary.
+        F.try_divide(
+            F.covar_pop("elasticity", "true_elasticity"),
+            F.stddev_pop("elasticity") * F.stddev_pop("true_elasticity"),
+        ).alias("elasticity_corr"),
+        F.avg("true_elasticity").alias("true_elasticity_mean"),
+        (F.sum(F.abs(F.col("expected_units_current") - truth_units)) / F.sum(truth_units)).alias("wape"),
+        (
+            F.sum(
+                F.when(
+                    F.col("seasonal_naive_units").isNotNull(),
+                    F.abs(F.col("seasonal_naive_units") - truth_units),
+                )
+            )
+            / F.sum(F.when(F.col("seasonal_naive_units").isNotNull(), truth_units))
+        ).alias("seasonal_naive_wape"),
+        F.avg(moved.cast("double")).alias("moved_share"),
+        F.avg(raised.cast("double")).alias("raised_share"),
+        F.sum("violation").alias("violations"),
+    ).first()
+    assert row is not None
+    r = row.asDict()
+    current, recommended, best = r["current"] or 0.0, r["recommended"] or 0.0, r["best"] or 0.0
+    achievable = best - current
+    binding = {x[0]: int(x[1]) for x in judged_df.groupBy("binding_constraint").count().collect()}
+    return {
+        "skus": int(r["skus"]),
+        "profit_vs_keep": recommended / current - 1 if current else None,
+        "final_vs_keep": (r["final"] or 0.0) / current - 1 if current else None,
+        "best_vs_keep": best / current - 1 if current else None,
+        # Below 1e-4 of the profit there is nothing to win inside the bands: the share is undefined.
+        "uplift_share": (recommended - current) / achievable if achievable > 1e-4 * abs(current) else None,
+        "model_expected_vs_keep": (
+            r["model_profit_recommended"] / r["model_profit_current"] - 1
+            if r["model_profit_current"]
+            else None
+        ),
+        **{
+            k: (float(r[k]) if r[k] is not None else None)
+            for k in (
+                "elasticity_mae",
+                "elasticity_bias",
+                "elasticity_corr",
+                "true_elasticity_mean",
+                "interval_coverage",
+                "interval_width",
+                "wape",
+                "seasonal_naive_wape",
+                "moved_share",
+                "raised_share",
+            )
+        },
+        "violations": int(r["violations"] or 0),
+        "binding": binding,
+    }

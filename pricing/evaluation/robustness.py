@@ -1,0 +1,211 @@
+"""``pricing evaluate``: the nightly job from scratch on every family x seed, judged by true demand.
+
+For each family and seed: generate the market (:mod:`pricing.evaluation.families`), deliver its
+history into a fresh landing area, run ``pricing nightly`` for the history's last day in a fresh
+lakehouse with its own MLflow store (the product sees only landing files), then judge the night's
+``gold/price_recommendations`` (:mod:`pricing.evaluation.judge`). Each extra decision rule in
+``decisions`` re-scores the same night with the same model (``score.decision``) and is judged too,
+so rules are compared side by side on identical models.
+
+Rows go to ``<out>`` (``{"rows": [...], ...}``) one per family x seed x decision, and a report with
+plots to ``<workdir>/report``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from pricing.config import PricingConfig
+from pricing.evaluation.families import FAMILIES, generate_market
+from pricing.evaluation.judge import judged_skus, summarise
+
+log = logging.getLogger(__name__)
+
+ROW_KEYS = (
+    "family",
+    "seed",
+    "decision",
+    "profit_vs_keep",
+    "uplift_share",
+    "interval_coverage",
+    "elasticity_mae",
+    "elasticity_bias",
+    "wape",
+    "seasonal_naive_wape",
+)
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What ``pricing evaluate`` runs."""
+
+    families: tuple[str, ...]
+    seeds: tuple[int, ...]
+    n_skus: int
+    n_days: int
+    decisions: tuple[str, ...] = ()  # extra score.decision rules judged on the same models
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.families) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; choose from {sorted(FAMILIES)}")
+
+
+def _run_config(cfg: PricingConfig, seed: int, workdir: Path, plan: EvaluationPlan) -> PricingConfig:
+    overrides: dict[str, dict[str, Any]] = {
+        "simulate": {"seed": seed, "n_skus": plan.n_skus, "n_days": plan.n_days},
+        "train": {
+            "tracking_uri": f"sqlite:///{(workdir / 'mlflow.db').resolve()}",
+            "artifact_location": str((workdir / "mlartifacts").resolve()),
+        },
+    }
+    merged = cfg.model_dump()
+    for section, values in overrides.items():
+        merged[section] = {**merged[section], **values}
+    return PricingConfig.model_validate(merged)
+
+
+def _judge(
+    spark: SparkSession, cfg: PricingConfig, lakehouse: str, truth: str, price_date: date
+) -> dict[str, Any]:
+    judged = judged_skus(spark, lakehouse, truth, price_date, cfg.policy, cfg.simulate).cache()
+    try:
+        return summarise(judged)
+    finally:
+        judged.unpersist()
+
+
+def evaluate_market(
+    spark: SparkSession, cfg: PricingConfig, family: str, seed: int, workdir: Path, plan: EvaluationPlan
+) -> list[dict[str, Any]]:
+    """One family x seed: market, nightly job from scratch, judge (and re-score per extra decision)."""
+    from pricing.nightly import run_nightly
+    from pricing.score import run_score
+    from pricing.sim.deliver import deliver
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    run_cfg = _run_config(cfg, seed, workdir, plan)
+    started = time.monotonic()
+    market = generate_market(
+        spark, FAMILIES[family], run_cfg.simulate, str(workdir / "market"), str(workdir / "truth")
+    )
+    history_end, price_date = date.fromisoformat(market.history_end), date.fromisoformat(market.price_date)
+    landing, lakehouse = str(workdir / "landing"), str(workdir / "lakehouse")
+    deliver(spark, market.market, landing, history_end)
+    generated = time.monotonic()
+    night = run_nightly(spark, run_cfg, history_end, landing, lakehouse)
+    if night.status != "succeeded":
+        raise RuntimeError(f"{family} seed {seed}: the nightly run failed: {night.error}")
+    nightly_seconds = time.monotonic() - generated
+    base = {
+        "family": family,
+        "seed": seed,
+        "skus_simulated": plan.n_skus,
+        "days": plan.n_days,
+        "nightly_seconds": round(nightly_seconds, 1),
+        "market_seconds": round(generated - started, 1),
+        "model_version": night.model_version,
+    }
+    rows = [
+        {
+            **base,
+            "decision": run_cfg.score.decision,
+            **_judge(spark, run_cfg, lakehouse, market.truth, price_date),
+        }
+    ]
+    for decision in plan.decisions:
+        if decision == run_cfg.score.decision:
+            continue
+        alt = run_cfg.model_copy(update={"score": run_cfg.score.model_copy(update={"decision": decision})})
+        PricingConfig.model_validate(alt.model_dump())  # a derived config is validated like any other
+        run_score(spark, alt, lakehouse, price_date=price_date, run_id=f"evaluate-{decision}")
+        rows.append({**base, "decision": decision, **_judge(spark, alt, lakehouse, market.truth, price_date)})
+    return rows
+
+
+def run_evaluation(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    plan: EvaluationPlan,
+    workdir: str,
+    out: str,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Every family x seed of ``plan`` (see the module docstring); returns and writes the results."""
+    root = Path(workdir)
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    total = len(plan.families) * len(plan.seeds)
+    for k, (family, seed) in enumerate(((f, s) for f in plan.families for s in plan.seeds), 1):
+        progress(f"[evaluate] {k}/{total}: {family} seed {seed}")
+        market_rows = evaluate_market(spark, cfg, family, seed, root / family / f"seed{seed}", plan)
+        for row in market_rows:
+            progress(
+                f"[evaluate]   {row['decision']}: profit vs keep {_pct(row['profit_vs_keep'])}, "
+                f"share of achievable uplift {_num(row['uplift_share'])}, moved {_pct(row['moved_share'])}, "
+                f"elasticity MAE {_num(row['elasticity_mae'])} (bias {_num(row['elasticity_bias'])}), "
+                f"coverage {_num(row['interval_coverage'])}"
+            )
+        rows += market_rows
+        _write(out, plan, rows, time.monotonic() - started, cfg)
+    result = _write(out, plan, rows, time.monotonic() - started, cfg)
+    from pricing.evaluation.report import write_evaluation_report
+
+    result["report"] = write_evaluation_report(result, str(root / "report"))
+    progress(f"[evaluate] {len(rows)} rows in {out}; report {result['report']}")
+    return result
+
+
+def _write(
+    out: str, plan: EvaluationPlan, rows: list[dict[str, Any]], seconds: float, cfg: PricingConfig
+) -> dict[str, Any]:
+    result = {
+        "plan": {
+            "families": list(plan.families),
+            "seeds": list(plan.seeds),
+            "n_skus": plan.n_skus,
+            "n_days": plan.n_days,
+            "decisions": [cfg.score.decision, *[d for d in plan.decisions if d != cfg.score.decision]],
+        },
+        "defaults": {
+            "score.decision": cfg.score.decision,
+            "score.gain_confidence": cfg.score.gain_confidence,
+            "train.debias": cfg.train.debias,
+            "train.elasticity_interval": cfg.train.elasticity_interval,
+        },
+        "seconds": round(seconds, 1),
+        "rows": rows,
+        "families": {name: FAMILIES[name].description for name in plan.families},
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{out}.partial"
+    Path(tmp).write_text(json.dumps(result, indent=2, default=str))
+    os.replace(tmp, out)
+    return result
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2%}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def parse_list(text: str | None, default: Sequence[Any], cast: Callable[[str], Any] = str) -> tuple[Any, ...]:
+    """``"a,b"`` -> ``("a", "b")``; None -> ``default``."""
+    if not text:
+        return tuple(default)
+    return tuple(cast(part.strip()) for part in text.split(",") if part.strip())

@@ -1,0 +1,224 @@
+"""Evaluation markets and their judge: exact truth, the landing contract, numbers on hand-built rows."""
+
+from __future__ import annotations
+
+import ast
+import math
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+
+from pricing.config import PricingConfig
+from pricing.evaluation.families import FAMILIES, generate_market, log_units, true_elasticity
+from pricing.evaluation.judge import judged_skus, summarise
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pricing"
+# The product's stages: none may see an evaluation market's truth.
+PRODUCTION = [
+    *sorted(PACKAGE.glob("*.py")),
+    *sorted((PACKAGE / "model").glob("*.py")),
+]
+NOT_PRODUCTION = {"cli.py", "backtest.py", "report.py"}  # entry points and the simulator's own backtest
+
+
+def test_production_code_never_imports_the_evaluation_package() -> None:
+    offenders = []
+    for path in PRODUCTION:
+        if path.name in NOT_PRODUCTION:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("pricing.evaluation")]
+    assert offenders == []
+    assert len([p for p in PRODUCTION if p.name not in NOT_PRODUCTION]) >= 15
+
+
+def _curves() -> pd.DataFrame:
+    # One SKU per form, each at its reference price 10 (the reference form remembers 10 too).
+    return pd.DataFrame(
+        {
+            "form": ["loglog", "semilog", "linear", "logit", "reference"],
+            "log_level": np.log([5.0, 5.0, 5.0, 20.0, 5.0]),
+            "curve_ref": 10.0,
+            "c1": [-2.0, -2.0, -0.5, 3.0, -1.0],
+            "c2": [0.0, 0.0, 0.0, 0.0, 10.0],
+            "c3": [0.0, 0.0, 0.0, 2.0, -1.5],
+            "c4": [0.0, 0.0, 0.0, 0.0, -0.3],
+        }
+    )
+
+
+def test_every_demand_form_has_the_units_and_elasticity_of_its_formula() -> None:
+    curves = _curves()
+    at_ref = np.exp(log_units(curves, 10.0))
+    assert at_ref == pytest.approx([5.0, 5.0, 5.0, 20.0 / 4.0, 5.0])  # logit share 1 / (1 + 2 + 1)
+    at_12 = np.exp(log_units(curves, 12.0))
+    assert at_12[0] == pytest.approx(5.0 * 1.2**-2.0)
+    assert at_12[1] == pytest.approx(5.0 * math.exp(-2.0 * 0.2))
+    assert at_12[2] == pytest.approx(5.0 * (1 - 0.5 * 0.2))
+    own = math.exp(-3.0 * 0.2)
+    assert at_12[3] == pytest.approx(20.0 * own / (3.0 + own))
+    assert at_12[4] == pytest.approx(5.0 * 1.2**-1.0 * 1.2**-1.5)  # above the remembered price: the loss side
+    assert np.exp(log_units(curves.iloc[[4]], 8.0))[0] == pytest.approx(5.0 * 0.8**-1.0 * 0.8**-0.3)
+    e = true_elasticity(curves, 12.0)
+    share = own / (3.0 + own)
+    expected = [-2.0, -2.0 * 1.2, -0.5 * 1.2 / (1 - 0.5 * 0.2), -3.0 * 1.2 * (1 - share), -2.5]
+    assert e == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["loglog_weekday", "rigid_semilog", "linear_costplus"])
+def test_family_markets_carry_exact_truth(
+    spark: SparkSession, cfg: PricingConfig, tmp_path: Path, name: str
+) -> None:
+    sim = cfg.simulate.model_copy(update={"n_skus": 12, "n_days": 30, "seed": 3})
+    market = generate_market(spark, FAMILIES[name], sim, str(tmp_path / "market"), str(tmp_path / "truth"))
+    days = spark.read.parquet(market.truth + "/sku_day").toPandas()
+    assert len(days) == 12 * 31 and days["date"].max() == date.fromisoformat(market.price_date)
+    assert market.price_date == (sim.start_date + timedelta(days=30)).isoformat()
+    assert np.allclose(np.exp(log_units(days, days["price"])), days["expected_demand"])
+    # Stock censors sales, never the other way round.
+    assert (days["units_sold"] <= days["demand"]).all()
+    assert ((days["units_sold"] < days["demand"]) == days["censored"]).all()
+    spread = days.groupby("sku")["price"].agg(lambda p: np.log(p).std()).mean()
+    if name == "rigid_semilog":
+        assert spread < 0.03  # almost no price variation
+    else:
+        assert spread > 0.01
+    landing = sorted(p.name for p in Path(market.market).iterdir())
+    assert landing == ["catalog", "clickstream", "competitor_prices", "fx_rates", "inventory", "transactions"]
+    folders = {p.name for p in Path(market.market, "transactions").glob("day=*")}
+    # Every simulated day has its orders (re-delivered duplicates also land two days later).
+    assert {f"day={sim.start_date + timedelta(days=d)}" for d in range(31)} <= folders
+
+
+def test_a_family_market_ingests_through_the_landing_contract(
+    spark: SparkSession, cfg: PricingConfig, tmp_path: Path, pii_salt: str
+) -> None:
+    from pricing import io
+    from pricing.ingest import Lakehouse, run_ingest
+    from pricing.sim.deliver import deliver
+
+    sim = cfg.simulate.model_copy(update={"n_skus": 10, "n_days": 20, "seed": 5})
+    market = generate_market(
+        spark, FAMILIES["logit_competitor"], sim, str(tmp_path / "market"), str(tmp_path / "truth")
+    )
+    deliver(spark, market.market, str(tmp_path / "landing"), date.fromisoformat(market.history_end))
+    report = run_ingest(spark, cfg, str(tmp_path / "landing"), str(tmp_path / "lakehouse"))
+    assert {r.source for r in report.results} >= {"transactions", "catalog", "clickstream", "inventory"}
+    reconciliation = io.read_table(
+        spark, Lakehouse(io.qualify(spark, str(tmp_path / "lakehouse"))).reconciliation
+    )
+    assert reconciliation.where("NOT balanced").count() == 0
+    silver = io.read_table(
+        spark, io.table_path(io.qualify(spark, str(tmp_path / "lakehouse")), "silver", "transactions")
+    )
+    # Only the history arrives: the night being priced is not in the landing area.
+    assert str(silver.agg({"order_date": "max"}).first()[0]) == market.history_end
+
+
+def _hand_built_night(spark: SparkSession, root: Path) -> tuple[str, str, date]:
+    """Three SKUs, log-log demand with elasticity -2 at 10.00 (cost 4, 10 units a day): profit
+    (p - 4) 10 (p / 10)^-2 peaks at 8 (2 x cost), below the band 9..11, so lower is better in it."""
+    from pricing import io
+
+    price_date = date(2026, 3, 10)
+    lakehouse, truth = str(root / "lakehouse"), str(root / "truth")
+    recs = pd.DataFrame(
+        {
+            "sku": ["A", "B", "C"],
+            "price_date": [price_date] * 3,
+            "current_price": [10.0, 10.0, 10.0],
+            "recommended_price": [11.0, 10.0, 9.0],
+            "final_price": [10.0, 10.0, 9.0],
+            "price_floor": [9.0, 9.0, 9.0],
+            "price_ceiling": [11.0, 11.0, 11.0],
+            "expected_units_current": [10.0, 12.0, 8.0],
+            "expected_profit_current": [60.0, 72.0, 48.0],
+            "expected_profit_recommended": [70.0, 72.0, 50.0],
+            "elasticity": [-1.5, -2.5, -2.0],
+            "elasticity_low": [-1.8, -3.0, -2.2],
+            "elasticity_high": [-1.2, -2.1, -1.9],
+            "binding_constraint": ["max_change", "uncertain_gain", "max_change"],
+        }
+    )
+    io.overwrite(
+        spark.createDataFrame(recs),
+        io.table_path(lakehouse, "gold", "price_recommendations"),
+        spark.createDataFrame(recs).schema,
+        "test recommendations",
+    )
+    panel = spark.createDataFrame(
+        pd.DataFrame(
+            {"sku": ["A", "B", "C"], "date": [price_date - timedelta(days=7)] * 3, "units_gross": [9, 10, 13]}
+        )
+    )
+    io.overwrite(panel, io.table_path(lakehouse, "gold", "sku_day"), panel.schema, "test panel")
+    curve = pd.DataFrame(
+        {
+            "sku": ["A", "B", "C"],
+            "date": [price_date] * 3,
+            "form": "loglog",
+            "log_level": math.log(10.0),
+            "curve_ref": 10.0,
+            "c1": -2.0,
+            "c2": 0.0,
+            "c3": 0.0,
+            "c4": 0.0,
+        }
+    )
+    spark.createDataFrame(curve).write.parquet(f"{truth}/sku_day")
+    params = pd.DataFrame(
+        {
+            "sku": ["A", "B", "C"],
+            "sku_idx": [0, 1, 2],
+            "unit_cost": 4.0,
+            "min_price": 5.0,
+            "max_price": 20.0,
+            "map_price": [None, None, 9.5],  # C's recommendation breaks its MAP
+        }
+    )
+    spark.createDataFrame(
+        params,
+        "sku string, sku_idx long, unit_cost double, min_price double, max_price double, map_price double",
+    ).write.parquet(f"{truth}/sku_params")
+    return lakehouse, truth, price_date
+
+
+def test_the_judge_scores_a_night_by_true_demand(
+    spark: SparkSession, cfg: PricingConfig, tmp_path: Path
+) -> None:
+    lakehouse, truth, price_date = _hand_built_night(spark, tmp_path)
+    # No SKU's unit cost is missing from this catalog (the simulator's own missing-cost draw).
+    sim = cfg.simulate.model_copy(
+        update={"dirt": cfg.simulate.dirt.model_copy(update={"missing_cost_rate": 0.0})}
+    )
+    judged = judged_skus(spark, lakehouse, truth, price_date, cfg.policy, sim)
+    result = summarise(judged)
+
+    def profit(p: float) -> float:
+        return (p - 4.0) * 10.0 * (p / 10.0) ** -2.0
+
+    keep, recommended = 3 * profit(10.0), profit(11.0) + profit(10.0) + profit(9.0)
+    best = 3 * profit(9.49)  # the band's lowest x.49/x.99 price (9.00 ends in neither)
+    assert result["profit_vs_keep"] == pytest.approx(recommended / keep - 1)
+    assert result["final_vs_keep"] == pytest.approx((2 * profit(10.0) + profit(9.0)) / keep - 1)
+    assert result["best_vs_keep"] == pytest.approx(best / keep - 1)
+    assert result["uplift_share"] == pytest.approx((recommended - keep) / (best - keep))
+    assert result["elasticity_mae"] == pytest.approx((0.5 + 0.5 + 0.0) / 3)
+    assert result["elasticity_bias"] == pytest.approx(0.0)
+    assert result["interval_coverage"] == pytest.approx(1 / 3)  # only C's interval holds -2
+    assert result["wape"] == pytest.approx((0 + 2 + 2) / 30)
+    assert result["seasonal_naive_wape"] == pytest.approx((1 + 0 + 3) / 30)
+    assert result["moved_share"] == pytest.approx(2 / 3) and result["raised_share"] == pytest.approx(1 / 3)
+    assert result["violations"] == 1  # C below its MAP
+    assert result["binding"] == {"max_change": 2, "uncertain_gain": 1}
