@@ -15,7 +15,7 @@ CLUSTER_DIR ?= $(CURDIR)/cluster-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo cluster-demo backtest package test test-slow bench lint clean
+.PHONY: help setup demo cluster-demo backtest robustness package test test-slow bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -110,6 +110,19 @@ backtest: setup ## compare pricing policies on a simulated market (closed loop),
 		--nights $(BACKTEST_NIGHTS) simulate.n_skus=$(BACKTEST_SKUS) $(BACKTEST_MLFLOW)
 	$(BIN)/pricing report --backtest $(BACKTEST_DIR) $(BACKTEST_MLFLOW)
 
+# The product on markets it was not tuned on: every evaluation family x seed, the nightly job from
+# scratch, judged by each market's true demand (docs/benchmarks.md, "Robustness").
+ROBUSTNESS_DIR ?= demo-robustness
+ROBUSTNESS_SKUS ?= 100
+ROBUSTNESS_DAYS ?= 60
+ROBUSTNESS_SEEDS ?= 1,2,3
+ROBUSTNESS_FAMILIES ?=
+
+robustness: setup ## every evaluation market family x 3 seeds, nightly job from scratch, judged by true demand (~80 min)
+	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing evaluate --workdir $(ROBUSTNESS_DIR) \
+		--seeds $(ROBUSTNESS_SEEDS) --skus $(ROBUSTNESS_SKUS) --days $(ROBUSTNESS_DAYS) --decisions expected \
+		$(if $(ROBUSTNESS_FAMILIES),--families $(ROBUSTNESS_FAMILIES)) --out bench/results/robustness.json
+
 # Ratios measured side by side in one run, figures as JSON under bench/results/ (docs/benchmarks.md).
 bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights, elasticity, scale (~125 min)
 	test -d $(DEMO_DIR)/lakehouse || $(MAKE) demo
@@ -128,4 +141,4 @@ lint: setup ## ruff and mypy
 	$(BIN)/mypy pricing
 
 clean: ## remove demo output and caches (keeps .venv and the JAR cache)
-	rm -rf $(DEMO_DIR) $(CLUSTER_DIR) $(BACKTEST_DIR) dist build .pytest_cache .mypy_cache .ruff_cache spark-warehouse
+	rm -rf $(DEMO_DIR) $(CLUSTER_DIR) $(BACKTEST_DIR) $(ROBUSTNESS_DIR) dist build .pytest_cache .mypy_cache .ruff_cache spark-warehouse

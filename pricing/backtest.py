@@ -46,9 +46,9 @@ from pricing.model.train import elasticity_error
 from pricing.nightly import run_nightly
 from pricing.optimize import apply_endings, candidate_grid, choose_prices, price_band
 from pricing.sim import simulate_market
-from pricing.sim.closed_loop import realise_day
+from pricing.sim.closed_loop import CURVE_COLUMNS, realise_day, true_units
 from pricing.sim.deliver import deliver
-from pricing.sim.market import catalog_cost_missing, fx_rates, log_expected_demand, write_daily_sources
+from pricing.sim.market import SKU_DAY_SCHEMA, catalog_cost_missing, fx_rates, write_daily_sources
 
 MODEL_POLICIES = ("model_naive", "model_debiased", "model_explore")
 BASELINE_POLICIES = ("keep", "cost_plus", "competitor_median", "oracle")
@@ -172,18 +172,7 @@ def _baseline_prices(
                 grid = pd.concat([grid, kept], ignore_index=True).drop_duplicates(ignore_index=True)
                 rows = grid["row"].to_numpy()
                 expanded = f.iloc[rows].reset_index(drop=True)
-                dates = pd.to_datetime(expanded["date"])
-                units = np.exp(
-                    log_expected_demand(
-                        expanded,
-                        dates.dt.dayofweek.to_numpy(),
-                        dates.dt.dayofyear.to_numpy(),
-                        expanded["shock"].to_numpy(float),
-                        grid["candidate_price"].to_numpy(float),
-                        expanded["competitor_median"].to_numpy(float),
-                        0.0,
-                    )
-                )
+                units = true_units(expanded, grid["candidate_price"].to_numpy(float))
                 best = choose_prices(
                     grid.assign(
                         unit_cost=f["unit_cost"].to_numpy(float)[rows],
@@ -223,22 +212,38 @@ class Backtest:
 
     # -- the market ---------------------------------------------------------------------------
     def _prepare_market(self) -> None:
-        summary = Path(self.truth) / "summary.json"
-        wanted = {"n_skus": self.sim.n_skus, "n_days": self.sim.n_days, "seed": self.sim.seed}
+        family = self.cfg.backtest.family
+        summary = Path(self.truth) / ("summary.json" if family == "simulator" else "family.json")
+        wanted: dict[str, Any] = {"n_skus": self.sim.n_skus, "seed": self.sim.seed}
+        wanted.update({"n_days": self.sim.n_days} if family == "simulator" else {"family": family})
         if summary.exists():
             found = json.loads(summary.read_text())
-            if all(found.get(k) == v for k, v in wanted.items()):
+            found.setdefault("n_skus", found.get("summary", {}).get("catalog"))
+            if all(found.get(k) == v for k, v in wanted.items()) and (
+                family == "simulator" or found.get("price_date") == self.nights[-1].isoformat()
+            ):
                 self.log(f"[backtest] market: reusing {self.market}")
                 return
-        self.log(f"[backtest] market: simulating {self.sim.n_skus} SKUs x {self.sim.n_days} days")
-        simulate_market(self.spark, self.sim, self.market, self.truth)
+        self.log(f"[backtest] market ({family}): simulating {self.sim.n_skus} SKUs x {self.sim.n_days} days")
+        if family == "simulator":
+            simulate_market(self.spark, self.sim, self.market, self.truth)
+            return
+        from pricing.evaluation.families import FAMILIES, generate_market
+
+        if family not in FAMILIES:
+            raise ValueError(f"unknown backtest.family {family!r}; choose from {sorted(FAMILIES)}")
+        # An evaluation market simulates one day past its history: the backtest's last night.
+        history = self.sim.model_copy(update={"n_days": self.sim.n_days - 1})
+        generate_market(self.spark, FAMILIES[family], history, self.market, self.truth)
 
     def _policy_dir(self, policy: str) -> str:
         return f"{self.workdir}/policies/{policy}"
 
     def _history(self, policy: str) -> DataFrame:
         """What happened under ``policy``: the shared past, then its own realised days."""
-        past = self.planned.where(F.col("date") < F.lit(self.first_night))
+        past = self.planned.where(F.col("date") < F.lit(self.first_night)).select(
+            *SKU_DAY_SCHEMA.fieldNames()
+        )
         realised = f"{self._policy_dir(policy)}/realised"
         if Path(realised).exists():
             return past.unionByName(self.spark.read.parquet(realised))
@@ -256,8 +261,10 @@ class Backtest:
             F.greatest(F.col("on_hand_start") - F.col("units_sold"), F.lit(0)).alias("_stock"),
         )
         sales = recent.groupBy("sku").agg(F.avg("units_sold").alias("_rate"))
+        # An evaluation market's true demand curve of the day comes along for the oracle.
+        curve = [c for c in CURVE_COLUMNS if c in self.planned.columns]
         tomorrow = self.planned.where(F.col("date") == F.lit(day)).select(
-            "sku", "date", "shock", "competitor_median"
+            "sku", "date", "shock", "competitor_median", *curve
         )
         missing = catalog_cost_missing(self.sim)
         return (

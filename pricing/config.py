@@ -135,6 +135,10 @@ class TrainConfig(_Strict):
     # sd (prior precision plus the SKU's own price information) with the members' spread, at
     # ``interval_level`` (docs/training.md).
     elasticity_interval: Literal["ensemble", "laplace"] = "ensemble"
+    # Each SKU's own weekly profile in the base (a random effect with this prior sd; 0 turns it off):
+    # a retailer that discounts on each SKU's weak weekdays makes the weekly pattern look like price
+    # response unless the base can explain it per SKU (docs/training.md).
+    sku_weekday_sd: float = Field(0.0, ge=0)
     interval_level: float = Field(0.9, gt=0, lt=1)
     seed: int = 7
     start_timeout_s: int = Field(600, ge=10)
@@ -282,6 +286,8 @@ class BacktestConfig(_Strict):
     cost_plus_markup: float = Field(0.6, gt=0)  # cost_plus targets unit_cost x (1 + markup)
     exploration_share: float = Field(0.2, gt=0, le=1)  # score.exploration_share of model_explore
     report_skus: int = Field(4, ge=1)  # SKUs whose demand and profit curves the report draws
+    # The market: "simulator" (pricing simulate) or an evaluation family (pricing.evaluation.families).
+    family: str = "simulator"
 
     @field_validator("policies")
     @classmethod

@@ -141,3 +141,22 @@ def test_the_nightly_job_in_the_loop(
     assert abs(sold[0] - truth[0]) <= 0.05 * truth[0] + 2  # dirt in the files quarantines a few lines
     recs = io.read_table(spark, io.table_path(str(lakehouse), "gold", "price_recommendations"))
     assert recs.where(F.col("binding_constraint") == "price_test").count() > 0
+
+
+def test_backtest_runs_on_an_evaluation_family(spark: SparkSession, tmp_path: Path) -> None:
+    """The closed loop on a market with another demand form: days realised from its true curve."""
+    import numpy as np
+
+    from pricing.evaluation.families import log_units
+
+    cfg = _config(tmp_path, "backtest.policies=[keep,oracle]", "backtest.family=semilog_stock")
+    report = run_backtest(spark, cfg, str(tmp_path / "bt"), log=lambda _: None)
+    by_policy = {r.policy: r for r in report.policies}
+    assert by_policy["oracle"].profit > by_policy["keep"].profit
+    assert by_policy["oracle"].violations == 0
+    planned = spark.read.parquet(str(tmp_path / "bt/truth/sku_day")).toPandas()
+    realised = spark.read.parquet(str(tmp_path / "bt/policies/oracle/realised")).toPandas()
+    days = realised.merge(planned.drop(columns=["price", "expected_demand"]), on=["sku", "date"])
+    # Each backtest day's expected demand is the family's true curve at the oracle's price.
+    assert len(days) == 8 * 2
+    assert np.allclose(days["expected_demand"], np.exp(log_units(days, days["price"])))

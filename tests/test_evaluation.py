@@ -222,3 +222,62 @@ def test_the_judge_scores_a_night_by_true_demand(
     assert result["moved_share"] == pytest.approx(2 / 3) and result["raised_share"] == pytest.approx(1 / 3)
     assert result["violations"] == 1  # C below its MAP
     assert result["binding"] == {"max_change": 2, "uncertain_gain": 1}
+
+
+@pytest.mark.slow
+def test_pricing_evaluate_smoke_run_on_two_families(tmp_path: Path, pii_salt: str) -> None:
+    """``pricing evaluate`` end to end on two families: nightly from scratch, judged, JSON and report."""
+    import json
+
+    from conftest import TEST_OVERRIDES
+
+    from pricing.cli import main
+
+    out = tmp_path / "robustness.json"
+    code = main(
+        [
+            "evaluate",
+            "--workdir",
+            str(tmp_path / "eval"),
+            "--families",
+            "simulator,reference_promo",
+            "--seeds",
+            "1",
+            "--skus",
+            "30",
+            "--days",
+            "45",
+            "--decisions",
+            "expected",
+            "--out",
+            str(out),
+            *TEST_OVERRIDES,
+            "train.epochs=8",
+        ]
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [(r["family"], r["decision"]) for r in rows] == [
+        ("simulator", "lower_bound"),
+        ("simulator", "expected"),
+        ("reference_promo", "lower_bound"),
+        ("reference_promo", "expected"),
+    ]
+    required = {
+        "family", "seed", "profit_vs_keep", "uplift_share", "interval_coverage", "elasticity_mae",
+        "elasticity_bias", "wape", "seasonal_naive_wape",
+    }  # fmt: skip
+    for row in rows:
+        assert required <= row.keys()
+        assert row["skus"] == 30 and row["violations"] == 0
+        assert -0.5 < row["profit_vs_keep"] < 0.5 and 0 <= row["interval_coverage"] <= 1
+        assert row["best_vs_keep"] >= row["profit_vs_keep"] - 1e-9  # nothing beats the best in the band
+        assert row["wape"] > 0 and row["seasonal_naive_wape"] > 0
+    # The same model under both rules: the lower bound never moves more prices than the point estimate.
+    for family in ("simulator", "reference_promo"):
+        bound, point = (r for r in rows if r["family"] == family)
+        assert bound["model_version"] == point["model_version"]
+        assert bound["moved_share"] <= point["moved_share"]
+    report = Path(result["report"])
+    assert report.is_file() and (report.parent / "profit_vs_keep.png").is_file()

@@ -191,3 +191,88 @@ def test_one_process_recovers_a_known_elasticity_with_either_fit() -> None:
         with torch.no_grad():
             _, elasticity = ensemble(rows, rows.get("offset"), rows.get("base"))
         assert abs(float(elasticity.mean()) + 2.0) < 0.3, (debias, float(elasticity.mean()))
+
+
+def _weekday_market(n_weeks: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """5 SKUs, each with its own weekly profile, discounted on its own two weakest weekdays (true
+    elasticity -2): the price follows each SKU's weekly pattern."""
+    sku = torch.arange(1, 6).repeat_interleave(7 * n_weeks)
+    dow = torch.arange(7).repeat(n_weeks).repeat(5)
+    phase = (sku * 2) % 7
+    weekly = 0.5 * torch.cos(2 * torch.pi * (dow - phase) / 7)
+    weak = weekly < -0.2
+    log_price = torch.where(weak, -0.15, 0.0) + 0.06 * torch.randn(len(sku), generator=generator)
+    mean = torch.exp(2.0 + weekly - 2.0 * log_price)
+    return {
+        "sku": sku,
+        "category": torch.ones(len(sku), dtype=torch.long),
+        "brand": torch.ones(len(sku), dtype=torch.long),
+        "text": torch.zeros(len(sku), 4),
+        "numeric": torch.nn.functional.one_hot(dow, 7).float(),
+        "log_price_ratio": log_price,
+        "units": torch.poisson(mean, generator=generator),
+        "weight": torch.ones(len(sku)),
+        "fold": torch.randint(0, 2, (len(sku),), generator=generator),
+    }
+
+
+def test_each_skus_weekly_profile_keeps_weekday_discounts_out_of_the_elasticity() -> None:
+    data = _weekday_market(60, torch.Generator().manual_seed(5))
+    spec_net = NetSpec(
+        n_skus=5,
+        n_categories=2,
+        n_brands=3,
+        text_dim=4,
+        n_numeric=7,
+        hidden=8,
+        weekday_columns=list(range(7)),
+    )
+    spec = WorkerSpec(
+        train_dir="",
+        net=spec_net.to_dict(),
+        epochs=40,
+        nuisance_epochs=40,
+        batch_size=128,
+        learning_rate=0.02,
+        weight_decay=0.0,
+        ensemble_size=1,
+        debias=False,
+        seed=0,
+        backend="local",
+        use_gpu=False,
+        sku_weekday_sd=0.5,
+    )
+    torch.manual_seed(0)
+    ensemble, _, _ = fit_ensemble(LocalComm(), dict(data), spec_net, spec)
+    member = ensemble.members[0]
+    assert isinstance(member, DemandNet)
+    profile = member.sku_weekday.weight.detach().view(6, 7)[1:]
+    assert float(profile.std(dim=1).mean()) > 0.15  # each SKU's weekly swing is in its own profile
+    with torch.no_grad():
+        _, elasticity = ensemble(data, None)
+    assert abs(float(elasticity.mean()) + 2.0) < 0.3, float(elasticity.mean())
+
+
+def test_laplace_interval_widens_with_over_dispersed_sales() -> None:
+    torch.manual_seed(0)
+    ensemble = Ensemble(SPEC, members=1)
+    generator = torch.Generator().manual_seed(1)
+    n = 600
+    base = {
+        "sku": torch.tensor([2] * n),
+        "category": torch.ones(n, dtype=torch.long),
+        "brand": torch.ones(n, dtype=torch.long),
+        "text": torch.zeros(n, 4),
+        "numeric": torch.zeros(n, 3),
+        "log_price_ratio": torch.linspace(-0.2, 0.2, n),
+        "weight": torch.ones(n),
+    }
+    with torch.no_grad():
+        mean = torch.exp(ensemble(base, None)[0][0])
+    poisson = torch.poisson(mean, generator=generator)
+    # Negative binomial with shape 0.5: variance mu + 2 mu^2.
+    gamma = torch.distributions.Gamma(torch.full((n,), 0.5), torch.full((n,), 0.5)).sample()
+    overdispersed = torch.poisson(mean * gamma, generator=generator)
+    sd_poisson = elasticity_u_sd(ensemble, {**base, "units": poisson}, SPEC.n_skus, prior_sd=10.0)[0, 2]
+    sd_over = elasticity_u_sd(ensemble, {**base, "units": overdispersed}, SPEC.n_skus, prior_sd=10.0)[0, 2]
+    assert float(sd_over) > 1.3 * float(sd_poisson)  # Poisson-only information: about equal

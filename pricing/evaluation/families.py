@@ -42,6 +42,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from pricing.config import SimulateConfig
+from pricing.sim.closed_loop import CURVE_COLUMNS
 from pricing.sim.market import (
     SKU_DAY_SCHEMA,
     _write_bytes,
@@ -63,8 +64,8 @@ HISTORIES = (
     "cost_plus",
     "rigid",
 )
-# The true demand curve of one SKU on one day: log units(p) = log_level + shape(form, p / ref, c1..c4).
-CURVE_COLUMNS = ("form", "log_level", "curve_ref", "c1", "c2", "c3", "c4")
+# The true demand curve of one SKU on one day: log units(p) = log_level + shape(form, p / ref, c1..c4)
+# (CURVE_COLUMNS, declared beside the closed loop that also realises days from it).
 CURVE_FIELDS = [
     StructField("form", StringType(), False),
     *[StructField(c, DoubleType(), False) for c in CURVE_COLUMNS[1:]],

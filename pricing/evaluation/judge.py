@@ -44,6 +44,7 @@ JUDGED_SCHEMA = StructType(
     ]
 )
 BEST_GRID_POINTS = 101
+ELASTICITY_FLOOR = -6.0
 
 
 def _judge_batches(policy: PolicyConfig) -> Any:
@@ -140,7 +141,9 @@ def summarise(judged_df: DataFrame) -> dict[str, Any]:
     """The night's figures over every SKU (sums of profit, means over SKUs; see docs/benchmarks.md)."""
     moved = F.abs(F.col("recommended_price") - F.col("current_price")) > 1e-9
     raised = F.col("recommended_price") > F.col("current_price") + 1e-9
-    error = F.col("elasticity") - F.col("true_elasticity")
+    # Near a linear curve's choke price the true elasticity runs off to -infinity: it counts as
+    # ELASTICITY_FLOOR in the error, so one SKU cannot decide a market's MAE.
+    error = F.col("elasticity") - F.greatest(F.col("true_elasticity"), F.lit(ELASTICITY_FLOOR))
     inside = F.col("true_elasticity").between(F.col("elasticity_low"), F.col("elasticity_high"))
     truth_units = F.col("true_units_current")
     row = judged_df.agg(

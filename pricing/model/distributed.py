@@ -27,6 +27,7 @@ from pricing.model.network import (
     elasticity_slope,
     poisson_loss,
     sku_elasticity_penalty,
+    sku_weekday_penalty,
 )
 
 BATCH_COLUMNS = [
@@ -59,6 +60,7 @@ class WorkerSpec:
     backend: str
     use_gpu: bool
     sku_elasticity_sd: float = 0.35
+    sku_weekday_sd: float = 0.3  # prior sd of a SKU's own weekday effects (when the net has them)
     elasticity_interval: str = "ensemble"  # "laplace": also store each SKU's posterior sd of u
     lr_decay: str = "linear"  # "linear": the learning rate falls to 0 over the epochs; "none": constant
     tracking_uri: str | None = None
@@ -78,7 +80,7 @@ class Ensemble(nn.Module):
                 assert isinstance(member, DemandNet)
                 unused = [
                     getattr(member, n) for n in ("category", "brand") if n not in member.elasticity_inputs
-                ]
+                ] + ([member.sku_weekday] if member.weekday_columns else [])
                 for part in (member.sku, member.trunk, member.base_head, *unused):
                     part.requires_grad_(False)
 
@@ -327,6 +329,10 @@ def _fit(
     return history, samples / elapsed if elapsed > 0 else 0.0
 
 
+# How many rows' worth of weight the whole panel's over-dispersion carries in each SKU's estimate.
+DISPERSION_PRIOR_ROWS = 30.0
+
+
 def elasticity_u_sd(
     ensemble: Ensemble,
     data: dict[str, torch.Tensor],
@@ -337,10 +343,13 @@ def elasticity_u_sd(
 ) -> torch.Tensor:
     """Per member and SKU index, the Laplace posterior sd of the SKU's elasticity deviation ``u``.
 
-    ``1 / sqrt(1 / prior_sd² + I)`` with ``I = Σ weight · μ̂ · (∂ log μ / ∂u)²`` over the SKU's rows and
-    ``∂ log μ / ∂u = ∂elasticity/∂u · (treatment - the SKU's mean treatment)``: the information in
-    the SKU's own price variation (its mean price level is the base's to explain). Sums run over every
-    process's rows. A SKU with no price variation keeps the prior sd; index 0 (unseen) always does.
+    ``1 / sqrt(1 / prior_sd² + I / φ)`` with ``I = Σ weight · μ̂ · (∂ log μ / ∂u)²`` over the SKU's rows
+    and ``∂ log μ / ∂u = ∂elasticity/∂u · (treatment - the SKU's mean treatment)``: the information in
+    the SKU's own price variation (its mean price level is the base's to explain). ``φ`` is the SKU's
+    over-dispersion (quasi-Poisson: the Pearson statistic ``Σ weight (y - μ̂)² / μ̂`` over its weight,
+    shrunk towards the whole panel's with the weight of :data:`DISPERSION_PRIOR_ROWS` rows, never
+    below 1): sales noisier than Poisson carry less information about the elasticity. Sums run over
+    every process's rows. A SKU with no price variation keeps the prior sd; index 0 (unseen) always does.
     """
     size = n_skus + 1
     rows = len(data["units"]) if data else 0
@@ -353,19 +362,29 @@ def elasticity_u_sd(
         sums[0].index_add_(0, sku, weight)
         sums[1].index_add_(0, sku, weight * treatment)
     sums = comm.allreduce(sums, "sum") if comm else sums
-    info = torch.zeros(len(ensemble.members), size, dtype=torch.float64)
+    members = len(ensemble.members)
+    info = torch.zeros(members, size, dtype=torch.float64)
+    pearson = torch.zeros(members, size, dtype=torch.float64)
     if rows:
         centred = treatment - (sums[1] / sums[0].clamp_min(1e-12))[sku]
+        units = data["units"].double().cpu()
         with torch.no_grad():
             for start in range(0, rows, chunk):
                 part = slice(start, start + chunk)
                 batch = {k: v[part] for k, v in data.items()}
                 log_mean, elasticity = ensemble(batch, batch.get("offset"), batch.get("base"))
+                mean = torch.exp(log_mean.double().cpu())
                 slope = elasticity_slope(elasticity.double().cpu()) * centred[part]
-                contribution = weight[part] * torch.exp(log_mean.double().cpu()) * slope**2
+                contribution = weight[part] * mean * slope**2
+                residual = weight[part] * (units[part] - mean) ** 2 / mean.clamp_min(1e-6)
                 for k in range(len(contribution)):
                     info[k].index_add_(0, sku[part], contribution[k])
+                    pearson[k].index_add_(0, sku[part], residual[k])
     info = comm.allreduce(info, "sum") if comm else info
+    pearson = comm.allreduce(pearson, "sum") if comm else pearson
+    overall = pearson.sum(1, keepdim=True) / sums[0].sum().clamp_min(1e-12)
+    dispersion = (pearson + DISPERSION_PRIOR_ROWS * overall) / (sums[0] + DISPERSION_PRIOR_ROWS)
+    info = info / dispersion.clamp_min(1.0)
     info[:, 0] = 0.0
     return 1.0 / torch.sqrt(1.0 / prior_sd**2 + info)
 
@@ -424,6 +443,7 @@ def fit_ensemble(
     # The random effect's prior, scaled like the per-row Poisson loss: sum(d^2) / (2 sd^2 N).
     total_weight = comm.allreduce(data["weight"].sum().reshape(1).cpu() if data else torch.zeros(1), "sum")
     prior_scale = 1.0 / (2 * spec.sku_elasticity_sd**2 * float(total_weight.clamp_min(1.0)))
+    weekday_scale = 1.0 / (2 * spec.sku_weekday_sd**2 * float(total_weight.clamp_min(1.0)))
 
     def demand_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         log_mean, _ = model(batch, batch.get("offset"), batch.get("base"))
@@ -434,6 +454,7 @@ def fit_ensemble(
             [
                 poisson_loss(log_mean[k], batch["units"], weights[k])
                 + prior_scale * sku_elasticity_penalty(members[k])  # type: ignore[arg-type]
+                + weekday_scale * sku_weekday_penalty(members[k])  # type: ignore[arg-type]
                 for k in range(len(log_mean))
             ]
         ).sum()

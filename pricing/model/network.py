@@ -38,6 +38,11 @@ class NetSpec:
     # What the elasticity is read from besides the per-SKU random effect (models saved before this
     # field existed read it from all three).
     elasticity_inputs: list[str] = field(default_factory=lambda: list(ELASTICITY_INPUTS))
+    # Positions of the day-of-week one-hot columns in the numeric input. When given, each SKU gets a
+    # weekly profile of its own in the base (a random effect), so a SKU whose price follows its own
+    # weak weekdays cannot have that weekly pattern read as price response. Empty: no such profile
+    # (models saved before this field existed).
+    weekday_columns: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +80,10 @@ class DemandNet(nn.Module):
         )
         self.sku_elasticity = nn.Embedding(spec.n_skus + 1, 1)
         nn.init.zeros_(self.sku_elasticity.weight)
+        self.weekday_columns = list(spec.weekday_columns)
+        if self.weekday_columns:
+            self.sku_weekday = nn.Embedding((spec.n_skus + 1) * 7, 1)
+            nn.init.zeros_(self.sku_weekday.weight)
 
     def forward(
         self,
@@ -93,6 +102,10 @@ class DemandNet(nn.Module):
             base = self.base_head(
                 self.trunk(torch.cat([self.sku(sku), *kind.values(), numeric], dim=1))
             ).squeeze(1)
+            if self.weekday_columns:
+                # The one-hot columns are standardised, but their argmax is still the day.
+                dow = numeric[:, self.weekday_columns].argmax(dim=1)
+                base = base + self.sku_weekday(sku * 7 + dow).squeeze(1)
         else:
             base = base_offset
         head_input = torch.cat([kind[n] for n in self.elasticity_inputs], dim=1)
@@ -111,6 +124,13 @@ def elasticity_slope(elasticity: torch.Tensor) -> torch.Tensor:
 def sku_elasticity_penalty(model: DemandNet) -> torch.Tensor:
     """Sum of squared per-SKU elasticity deviations (the random effect's Gaussian prior)."""
     return (model.sku_elasticity.weight**2).sum()
+
+
+def sku_weekday_penalty(model: DemandNet) -> torch.Tensor:
+    """Sum of squared per-SKU weekday effects (their Gaussian prior); 0 without them."""
+    if not model.weekday_columns:
+        return torch.zeros((), device=model.sku_elasticity.weight.device)
+    return (model.sku_weekday.weight**2).sum()
 
 
 def poisson_loss(log_mean: torch.Tensor, units: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -64,6 +65,12 @@ class TrainReport:
             f"holdout WAPE {self.holdout_wape:.3f} vs seasonal naive {self.seasonal_naive_wape:.3f}"
             + (f" (champion {self.champion_wape:.3f})" if self.champion_wape is not None else ""),
         ]
+        if self.metrics.get("price_change_rows"):
+            lines.append(
+                f"holdout days after a price move: {self.metrics['price_change_rows']:.0f}, WAPE "
+                f"{self.metrics['price_change_wape']:.3f}, response slope "
+                f"{self.metrics['price_change_slope']:.2f} (1 = right on average)"
+            )
         if self.elasticity_mae is not None:
             lines.append(
                 f"elasticity vs truth: MAE {self.elasticity_mae:.3f}, bias "
@@ -129,6 +136,47 @@ def elasticity_error(elasticities_df: DataFrame, truth_params_df: DataFrame) -> 
     }
 
 
+# A holdout day's price "moved" when it differs from the SKU's previous holdout day by more than this.
+PRICE_MOVE = 0.02
+# Fewer moved rows than this say too little to gate on.
+MIN_PRICE_CHANGE_ROWS = 30
+
+
+def price_change_metrics(predictions_df: DataFrame) -> dict[str, float]:
+    """How the model's price response holds on held-out days whose price moved (works on real data).
+
+    Over holdout SKU-days whose price differs by more than :data:`PRICE_MOVE` from the SKU's previous
+    holdout day (both uncensored): ``price_change_rows``; ``price_change_wape``, the model's WAPE on
+    those days; ``price_change_slope``, the slope of the actual day-over-day change in log units on
+    the predicted one (1: the predicted response is right on average; below 1: it overstates what a
+    price move does; above 1: it understates it); ``price_change_corr``, their correlation.
+    """
+    by_day = Window.partitionBy("sku").orderBy("date")
+    before = {c: F.lag(c).over(by_day) for c in ("log_price_ratio", "units", "expected_units", "weight")}
+    moved = predictions_df.select(
+        "*", *[column.alias(f"prev_{name}") for name, column in before.items()]
+    ).where(
+        (F.abs(F.col("log_price_ratio") - F.col("prev_log_price_ratio")) > F.lit(float(np.log1p(PRICE_MOVE))))
+        & (F.col("weight") > 0)
+        & (F.col("prev_weight") > 0)
+    )
+    actual = F.log((F.col("units") + 0.5) / (F.col("prev_units") + 0.5))
+    predicted = F.log((F.col("expected_units") + 0.5) / (F.col("prev_expected_units") + 0.5))
+    row = moved.agg(
+        F.count("*"),
+        F.try_divide(F.sum(F.abs(F.col("units") - F.col("expected_units"))), F.sum("units")),
+        F.try_divide(F.covar_pop(actual, predicted), F.var_pop(predicted)),
+        F.try_divide(F.covar_pop(actual, predicted), F.stddev_pop(actual) * F.stddev_pop(predicted)),
+    ).first()
+    assert row is not None
+    return {
+        "price_change_rows": float(row[0]),
+        "price_change_wape": float(row[1]) if row[1] is not None else float("nan"),
+        "price_change_slope": float(row[2]) if row[2] is not None else float("nan"),
+        "price_change_corr": float(row[3]) if row[3] is not None else float("nan"),
+    }
+
+
 def evaluate(holdout_df: DataFrame, loader: Any) -> DataFrame:
     """Holdout rows with predictions, computed on the executors (model loaded once per task)."""
     keep = ["sku", "date", "units", "weight", "seasonal_naive", "log_price_ratio"]
@@ -165,6 +213,7 @@ def worker_spec(
         debias=tcfg.debias,
         seed=tcfg.seed,
         sku_elasticity_sd=tcfg.sku_elasticity_sd,
+        sku_weekday_sd=tcfg.sku_weekday_sd or 1.0,
         elasticity_interval=tcfg.elasticity_interval,
         backend=tcfg.backend,
         use_gpu=tcfg.use_gpu,
@@ -240,6 +289,9 @@ def run_train(
             embedding_dim=tcfg.embedding_dim,
             hidden=tcfg.hidden,
             elasticity_inputs=list(tcfg.elasticity_inputs),
+            weekday_columns=(
+                [spec.numeric_features.index(f"dow_{d}") for d in range(7)] if tcfg.sku_weekday_sd > 0 else []
+            ),
         ).to_dict()
         worker = worker_spec(tcfg, net, f"{data_dir}/train", run_id)
         mlflow.log_params(
@@ -267,6 +319,7 @@ def run_train(
             "seasonal_naive_wape": naive_wape,
             "final_train_poisson_loss": result["losses"][-1],
             "train_samples_per_s": result["samples_per_s"],
+            **price_change_metrics(predictions),
         }
         elasticity_mae = None
         if truth_dir:
@@ -339,29 +392,48 @@ def promote(
     files and the logged holdout WAPE) was written before registration.
     """
     client = mlflow.MlflowClient()
-    new_wape = client.get_run(run_id).data.metrics["holdout_wape"]
+    logged = client.get_run(run_id).data.metrics
+    new_wape = logged["holdout_wape"]
+    # Runs logged before the price-change check existed gate on WAPE alone.
+    new_change = logged.get("price_change_wape", float("nan"))
     holdout_df = spark.read.parquet(f"{io.table_path(root, 'model_data', run_id)}/holdout")
-    champion_wape, alias = _gate(spark, holdout_df, cfg.train.model_name, version, new_wape)
+    champion_wape, champion_change, alias = _gate(
+        spark, holdout_df, cfg.train.model_name, version, new_wape, new_change
+    )
     client.log_metric(
         run_id, "champion_holdout_wape", champion_wape if champion_wape is not None else new_wape
     )
+    if champion_change is not None:
+        client.log_metric(run_id, "champion_price_change_wape", champion_change)
     client.set_tag(run_id, "alias", alias)
     client.set_tag(run_id, "model_version", version)
     return champion_wape, alias
 
 
 def _gate(
-    spark: SparkSession, holdout_df: DataFrame, name: str, version: str, new_wape: float
-) -> tuple[float | None, str]:
-    """Give ``version`` the alias ``champion`` only if it beats the champion on the same holdout."""
+    spark: SparkSession,
+    holdout_df: DataFrame,
+    name: str,
+    version: str,
+    new_wape: float,
+    new_change_wape: float = float("nan"),
+) -> tuple[float | None, float | None, str]:
+    """Give ``version`` the alias ``champion`` only if it beats the champion on the same holdout.
+
+    Beating means a lower WAPE, and, where the holdout has at least :data:`MIN_PRICE_CHANGE_ROWS`
+    days whose price moved, a WAPE on those days no worse than the champion's: a forecast that is
+    right on ordinary days can still be wrong about what a price change does, and that is what prices
+    are chosen by. Returns the champion's WAPE and price-change WAPE (None without a champion).
+    """
     client = mlflow.MlflowClient()
     try:
         champion = client.get_model_version_by_alias(name, "champion")
     except mlflow.exceptions.MlflowException:
         champion = None
     if champion is not None and str(champion.version) == version:
-        return new_wape, "champion"  # gated already, by a run that crashed right after
-    champion_wape = None
+        return new_wape, None, "champion"  # gated already, by a run that crashed right after
+    champion_wape = champion_change = None
+    better_on_changes = True
     if champion is not None:
         uri, tracking_uri = f"models:/{name}@champion", mlflow.get_tracking_uri()
 
@@ -370,9 +442,15 @@ def _gate(
             mlflow.set_tracking_uri(tracking_uri)
             return mlflow.pyfunc.load_model(uri)
 
-        champion_wape = wape(evaluate(holdout_df, load_champion), "expected_units")
-    if champion_wape is None or new_wape < champion_wape:
+        predictions = evaluate(holdout_df, load_champion).cache()
+        champion_wape = wape(predictions, "expected_units")
+        changes = price_change_metrics(predictions)
+        predictions.unpersist()
+        champion_change = changes["price_change_wape"]
+        if changes["price_change_rows"] >= MIN_PRICE_CHANGE_ROWS and np.isfinite(new_change_wape):
+            better_on_changes = new_change_wape <= champion_change
+    if champion_wape is None or (new_wape < champion_wape and better_on_changes):
         client.set_registered_model_alias(name, "champion", version)
-        return champion_wape, "champion"
+        return champion_wape, champion_change, "champion"
     client.set_registered_model_alias(name, "challenger", version)
-    return champion_wape, "challenger"
+    return champion_wape, champion_change, "challenger"

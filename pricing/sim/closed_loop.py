@@ -7,6 +7,11 @@ prices a policy set: expected demand follows the true demand curve at those pric
 (seed, SKU, day), so two policies that set the same price see the same sales. Stock carries over
 from the policy's own previous day (replenished to ``order_up_to`` at the start of each cycle).
 Backtest days have no promotions, markdowns or simulator price tests: the policy owns the price.
+
+An evaluation market (:mod:`pricing.evaluation.families`) carries its true demand curve per day in
+``sku_day`` (:data:`CURVE_COLUMNS`); its days are realised from that curve at the policy's price (its
+level holds everything exogenous; a reference-price market's remembered price is the one of its
+planned history, not the policy's).
 """
 
 from __future__ import annotations
@@ -26,6 +31,32 @@ from pricing.sim.market import DEMAND_PARAMS, SKU_DAY_SCHEMA, _uniform, log_expe
 # The plan rows carry ref_price; the stock policy comes with the demand curve's parameters.
 _PARAMS = [*DEMAND_PARAMS, "cycle_days", "order_up_to"]
 _DRAWS = ("u_demand", "u_pairs", "u_returns", "u_other")
+CURVE_COLUMNS = ("form", "log_level", "curve_ref", "c1", "c2", "c3", "c4")
+
+
+def true_units(frame: pd.DataFrame, price: np.ndarray) -> np.ndarray:
+    """True expected units at ``price`` for rows of a market's day (with its truth or curve columns)."""
+    if "form" in frame.columns:
+        from pricing.evaluation.families import log_units
+
+        return np.exp(log_units(frame, price))
+    dates = pd.to_datetime(frame["date"])
+    return np.asarray(
+        np.exp(
+            log_expected_demand(
+                frame,
+                dates.dt.dayofweek.to_numpy(),
+                dates.dt.dayofyear.to_numpy(),
+                frame["shock"].to_numpy(float),
+                price,
+                frame["competitor_median"].to_numpy(float),
+                0.0,
+            )
+        ),
+        float,
+    )
+
+
 # The planned day's columns that depend on our price (or are the price): drawn again at the policy's.
 _REDRAWN = (
     "price",
@@ -47,12 +78,8 @@ _REDRAWN = (
 def _draw(cfg: SimulateConfig) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def realise(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for f in frames:
-            dates = pd.to_datetime(f["date"])
-            dow, doy = dates.dt.dayofweek.to_numpy(), dates.dt.dayofyear.to_numpy()
             price = f["policy_price"].to_numpy(float)
-            expected = np.exp(
-                log_expected_demand(f, dow, doy, f["shock"], price, f["competitor_median"], 0.0)
-            ).to_numpy(float)
+            expected = true_units(f, price)
             demand = stats.poisson.ppf(f["u_demand"], expected).astype(np.int64)
             cap = f["order_up_to"].to_numpy(np.int64)
             restock = (f["day_idx"].to_numpy() % f["cycle_days"].to_numpy()) == 0
