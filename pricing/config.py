@@ -140,6 +140,9 @@ class TrainConfig(_Strict):
     # response unless the base can explain it per SKU (docs/training.md).
     sku_weekday_sd: float = Field(0.0, ge=0)
     interval_level: float = Field(0.9, gt=0, lt=1)
+    # The Laplace interval's prior sd of a category's elasticity: where no price of the category ever
+    # moved, the head's value is a guess this uncertain (docs/training.md).
+    category_elasticity_sd: float = Field(1.0, gt=0)
     seed: int = 7
     start_timeout_s: int = Field(600, ge=10)
     model_name: str = "pricing-demand"

@@ -18,6 +18,7 @@ from pricing.model.distributed import (
     Nuisance,
     WorkerSpec,
     cross_fit_nuisances,
+    elasticity_sds,
     elasticity_u_sd,
     fit_ensemble,
 )
@@ -124,6 +125,17 @@ def test_laplace_interval_is_wide_where_the_sku_own_prices_say_little() -> None:
     }
     u_sd = elasticity_u_sd(ensemble, data, SPEC.n_skus, prior_sd=0.35)
     assert u_sd.shape == (2, SPEC.n_skus + 1)
+    # The category's own elasticity: identified by its SKUs' price variation (SKU 2's), while a
+    # category whose prices never moved (2: no rows at all here) keeps its prior.
+    _, category_sd = elasticity_sds(
+        ensemble, data, SPEC.n_skus, prior_sd=0.35, n_categories=2, category_prior_sd=1.0
+    )
+    assert category_sd.shape == (2, 3)
+    assert torch.allclose(category_sd[:, [0, 2]], torch.tensor(1.0, dtype=torch.float64))
+    assert torch.all(category_sd[:, 1] < 1.0 - 1e-4)
+    flat = {**data, "log_price_ratio": torch.zeros(2 * n)}
+    _, unmoved = elasticity_sds(ensemble, flat, SPEC.n_skus, prior_sd=0.35, n_categories=2)
+    assert torch.allclose(unmoved, torch.tensor(1.0, dtype=torch.float64))
     assert torch.allclose(u_sd[:, [0, 1, 3]], torch.tensor(0.35, dtype=torch.float64))  # unseen, no info
     assert torch.all(u_sd[:, 2] < 0.35)
 

@@ -54,12 +54,18 @@ class EvaluationPlan:
     seeds: tuple[int, ...]
     n_skus: int
     n_days: int
-    decisions: tuple[str, ...] = ()  # extra score.decision rules judged on the same models
+    # Extra score.decision rules judged on the same models: "expected", "lower_bound:0.75" (a rule
+    # with its score.gain_confidence).
+    decisions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.families) - set(FAMILIES))
         if unknown:
             raise ValueError(f"unknown families {unknown}; choose from {sorted(FAMILIES)}")
+        for decision in self.decisions:
+            rule, _, confidence = decision.partition(":")
+            if rule not in ("expected", "lower_bound") or (confidence and not 0.5 <= float(confidence) < 1):
+                raise ValueError(f"unknown decision {decision!r}: expected or lower_bound[:confidence]")
 
 
 def _run_config(cfg: PricingConfig, seed: int, workdir: Path, plan: EvaluationPlan) -> PricingConfig:
@@ -128,8 +134,12 @@ def evaluate_market(
     for decision in plan.decisions:
         if decision == run_cfg.score.decision:
             continue
-        alt = run_cfg.model_copy(update={"score": run_cfg.score.model_copy(update={"decision": decision})})
-        PricingConfig.model_validate(alt.model_dump())  # a derived config is validated like any other
+        rule, _, confidence = decision.partition(":")
+        score = {**run_cfg.score.model_dump(), "decision": rule}
+        if confidence:
+            score["gain_confidence"] = float(confidence)
+        # A derived configuration is validated like any other.
+        alt = PricingConfig.model_validate({**run_cfg.model_dump(), "score": score})
         run_score(spark, alt, lakehouse, price_date=price_date, run_id=f"evaluate-{decision}")
         rows.append({**base, "decision": decision, **_judge(spark, alt, lakehouse, market.truth, price_date)})
     return rows

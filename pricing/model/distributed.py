@@ -61,6 +61,9 @@ class WorkerSpec:
     use_gpu: bool
     sku_elasticity_sd: float = 0.35
     sku_weekday_sd: float = 0.3  # prior sd of a SKU's own weekday effects (when the net has them)
+    # Prior sd of a category's elasticity for the Laplace interval: how wrong the head may be where
+    # no price in the category ever moved.
+    category_elasticity_sd: float = 1.0
     elasticity_interval: str = "ensemble"  # "laplace": also store each SKU's posterior sd of u
     lr_decay: str = "linear"  # "linear": the learning rate falls to 0 over the epochs; "none": constant
     tracking_uri: str | None = None
@@ -333,27 +336,37 @@ def _fit(
 DISPERSION_PRIOR_ROWS = 30.0
 
 
-def elasticity_u_sd(
+def elasticity_sds(
     ensemble: Ensemble,
     data: dict[str, torch.Tensor],
     n_skus: int,
     prior_sd: float,
     comm: _Comm | None = None,
     chunk: int = 65_536,
-) -> torch.Tensor:
-    """Per member and SKU index, the Laplace posterior sd of the SKU's elasticity deviation ``u``.
+    n_categories: int = 0,
+    category_prior_sd: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per member, the Laplace posterior sds of each SKU's elasticity deviation ``u`` and of each
+    category's elasticity (the head's output for it).
 
-    ``1 / sqrt(1 / prior_sd² + I / φ)`` with ``I = Σ weight · μ̂ · (∂ log μ / ∂u)²`` over the SKU's rows
-    and ``∂ log μ / ∂u = ∂elasticity/∂u · (treatment - the SKU's mean treatment)``: the information in
-    the SKU's own price variation (its mean price level is the base's to explain). ``φ`` is the SKU's
+    ``u``: ``1 / sqrt(1 / prior_sd² + I / φ)`` with ``I = Σ weight · μ̂ · (∂ log μ / ∂u)²`` over the SKU's
+    rows and ``∂ log μ / ∂u = ∂elasticity/∂u · (treatment - the SKU's mean treatment)``: the information
+    in the SKU's own price variation (its mean price level is the base's to explain). ``φ`` is the SKU's
     over-dispersion (quasi-Poisson: the Pearson statistic ``Σ weight (y - μ̂)² / μ̂`` over its weight,
     shrunk towards the whole panel's with the weight of :data:`DISPERSION_PRIOR_ROWS` rows, never
-    below 1): sales noisier than Poisson carry less information about the elasticity. Sums run over
-    every process's rows. A SKU with no price variation keeps the prior sd; index 0 (unseen) always does.
+    below 1): sales noisier than Poisson carry less information about the elasticity.
+
+    Category: a shift of the whole category's elasticity is identified by the price variation of all its
+    SKUs, ``1 / sqrt(1 / category_prior_sd² + Σ_sku I / φ)``. Where no SKU of a category ever changed
+    price, its elasticity is the head's guess and this sd stays at the prior: the interval says so.
+
+    Sums run over every process's rows. Index 0 (unseen) keeps the priors. Returns tensors of shape
+    (members, n_skus + 1) and (members, n_categories + 1).
     """
     size = n_skus + 1
     rows = len(data["units"]) if data else 0
     sums = torch.zeros(2, size, dtype=torch.float64)
+    category_of = torch.zeros(size, dtype=torch.float64)
     if rows:
         sku = data["sku"].cpu()
         treatment = data["log_price_ratio"] - data["offset"] if "offset" in data else data["log_price_ratio"]
@@ -361,7 +374,10 @@ def elasticity_u_sd(
         weight = data["weight"].double().cpu()
         sums[0].index_add_(0, sku, weight)
         sums[1].index_add_(0, sku, weight * treatment)
+        category_of[sku] = data["category"].double().cpu()
     sums = comm.allreduce(sums, "sum") if comm else sums
+    # Each SKU's category, from whichever process holds its rows (a SKU has one category).
+    category_of = -comm.allreduce(-category_of, "min") if comm else category_of
     members = len(ensemble.members)
     info = torch.zeros(members, size, dtype=torch.float64)
     pearson = torch.zeros(members, size, dtype=torch.float64)
@@ -386,7 +402,26 @@ def elasticity_u_sd(
     dispersion = (pearson + DISPERSION_PRIOR_ROWS * overall) / (sums[0] + DISPERSION_PRIOR_ROWS)
     info = info / dispersion.clamp_min(1.0)
     info[:, 0] = 0.0
-    return 1.0 / torch.sqrt(1.0 / prior_sd**2 + info)
+    category_info = torch.zeros(members, n_categories + 1, dtype=torch.float64)
+    if n_categories:
+        index = category_of.long().clamp(0, n_categories)
+        for k in range(members):
+            category_info[k].index_add_(0, index, info[k])
+        category_info[:, 0] = 0.0
+    u_sd = 1.0 / torch.sqrt(1.0 / prior_sd**2 + info)
+    return u_sd, 1.0 / torch.sqrt(1.0 / category_prior_sd**2 + category_info)
+
+
+def elasticity_u_sd(
+    ensemble: Ensemble,
+    data: dict[str, torch.Tensor],
+    n_skus: int,
+    prior_sd: float,
+    comm: _Comm | None = None,
+    chunk: int = 65_536,
+) -> torch.Tensor:
+    """The SKU deviations' posterior sds of :func:`elasticity_sds` alone."""
+    return elasticity_sds(ensemble, data, n_skus, prior_sd, comm, chunk)[0]
 
 
 def cross_fit_nuisances(
@@ -476,8 +511,14 @@ def model_state(
     """The trained weights as :class:`~pricing.model.predict.LoadedModel` reads them."""
     weights: dict[str, Any] = {"ensemble": ensemble.state_dict(), "nuisance": nuisance.state_dict()}
     if spec.elasticity_interval == "laplace":  # the same on every rank: its allreduces all take part
-        weights["elasticity_u_sd"] = elasticity_u_sd(
-            ensemble, data, net_spec.n_skus, spec.sku_elasticity_sd, comm
+        weights["elasticity_u_sd"], weights["elasticity_category_sd"] = elasticity_sds(
+            ensemble,
+            data,
+            net_spec.n_skus,
+            spec.sku_elasticity_sd,
+            comm,
+            n_categories=net_spec.n_categories,
+            category_prior_sd=spec.category_elasticity_sd,
         )
     buffer = io.BytesIO()
     torch.save(weights, buffer)

@@ -38,9 +38,10 @@ class LoadedModel:
         self.nuisance = Nuisance(spec)
         self.nuisance.load_state_dict(weights["nuisance"])
         # Models saved before the Laplace interval existed carry no per-SKU sd: they keep the ensemble's.
-        self.u_sd: torch.Tensor | None = (
-            weights.get("elasticity_u_sd") if config.get("elasticity_interval") == "laplace" else None
-        )
+        laplace = config.get("elasticity_interval") == "laplace"
+        self.u_sd: torch.Tensor | None = weights.get("elasticity_u_sd") if laplace else None
+        # Models saved before the category's own uncertainty was measured carry none.
+        self.category_sd: torch.Tensor | None = weights.get("elasticity_category_sd") if laplace else None
         level = float(config.get("interval_level", 0.9))
         self.z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
         self.ensemble.eval()
@@ -62,7 +63,10 @@ class LoadedModel:
         else:
             # Each member's posterior sd of u carried to the elasticity, plus the members'
             # disagreement; an elasticity is never above 0.
-            member_var = (elasticity_slope(elasticity) * self.u_sd[:, batch["sku"]]) ** 2
+            variance = self.u_sd[:, batch["sku"]] ** 2
+            if self.category_sd is not None:
+                variance = variance + self.category_sd[:, batch["category"]] ** 2
+            member_var = elasticity_slope(elasticity) ** 2 * variance
             sd = torch.sqrt(member_var.mean(0) + elasticity.var(0, unbiased=False))
             low, high = mean - self.z * sd, (mean + self.z * sd).clamp(max=0.0)
         return pd.DataFrame(

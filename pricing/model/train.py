@@ -214,6 +214,7 @@ def worker_spec(
         seed=tcfg.seed,
         sku_elasticity_sd=tcfg.sku_elasticity_sd,
         sku_weekday_sd=tcfg.sku_weekday_sd or 1.0,
+        category_elasticity_sd=tcfg.category_elasticity_sd,
         elasticity_interval=tcfg.elasticity_interval,
         backend=tcfg.backend,
         use_gpu=tcfg.use_gpu,
