@@ -176,6 +176,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             n_skus=args.skus,
             n_days=args.days,
             decisions=parse_list(args.decisions, ()),
+            reuse=args.reuse,
         )
     except ValueError as error:
         print(f"pricing evaluate: {error}", file=sys.stderr)
@@ -335,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--days", type=int, default=90, help="days of history per market")
     evaluate.add_argument(
         "--decisions", help="extra score.decision rules judged on the same models (e.g. expected)"
+    )
+    evaluate.add_argument(
+        "--reuse",
+        action="store_true",
+        help="markets whose nightly job already succeeded in --workdir are scored and judged again",
     )
     evaluate.add_argument(
         "--out", help="the results, JSON with a list `rows` (default: <workdir>/robustness.json)"

@@ -192,7 +192,8 @@ def gain_bounds(candidates: pd.DataFrame, interval_z: float, gain_z: float) -> p
     elasticity_high]`` is read as a central interval at the model's level (``interval_z`` standard
     deviations each side). The gain ``(p - cost) q(p) - (c - cost) q(c)`` is monotone in the
     elasticity for a given p, so its bounds at ``gain_z`` are the gains at the elasticity's bounds at
-    ``gain_z`` (an elasticity is never above 0). Keeping the current price gains exactly 0.
+    ``gain_z`` (an elasticity is never above 0). The interval's wider side sets the sd (its upper end
+    may be cut at 0). Keeping the current price gains exactly 0.
 
     Args:
         candidates: ``candidate_price``, ``unit_cost``, ``current_price``, ``expected_units`` (at the
@@ -208,8 +209,12 @@ def gain_bounds(candidates: pd.DataFrame, interval_z: float, gain_z: float) -> p
     units = candidates["expected_units"].to_numpy(float)
     units_current = candidates["units_current"].to_numpy(float)
     elasticity = candidates["elasticity"].to_numpy(float)
-    width = candidates["elasticity_high"].to_numpy(float) - candidates["elasticity_low"].to_numpy(float)
-    sd = np.nan_to_num(width / (2 * interval_z), nan=0.0).clip(min=0.0)
+    # The wider side: the upper end is capped at 0 (an elasticity is never positive), the lower is not.
+    half = np.fmax(
+        elasticity - candidates["elasticity_low"].to_numpy(float),
+        candidates["elasticity_high"].to_numpy(float) - elasticity,
+    )
+    sd = np.nan_to_num(half / interval_z, nan=0.0).clip(min=0.0)
     log_ratio = np.log(price / current)
     same = np.abs(log_ratio) < 1e-12
     kept_profit = (current - cost) * units_current

@@ -19,7 +19,15 @@ def test_every_stage_has_a_subcommand() -> None:
         "score",
         "whatif",
         "override",
+        "evaluate",
     } <= set(commands)
+
+
+def test_evaluate_rejects_unknown_families_and_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--workdir", "unused", "--families", "simulator,atlantis"]) == 2
+    assert "atlantis" in capsys.readouterr().err
+    assert main(["evaluate", "--workdir", "unused", "--decisions", "lower_bound:1.5"]) == 2
+    assert "lower_bound:1.5" in capsys.readouterr().err
 
 
 def test_whatif_takes_several_prices() -> None:

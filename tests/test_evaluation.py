@@ -281,3 +281,15 @@ def test_pricing_evaluate_smoke_run_on_two_families(tmp_path: Path, pii_salt: st
         assert bound["moved_share"] <= point["moved_share"]
     report = Path(result["report"])
     assert report.is_file() and (report.parent / "profit_vs_keep.png").is_file()
+
+    # --reuse: the same markets scored and judged again under another rule, on the same models.
+    again = tmp_path / "again.json"
+    args = ["--workdir", str(tmp_path / "eval"), "--families", "simulator,reference_promo", "--seeds", "1"]
+    sizes = ["--skus", "30", "--days", "45", "--reuse", "--out", str(again), *TEST_OVERRIDES]
+    assert main(["evaluate", *args, *sizes, "score.decision=expected"]) == 0
+    reused = json.loads(again.read_text())["rows"]
+    assert [r["reused"] for r in reused] == [True, True]
+    for row in reused:
+        first = next(r for r in rows if r["family"] == row["family"] and r["decision"] == "expected")
+        assert row["model_version"] == first["model_version"]
+        assert row["profit_vs_keep"] == pytest.approx(first["profit_vs_keep"])

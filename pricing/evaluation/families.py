@@ -534,7 +534,11 @@ def generate_market(
     _write_bytes(
         spark,
         f"{truth}/family.json",
-        json.dumps({**asdict(family), **asdict(result)}, indent=2, default=str).encode(),
+        json.dumps(
+            {**asdict(family), **asdict(result), "n_skus": cfg.n_skus, "n_days": cfg.n_days},
+            indent=2,
+            default=str,
+        ).encode(),
     )
     return result
 

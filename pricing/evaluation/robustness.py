@@ -27,7 +27,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from pricing.config import PricingConfig
-from pricing.evaluation.families import FAMILIES, generate_market
+from pricing.evaluation.families import FAMILIES, FamilyMarket, generate_market
 from pricing.evaluation.judge import judged_skus, summarise
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ class EvaluationPlan:
     # Extra score.decision rules judged on the same models: "expected", "lower_bound:0.75" (a rule
     # with its score.gain_confidence).
     decisions: tuple[str, ...] = ()
+    # Reuse a market whose nightly job already succeeded in the work folder: score and judge it again
+    # (other decision rules or guardrails on the same models) instead of building it from scratch.
+    reuse: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.families) - set(FAMILIES))
@@ -82,6 +85,34 @@ def _run_config(cfg: PricingConfig, seed: int, workdir: Path, plan: EvaluationPl
     return PricingConfig.model_validate(merged)
 
 
+def _reusable(workdir: Path, family: str, plan: EvaluationPlan) -> tuple[FamilyMarket, float] | None:
+    """The market of an earlier run in ``workdir`` whose nightly job succeeded, if it is this plan's."""
+    try:
+        found = json.loads((workdir / "truth" / "family.json").read_text())
+        seconds = json.loads((workdir / "nightly.json").read_text())["nightly_seconds"]
+    except (OSError, ValueError, KeyError):
+        return None
+    market = FamilyMarket(**{k: found[k] for k in FamilyMarket.__dataclass_fields__})
+    size = (found.get("n_skus", found.get("summary", {}).get("catalog")), found.get("n_days"))
+    if size[1] is None:  # markets written before family.json recorded their size
+        import pyarrow.parquet as pq
+
+        first = min(pq.read_table(f"{market.truth}/sku_day", columns=["date"]).column("date").to_pylist())
+        size = (size[0], (date.fromisoformat(market.history_end) - first).days + 1)
+    same = found.get("name") == family and size == (plan.n_skus, plan.n_days)
+    return (market, float(seconds)) if same else None
+
+
+def _champion_version(cfg: PricingConfig) -> str | None:
+    import mlflow
+
+    client = mlflow.MlflowClient(cfg.train.tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(cfg.train.model_name, cfg.score.model_alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
 def _judge(
     spark: SparkSession, cfg: PricingConfig, lakehouse: str, truth: str, price_date: date
 ) -> dict[str, Any]:
@@ -100,21 +131,32 @@ def evaluate_market(
     from pricing.score import run_score
     from pricing.sim.deliver import deliver
 
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
     run_cfg = _run_config(cfg, seed, workdir, plan)
-    started = time.monotonic()
-    market = generate_market(
-        spark, FAMILIES[family], run_cfg.simulate, str(workdir / "market"), str(workdir / "truth")
-    )
-    history_end, price_date = date.fromisoformat(market.history_end), date.fromisoformat(market.price_date)
     landing, lakehouse = str(workdir / "landing"), str(workdir / "lakehouse")
-    deliver(spark, market.market, landing, history_end)
-    generated = time.monotonic()
-    night = run_nightly(spark, run_cfg, history_end, landing, lakehouse)
-    if night.status != "succeeded":
-        raise RuntimeError(f"{family} seed {seed}: the nightly run failed: {night.error}")
-    nightly_seconds = time.monotonic() - generated
+    started = time.monotonic()
+    reused = _reusable(workdir, family, plan) if plan.reuse else None
+    if reused is not None:
+        # The same market and night, trained before: only the prices are chosen and judged again.
+        market, nightly_seconds = reused
+        generated = started
+        run_score(spark, run_cfg, lakehouse, price_date=date.fromisoformat(market.price_date))
+        night_version = _champion_version(run_cfg)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        market = generate_market(
+            spark, FAMILIES[family], run_cfg.simulate, str(workdir / "market"), str(workdir / "truth")
+        )
+        history_end = date.fromisoformat(market.history_end)
+        deliver(spark, market.market, landing, history_end)
+        generated = time.monotonic()
+        night = run_nightly(spark, run_cfg, history_end, landing, lakehouse)
+        if night.status != "succeeded":
+            raise RuntimeError(f"{family} seed {seed}: the nightly run failed: {night.error}")
+        nightly_seconds = time.monotonic() - generated
+        night_version = night.model_version
+        (workdir / "nightly.json").write_text(json.dumps({"nightly_seconds": nightly_seconds}))
+    price_date = date.fromisoformat(market.price_date)
     base = {
         "family": family,
         "seed": seed,
@@ -122,7 +164,8 @@ def evaluate_market(
         "days": plan.n_days,
         "nightly_seconds": round(nightly_seconds, 1),
         "market_seconds": round(generated - started, 1),
-        "model_version": night.model_version,
+        "model_version": night_version,
+        "reused": reused is not None,
     }
     rows = [
         {
