@@ -17,7 +17,7 @@ import torch
 
 from pricing.model.dataset import InputSpec
 from pricing.model.distributed import Ensemble, Nuisance
-from pricing.model.network import NetSpec, elasticity_slope
+from pricing.model.network import NetSpec
 
 PREDICTION_COLUMNS = ["expected_units", "elasticity", "elasticity_low", "elasticity_high"]
 
@@ -61,14 +61,19 @@ class LoadedModel:
         if self.u_sd is None:
             low, high = elasticity.min(0).values, elasticity.max(0).values
         else:
-            # Each member's posterior sd of u carried to the elasticity, plus the members'
-            # disagreement; an elasticity is never above 0.
+            # The posterior is Gaussian in the softplus's argument (elasticity = -softplus(arg)),
+            # so its quantiles map exactly through the monotone softplus: the interval is wider on
+            # the elastic side and never above 0 (a linearisation would squeeze it where the
+            # elasticity is small). Each member's posterior variance of the argument (its SKU's
+            # deviation and, where measured, its category's), plus the members' disagreement.
             variance = self.u_sd[:, batch["sku"]] ** 2
             if self.category_sd is not None:
                 variance = variance + self.category_sd[:, batch["category"]] ** 2
-            member_var = elasticity_slope(elasticity) ** 2 * variance
-            sd = torch.sqrt(member_var.mean(0) + elasticity.var(0, unbiased=False))
-            low, high = mean - self.z * sd, (mean + self.z * sd).clamp(max=0.0)
+            argument = torch.log(torch.expm1(-elasticity.double()).clamp_min(1e-12))
+            centre = argument.mean(0)
+            sd = torch.sqrt(variance.mean(0) + argument.var(0, unbiased=False))
+            low = torch.minimum(-torch.nn.functional.softplus(centre + self.z * sd).float(), mean)
+            high = torch.maximum(-torch.nn.functional.softplus(centre - self.z * sd).float(), mean)
         return pd.DataFrame(
             {
                 "expected_units": per_member_units.mean(0).numpy().astype(np.float64),
