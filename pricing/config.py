@@ -134,15 +134,16 @@ class TrainConfig(_Strict):
     # Each SKU's elasticity interval: the ensemble's min-max, or "laplace": the random effect's posterior
     # sd (prior precision plus the SKU's own price information) with the members' spread, at
     # ``interval_level`` (docs/training.md).
-    elasticity_interval: Literal["ensemble", "laplace"] = "ensemble"
+    elasticity_interval: Literal["ensemble", "laplace"] = "laplace"
     # Each SKU's own weekly profile in the base (a random effect with this prior sd; 0 turns it off):
     # a retailer that discounts on each SKU's weak weekdays makes the weekly pattern look like price
     # response unless the base can explain it per SKU (docs/training.md).
-    sku_weekday_sd: float = Field(0.0, ge=0)
+    sku_weekday_sd: float = Field(0.3, ge=0)
     interval_level: float = Field(0.9, gt=0, lt=1)
-    # The Laplace interval's prior sd of a category's elasticity: where no price of the category ever
-    # moved, the head's value is a guess this uncertain (docs/training.md).
-    category_elasticity_sd: float = Field(1.0, gt=0)
+    # The Laplace interval's prior sd of a category's elasticity (in the softplus's argument): where no
+    # price of the category ever moved, the head's value is a guess, and an interval this wide spans
+    # the elasticities retail demand shows, from about -0.3 to -5 (docs/training.md).
+    category_elasticity_sd: float = Field(3.0, gt=0)
     seed: int = 7
     start_timeout_s: int = Field(600, ge=10)
     model_name: str = "pricing-demand"

@@ -63,7 +63,7 @@ class WorkerSpec:
     sku_weekday_sd: float = 0.3  # prior sd of a SKU's own weekday effects (when the net has them)
     # Prior sd of a category's elasticity for the Laplace interval: how wrong the head may be where
     # no price in the category ever moved.
-    category_elasticity_sd: float = 1.0
+    category_elasticity_sd: float = 3.0
     elasticity_interval: str = "ensemble"  # "laplace": also store each SKU's posterior sd of u
     lr_decay: str = "linear"  # "linear": the learning rate falls to 0 over the epochs; "none": constant
     tracking_uri: str | None = None
