@@ -230,6 +230,10 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                         **{c: interval[c].to_numpy(float)[rows] for c in interval.columns},
                     }
                 )
+                # The current price's units are the ones already predicted for it (another batch's
+                # rounding must not make keeping look like a gain or a loss).
+                at_current = np.abs(candidates["candidate_price"].to_numpy() - current[rows]) < 1e-9
+                candidates.loc[at_current, "expected_units"] = units_now[rows][at_current]
                 candidates = gain_bounds(candidates, model.z, _one_sided_z(scfg.gain_confidence))
                 if scfg.objective == "profit_with_revenue_floor":
                     candidates["revenue_floor"] = scfg.min_revenue_ratio * (current * units_now)[rows]
@@ -388,6 +392,9 @@ class ScoreReport:
     expected_profit_recommended: float
     seconds: float
     truth: dict[str, float] = field(default_factory=dict)
+    expected_gain: float = 0.0
+    expected_gain_low: float = 0.0
+    gain_confidence: float = 0.9
 
     def render(self) -> str:
         uplift = (
@@ -400,7 +407,9 @@ class ScoreReport:
             f"in {self.seconds:.0f}s; status {self.by_status}",
             f"deciding guardrail: {self.by_binding}",
             f"expected profit (model): current prices {self.expected_profit_current:,.0f}, "
-            f"recommended {self.expected_profit_recommended:,.0f} ({uplift:+.1%})",
+            f"recommended {self.expected_profit_recommended:,.0f} ({uplift:+.1%}); gain "
+            f"{self.expected_gain:,.0f}, at least {self.expected_gain_low:,.0f} with "
+            f"{self.gain_confidence:.0%} confidence per SKU",
         ]
         if self.truth:
             t = self.truth
@@ -528,6 +537,8 @@ def run_score(
         F.count("*"),
         F.sum(F.when(F.col("expected_profit_recommended").isNotNull(), F.col("expected_profit_current"))),
         F.sum("expected_profit_recommended"),
+        F.sum("expected_gain"),
+        F.sum("expected_gain_low"),
     ).first()
     assert totals is not None
     report = ScoreReport(
@@ -540,6 +551,9 @@ def run_score(
         expected_profit_current=float(totals[1] or 0.0),
         expected_profit_recommended=float(totals[2] or 0.0),
         seconds=0.0,
+        expected_gain=float(totals[3] or 0.0),
+        expected_gain_low=float(totals[4] or 0.0),
+        gain_confidence=cfg.score.gain_confidence,
     )
     if truth_dir:
         from pricing.sim.market import true_profit

