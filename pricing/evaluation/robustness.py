@@ -213,18 +213,25 @@ def run_evaluation(
             )
         rows += market_rows
         _write(out, plan, rows, time.monotonic() - started, cfg)
-    result = _write(out, plan, rows, time.monotonic() - started, cfg)
     from pricing.evaluation.report import write_evaluation_report
 
-    result["report"] = write_evaluation_report(result, str(root / "report"))
+    result = _write(out, plan, rows, time.monotonic() - started, cfg)
+    report = write_evaluation_report(result, str(root / "report"))
+    result = _write(out, plan, rows, time.monotonic() - started, cfg, report)
     progress(f"[evaluate] {len(rows)} rows in {out}; report {result['report']}")
     return result
 
 
 def _write(
-    out: str, plan: EvaluationPlan, rows: list[dict[str, Any]], seconds: float, cfg: PricingConfig
+    out: str,
+    plan: EvaluationPlan,
+    rows: list[dict[str, Any]],
+    seconds: float,
+    cfg: PricingConfig,
+    report: str | None = None,
 ) -> dict[str, Any]:
     result = {
+        "report": report,
         "plan": {
             "families": list(plan.families),
             "seeds": list(plan.seeds),
