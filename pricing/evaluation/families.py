@@ -431,35 +431,13 @@ def _simulate_family(
 
 
 def _simulator_truth(truth_days: Any, truth_params: Any) -> Any:
-    """Today's simulator's truth as curve columns: log-log in price around everything else."""
-    joined = truth_days.join(
-        truth_params.select(
-            "sku",
-            "base_demand",
-            "elasticity",
-            "weekly_amplitude",
-            "weekly_peak_dow",
-            "annual_amplitude",
-            "annual_phase",
-            "competitor_sensitivity",
-            "promo_lift",
-        ),
-        "sku",
-    )
-    weekly = F.col("weekly_amplitude") * F.cos(
-        2 * math.pi * ((F.dayofweek("date") + 5) % 7 - F.col("weekly_peak_dow")) / 7
-    )
-    annual = F.col("annual_amplitude") * F.sin(
-        2 * math.pi * F.dayofyear("date") / 365.25 + F.col("annual_phase")
-    )
-    level = (
-        F.log("base_demand")
-        + weekly
-        + annual
-        + F.col("shock")
-        + F.col("competitor_sensitivity") * F.log(F.col("competitor_median") / F.col("ref_price"))
-        + F.log("promo_lift") * F.col("promo_scheduled").cast("double")
-    )
+    """Today's simulator's truth as curve columns: log-log in price around everything else.
+
+    The simulator's ``expected_demand`` is its formula at the day's price, so the level is what is left
+    after taking the price term out (no second copy of the formula).
+    """
+    joined = truth_days.join(truth_params.select("sku", "elasticity"), "sku")
+    level = F.log("expected_demand") - F.col("elasticity") * F.log(F.col("price") / F.col("ref_price"))
     return joined.select(
         *SKU_DAY_SCHEMA.fieldNames(),
         F.lit("loglog").alias("form"),
