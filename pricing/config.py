@@ -83,6 +83,11 @@ class FeaturesConfig(_Strict):
     # Observations (competitor prices, stock, prices) older than this are not carried forward.
     # It also bounds how far back a change can reach, which makes incremental runs exact.
     max_ffill_days: int = Field(28, ge=1)
+    # A promoted day that sold nothing shows no promoted line: it is recognised as part of the
+    # promotion when its (discounted) price is that of a day with promoted sales up to this many days
+    # later or earlier in the same run of one price. Later sales can thus change an earlier day's flag,
+    # so each incremental run recomputes this many more days.
+    promo_reach_days: int = Field(7, ge=0)
     holidays: list[date] = Field(default_factory=list)
     text_encoder: Literal["auto", "minilm", "hashed"] = "auto"
     hashed_text_dim: int = Field(64, ge=8)
@@ -102,7 +107,7 @@ class FeaturesConfig(_Strict):
         A lag or window (the longest, or the 7-day price change) of a forward-filled value reaches
         back its own length plus the forward-fill horizon.
         """
-        return max(*self.lags, *self.windows, 7) + self.max_ffill_days
+        return max(*self.lags, *self.windows, 7, self.promo_reach_days) + self.max_ffill_days
 
 
 class TrainConfig(_Strict):

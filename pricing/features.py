@@ -158,6 +158,35 @@ def history_features(df: DataFrame, cfg: FeaturesConfig) -> DataFrame:
     )
 
 
+def with_promotion_spells(df: DataFrame, reach_days: int) -> DataFrame:
+    """Flag every day of a promotion, not only the days it sold something (pure).
+
+    The transactions show a promotion only through the lines sold under it, so a promoted day that sold
+    nothing would read as an ordinary day at a low price with no sales: a price response with the
+    wrong sign, and on slow sellers a large one. A day is promoted when it sold a promoted line, or
+    when its price is below the list price and equal to that of a day with promoted sales at most
+    ``reach_days`` away with no price change in between (one run of the same price).
+
+    Args:
+        df: one row per SKU and contiguous day with ``price``, ``discount_depth`` and ``promo``.
+    """
+    by_day = Window.partitionBy("sku").orderBy("date")
+    # In cents: an average paid price carries float noise that differs between runs.
+    cents = F.round(F.col("price") * 100)
+    previous = F.lag(cents).over(by_day)
+    change = (previous.isNull() | cents.isNull() | (cents != previous)).cast("int")
+    run = F.sum("_price_change").over(by_day.rowsBetween(Window.unboundedPreceding, 0))
+    spell = Window.partitionBy("sku", "_price_run").orderBy("date").rowsBetween(-reach_days, reach_days)
+    promoted_nearby = F.max(F.col("promo").cast("int")).over(spell) == 1
+    discounted = F.coalesce(F.col("discount_depth") > 1e-3, F.lit(False))
+    return (
+        df.withColumn("_price_change", change)
+        .withColumn("_price_run", run)
+        .withColumn("promo", F.col("promo") | (discounted & promoted_nearby))
+        .drop("_price_change", "_price_run")
+    )
+
+
 def build_panel(
     spine_df: DataFrame,
     inputs: DailyInputs,
@@ -202,6 +231,7 @@ def build_panel(
         .withColumn("price_change_1d", F.col("price") / F.lag("price", 1).over(by_day) - 1)
         .withColumn("price_change_7d", F.col("price") / F.lag("price", 7).over(by_day) - 1)
     )
+    df = with_promotion_spells(df, cfg.promo_reach_days)
     # Competitor prices carried forward over days without observations, with their age.
     df = (
         df.withColumn("_comp_day", F.when(F.col("comp_median_price").isNotNull(), F.col("date")))
@@ -304,10 +334,18 @@ def _affected_ranges(
     up_to_batch: int,
     last_run_date: date,
     run_date: date,
+    promo_reach_days: int = 0,
 ) -> DataFrame:
     """(sku, start): the earliest day whose features can have changed since the last run, per SKU."""
     new_rows = (F.col(BATCH_ID) > since_batch) & (F.col(BATCH_ID) <= up_to_batch)
     starts = _earliest_days(silver, new_rows, "start")
+    transactions_df = silver["transactions"]
+    if transactions_df is not None and promo_reach_days:
+        # A promoted sale can flag the unsold days of its promotion before it (with_promotion_spells).
+        promoted = transactions_df.where(new_rows & F.col("promo_id").isNotNull() & (F.col("quantity") > 0))
+        starts.append(
+            promoted.groupBy("sku").agg(F.date_sub(F.min("order_date"), promo_reach_days).alias("start"))
+        )
     catalog_df = silver["catalog"]
     if catalog_df is not None:
         # A changed catalog row (cost, MAP, text) touches every day of the SKU.
@@ -384,7 +422,9 @@ def run_features(
         calendar_df = (
             known_df.unionByName(new_firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
         )
-        ranges_df = _affected_ranges(silver, calendar_df, since_batch, watermark, last_run_date, run_date)
+        ranges_df = _affected_ranges(
+            silver, calendar_df, since_batch, watermark, last_run_date, run_date, fcfg.promo_reach_days
+        )
     calendar_df = calendar_df.where(F.col("first_date") <= F.lit(run_date)).cache()
     # Recompute from `start`, reading `lookback_days` before it (never before the SKU's first day).
     ranges_df = (

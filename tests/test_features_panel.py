@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import FeaturesConfig
-from pricing.features import DailyInputs, build_panel, daily_spine
+from pricing.features import DailyInputs, build_panel, daily_spine, with_promotion_spells
 
 D = [date(2026, 6, d) for d in range(1, 6)]  # Monday 1 June .. Friday 5 June
 CFG = FeaturesConfig(lags=[1, 2], windows=[2], max_ffill_days=2, holidays=[date(2026, 6, 3)])
@@ -117,8 +117,40 @@ def test_absent_optional_sources_leave_null_columns(spark: SparkSession) -> None
         assert all(r[column] is None for r in rows), column
     # Without clicks, a no-sale day's price is carried from the last sale.
     assert [r.price for r in rows] == [10.0, 10.0, 9.0, 9.0, 9.0]
-    # A promotion is known from its promoted sales lines; days without any are ordinary days.
-    assert [r.promo for r in rows] == [True, False, False, False, False]
+    # A promotion is known from its promoted sales lines, and lasts while its discounted price does:
+    # the unsold day carrying the promoted price is promoted too; the next price ends it.
+    assert [r.promo for r in rows] == [True, True, False, False, False]
+
+
+def test_unsold_days_of_a_promotion_are_promoted(spark: SparkSession) -> None:
+    days = [date(2026, 6, d) for d in range(1, 9)]
+    rows = spark.createDataFrame(
+        [
+            # An ordinary day, then a promotion at 8.0 whose first two days sold nothing promoted ...
+            ("A", days[0], 10.0, 0.0, False),
+            ("A", days[1], 8.0, 0.2, False),
+            ("A", days[2], 8.0, 0.2, False),
+            ("A", days[3], 8.0, 0.2, True),
+            # ... nor its last day; then back to the list price, which no promoted line reaches.
+            ("A", days[4], 8.0, 0.2, False),
+            ("A", days[5], 10.0, 0.0, False),
+            # A promoted line without a discount flags only its own day.
+            ("A", days[6], 10.0, 0.0, True),
+            ("A", days[7], 10.0, 0.0, False),
+            # Another SKU at the same discounted price never promoted: nothing to carry.
+            ("B", days[1], 8.0, 0.2, False),
+        ],
+        "sku string, date date, price double, discount_depth double, promo boolean",
+    )
+    flagged = {(r.sku, r.date): r.promo for r in with_promotion_spells(rows, reach_days=2).collect()}
+    assert [flagged["A", d] for d in days] == [False, True, True, True, True, False, True, False]
+    assert flagged["B", days[1]] is False
+    # Beyond the reach, an unsold day stays ordinary; with no reach nothing is carried.
+    short = {r.date: r.promo for r in with_promotion_spells(rows, reach_days=1).where("sku = 'A'").collect()}
+    assert [short[d] for d in days[1:5]] == [False, True, True, True]
+    assert [r.promo for r in with_promotion_spells(rows, 0).where("sku = 'A'").orderBy("date").collect()] == [
+        False, False, False, True, False, False, True, False,
+    ]
 
 
 def test_features_config_rejects_bad_windows() -> None:
