@@ -100,6 +100,7 @@ def network_sizes(data: dict[str, torch.Tensor], cfg: Any) -> dict[str, Any]:
         embedding_dim=cfg.train.embedding_dim,
         hidden=cfg.train.hidden,
         elasticity_inputs=list(cfg.train.elasticity_inputs),
+        elasticity_prior=cfg.train.elasticity_prior,
     ).to_dict()
 
 

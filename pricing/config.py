@@ -149,6 +149,11 @@ class TrainConfig(_Strict):
     # price of the category ever moved, the head's value is a guess, and an interval this wide spans
     # the elasticities retail demand shows, from about -0.3 to -5 (docs/training.md).
     category_elasticity_sd: float = Field(3.0, gt=0)
+    # Where prices say little, the elasticity stays near this prior centre (docs/training.md): retail
+    # price elasticities centre around -2 in the published meta-analyses (Tellis 1988: -1.76; Bijmolt,
+    # van Heerde & Pieters 2005: -2.62). Before this setting the centre was implicit, -0.69 (the
+    # untrained head's), which made every weakly identified product look inelastic.
+    elasticity_prior: float = Field(-2.0, lt=0)
     seed: int = 7
     start_timeout_s: int = Field(600, ge=10)
     model_name: str = "pricing-demand"

@@ -149,7 +149,14 @@ def test_unsold_days_of_a_promotion_are_promoted(spark: SparkSession) -> None:
     short = {r.date: r.promo for r in with_promotion_spells(rows, reach_days=1).where("sku = 'A'").collect()}
     assert [short[d] for d in days[1:5]] == [False, True, True, True]
     assert [r.promo for r in with_promotion_spells(rows, 0).where("sku = 'A'").orderBy("date").collect()] == [
-        False, False, False, True, False, False, True, False,
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
     ]
 
 

@@ -54,7 +54,7 @@ def test_expected_units_never_increase_with_price(seed: int, low: float, step: f
     assert torch.all(torch.exp(dear) > 0)
 
 
-def _fit_rate(units: torch.Tensor, weight: torch.Tensor) -> float:
+def _fit_rate(units: torch.Tensor, weight: torch.Tensor, censored: torch.Tensor | None = None) -> float:
     torch.manual_seed(0)
     net = DemandNet(SPEC)
     batch = _batch(len(units), torch.Generator().manual_seed(1))
@@ -63,7 +63,7 @@ def _fit_rate(units: torch.Tensor, weight: torch.Tensor) -> float:
     for _ in range(300):
         optimizer.zero_grad()
         log_mean, _ = net(**batch, log_price_ratio=torch.zeros(len(units)))
-        poisson_loss(log_mean, units, weight).backward()
+        poisson_loss(log_mean, units, weight, censored).backward()
         optimizer.step()
     with torch.no_grad():
         return float(torch.exp(net(**batch, log_price_ratio=torch.zeros(len(units)))[0]).mean())
@@ -78,6 +78,23 @@ def test_stockout_days_are_masked_not_learned_as_zero_demand() -> None:
     unmasked = _fit_rate(observed, torch.ones(2000))
     assert abs(masked - 5.0) < 0.25
     assert unmasked < 3.5
+
+
+def test_sold_out_days_bound_demand_from_below() -> None:
+    # Stock of 4 a day against demand of mean 5: most days sell out. Dropping them keeps only the
+    # weak days (the estimate falls far below 5); reading their sales as demand caps it at about 4;
+    # the censored likelihood (demand >= what sold) recovers the rate.
+    generator = torch.Generator().manual_seed(5)
+    demand = torch.poisson(torch.full((3000,), 5.0), generator=generator)
+    sold = torch.clamp(demand, max=4.0)
+    out = demand >= 4
+    censored = _fit_rate(sold, torch.ones(3000), out.float())
+    assert abs(censored - 5.0) < 0.25
+    assert _fit_rate(sold, (~out).float()) < 3.0
+    assert _fit_rate(sold, torch.ones(3000)) < 4.0
+    # A censored day that sold nothing says nothing: it has no weight, whatever the rate.
+    zero = poisson_loss(torch.zeros(2), torch.zeros(2), torch.ones(2), torch.tensor([1.0, 0.0]))
+    assert torch.isclose(zero, torch.tensor(1.0))  # only the uncensored row: mean 1, 0 units -> 1
 
 
 def test_elasticity_reads_only_the_configured_product_inputs() -> None:
@@ -288,3 +305,71 @@ def test_laplace_interval_widens_with_over_dispersed_sales() -> None:
     sd_poisson = elasticity_u_sd(ensemble, {**base, "units": poisson}, SPEC.n_skus, prior_sd=10.0)[0, 2]
     sd_over = elasticity_u_sd(ensemble, {**base, "units": overdispersed}, SPEC.n_skus, prior_sd=10.0)[0, 2]
     assert float(sd_over) > 1.3 * float(sd_poisson)  # Poisson-only information: about equal
+
+
+def test_a_product_whose_prices_never_moved_keeps_the_prior_elasticity() -> None:
+    """No price variation, nothing learned about the response: the elasticity stays at the configured
+    prior centre, and a model saved before the setting existed keeps its old centre (-softplus(0))."""
+    generator = torch.Generator().manual_seed(2)
+    n = 1500
+    data = {
+        **_batch(n, generator),
+        "log_price_ratio": torch.zeros(n),
+        "units": torch.poisson(torch.full((n,), 4.0), generator=generator),
+        "weight": torch.ones(n),
+        "fold": torch.zeros(n, dtype=torch.long),
+    }
+    for prior in (-2.0, -1.0):
+        net = {**SPEC.to_dict(), "elasticity_prior": prior}
+        spec = WorkerSpec(
+            train_dir="",
+            net=net,
+            epochs=10,
+            nuisance_epochs=10,
+            batch_size=256,
+            learning_rate=0.02,
+            weight_decay=1e-4,
+            ensemble_size=1,
+            debias=False,
+            seed=0,
+            backend="local",
+            use_gpu=False,
+        )
+        torch.manual_seed(0)
+        ensemble, _, _ = fit_ensemble(LocalComm(), dict(data), NetSpec(**net), spec)
+        with torch.no_grad():
+            _, elasticity = ensemble(data, None)
+        assert torch.allclose(elasticity, torch.tensor(prior), atol=0.15), (prior, float(elasticity.mean()))
+    saved = {k: v for k, v in SPEC.to_dict().items() if k != "elasticity_prior"}
+    untrained = DemandNet(NetSpec(**saved))
+    torch.nn.init.zeros_(untrained.elasticity_head[-1].weight)
+    torch.nn.init.zeros_(untrained.elasticity_head[-1].bias)
+    _, old = untrained(**_batch(4, generator), log_price_ratio=torch.zeros(4))
+    assert torch.allclose(old, torch.tensor(-float(torch.nn.functional.softplus(torch.tensor(0.0)))))
+
+
+def test_price_variation_the_inputs_explain_is_no_information_about_the_elasticity() -> None:
+    """Both SKUs' prices follow a feature the base reads (their recent average price, say); SKU 2's also
+    move beyond it. Only that unexplained variation narrows an interval."""
+    torch.manual_seed(0)
+    ensemble = Ensemble(SPEC, members=1)
+    generator = torch.Generator().manual_seed(4)
+    n = 800
+    feature = torch.randn(2 * n, generator=generator)
+    moves = 0.1 * torch.randn(2 * n, generator=generator)
+    sku = torch.tensor([1] * n + [2] * n)
+    log_price = 0.1 * feature + torch.where(sku == 2, moves, torch.zeros(2 * n))
+    data = {
+        "sku": sku,
+        "category": torch.ones(2 * n, dtype=torch.long),
+        "brand": torch.ones(2 * n, dtype=torch.long),
+        "text": torch.zeros(2 * n, 4),
+        "numeric": torch.stack([feature, torch.zeros(2 * n), torch.zeros(2 * n)], dim=1),
+        "log_price_ratio": log_price,
+        "weight": torch.ones(2 * n),
+    }
+    with torch.no_grad():
+        data["units"] = torch.poisson(torch.exp(ensemble(data, None)[0][0]), generator=generator)
+    u_sd = elasticity_u_sd(ensemble, data, SPEC.n_skus, prior_sd=1.0)[0]
+    assert float(u_sd[1]) > 0.99  # explained: the prior's sd
+    assert float(u_sd[2]) < 0.8

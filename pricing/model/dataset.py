@@ -193,8 +193,12 @@ def model_inputs(
         text.cast(ArrayType(FloatType())).alias("text"),
         F.log(F.col("price") / F.col("ref_price")).cast("float").alias("log_price_ratio"),
         F.col("units_gross").cast("float").alias("units"),
-        # Stock-out days are censored demand: weight 0, never "no stock = no demand".
+        # Stock-out days are censored demand: weight 0 in every error measure, never "no stock = no
+        # demand"; training reads what they did sell as a lower bound of demand (``censored``).
         F.when(F.coalesce(F.col("stockout"), F.lit(False)), 0.0).otherwise(1.0).cast("float").alias("weight"),
+        (F.coalesce(F.col("stockout"), F.lit(False)) & (F.col("units_gross") > 0))
+        .cast("float")
+        .alias("censored"),
         F.col("units_lag_7").cast("double").alias("seasonal_naive"),
         # Cross-fitting folds for the price nuisance: by row, so each fold still sees every SKU.
         F.pmod(F.xxhash64("sku", "date"), F.lit(2)).cast("int").alias("fold"),

@@ -140,7 +140,10 @@ def read_shard(
     import pyarrow.dataset as ds
 
     fragments = sorted(ds.dataset(train_dir, format="parquet").get_fragments(), key=lambda f: f.path)
-    wanted = [*BATCH_COLUMNS, *extra_columns]
+    # Training data written before stock-outs were read as censored has no ``censored`` column.
+    schema_names = set(fragments[0].physical_schema.names) if fragments else set()
+    censored = ("censored",) if "censored" in schema_names and "censored" not in extra_columns else ()
+    wanted = [*BATCH_COLUMNS, *censored, *extra_columns]
     columns: dict[str, list[np.ndarray]] = {c: [] for c in wanted}
     for fragment in fragments[rank::world]:
         for record_batch in fragment.to_batches(columns=wanted, batch_size=65_536):
@@ -164,7 +167,7 @@ def read_shard(
         "units": torch.from_numpy(merged["units"].astype(np.float32)),
         "weight": torch.from_numpy(merged["weight"].astype(np.float32)),
         "fold": torch.from_numpy(merged["fold"].astype(np.int64)),
-        **{name: torch.from_numpy(merged[name].astype(np.float32)) for name in extra_columns},
+        **{name: torch.from_numpy(merged[name].astype(np.float32)) for name in (*censored, *extra_columns)},
     }
 
 
@@ -336,6 +339,52 @@ def _fit(
 DISPERSION_PRIOR_ROWS = 30.0
 
 
+def _unexplained_treatment(
+    data: dict[str, torch.Tensor],
+    size: int,
+    n_numeric: int,
+    weekday_columns: list[int],
+    comm: _Comm | None,
+) -> torch.Tensor:
+    """Per row, the part of the treatment (log price ratio, minus the price nuisance when debiased) that
+    the model's other inputs do not explain: the residual of a weighted least-squares fit on the numeric
+    features within each SKU (and weekday, where the model gives each SKU its own week).
+
+    Only that part of a SKU's price variation tells the elasticity apart from the base: a price that
+    follows its own recent average, its weak weekdays, stock or traffic is matched by inputs the base
+    reads, and counting it as information would make the interval say more than the data do.
+    Sums run over every process's rows (every process must call this, with or without rows).
+    """
+    rows = len(data["units"]) if data else 0
+    groups = size * 7 if weekday_columns else size
+    sums = torch.zeros(groups, n_numeric + 2, dtype=torch.float64)
+    gram = torch.zeros(n_numeric, n_numeric + 1, dtype=torch.float64)
+    if rows:
+        sku = data["sku"].cpu()
+        numeric = data["numeric"].double().cpu()
+        treatment = data["log_price_ratio"] - data["offset"] if "offset" in data else data["log_price_ratio"]
+        treatment = treatment.double().cpu()
+        weight = data["weight"].double().cpu()
+        group = sku * 7 + numeric[:, weekday_columns].argmax(1) if weekday_columns else sku
+        columns = [weight[:, None], (weight * treatment)[:, None], weight[:, None] * numeric]
+        sums.index_add_(0, group, torch.cat(columns, 1))
+    sums = comm.allreduce(sums, "sum") if comm else sums
+    if not rows:
+        if comm:  # a process without rows still takes part in the collective
+            comm.allreduce(gram, "sum")
+        return torch.zeros(0, dtype=torch.float64)
+    total = sums[:, 0].clamp_min(1e-12)
+    treatment = treatment - (sums[:, 1] / total)[group]
+    numeric = numeric - (sums[:, 2:] / total[:, None])[group]
+    weighted = numeric * weight[:, None]
+    gram = torch.cat([weighted.T @ numeric, (weighted.T @ treatment)[:, None]], 1)
+    gram = comm.allreduce(gram, "sum") if comm else gram
+    ridge = 1e-6 * float(torch.diagonal(gram[:, :n_numeric]).mean()) + 1e-12
+    identity = torch.eye(n_numeric, dtype=torch.float64)
+    beta = torch.linalg.solve(gram[:, :n_numeric] + ridge * identity, gram[:, n_numeric])
+    return treatment - numeric @ beta
+
+
 def elasticity_sds(
     ensemble: Ensemble,
     data: dict[str, torch.Tensor],
@@ -381,8 +430,12 @@ def elasticity_sds(
     members = len(ensemble.members)
     info = torch.zeros(members, size, dtype=torch.float64)
     pearson = torch.zeros(members, size, dtype=torch.float64)
+    first = ensemble.members[0]
+    assert isinstance(first, DemandNet)
+    centred = _unexplained_treatment(
+        data if rows else {}, size, first.spec.n_numeric, first.weekday_columns, comm
+    )
     if rows:
-        centred = treatment - (sums[1] / sums[0].clamp_min(1e-12))[sku]
         units = data["units"].double().cpu()
         with torch.no_grad():
             for start in range(0, rows, chunk):
@@ -476,18 +529,26 @@ def fit_ensemble(
         data["member_weight"] = member_weights.T.contiguous()
 
     # The random effect's prior, scaled like the per-row Poisson loss: sum(d^2) / (2 sd^2 N).
-    total_weight = comm.allreduce(data["weight"].sum().reshape(1).cpu() if data else torch.zeros(1), "sum")
+    local_weight = torch.zeros(1)
+    if data:
+        fitted = torch.maximum(data["weight"], data["censored"]) if "censored" in data else data["weight"]
+        local_weight = fitted.sum().reshape(1).cpu()
+    total_weight = comm.allreduce(local_weight, "sum")
     prior_scale = 1.0 / (2 * spec.sku_elasticity_sd**2 * float(total_weight.clamp_min(1.0)))
     weekday_scale = 1.0 / (2 * spec.sku_weekday_sd**2 * float(total_weight.clamp_min(1.0)))
 
     def demand_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         log_mean, _ = model(batch, batch.get("offset"), batch.get("base"))
-        weights = batch["weight"].unsqueeze(0) * batch["member_weight"].T
+        censored = batch.get("censored")
+        # A stock-out day's sales bound its demand from below: it takes part through the censored
+        # likelihood (poisson_loss) instead of being left out.
+        row_weight = batch["weight"] if censored is None else torch.maximum(batch["weight"], censored)
+        weights = row_weight.unsqueeze(0) * batch["member_weight"].T
         members = _unwrap(model).members
         assert isinstance(members, nn.ModuleList)
         return torch.stack(
             [
-                poisson_loss(log_mean[k], batch["units"], weights[k])
+                poisson_loss(log_mean[k], batch["units"], weights[k], batch.get("censored"))
                 + prior_scale * sku_elasticity_penalty(members[k])  # type: ignore[arg-type]
                 + weekday_scale * sku_weekday_penalty(members[k])  # type: ignore[arg-type]
                 for k in range(len(log_mean))

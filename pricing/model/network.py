@@ -13,6 +13,7 @@ moves away from its expected level, never from what drives both (markdowns on we
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,6 +44,10 @@ class NetSpec:
     # weak weekdays cannot have that weekly pattern read as price response. Empty: no such profile
     # (models saved before this field existed).
     weekday_columns: list[int] = field(default_factory=list)
+    # The elasticity a product has before its prices say anything (the prior's centre): the head and the
+    # SKU deviations are learned around it, and every regulariser pulls towards it. 0 for models saved
+    # before it existed, whose centre was the untrained head's, -softplus(0) = -0.69.
+    elasticity_prior: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +85,9 @@ class DemandNet(nn.Module):
         )
         self.sku_elasticity = nn.Embedding(spec.n_skus + 1, 1)
         nn.init.zeros_(self.sku_elasticity.weight)
+        # softplus^-1(-prior): the head's output that gives the prior elasticity.
+        prior = -spec.elasticity_prior
+        self.prior_argument = math.log(math.expm1(prior)) if prior > 0 else 0.0
         self.weekday_columns = list(spec.weekday_columns)
         if self.weekday_columns:
             self.sku_weekday = nn.Embedding((spec.n_skus + 1) * 7, 1)
@@ -110,7 +118,9 @@ class DemandNet(nn.Module):
             base = base_offset
         head_input = torch.cat([kind[n] for n in self.elasticity_inputs], dim=1)
         elasticity = -F.softplus(
-            self.elasticity_head(head_input).squeeze(1) + self.sku_elasticity(sku).squeeze(1)
+            self.prior_argument
+            + self.elasticity_head(head_input).squeeze(1)
+            + self.sku_elasticity(sku).squeeze(1)
         )
         treatment = log_price_ratio if price_offset is None else log_price_ratio - price_offset
         return base + elasticity * treatment, elasticity
@@ -133,11 +143,25 @@ def sku_weekday_penalty(model: DemandNet) -> torch.Tensor:
     return (model.sku_weekday.weight**2).sum()
 
 
-def poisson_loss(log_mean: torch.Tensor, units: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Weighted Poisson negative log-likelihood (a count loss, not MSE).
+def poisson_loss(
+    log_mean: torch.Tensor,
+    units: torch.Tensor,
+    weight: torch.Tensor,
+    censored: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted Poisson negative log-likelihood (a count loss, not MSE), censored where stock ran out.
 
-    Stock-out days carry weight 0: their sales are censored by stock, and learning from them would
-    teach the model that no stock means no demand.
+    A stock-out day's sales are a lower bound of its demand: where ``censored`` is set, the row adds
+    ``-log P(Y >= units)`` instead. Dropping those days (weight 0) would keep only the days whose
+    demand stock could meet, which after a deep discount are the weak ones, and flatten the price
+    response; reading them as demand would teach "no stock = no demand". A censored row with 0 units
+    says nothing (``P(Y >= 0) = 1``).
     """
     per_row = F.poisson_nll_loss(log_mean, units, log_input=True, full=False, reduction="none")
+    if censored is not None:
+        mean = torch.exp(log_mean.clamp(max=30.0))
+        # P(Y >= k) for Poisson(mean) is the regularised lower incomplete gamma P(k, mean).
+        survival = torch.special.gammainc(units.clamp_min(1.0), mean)
+        per_row = torch.where(censored > 0, -torch.log(survival.clamp_min(1e-30)), per_row)
+        weight = torch.where((censored > 0) & (units <= 0), torch.zeros_like(weight), weight)
     return (per_row * weight).sum() / weight.sum().clamp_min(1.0)

@@ -290,6 +290,7 @@ def run_train(
             embedding_dim=tcfg.embedding_dim,
             hidden=tcfg.hidden,
             elasticity_inputs=list(tcfg.elasticity_inputs),
+            elasticity_prior=tcfg.elasticity_prior,
             weekday_columns=(
                 [spec.numeric_features.index(f"dow_{d}") for d in range(7)] if tcfg.sku_weekday_sd > 0 else []
             ),
