@@ -205,10 +205,13 @@ class ScoreConfig(_Strict):
     # How a candidate wins (docs/pricing-policy.md): "lower_bound": the highest lower confidence bound
     # of the profit gain over the current price, taken over the elasticity's uncertainty, so a price
     # moves only where the gain is clearly positive, and less where the interval is wide;
+    # "posterior": the highest expected gain integrated over the elasticity's posterior, among the moves
+    # whose gain is positive with gain_confidence (else the price stays);
     # "expected": the highest expected profit at the model's point estimate.
-    decision: Literal["lower_bound", "expected"] = "lower_bound"
-    # One-sided confidence of that lower bound (0.9: the gain is above it with probability 0.9).
-    gain_confidence: float = Field(0.9, ge=0.5, lt=1)
+    decision: Literal["lower_bound", "posterior", "expected"] = "posterior"
+    # How sure "posterior" must be that a move gains (0.6: the gain is positive with probability 0.6);
+    # for "lower_bound", the one-sided confidence of that bound.
+    gain_confidence: float = Field(0.6, ge=0.5, lt=1)
 
 
 class NightlyConfig(_Strict):

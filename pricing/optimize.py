@@ -232,19 +232,78 @@ def gain_bounds(candidates: pd.DataFrame, interval_z: float, gain_z: float) -> p
     )
 
 
+# Gauss-Hermite nodes for the posterior expected gain (probabilists' weights, normalised).
+_NODES, _NODE_WEIGHTS = np.polynomial.hermite_e.hermegauss(15)
+_NODE_WEIGHTS = _NODE_WEIGHTS / _NODE_WEIGHTS.sum()
+
+
+def _softplus_inverse(magnitude: np.ndarray) -> np.ndarray:
+    return np.asarray(np.log(np.expm1(np.clip(magnitude, 1e-9, 50.0))), float)
+
+
+def posterior_gains(candidates: pd.DataFrame, interval_z: float, gain_z: float) -> pd.DataFrame:
+    """Add each candidate's posterior expected gain and whether its gain is positive at ``gain_z``.
+
+    The model's posterior of an elasticity is Gaussian in the softplus's argument (elasticity =
+    -softplus(argument); docs/training.md), which the interval ``[elasticity_low, elasticity_high]``
+    (``interval_z`` standard deviations each side) gives back exactly: its centre and sd. The expected
+    gain integrates ``(p - cost) q(c) (p / c) ** elasticity - (c - cost) q(c)`` over that posterior
+    (15-point Gauss-Hermite), so an elasticity that may well be steeper than its estimate (the posterior
+    is wider on the elastic side) counts against a price rise. ``gain_sure`` is the gain at the
+    argument's quantile on the losing side, at ``gain_z``: the gain is monotone in the elasticity, so a
+    positive ``gain_sure`` means the move gains with at least that confidence.
+
+    Args:
+        candidates: as for :func:`gain_bounds`.
+
+    Returns:
+        ``candidates`` with ``gain_expected``, ``gain_sure`` and the gain's central interval at
+        ``interval_z`` (the model's interval level), ``gain_posterior_low`` and ``gain_posterior_high``.
+    """
+    price = candidates["candidate_price"].to_numpy(float)
+    current = candidates["current_price"].to_numpy(float)
+    cost = candidates["unit_cost"].to_numpy(float)
+    units_current = candidates["units_current"].to_numpy(float)
+    elasticity = candidates["elasticity"].to_numpy(float)
+    upper = _softplus_inverse(-candidates["elasticity_low"].to_numpy(float))
+    lower = _softplus_inverse(-candidates["elasticity_high"].to_numpy(float))
+    centre = np.where(np.isfinite(upper + lower), (upper + lower) / 2, _softplus_inverse(-elasticity))
+    sd = np.nan_to_num((upper - lower) / (2 * interval_z), nan=0.0).clip(min=0.0)
+    log_ratio = np.log(price / current)
+    same = np.abs(log_ratio) < 1e-12
+    kept_profit = (current - cost) * units_current
+
+    def gain_at(argument: np.ndarray) -> np.ndarray:
+        # Units at p scale from the units at the current price with the elasticity at that argument.
+        shifted = -np.logaddexp(0.0, argument)
+        return np.asarray((price - cost) * units_current * np.exp(shifted * log_ratio) - kept_profit)
+
+    expected = sum(w * gain_at(centre + node * sd) for node, w in zip(_NODES, _NODE_WEIGHTS, strict=True))
+    sure = np.minimum(gain_at(centre + gain_z * sd), gain_at(centre - gain_z * sd))
+    ends = gain_at(centre + interval_z * sd), gain_at(centre - interval_z * sd)
+    return candidates.assign(
+        gain_expected=np.where(same, 0.0, expected),
+        gain_sure=np.where(same, 0.0, sure),
+        gain_posterior_low=np.where(same, 0.0, np.minimum(*ends)),
+        gain_posterior_high=np.where(same, 0.0, np.maximum(*ends)),
+    )
+
+
 def choose_prices(candidates: pd.DataFrame, decision: str = "expected") -> pd.DataFrame:
     """Per ``row``, the best candidate (ties: closest to the current price).
 
     ``decision="expected"``: the highest expected profit; ``"lower_bound"``: the highest lower bound
     of the gain over the current price (``gain_low`` from :func:`gain_bounds`), so the current price
-    (gain exactly 0) stays unless a move's gain is clearly positive.
+    (gain exactly 0) stays unless a move's gain is clearly positive; ``"posterior"``: the highest
+    posterior expected gain (``gain_expected``) among the moves whose gain is positive with the
+    configured confidence (``gain_sure`` > 0, :func:`posterior_gains`), else the current price.
 
     Args:
         candidates: ``row``, ``candidate_price``, ``unit_cost``, ``current_price``, ``expected_units``
             (and ``gain_low`` for ``lower_bound``); optionally ``revenue_floor``: only candidates
             with at least that expected revenue compete (where none has, all do).
     """
-    if decision not in ("expected", "lower_bound"):
+    if decision not in ("expected", "lower_bound", "posterior"):
         raise ValueError(f"unknown decision rule {decision!r}")
     scored = candidates.assign(
         expected_profit=(candidates["candidate_price"] - candidates["unit_cost"])
@@ -252,11 +311,15 @@ def choose_prices(candidates: pd.DataFrame, decision: str = "expected") -> pd.Da
         expected_revenue=candidates["candidate_price"] * candidates["expected_units"],
         _distance=(candidates["candidate_price"] - candidates["current_price"]).abs(),
     )
-    objective = "expected_profit" if decision == "expected" else "_gain_low"
+    objectives = {"expected": "expected_profit", "lower_bound": "_gain_low", "posterior": "_gain_post"}
+    objective = objectives[decision]
+    # A rounding-level gain is no evidence: it must clear a millionth of the current profit.
+    noise = 1e-6 * np.abs((scored["current_price"] - scored["unit_cost"]) * scored["expected_units"])
     if decision == "lower_bound":
-        # A rounding-level bound is no evidence: it must clear a millionth of the current profit.
-        noise = 1e-6 * np.abs((scored["current_price"] - scored["unit_cost"]) * scored["expected_units"])
         scored = scored.assign(_gain_low=np.where(scored["gain_low"] > noise, scored["gain_low"], 0.0))
+    if decision == "posterior":
+        confident = (scored["gain_sure"] > noise) & (scored["gain_expected"] > noise)
+        scored = scored.assign(_gain_post=np.where(confident, scored["gain_expected"], 0.0))
     if "revenue_floor" in scored.columns:
         meets = (scored["expected_revenue"] >= scored["revenue_floor"] - 1e-9) | scored[
             "revenue_floor"
@@ -269,6 +332,6 @@ def choose_prices(candidates: pd.DataFrame, decision: str = "expected") -> pd.Da
     ordered = scored.sort_values(keys, ascending=ascending)
     return (
         ordered.drop_duplicates("row")
-        .drop(columns=[c for c in ("_distance", "_misses", "_gain_low") if c in ordered.columns])
+        .drop(columns=["_distance", "_misses", "_gain_low", "_gain_post"], errors="ignore")
         .set_index("row")
     )

@@ -30,7 +30,14 @@ from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
 from pricing.features import GoldTables, next_day_rows
 from pricing.model.dataset import InputSpec, model_inputs, with_history
 from pricing.model.predict import LoadedModel
-from pricing.optimize import BAND_INPUTS, candidate_grid, choose_prices, gain_bounds, price_band
+from pricing.optimize import (
+    BAND_INPUTS,
+    candidate_grid,
+    choose_prices,
+    gain_bounds,
+    posterior_gains,
+    price_band,
+)
 from pricing.schemas import (
     CURRENT_PRICES_SCHEMA,
     PRICE_OVERRIDES_SCHEMA,
@@ -235,6 +242,15 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                 at_current = np.abs(candidates["candidate_price"].to_numpy() - current[rows]) < 1e-9
                 candidates.loc[at_current, "expected_units"] = units_now[rows][at_current]
                 candidates = gain_bounds(candidates, model.z, _one_sided_z(scfg.gain_confidence))
+                if scfg.decision == "posterior":
+                    candidates = posterior_gains(candidates, model.z, _one_sided_z(scfg.gain_confidence))
+                    # What is recorded: the posterior's expected gain and its central interval at
+                    # the model's level (the decision's own threshold is a different question).
+                    candidates = candidates.assign(
+                        gain=candidates["gain_expected"],
+                        gain_low=candidates["gain_posterior_low"],
+                        gain_high=candidates["gain_posterior_high"],
+                    )
                 if scfg.objective == "profit_with_revenue_floor":
                     candidates["revenue_floor"] = scfg.min_revenue_ratio * (current * units_now)[rows]
                 best = choose_prices(candidates, scfg.decision)
@@ -252,7 +268,7 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                         chosen >= highest - 1e-9, band["ceiling_reason"].to_numpy()[chosen_rows], "none"
                     ),
                 )
-                if scfg.decision == "lower_bound":
+                if scfg.decision in ("lower_bound", "posterior"):
                     # Kept because no move's gain is clearly positive, though the point estimate
                     # would have moved: the reviewer sees why.
                     hoped = choose_prices(candidates, "expected").reindex(chosen_rows)["candidate_price"]

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pricing.config import PolicyConfig
-from pricing.optimize import apply_endings, candidate_grid, choose_prices, gain_bounds, price_band
+from pricing.optimize import (
+    apply_endings,
+    candidate_grid,
+    choose_prices,
+    gain_bounds,
+    posterior_gains,
+    price_band,
+)
 
 POLICY = PolicyConfig()
 
@@ -164,6 +171,36 @@ def test_lower_bound_keeps_the_price_unless_the_gain_is_clearly_positive() -> No
     assert choose_prices(middling, "lower_bound")["candidate_price"].item() == 10.5
     with pytest.raises(ValueError, match="unknown decision"):
         choose_prices(narrow, "optimistic")
+
+
+def _softplus_interval(centre: float, sd: float, z: float = 1.645) -> tuple[float, float, float]:
+    """(elasticity, low, high) of a posterior Gaussian in the softplus's argument, as the model writes it."""
+    soft = lambda a: math.log1p(math.exp(a))  # noqa: E731
+    return -soft(centre), -soft(centre + z * sd), -soft(centre - z * sd)
+
+
+def test_posterior_rule_integrates_the_elasticitys_posterior_and_keeps_when_unsure() -> None:
+    prices = [9.0, 9.5, 10.0, 10.5, 11.0]
+    elasticity, low, high = _softplus_interval(0.6, 0.4)  # about -1.04, from -1.8 to -0.53
+    posterior = posterior_gains(_curve(elasticity, low, high, prices), 1.645, 1.2816)
+    # The expected gain is the mean gain over the argument's Gaussian (checked by sampling).
+    draws = -np.logaddexp(0.0, 0.6 + 0.4 * np.random.default_rng(0).standard_normal(400_000))
+    for price, row in zip(prices, posterior.itertuples(), strict=True):
+        sampled = np.mean((price - 5) * 100 * (price / 10) ** draws - 500)
+        assert row.gain_expected == pytest.approx(sampled, rel=0.01, abs=0.5)
+        assert row.gain_sure <= row.gain_expected + 1e-9
+    # A posterior that leans elastic makes a rise worth less than the point estimate says.
+    assert posterior.gain_expected.iloc[-1] < gain_bounds(posterior, 1.645, 1.2816).gain.iloc[-1]
+    # Sure enough that raising gains: the rule raises, to the best expected gain.
+    chosen = choose_prices(posterior, "posterior")
+    best = posterior.loc[posterior.gain_expected.idxmax(), "candidate_price"]
+    assert chosen["candidate_price"].item() == best
+    assert chosen["candidate_price"].item() > 10.0
+    # Not sure: the same estimate with a posterior four times as wide keeps the price.
+    elasticity, low, high = _softplus_interval(0.6, 1.6)
+    wide = posterior_gains(_curve(elasticity, low, high, prices), 1.645, 1.2816)
+    assert (wide.gain_sure[wide.candidate_price != 10.0] < 0).all()
+    assert choose_prices(wide, "posterior")["candidate_price"].item() == 10.0
 
 
 money = st.floats(0.5, 2_000, allow_nan=False)

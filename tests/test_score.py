@@ -85,11 +85,12 @@ def _night(spark: SparkSession, lakehouse: Path) -> DataFrame:
     return io.read_table(spark, PriceTables(io.qualify(spark, str(lakehouse))).recommendations)
 
 
+@pytest.mark.parametrize("decision", ["lower_bound", "posterior"])
 def test_every_sku_gets_a_price_inside_its_guardrails(
-    spark: SparkSession, market: Path, tmp_path: Path
+    spark: SparkSession, market: Path, tmp_path: Path, decision: str
 ) -> None:
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
-    cfg = _config(market, lakehouse=lakehouse)
+    cfg = _config(market, f"score.decision={decision}", lakehouse=lakehouse)
     report = run_score(spark, cfg, truth_dir=str(market / "truth"))
     rows = _night(spark, lakehouse).toPandas()
     skus = spark.read.format("delta").load(f"{lakehouse}/gold/sku_day").select("sku").distinct().count()
@@ -109,6 +110,11 @@ def test_every_sku_gets_a_price_inside_its_guardrails(
     ]
     assert (inside["expected_profit_recommended"] >= inside["expected_profit_current"] - 1e-6).all()
     assert (rows["elasticity"] <= 0).all() and (rows["elasticity_low"] <= rows["elasticity_high"]).all()
+    # The recorded gain sits inside its interval; a kept price gains exactly 0; a move gains in expectation.
+    gains = scored[["expected_gain_low", "expected_gain", "expected_gain_high"]].to_numpy()
+    assert (np.diff(gains, axis=1) >= -1e-9).all()
+    kept = np.isclose(scored["recommended_price"], scored["current_price"])
+    assert (gains[kept] == 0).all() and (gains[~kept, 1] > 0).all()
     assert set(report.truth) >= {"true_profit_current", "true_profit_recommended"}
     # The price in force downstream: one row per SKU, the night's final price.
     current = io.read_table(spark, PriceTables(io.qualify(spark, str(lakehouse))).current_prices).toPandas()

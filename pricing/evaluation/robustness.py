@@ -67,8 +67,12 @@ class EvaluationPlan:
             raise ValueError(f"unknown families {unknown}; choose from {sorted(FAMILIES)}")
         for decision in self.decisions:
             rule, _, confidence = decision.partition(":")
-            if rule not in ("expected", "lower_bound") or (confidence and not 0.5 <= float(confidence) < 1):
-                raise ValueError(f"unknown decision {decision!r}: expected or lower_bound[:confidence]")
+            if rule not in ("expected", "lower_bound", "posterior") or (
+                confidence and not 0.5 <= float(confidence) < 1
+            ):
+                raise ValueError(
+                    f"unknown decision {decision!r}: expected, lower_bound or posterior[:confidence]"
+                )
 
 
 def _run_config(cfg: PricingConfig, seed: int, workdir: Path, plan: EvaluationPlan) -> PricingConfig:

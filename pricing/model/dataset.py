@@ -38,6 +38,7 @@ def _numeric_expressions() -> dict[str, Column]:
     ref = F.col("ref_price")
     exprs: dict[str, Column] = {f"log1p_{c}": F.log1p(F.greatest(F.col(c), F.lit(0))) for c in _LOG1P_COUNTS}
     exprs["log_comp_ratio"] = F.log(F.col("comp_median_price") / ref)
+    # Read only by models of earlier releases (their InputSpec lists them), not by new ones.
     exprs["log_price_mean_7d_ratio"] = F.log(F.col("price_mean_7d") / ref)
     exprs["log_price_mean_28d_ratio"] = F.log(F.col("price_mean_28d") / ref)
     exprs.update({name: F.col(source).isNull().cast("double") for name, source in _MISSING_FLAGS.items()})
@@ -50,10 +51,13 @@ def _numeric_expressions() -> dict[str, Column]:
     return exprs
 
 
-# Names only (building Columns needs a running SparkContext).
+# Names only (building Columns needs a running SparkContext). What a new model reads: no input derived
+# from our own past prices. A price that holds for weeks (cost-plus steps, a rigid shop) is matched by
+# its own recent average, and a base that reads that average explains the demand of the whole period by
+# it; the elasticity then learns only from the few days after each change (docs/training.md).
 NUMERIC_FEATURES = (
     [f"log1p_{c}" for c in _LOG1P_COUNTS]
-    + ["log_comp_ratio", "log_price_mean_7d_ratio", "log_price_mean_28d_ratio"]
+    + ["log_comp_ratio"]
     + list(_MISSING_FLAGS)
     + [f"dow_{d}" for d in range(7)]
     + ["month_sin", "month_cos", "is_holiday", "promo"]
@@ -104,7 +108,7 @@ def fit_input_spec(train_df: DataFrame, encoder: str, text_dim: int, train_end: 
     )
     ref_prices = {r.sku: float(r.ref_price) for r in ref.collect()}
     scaled = train_df.join(ref, "sku")
-    exprs = _numeric_expressions()
+    exprs = {name: value for name, value in _numeric_expressions().items() if name in NUMERIC_FEATURES}
     assert list(exprs) == NUMERIC_FEATURES, "NUMERIC_FEATURES is out of step with the expressions"
     stats = scaled.select(
         *[F.mean(F.coalesce(e, F.lit(0.0))).alias(f"m_{n}") for n, e in exprs.items()],
