@@ -248,7 +248,7 @@ def test_pricing_evaluate_smoke_run_on_two_families(tmp_path: Path, pii_salt: st
             "--days",
             "45",
             "--decisions",
-            "expected",
+            "lower_bound:0.9,expected",
             "--out",
             str(out),
             *TEST_OVERRIDES,
@@ -259,10 +259,9 @@ def test_pricing_evaluate_smoke_run_on_two_families(tmp_path: Path, pii_salt: st
     result = json.loads(out.read_text())
     rows = result["rows"]
     assert [(r["family"], r["decision"]) for r in rows] == [
-        ("simulator", "lower_bound"),
-        ("simulator", "expected"),
-        ("reference_promo", "lower_bound"),
-        ("reference_promo", "expected"),
+        (family, decision)
+        for family in ("simulator", "reference_promo")
+        for decision in ("posterior", "lower_bound:0.9", "expected")
     ]
     required = {
         "family", "seed", "profit_vs_keep", "uplift_share", "interval_coverage", "elasticity_mae",
@@ -274,10 +273,10 @@ def test_pricing_evaluate_smoke_run_on_two_families(tmp_path: Path, pii_salt: st
         assert -0.5 < row["profit_vs_keep"] < 0.5 and 0 <= row["interval_coverage"] <= 1
         assert row["best_vs_keep"] >= row["profit_vs_keep"] - 1e-9  # nothing beats the best in the band
         assert row["wape"] > 0 and row["seasonal_naive_wape"] > 0
-    # The same model under both rules: the lower bound never moves more prices than the point estimate.
+    # The same model under every rule: the lower bound never moves more prices than the point estimate.
     for family in ("simulator", "reference_promo"):
-        bound, point = (r for r in rows if r["family"] == family)
-        assert bound["model_version"] == point["model_version"]
+        posterior, bound, point = (r for r in rows if r["family"] == family)
+        assert posterior["model_version"] == bound["model_version"] == point["model_version"]
         assert bound["moved_share"] <= point["moved_share"]
     report = Path(result["report"])
     assert report.is_file() and (report.parent / "profit_vs_keep.png").is_file()
