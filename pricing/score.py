@@ -569,7 +569,13 @@ def run_score(
         seconds=0.0,
         expected_gain=float(totals[3] or 0.0),
         expected_gain_low=float(totals[4] or 0.0),
-        gain_confidence=cfg.score.gain_confidence,
+        # The confidence of the recorded low end: the decision's bound for lower_bound, the low end
+        # of the central interval at the model's level for posterior.
+        gain_confidence=(
+            (1 + cfg.train.interval_level) / 2
+            if cfg.score.decision == "posterior"
+            else cfg.score.gain_confidence
+        ),
     )
     if truth_dir:
         from pricing.sim.market import true_profit
