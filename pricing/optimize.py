@@ -242,7 +242,7 @@ def _softplus_inverse(magnitude: np.ndarray) -> np.ndarray:
 
 
 def posterior_gains(candidates: pd.DataFrame, interval_z: float, gain_z: float) -> pd.DataFrame:
-    """Add each candidate's posterior expected gain and whether its gain is positive at ``gain_z``.
+    """:func:`gain_bounds` integrated over the posterior, and whether a gain is positive at ``gain_z``.
 
     The model's posterior of an elasticity is Gaussian in the softplus's argument (elasticity =
     -softplus(argument); docs/training.md), which the interval ``[elasticity_low, elasticity_high]``
@@ -257,8 +257,8 @@ def posterior_gains(candidates: pd.DataFrame, interval_z: float, gain_z: float) 
         candidates: as for :func:`gain_bounds`.
 
     Returns:
-        ``candidates`` with ``gain_expected``, ``gain_sure`` and the gain's central interval at
-        ``interval_z`` (the model's interval level), ``gain_posterior_low`` and ``gain_posterior_high``.
+        ``candidates`` with ``gain`` (the posterior's expected gain), ``gain_low`` and ``gain_high``
+        (its central interval at ``interval_z``, the model's level) and ``gain_sure``.
     """
     price = candidates["candidate_price"].to_numpy(float)
     current = candidates["current_price"].to_numpy(float)
@@ -282,10 +282,10 @@ def posterior_gains(candidates: pd.DataFrame, interval_z: float, gain_z: float) 
     sure = np.minimum(gain_at(centre + gain_z * sd), gain_at(centre - gain_z * sd))
     ends = gain_at(centre + interval_z * sd), gain_at(centre - interval_z * sd)
     return candidates.assign(
-        gain_expected=np.where(same, 0.0, expected),
+        gain=np.where(same, 0.0, expected),
+        gain_low=np.where(same, 0.0, np.minimum(*ends)),
+        gain_high=np.where(same, 0.0, np.maximum(*ends)),
         gain_sure=np.where(same, 0.0, sure),
-        gain_posterior_low=np.where(same, 0.0, np.minimum(*ends)),
-        gain_posterior_high=np.where(same, 0.0, np.maximum(*ends)),
     )
 
 
@@ -295,15 +295,16 @@ def choose_prices(candidates: pd.DataFrame, decision: str = "expected") -> pd.Da
     ``decision="expected"``: the highest expected profit; ``"lower_bound"``: the highest lower bound
     of the gain over the current price (``gain_low`` from :func:`gain_bounds`), so the current price
     (gain exactly 0) stays unless a move's gain is clearly positive; ``"posterior"``: the highest
-    posterior expected gain (``gain_expected``) among the moves whose gain is positive with the
-    configured confidence (``gain_sure`` > 0, :func:`posterior_gains`), else the current price.
+    posterior expected gain (``gain`` from :func:`posterior_gains`) among the moves whose gain is
+    positive with the configured confidence (``gain_sure`` > 0), else the current price.
 
     Args:
         candidates: ``row``, ``candidate_price``, ``unit_cost``, ``current_price``, ``expected_units``
             (and ``gain_low`` for ``lower_bound``); optionally ``revenue_floor``: only candidates
             with at least that expected revenue compete (where none has, all do).
     """
-    if decision not in ("expected", "lower_bound", "posterior"):
+    objectives = {"expected": "expected_profit", "lower_bound": "_gain_low", "posterior": "_gain_post"}
+    if decision not in objectives:
         raise ValueError(f"unknown decision rule {decision!r}")
     scored = candidates.assign(
         expected_profit=(candidates["candidate_price"] - candidates["unit_cost"])
@@ -311,15 +312,14 @@ def choose_prices(candidates: pd.DataFrame, decision: str = "expected") -> pd.Da
         expected_revenue=candidates["candidate_price"] * candidates["expected_units"],
         _distance=(candidates["candidate_price"] - candidates["current_price"]).abs(),
     )
-    objectives = {"expected": "expected_profit", "lower_bound": "_gain_low", "posterior": "_gain_post"}
     objective = objectives[decision]
     # A rounding-level gain is no evidence: it must clear a millionth of the current profit.
     noise = 1e-6 * np.abs((scored["current_price"] - scored["unit_cost"]) * scored["expected_units"])
     if decision == "lower_bound":
         scored = scored.assign(_gain_low=np.where(scored["gain_low"] > noise, scored["gain_low"], 0.0))
     if decision == "posterior":
-        confident = (scored["gain_sure"] > noise) & (scored["gain_expected"] > noise)
-        scored = scored.assign(_gain_post=np.where(confident, scored["gain_expected"], 0.0))
+        confident = (scored["gain_sure"] > noise) & (scored["gain"] > noise)
+        scored = scored.assign(_gain_post=np.where(confident, scored["gain"], 0.0))
     if "revenue_floor" in scored.columns:
         meets = (scored["expected_revenue"] >= scored["revenue_floor"] - 1e-9) | scored[
             "revenue_floor"

@@ -241,16 +241,10 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                 # rounding must not make keeping look like a gain or a loss).
                 at_current = np.abs(candidates["candidate_price"].to_numpy() - current[rows]) < 1e-9
                 candidates.loc[at_current, "expected_units"] = units_now[rows][at_current]
-                candidates = gain_bounds(candidates, model.z, _one_sided_z(scfg.gain_confidence))
-                if scfg.decision == "posterior":
-                    candidates = posterior_gains(candidates, model.z, _one_sided_z(scfg.gain_confidence))
-                    # What is recorded: the posterior's expected gain and its central interval at
-                    # the model's level (the decision's own threshold is a different question).
-                    candidates = candidates.assign(
-                        gain=candidates["gain_expected"],
-                        gain_low=candidates["gain_posterior_low"],
-                        gain_high=candidates["gain_posterior_high"],
-                    )
+                # Both write gain, gain_low, gain_high (what is recorded); under "posterior" they are
+                # the posterior's expected gain and its central interval at the model's level.
+                gains_of = posterior_gains if scfg.decision == "posterior" else gain_bounds
+                candidates = gains_of(candidates, model.z, _one_sided_z(scfg.gain_confidence))
                 if scfg.objective == "profit_with_revenue_floor":
                     candidates["revenue_floor"] = scfg.min_revenue_ratio * (current * units_now)[rows]
                 best = choose_prices(candidates, scfg.decision)

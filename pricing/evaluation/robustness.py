@@ -22,15 +22,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pyspark.sql import SparkSession
 
-from pricing.config import PricingConfig
+from pricing.config import PricingConfig, ScoreConfig
 from pricing.evaluation.families import FAMILIES, FamilyMarket, generate_market
 from pricing.evaluation.judge import judged_skus, summarise
 
 log = logging.getLogger(__name__)
+
+# The decision rules score.decision accepts.
+RULES: tuple[str, ...] = get_args(ScoreConfig.model_fields["decision"].annotation)
 
 ROW_KEYS = (
     "family",
@@ -67,12 +70,8 @@ class EvaluationPlan:
             raise ValueError(f"unknown families {unknown}; choose from {sorted(FAMILIES)}")
         for decision in self.decisions:
             rule, _, confidence = decision.partition(":")
-            if rule not in ("expected", "lower_bound", "posterior") or (
-                confidence and not 0.5 <= float(confidence) < 1
-            ):
-                raise ValueError(
-                    f"unknown decision {decision!r}: expected, lower_bound or posterior[:confidence]"
-                )
+            if rule not in RULES or (confidence and not 0.5 <= float(confidence) < 1):
+                raise ValueError(f"unknown decision {decision!r}: one of {', '.join(RULES)}[:confidence]")
 
 
 def _run_config(cfg: PricingConfig, seed: int, workdir: Path, plan: EvaluationPlan) -> PricingConfig:
