@@ -117,10 +117,12 @@ ROBUSTNESS_SKUS ?= 100
 ROBUSTNESS_DAYS ?= 60
 ROBUSTNESS_SEEDS ?= 1,2,3
 ROBUSTNESS_FAMILIES ?=
+ROBUSTNESS_DECISIONS ?=
 
-robustness: setup ## every evaluation market family x 3 seeds, nightly job from scratch, judged by true demand (~80 min)
+robustness: setup ## every evaluation market family x 3 seeds, nightly job from scratch, judged by true demand (~65 min)
 	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing evaluate --workdir $(ROBUSTNESS_DIR) \
-		--seeds $(ROBUSTNESS_SEEDS) --skus $(ROBUSTNESS_SKUS) --days $(ROBUSTNESS_DAYS) --decisions lower_bound:0.9 \
+		--seeds $(ROBUSTNESS_SEEDS) --skus $(ROBUSTNESS_SKUS) --days $(ROBUSTNESS_DAYS) \
+		$(if $(ROBUSTNESS_DECISIONS),--decisions $(ROBUSTNESS_DECISIONS)) \
 		$(if $(ROBUSTNESS_FAMILIES),--families $(ROBUSTNESS_FAMILIES)) --out bench/results/robustness.json
 
 # Ratios measured side by side in one run, figures as JSON under bench/results/ (docs/benchmarks.md).
@@ -131,6 +133,7 @@ bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights
 	$(BIN)/python bench/scoring.py --lakehouse $(DEMO_DIR)/lakehouse --tracking-uri sqlite:///$(DEMO_DIR)/mlflow.db
 	$(BIN)/python bench/training.py --lakehouse $(DEMO_DIR)/lakehouse
 	$(BIN)/python bench/incremental.py
+	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/elasticity.py
 	$(BIN)/python bench/elasticity.py --sweep train.hidden=4,8,16,64 --out bench/results/elasticity_capacity.json
 	$(BIN)/python bench/elasticity_nuisance.py

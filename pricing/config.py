@@ -65,6 +65,9 @@ class IngestConfig(_Strict):
     fx_max_staleness_days: int = Field(7, ge=0)
     pii_salt_env: str = "PRICING_PII_SALT"
     min_pii_salt_length: int = Field(16, ge=8)
+    # Sources ingested at the same time once FX rates (which priced sources convert with) are in: a
+    # small source's cost is Spark jobs and Delta commits, not rows, so they overlap well. 1: one by one.
+    parallel_sources: int = Field(4, ge=1)
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import unquote
@@ -47,6 +49,10 @@ from pricing.silver import (
 )
 
 log = logging.getLogger(__name__)
+
+# audit/quarantine is the one table every source writes: concurrent sources take turns, so their
+# replaceWhere commits (disjoint by source, but not partitioned by it) never conflict.
+_QUARANTINE_WRITE = threading.Lock()
 
 
 class IngestError(RuntimeError):
@@ -274,13 +280,14 @@ def _to_silver(
         history_df = history_df.where(F.col(BATCH_ID) != batch_id)
     flagged_df = flag_outliers(parsed_df, history_df, contract, cfg.ingest.anomaly).persist()
     try:
-        io.replace_where(
-            quarantine_rows(flagged_df, contract),
-            lakehouse.quarantine,
-            QUARANTINE_SCHEMA,
-            f"source = '{contract.name}' AND {BATCH_ID} = {batch_id}",
-            "audit/quarantine",
-        )
+        with _QUARANTINE_WRITE:
+            io.replace_where(
+                quarantine_rows(flagged_df, contract),
+                lakehouse.quarantine,
+                QUARANTINE_SCHEMA,
+                f"source = '{contract.name}' AND {BATCH_ID} = {batch_id}",
+                "audit/quarantine",
+            )
         silver_path = lakehouse.silver(contract.name)
         silver_df = io.read_table(spark, silver_path, contract.silver_schema)
         classified_df = classify_against_silver(
@@ -338,24 +345,38 @@ def run_ingest(
     ingested_at = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
     known = _known_files(spark, lakehouse)
     known_sources = {source for source, *_ in known}
-    results = []
-    for name, contract in SOURCES.items():
+    pending: dict[str, list[LandingFile]] = {}
+    for name in SOURCES:
         files = list_landing_files(spark, landing, name)
         if name in cfg.ingest.required_sources and not files and name not in known_sources:
             raise IngestError(f"required source {name!r} has no files under {landing}/{name}/")
         new_files = [f for f in files if (name, f.path, f.size_bytes, f.modification_time) not in known]
-        if not new_files:
+        if new_files:
+            pending[name] = new_files
+        else:
             _progress(f"{name}: no new files")
-            continue
+
+    def ingest(name: str) -> SourceResult:
         started = time.monotonic()
-        _progress(f"{name}: ingesting {len(new_files)} new files")
-        result = ingest_source(spark, cfg, lakehouse, contract, new_files, batch_id, ingested_at, salt)
+        _progress(f"{name}: ingesting {len(pending[name])} new files")
+        result = ingest_source(
+            spark, cfg, lakehouse, SOURCES[name], pending[name], batch_id, ingested_at, salt
+        )
         _progress(
             f"{name}: {result.rows_read} rows read, {result.rows_silver} to silver, "
             f"{result.rows_quarantined} quarantined, {result.rows_duplicate} duplicates "
             f"({time.monotonic() - started:.1f}s)"
         )
-        results.append(result)
+        return result
+
+    # Priced sources convert with silver fx_rates, so FX goes in first; the rest share nothing but
+    # audit/quarantine. A failing source lets the others finish (a re-run replaces the whole batch).
+    done = {FX_RATES.name: ingest(FX_RATES.name)} if FX_RATES.name in pending else {}
+    rest = [name for name in pending if name not in done]
+    with ThreadPoolExecutor(max_workers=cfg.ingest.parallel_sources, thread_name_prefix="ingest") as pool:
+        futures = {name: pool.submit(ingest, name) for name in rest}
+    done.update({name: future.result() for name, future in futures.items()})
+    results = [done[name] for name in SOURCES if name in done]
     report = IngestReport(batch_id, ingested_at, results)
     _write_audit(spark, lakehouse, report)
     print(report.render(), flush=True)

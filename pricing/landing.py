@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
@@ -268,12 +271,29 @@ def _try_groups(
     A corrupt file makes Spark log a full stack trace per attempt; the reason is reported per file
     instead, so executor logging is quietened while probing.
     """
-    context = spark.sparkContext
-    context.setLogLevel("OFF")
-    try:
+    with _quiet_spark(spark):
         return _probe_groups(files, reader)
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+
+
+@contextmanager
+def _quiet_spark(spark: SparkSession) -> Iterator[None]:
+    """Spark's logging off while any thread probes (sources are ingested concurrently)."""
+    global _quiet_depth
+    with _quiet_lock:
+        _quiet_depth += 1
+        if _quiet_depth == 1:
+            spark.sparkContext.setLogLevel("OFF")
+    try:
+        yield
     finally:
-        context.setLogLevel("WARN")
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                spark.sparkContext.setLogLevel("WARN")
 
 
 def _probe_groups(

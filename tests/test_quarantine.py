@@ -160,3 +160,28 @@ def test_pii_is_pseudonymised_and_absent_past_bronze(
         quarantined.select(F.get_json_object("raw_record", "$.customer_id_hash")).first()[0]
         == spark.sql(f"SELECT sha2(concat('{salt}', '|', 'cust-0104'), 256)").first()[0]
     )
+
+
+def test_sources_ingested_one_by_one_write_the_same_tables(
+    spark: SparkSession, cfg: PricingConfig, dirty_run: tuple[IngestReport, Lakehouse, str]
+) -> None:
+    """``ingest.parallel_sources`` changes how long a batch takes, never what it writes."""
+    report, lakehouse, salt = dirty_run
+    serial = Lakehouse(str(Path(lakehouse.root).parent / "serial"))
+    one_by_one = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"parallel_sources": 1})})
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(cfg.ingest.pii_salt_env, salt)
+        serial_report = run_ingest(spark, one_by_one, str(Path(lakehouse.root).parent / "landing"), serial.root)
+    assert [r.source for r in serial_report.results] == [r.source for r in report.results]
+
+    def written(path: str) -> DataFrame:
+        return _delta(spark, path).drop("_ingested_at")  # the clock, the one thing allowed to differ
+
+    for table in (
+        lambda t: t.quarantine,
+        lambda t: t.reconciliation,
+        lambda t: t.ingested_files,
+        *[lambda t, s=source: t.bronze(s) for source in ("fx_rates", "catalog", "transactions")],
+        *[lambda t, s=source: t.silver(s) for source in ("fx_rates", "catalog", "transactions")],
+    ):
+        assertDataFrameEqual(written(table(lakehouse)), written(table(serial)))

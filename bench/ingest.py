@@ -1,0 +1,94 @@
+"""Intake wall time with sources one by one vs concurrently (``ingest.parallel_sources``), side by side.
+
+Simulates one market, ingests a week of it once to warm the JVM, then ingests it into fresh lakehouses,
+alternating the settings ``--repeats`` times on the same SparkSession: a backfill batch (all days but
+the last) and then a one-day batch each.
+Checks that both settings wrote the same silver row counts and writes ``bench/results/ingest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import statistics
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from results_io import write_results
+from run_config import run_config
+
+from pricing.ingest import run_ingest
+from pricing.sim import simulate_market
+from pricing.sim.deliver import deliver
+from pricing.spark import build_spark
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skus", type=int, default=100)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--settings", default="1,4", help="ingest.parallel_sources values to compare")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--workdir", default=None, help="default: a temporary folder, removed after")
+    parser.add_argument("--out", default="bench/results/ingest.json")
+    args = parser.parse_args()
+    os.environ.setdefault("PRICING_PII_SALT", secrets.token_hex(24))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-ingest-"))
+    settings = [int(s) for s in args.settings.split(",")]
+    cfg = run_config(workdir, f"simulate.n_skus={args.skus}", f"simulate.n_days={args.days}")
+    spark = build_spark(cfg.spark)
+    market = workdir / "market"
+    if not market.exists():
+        simulate_market(spark, cfg.simulate, str(market), str(workdir / "truth"))
+    last_day = cfg.simulate.start_date + timedelta(days=args.days - 1)
+    # A discarded first ingest, so that neither setting pays for the JVM's warm-up.
+    warmup = workdir / "warmup"
+    shutil.rmtree(warmup, ignore_errors=True)
+    deliver(spark, str(market), str(warmup / "landing"), cfg.simulate.start_date + timedelta(days=6))
+    run_ingest(spark, cfg, str(warmup / "landing"), str(warmup / "lakehouse"))
+    timings: dict[int, dict[str, list[float]]] = {s: {"backfill": [], "one_day": []} for s in settings}
+    silver_rows: dict[int, int] = {}
+    for repeat in range(args.repeats):
+        for setting in settings:
+            base = workdir / f"run-{setting}-{repeat}"
+            shutil.rmtree(base, ignore_errors=True)
+            landing, lakehouse = base / "landing", str(base / "lakehouse")
+            run_cfg = cfg.model_copy(
+                update={"ingest": cfg.ingest.model_copy(update={"parallel_sources": setting})}
+            )
+            for batch, through in (("backfill", last_day - timedelta(days=1)), ("one_day", last_day)):
+                deliver(spark, str(market), str(landing), through)
+                started = time.perf_counter()
+                report = run_ingest(spark, run_cfg, str(landing), lakehouse)
+                timings[setting][batch].append(time.perf_counter() - started)
+                assert report.balanced
+            silver_rows[setting] = sum(
+                spark.read.format("delta").load(f"{lakehouse}/silver/{source}").count()
+                for source in ("transactions", "clickstream", "competitor_prices", "inventory", "catalog")
+            )
+            print(f"[bench] parallel_sources={setting} repeat {repeat}: {timings[setting]}", flush=True)
+    assert len(set(silver_rows.values())) == 1, f"settings wrote different silver rows: {silver_rows}"
+    first, last = settings[0], settings[-1]
+    median = {s: {b: statistics.median(t) for b, t in timings[s].items()} for s in settings}
+    results: dict[str, Any] = {
+        "skus": args.skus,
+        "days": args.days,
+        "silver_rows": silver_rows[first],
+        "seconds": timings,
+        "median_seconds": median,
+        "speedup_backfill": median[first]["backfill"] / median[last]["backfill"],
+        "speedup_one_day": median[first]["one_day"] / median[last]["one_day"],
+    }
+    write_results(results, args.out, ["median_seconds", "speedup_backfill", "speedup_one_day"])
+    spark.stop()
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
