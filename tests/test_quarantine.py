@@ -167,11 +167,12 @@ def test_sources_ingested_one_by_one_write_the_same_tables(
 ) -> None:
     """``ingest.parallel_sources`` changes how long a batch takes, never what it writes."""
     report, lakehouse, salt = dirty_run
+    landing = str(Path(lakehouse.root).parent / "landing")
     serial = Lakehouse(str(Path(lakehouse.root).parent / "serial"))
     one_by_one = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"parallel_sources": 1})})
     with pytest.MonkeyPatch.context() as env:
         env.setenv(cfg.ingest.pii_salt_env, salt)
-        serial_report = run_ingest(spark, one_by_one, str(Path(lakehouse.root).parent / "landing"), serial.root)
+        serial_report = run_ingest(spark, one_by_one, landing, serial.root)
     assert [r.source for r in serial_report.results] == [r.source for r in report.results]
 
     def written(path: str) -> DataFrame:
