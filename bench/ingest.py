@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from results_io import write_results
-from run_config import run_config
+from run_config import market_overrides, run_config
 
 from pricing.ingest import run_ingest
 from pricing.sim import simulate_market
@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skus", type=int, default=100)
     parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--settings", default="1,4", help="ingest.parallel_sources values to compare")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workdir", default=None, help="default: a temporary folder, removed after")
@@ -40,16 +41,17 @@ def main() -> None:
     os.environ.setdefault("PRICING_PII_SALT", secrets.token_hex(24))
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-ingest-"))
     settings = [int(s) for s in args.settings.split(",")]
-    cfg = run_config(workdir, f"simulate.n_skus={args.skus}", f"simulate.n_days={args.days}")
+    market = market_overrides(args.skus, args.days, args.seed)
+    cfg = run_config(workdir, *market)
     spark = build_spark(cfg.spark)
-    market = workdir / "market"
-    if not market.exists():
-        simulate_market(spark, cfg.simulate, str(market), str(workdir / "truth"))
+    market_dir = workdir / "market"
+    if not market_dir.exists():
+        simulate_market(spark, cfg.simulate, str(market_dir), str(workdir / "truth"))
     last_day = cfg.simulate.start_date + timedelta(days=args.days - 1)
     # A discarded first ingest, so that neither setting pays for the JVM's warm-up.
     warmup = workdir / "warmup"
     shutil.rmtree(warmup, ignore_errors=True)
-    deliver(spark, str(market), str(warmup / "landing"), cfg.simulate.start_date + timedelta(days=6))
+    deliver(spark, str(market_dir), str(warmup / "landing"), cfg.simulate.start_date + timedelta(days=6))
     run_ingest(spark, cfg, str(warmup / "landing"), str(warmup / "lakehouse"))
     timings: dict[int, dict[str, list[float]]] = {s: {"backfill": [], "one_day": []} for s in settings}
     silver_rows: dict[int, int] = {}
@@ -58,19 +60,16 @@ def main() -> None:
             base = workdir / f"run-{setting}-{repeat}"
             shutil.rmtree(base, ignore_errors=True)
             landing, lakehouse = base / "landing", str(base / "lakehouse")
-            run_cfg = cfg.model_copy(
-                update={"ingest": cfg.ingest.model_copy(update={"parallel_sources": setting})}
-            )
+            run_cfg = run_config(workdir, *market, f"ingest.parallel_sources={setting}")
+            silver_rows[setting] = 0
             for batch, through in (("backfill", last_day - timedelta(days=1)), ("one_day", last_day)):
-                deliver(spark, str(market), str(landing), through)
+                deliver(spark, str(market_dir), str(landing), through)
                 started = time.perf_counter()
                 report = run_ingest(spark, run_cfg, str(landing), lakehouse)
                 timings[setting][batch].append(time.perf_counter() - started)
                 assert report.balanced
-            silver_rows[setting] = sum(
-                spark.read.format("delta").load(f"{lakehouse}/silver/{source}").count()
-                for source in ("transactions", "clickstream", "competitor_prices", "inventory", "catalog")
-            )
+                # Counted from the tables as written (the reconciliation's rows_silver).
+                silver_rows[setting] += sum(r.rows_silver for r in report.results)
             print(f"[bench] parallel_sources={setting} repeat {repeat}: {timings[setting]}", flush=True)
     assert len(set(silver_rows.values())) == 1, f"settings wrote different silver rows: {silver_rows}"
     first, last = settings[0], settings[-1]
