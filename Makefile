@@ -12,7 +12,8 @@ DEMO_NIGHTS ?= 3
 DEMO_START ?= 2026-06-01
 DEMO_MLFLOW = train.tracking_uri=sqlite:///$(DEMO_DIR)/mlflow.db train.artifact_location=$(DEMO_DIR)/mlartifacts
 CLUSTER_DIR ?= $(CURDIR)/cluster-demo
-PYTEST_ARGS ?=
+# The slowest tests are listed after every run, so a CI log says where its minutes went.
+PYTEST_ARGS ?= --durations=20
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo cluster-demo backtest robustness package test test-slow bench lint clean
@@ -96,7 +97,7 @@ cluster-demo: setup package ## run the nightly job with spark-submit on a local 
 test: setup ## run the test suite (local Spark + Delta, tmp folders), slow end-to-end tests excluded
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: setup package ## kill -9 and rerun, standalone cluster, notebooks, driver GPUs (end to end, ~25 min)
+test-slow: setup package ## kill -9 and rerun, standalone cluster, notebooks, driver GPUs (end to end, ~36 min)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 # Policies compared on one simulated market, night by night (docs/backtest.md).

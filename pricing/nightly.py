@@ -160,12 +160,17 @@ class _IoMeter:
         stages = self._store.stageList(None, False, False, self._no_quantiles, None)
         read = written = 0
         seen = self._seen
+        # The store lists stages newest first (AppStatusStore.stageList reverses its id index) and
+        # keeps up to spark.ui.retainedStages of them: stop at the first one already counted, so a
+        # reading costs py4j calls per new stage, not per stage the session ever ran.
         for i in range(stages.size()):
             stage = stages.apply(i)
-            if stage.stageId() > self._seen:
-                read += int(stage.inputBytes())
-                written += int(stage.outputBytes())
-                seen = max(seen, int(stage.stageId()))
+            stage_id = int(stage.stageId())
+            if stage_id <= self._seen:
+                break
+            read += int(stage.inputBytes())
+            written += int(stage.outputBytes())
+            seen = max(seen, stage_id)
         self._seen = seen
         return read, written
 
@@ -267,12 +272,13 @@ class NightlyRun:
     # -- bookkeeping -------------------------------------------------------------------------
 
     def _save(self) -> None:
-        io.merge_by_key(
+        # The night's one row, replaced in one commit: a replaceWhere writes only the new row, where a
+        # MERGE would first join the whole table (it runs after every stage, so it must be cheap).
+        io.replace_where(
             self.spark.createDataFrame([self.report.row()], RUNS_SCHEMA),
             runs_table(self.root),
             RUNS_SCHEMA,
-            ["run_date"],
-            "true",
+            f"run_date = DATE'{self.report.run_date.isoformat()}'",
             "audit/runs",
         )
 

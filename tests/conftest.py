@@ -60,6 +60,17 @@ def nightly_market(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
         yield two_nights(spark, tmp_path_factory.mktemp("nightly"))
 
 
+@pytest.fixture(scope="session")
+def crash_world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The kill -9 tests' world (tests/nightly_support.py): night 1 state, night 2's landing, and a
+    reference lakehouse after two nights, which the notebook tests explore. Built once per session."""
+    from nightly_support import crash_world
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PRICING_PII_SALT", secrets.token_hex(24))
+        yield crash_world(spark, tmp_path_factory.mktemp("crash"))
+
+
 @pytest.fixture
 def pii_salt(monkeypatch: pytest.MonkeyPatch, cfg: PricingConfig) -> str:
     salt = secrets.token_hex(24)

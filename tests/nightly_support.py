@@ -1,7 +1,8 @@
-"""Shared by the nightly tests and the notebook tests: a small market run for two nights."""
+"""Small markets run for two nights: one for the nightly tests, one for the kill -9 and notebook tests."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -59,3 +60,48 @@ def two_nights(spark: SparkSession, base: Path) -> Market:
     deliver(spark, paths["market"], paths["landing"], FIRST_NIGHT + timedelta(days=1))
     night2 = run_nightly(spark, cfg, FIRST_NIGHT + timedelta(days=1), paths["landing"], paths["lakehouse"])
     return Market(cfg, paths["market"], paths["landing"], paths["lakehouse"], night1, night2)
+
+
+# The kill -9 world: night 2 retrains too, so a kill can land inside training.
+CRASH_SKUS, CRASH_DAYS = 8, 40
+CRASH_NIGHT1 = START + timedelta(days=CRASH_DAYS - 3)
+CRASH_NIGHT2 = CRASH_NIGHT1 + timedelta(days=1)
+
+
+def crash_overrides(base: Path, name: str) -> list[str]:
+    """Settings of the lakehouse ``base/name`` (its own MLflow store; artifacts shared)."""
+    return [
+        *NIGHTLY_OVERRIDES,
+        f"train.tracking_uri=sqlite:///{base / name}/mlflow.db",
+        f"train.artifact_location={base}/mlartifacts",
+        f"simulate.n_skus={CRASH_SKUS}",
+        f"simulate.n_days={CRASH_DAYS}",
+        f"simulate.start_date={START}",
+        "nightly.retrain_every_days=1",
+    ]
+
+
+def crash_config(base: Path, name: str) -> PricingConfig:
+    return load_config("local", overrides=crash_overrides(base, name))
+
+
+def copy_state(base: Path, name: str) -> None:
+    """The lakehouse and MLflow store as night 1 left them (``base/base``), copied to ``base/name``."""
+    shutil.copytree(base / "base", base / name)
+
+
+def crash_world(spark: SparkSession, base: Path) -> Market:
+    """Night 1 done in ``base/base/``, night 2's landing in ``base/landing2/``, and ``base/reference/``:
+    a copy of night 1's state that then ran night 2 uninterrupted (returned, with both nights)."""
+    cfg = crash_config(base, "base")
+    simulate_market(spark, cfg.simulate, str(base / "market"), str(base / "truth"))
+    deliver(spark, str(base / "market"), str(base / "landing1"), CRASH_NIGHT1)
+    (base / "base").mkdir()
+    night1 = run_nightly(spark, cfg, CRASH_NIGHT1, str(base / "landing1"), str(base / "base" / "lakehouse"))
+    shutil.copytree(base / "landing1", base / "landing2")
+    deliver(spark, str(base / "market"), str(base / "landing2"), CRASH_NIGHT2)
+    copy_state(base, "reference")
+    reference = crash_config(base, "reference")
+    lakehouse = str(base / "reference" / "lakehouse")
+    night2 = run_nightly(spark, reference, CRASH_NIGHT2, str(base / "landing2"), lakehouse)
+    return Market(reference, str(base / "market"), str(base / "landing2"), lakehouse, night1, night2)

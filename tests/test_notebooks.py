@@ -1,4 +1,5 @@
-"""Every notebook runs top to bottom against a small lakehouse after two nightly runs."""
+"""Every notebook runs top to bottom against a small lakehouse after two nightly runs (the kill -9
+tests' reference lakehouse, so a `make test-slow` session builds one two-night market, not two)."""
 
 from __future__ import annotations
 
@@ -43,16 +44,16 @@ def test_notebooks_are_found() -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path: Path, nightly_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_runs(path: Path, crash_world: Market, monkeypatch: pytest.MonkeyPatch) -> None:
     notebook = databricks_source_to_notebook(path.read_text())
     assert sum(c.cell_type == "code" for c in notebook.cells) >= 2
     # The kernel inherits these: the lakehouse, its MLflow store, the test's small Spark settings.
-    monkeypatch.setenv("LAKEHOUSE", nightly_market.lakehouse)
+    monkeypatch.setenv("LAKEHOUSE", crash_world.lakehouse)
     monkeypatch.setenv(
         "PRICING_OVERRIDES",
         " ".join(
             [
-                f"train.tracking_uri={nightly_market.cfg.train.tracking_uri}",
+                f"train.tracking_uri={crash_world.cfg.train.tracking_uri}",
                 "spark.shuffle_partitions=2",
                 "spark.driver_memory=1g",
             ]
