@@ -37,17 +37,24 @@ class Market:
     night2: NightlyReport
 
 
+def market_overrides(mlflow_dir: Path, artifacts: Path, days: int) -> list[str]:
+    """A small market of SKUS SKUs and ``days`` days from START, its MLflow store in ``mlflow_dir``."""
+    return [
+        *NIGHTLY_OVERRIDES,
+        f"train.tracking_uri=sqlite:///{mlflow_dir}/mlflow.db",
+        f"train.artifact_location={artifacts}",
+        f"simulate.n_skus={SKUS}",
+        f"simulate.n_days={days}",
+        f"simulate.start_date={START}",
+    ]
+
+
 def two_nights(spark: SparkSession, base: Path) -> Market:
     """Simulate a market, deliver and run its night FIRST_NIGHT, then the next one."""
     cfg = load_config(
         "local",
         overrides=[
-            *NIGHTLY_OVERRIDES,
-            f"train.tracking_uri=sqlite:///{base}/mlflow.db",
-            f"train.artifact_location={base}/mlartifacts",
-            f"simulate.n_skus={SKUS}",
-            f"simulate.n_days={DAYS}",
-            f"simulate.start_date={START}",
+            *market_overrides(base, base / "mlartifacts", DAYS),
             # Night 2 also compacts and vacuums every table, which must not change what they hold.
             "nightly.optimize_every_days=1",
             "nightly.vacuum_every_days=1",
@@ -63,22 +70,14 @@ def two_nights(spark: SparkSession, base: Path) -> Market:
 
 
 # The kill -9 world: night 2 retrains too, so a kill can land inside training.
-CRASH_SKUS, CRASH_DAYS = 8, 40
+CRASH_DAYS = 40
 CRASH_NIGHT1 = START + timedelta(days=CRASH_DAYS - 3)
 CRASH_NIGHT2 = CRASH_NIGHT1 + timedelta(days=1)
 
 
 def crash_overrides(base: Path, name: str) -> list[str]:
     """Settings of the lakehouse ``base/name`` (its own MLflow store; artifacts shared)."""
-    return [
-        *NIGHTLY_OVERRIDES,
-        f"train.tracking_uri=sqlite:///{base / name}/mlflow.db",
-        f"train.artifact_location={base}/mlartifacts",
-        f"simulate.n_skus={CRASH_SKUS}",
-        f"simulate.n_days={CRASH_DAYS}",
-        f"simulate.start_date={START}",
-        "nightly.retrain_every_days=1",
-    ]
+    return [*market_overrides(base / name, base / "mlartifacts", CRASH_DAYS), "nightly.retrain_every_days=1"]
 
 
 def crash_config(base: Path, name: str) -> PricingConfig:

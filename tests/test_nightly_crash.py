@@ -43,7 +43,7 @@ KILL_POINTS = {
 
 @pytest.fixture(scope="module")
 def world(crash_world: Market) -> Path:
-    """Night 1 done in ``base/``; landing with night 2's files in ``landing2/``; ``reference/``."""
+    """``base``: night 1 done in ``base/base/``, night 2 landed in ``base/landing2/``, ``base/reference/``."""
     assert crash_world.night2.status == "succeeded" and crash_world.night2.retrained
     return Path(crash_world.market).parent
 
