@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 # audit/quarantine is the one table every source writes: concurrent sources take turns, so their
 # replaceWhere commits (disjoint by source, but not partitioned by it) never conflict.
 _QUARANTINE_WRITE = threading.Lock()
+_PROGRESS_WRITE = threading.Lock()
 
 
 class IngestError(RuntimeError):
@@ -386,7 +388,11 @@ def run_ingest(
 
 
 def _progress(message: str) -> None:
-    print(f"[ingest] {message}", flush=True)
+    # Sources ingest in threads: print() writes the text and the newline separately, so two
+    # threads' lines could run together. One write under a lock keeps every line whole.
+    with _PROGRESS_WRITE:
+        sys.stdout.write(f"[ingest] {message}\n")
+        sys.stdout.flush()
 
 
 def _write_audit(spark: SparkSession, lakehouse: Lakehouse, report: IngestReport) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from delta.tables import DeltaTable
 from landing_files import write_catalog, write_csv
 from pyspark.sql import SparkSession
@@ -21,7 +22,11 @@ def _version(spark: SparkSession, path: str) -> int:
 
 
 def test_second_run_does_nothing_and_late_files_are_picked_up_once(
-    spark: SparkSession, cfg: PricingConfig, pii_salt: str, tmp_path: Path
+    spark: SparkSession,
+    cfg: PricingConfig,
+    pii_salt: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     landing, lakehouse = tmp_path / "landing", Lakehouse(str(tmp_path / "lakehouse"))
     write_catalog(landing, ["A", "B"])
@@ -36,6 +41,10 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
     )
     first = run_ingest(spark, cfg, str(landing), lakehouse.root)
     assert [(r.source, r.rows_silver) for r in first.results] == [("catalog", 2), ("transactions", 3)]
+    # catalog and transactions ingest concurrently: their progress lines must not run together
+    progress = [line for line in capsys.readouterr().out.splitlines() if "[ingest]" in line]
+    assert len(progress) >= 4 and all(line.count("[ingest]") == 1 for line in progress), progress
+    assert all(line.startswith("[ingest] ") for line in progress), progress
     versions = {name: _version(spark, lakehouse.silver(name)) for name in ("catalog", "transactions")}
 
     second = run_ingest(spark, cfg, str(landing), lakehouse.root)

@@ -48,7 +48,8 @@ def world(crash_world: Market) -> Path:
     return Path(crash_world.market).parent
 
 
-def _kill_during(base: Path, name: str, trigger: str, delay: float) -> int:
+def _kill_during(base: Path, name: str, trigger: str, delay: float) -> tuple[int, list[str]]:
+    """Run the night, kill -9 its process group ``delay`` s after ``trigger``; (return code, output)."""
     command = [
         sys.executable, "-m", "pricing.cli", "nightly",
         "--landing", str(base / "landing2"), "--lakehouse", str(base / name / "lakehouse"),
@@ -63,13 +64,15 @@ def _kill_during(base: Path, name: str, trigger: str, delay: float) -> int:
         env={**os.environ},
     )
     assert process.stdout is not None
+    printed = []
     for line in process.stdout:
-        if line.startswith(trigger):
+        printed.append(line.rstrip("\n"))
+        if trigger in line:
             time.sleep(delay)
             os.killpg(process.pid, signal.SIGKILL)
             break
     process.wait(timeout=120)
-    return process.returncode
+    return process.returncode, printed
 
 
 def _tables(spark: SparkSession, root: Path) -> dict[str, str]:
@@ -83,8 +86,9 @@ def test_killed_again_and_again_then_rerun_equals_an_uninterrupted_night(
     copy_state(world, name)
     runs_path = str(world / name / "lakehouse/audit/runs")
     for point, (trigger, delay) in KILL_POINTS.items():
-        returncode = _kill_during(world, name, trigger, delay)
-        assert returncode == -signal.SIGKILL, f"{point}: the run ended by itself ({returncode})"
+        returncode, printed = _kill_during(world, name, trigger, delay)
+        tail = "\n".join(printed[-30:])
+        assert returncode == -signal.SIGKILL, f"{point}: the run ended by itself ({returncode}):\n{tail}"
         runs = spark.read.format("delta").load(runs_path)
         assert runs.where(f"run_date = DATE'{NIGHT2}' AND status = 'succeeded'").count() == 0, point
 
