@@ -1,0 +1,126 @@
+"""What the elasticity interval's category prior does to its coverage, on a ``pricing evaluate`` workdir.
+
+For every market of the workdir (``make robustness`` leaves one per family x seed), reads the night's
+intervals and true elasticities (the judge's table), the champion's per-category posterior sds
+(``elasticity_category_sd`` in its weights) and recomputes each SKU's interval with another prior sd
+of the category's elasticity (``train.category_elasticity_sd``), without retraining: a category's
+price information is ``1/sd² - 1/prior²`` of the stored sd, and only that term of the interval's
+variance changes (exact up to the clamp that keeps the point estimate inside its interval). Also
+reads the training run's holdout response slope (``price_change_slope``), the one calibration check
+that works without ground truth, to see whether it tracks the interval's misses.
+Writes ``bench/results/interval_prior.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from results_io import write_results
+
+from pricing import io
+from pricing.config import load_config
+from pricing.evaluation.judge import judged_skus
+from pricing.spark import build_spark
+
+
+# The interval is Gaussian in the softplus's argument: elasticity = -softplus(argument).
+def _argument(elasticity: np.ndarray) -> np.ndarray:
+    return np.log(np.expm1(np.clip(-elasticity, 1e-9, None)))
+
+
+def _elasticity(argument: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, argument)
+
+
+def market_coverage(spark: Any, cfg: Any, market: Path, priors: list[float]) -> dict[str, Any]:
+    """Coverage and mean width of the 90 % interval at each prior sd, for one evaluated market."""
+    found = json.loads((market / "truth" / "family.json").read_text())
+    lakehouse = str(market / "lakehouse")
+    judged = judged_skus(
+        spark, lakehouse, found["truth"], date.fromisoformat(found["price_date"]), cfg.policy, cfg.simulate
+    )
+    catalog = io.read_table(spark, io.table_path(lakehouse, "silver", "catalog")).select("sku", "category")
+    frame = (
+        judged.select("sku", "elasticity_low", "elasticity_high", "true_elasticity")
+        .join(catalog.dropDuplicates(["sku"]), "sku", "left")
+        .toPandas()
+    )
+    (model,) = (market / "mlartifacts").glob("models/*/artifacts/artifacts")
+    categories = json.loads((model / "input_spec.json").read_text())["categories"]
+    stored = torch.load(model / "weights.pt", weights_only=True)["elasticity_category_sd"].double().numpy()
+    config = json.loads((model / "config.json").read_text())
+    # The prior the night trained with: the workdir's models were trained with this configuration.
+    trained_prior = cfg.train.category_elasticity_sd
+    z = float(NormalDist().inv_cdf(0.5 + float(config.get("interval_level", 0.9)) / 2))
+    index = np.array([categories.index(c) + 1 if c in categories else 0 for c in frame["category"]])
+    category_sd = stored[:, index]  # members x SKUs
+    information = 1.0 / category_sd**2 - 1.0 / trained_prior**2
+    high_arg, low_arg = (
+        _argument(frame["elasticity_high"].to_numpy()),
+        _argument(frame["elasticity_low"].to_numpy()),
+    )
+    centre, sd = (low_arg + high_arg) / 2, (low_arg - high_arg) / (2 * z)
+    truth = frame["true_elasticity"].to_numpy()
+    runs = mlflow.search_runs(search_all_experiments=True, order_by=["start_time DESC"], max_results=1)
+    slope = runs["metrics.price_change_slope"].iloc[0] if "metrics.price_change_slope" in runs else None
+    row: dict[str, Any] = {
+        "family": found["name"],
+        "seed": found["seed"],
+        "skus": len(frame),
+        "holdout_price_change_slope": None if slope is None or np.isnan(slope) else round(float(slope), 3),
+    }
+    for prior in priors:
+        variance = sd**2 - (category_sd**2).mean(0) + (1.0 / (1.0 / prior**2 + information)).mean(0)
+        spread = np.sqrt(np.clip(variance, 1e-12, None))
+        low, high = _elasticity(centre + z * spread), _elasticity(centre - z * spread)
+        row[f"coverage@{prior}"] = round(float(((truth >= low) & (truth <= high)).mean()), 3)
+        row[f"width@{prior}"] = round(float((high - low).mean()), 3)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="demo-robustness", help="a `pricing evaluate` workdir")
+    parser.add_argument("--priors", default="3.0,2.0,1.65,1.2,1.0,0.8")
+    parser.add_argument("--out", default="bench/results/interval_prior.json")
+    args = parser.parse_args()
+    priors = [float(p) for p in args.priors.split(",")]
+    cfg = load_config()
+    spark = build_spark(cfg.spark)
+    rows = []
+    for market in sorted(Path(args.workdir).glob("*/seed*")):
+        if not (market / "nightly.json").exists():
+            continue  # a market whose night did not finish
+        mlflow.set_tracking_uri(f"sqlite:///{(market / 'mlflow.db').resolve()}")
+        rows.append(market_coverage(spark, cfg, market, priors))
+        cells = "  ".join(
+            f"{p}: {rows[-1][f'coverage@{p}']:.2f}/{rows[-1][f'width@{p}']:.1f}" for p in priors
+        )
+        print(f"{market.parent.name:18s} {market.name}  coverage/width  {cells}", flush=True)
+    summary = {
+        str(prior): {
+            "markets_in_0.85_0.95": sum(0.85 <= r[f"coverage@{prior}"] <= 0.95 for r in rows),
+            "pooled_coverage": round(
+                sum(r[f"coverage@{prior}"] * r["skus"] for r in rows) / max(1, sum(r["skus"] for r in rows)),
+                3,
+            ),
+            "mean_width": round(float(np.mean([r[f"width@{prior}"] for r in rows])), 3),
+        }
+        for prior in priors
+    }
+    for prior, figures in summary.items():
+        print(f"prior sd {prior}: {figures}")
+    results = {"workdir": args.workdir, "markets": len(rows), "by_prior": summary, "rows": rows}
+    write_results(results, args.out, ["by_prior"])
+
+
+if __name__ == "__main__":
+    main()
