@@ -68,6 +68,9 @@ class IngestConfig(_Strict):
     # Sources ingested at the same time once FX rates (which priced sources convert with) are in: a
     # small source's cost is Spark jobs and Delta commits, not rows, so they overlap well. 1: one by one.
     parallel_sources: int = Field(4, ge=1)
+    # Quoted CSV fields may hold line breaks (Spark's multiLine): each CSV file is then parsed by one
+    # task. false: large CSV files are split across tasks, and a line break always ends a row.
+    csv_multiline: bool = True
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
 
 

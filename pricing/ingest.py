@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 
 from pricing import io
 from pricing.config import IngestConfig, PricingConfig
-from pricing.landing import FileError, LandingFile, list_landing_files, read_new_files
+from pricing.landing import FileError, LandingFile, failed_read, list_landing_files, read_new_files
 from pricing.schemas import (
     BATCH_ID,
     FX_RATES,
@@ -203,20 +203,36 @@ def ingest_source(
 ) -> SourceResult:
     """Ingest one source's new files as part of batch ``batch_id`` and reconcile the rows."""
     result = SourceResult(contract.name)
-    bronze_df, covered, failed = read_new_files(spark, contract, files, batch_id, ingested_at)
-    result.files_failed = failed
-    result.files_ingested = len(covered)
     batch_filter = f"{BATCH_ID} = {batch_id}"
+    damaged: list[FileError] = []
+    while True:
+        bronze_df, covered, failed = read_new_files(
+            spark, contract, files, batch_id, ingested_at, cfg.ingest.csv_multiline
+        )
+        if bronze_df is None:
+            break
+        try:
+            io.replace_where(
+                bronze_df,
+                lakehouse.bronze(contract.name),
+                contract.bronze_schema,
+                batch_filter,
+                f"bronze/{contract.name}",
+                partition_by=[BATCH_ID],
+            )
+            break
+        except Exception as error:  # noqa: BLE001 - only a file Spark names as unreadable is retried
+            bad = failed_read(error, covered)
+            if bad is None:
+                raise
+            # The write committed nothing: the batch is read again without the damaged file.
+            log.warning("%s: %s; ingesting the other files", bad.file.path, bad.error)
+            damaged.append(bad)
+            files = [f for f in files if f != bad.file]
+    result.files_failed = failed + damaged
+    result.files_ingested = len(covered)
     rows_per_file: dict[str, int] = {}
     if bronze_df is not None:
-        io.replace_where(
-            bronze_df,
-            lakehouse.bronze(contract.name),
-            contract.bronze_schema,
-            batch_filter,
-            f"bronze/{contract.name}",
-            partition_by=[BATCH_ID],
-        )
         batch_df = io.read_table(spark, lakehouse.bronze(contract.name)).where(batch_filter)
         per_file = batch_df.groupBy("_source_file").count().collect()
         rows_per_file = {_file_key(r["_source_file"]): int(r["count"]) for r in per_file}
@@ -248,7 +264,7 @@ def ingest_source(
             None,
             ingested_at,
         )
-        for e in failed
+        for e in result.files_failed
     ]
     return result
 

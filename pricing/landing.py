@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
 from typing import Any
+from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -45,6 +46,16 @@ FORMATS_BY_SUFFIX = {
     ".parquet": "parquet",
 }
 _SNIFF_BYTES = 4096
+_BOM = "\ufeff"
+# Landing files are read through Hadoop's raw local filesystem: the checksummed one looks for a
+# ".<name>.crc" beside each file, and builds that name as a relative Hadoop path, which fails for a
+# name with a colon (export_2026-06-30T23:59:59.csv: "Relative path in absolute URI"). Deliveries
+# never have such checksum files. Options of a read reach its Hadoop configuration; uncached, so
+# this read gets its own raw instance and every other use of file: paths keeps the shared one.
+RAW_LOCAL_READ = {
+    "fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+    "fs.file.impl.disable.cache": "true",
+}
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,8 @@ def list_landing_files(spark: SparkSession, landing_root: str, source: str) -> l
 def _head(spark: SparkSession, path: str, limit: int = _SNIFF_BYTES) -> bytes:
     """The first ``limit`` bytes of a file, decompressed when its codec is known (e.g. .gz)."""
     fs, hadoop_path = hadoop_fs(spark, path)
+    if jvm(spark).java.lang.Class.forName("org.apache.hadoop.fs.ChecksumFileSystem").isInstance(fs):
+        fs = fs.getRawFileSystem()  # see RAW_LOCAL_READ
     codec = (
         jvm(spark)
         .org.apache.hadoop.io.compress.CompressionCodecFactory(spark.sparkContext._jsc.hadoopConfiguration())
@@ -138,12 +151,40 @@ def _short(error: BaseException) -> str:
     return text[:300]
 
 
+def _is_empty(spark: SparkSession, file: LandingFile) -> bool:
+    """A delivery of nothing: zero bytes, or (compressed or not) only blank lines."""
+    if file.size_bytes == 0:
+        return True
+    if file.file_format == "parquet":
+        return False
+    return not sniff_text(spark, file).removeprefix(_BOM).strip()
+
+
+def failed_read(error: BaseException, files: list[LandingFile]) -> FileError | None:
+    """The file a Spark job could not read (``FAILED_READ_FILE``), when it is one of ``files``.
+
+    Some damage shows only past the bytes sniffed before a batch is written (a gzip stream cut off
+    after its first 4 KB): the write fails naming the file, which is then reported on its own.
+    """
+    text = str(error)
+    if "FAILED_READ_FILE" not in text:
+        return None
+    named = unquote(text)
+    # The longest match: "a.csv" is also inside a message that names "a.csv.gz".
+    matches = [f for f in files if unquote(f.path).removeprefix("file:") in named]
+    if not matches:
+        return None
+    file = max(matches, key=lambda f: len(f.path))
+    return FileError(file, f"unreadable {file.file_format}: {_short(error)}")
+
+
 def _csv_header(spark: SparkSession, file: LandingFile, contract: SourceContract) -> tuple[str, ...]:
-    text = sniff_text(spark, file)
+    # Excel's "CSV UTF-8" starts with a byte-order mark; Spark skips the header line itself.
+    text = sniff_text(spark, file).removeprefix(_BOM)
     first_line = text.splitlines()[0] if text else ""
     header = tuple(next(csv.reader([first_line]), []))
-    if not header:
-        raise ValueError("empty file: no CSV header")
+    if not any(name.strip() for name in header):
+        raise ValueError("no CSV header on the first line")
     normalised = [name.strip().lower() for name in header]
     if len(set(normalised)) != len(normalised):
         raise ValueError(f"duplicate column names in CSV header {list(header)}")
@@ -153,17 +194,22 @@ def _csv_header(spark: SparkSession, file: LandingFile, contract: SourceContract
     return header
 
 
-def _read_csv(spark: SparkSession, paths: list[str], header: tuple[str, ...]) -> DataFrame:
+def _read_csv(spark: SparkSession, paths: list[str], header: tuple[str, ...], multiline: bool) -> DataFrame:
     # All columns as strings: types are checked in silver, where a bad value is quarantined with
     # its reason instead of failing the file. Files are grouped by header because a CSV schema is
-    # positional.
+    # positional. multiLine: a quoted field may hold line breaks (titles, descriptions); such a file
+    # is parsed by one task, where without it Spark splits a large file across tasks.
     schema = StructType(
         [StructField(name, StringType()) for name in header] + [StructField(CORRUPT_RECORD, StringType())]
     )
     return (
         spark.read.format("csv")
+        .options(**RAW_LOCAL_READ)
         .schema(schema)
         .option("header", True)
+        .option("multiLine", multiline)
+        # RFC 4180, as spreadsheets write it: a quote inside a quoted field is doubled ("").
+        .option("escape", '"')
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT_RECORD)
         .option("recursiveFileLookup", True)
@@ -174,10 +220,11 @@ def _read_csv(spark: SparkSession, paths: list[str], header: tuple[str, ...]) ->
 def _read_json(spark: SparkSession, paths: list[str]) -> DataFrame:
     # Read as text and parse each line to a map: JSON keys differ in case between files (and
     # Spark's schema inference refuses case-variant duplicates); every value keeps its JSON text.
+    reader = spark.read.format("text").options(**RAW_LOCAL_READ)
+    lines = reader.option("recursiveFileLookup", True).load(paths)
     return (
-        spark.read.format("text")
-        .option("recursiveFileLookup", True)
-        .load(paths)
+        # A byte-order mark can only open a file's first line, which it would make unparseable.
+        lines.select(F.regexp_replace("value", f"^{_BOM}", "").alias("value"), "_metadata")
         .where(F.trim("value") != "")
         .select("value", F.col("_metadata.file_path").alias("_file_path"))
     )
@@ -210,6 +257,7 @@ def json_to_bronze_rows(
 def _read_parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
     return (
         spark.read.format("parquet")
+        .options(**RAW_LOCAL_READ)
         .option("mergeSchema", True)
         .option("recursiveFileLookup", True)
         .load(paths)
@@ -326,14 +374,17 @@ def read_new_files(
     files: list[LandingFile],
     batch_id: int,
     ingested_at: datetime,
+    csv_multiline: bool = True,
 ) -> tuple[DataFrame | None, list[LandingFile], list[FileError]]:
     """Read ``files`` of one source into bronze rows.
 
     Returns:
-        The bronze DataFrame (None when nothing was readable), the files it covers, and the files
-        that could not be read with the reason for each.
+        The bronze DataFrame (None when nothing was readable), the files it covers (empty ones
+        included: a delivery of nothing is ingested with 0 rows), and the files that could not be
+        read with the reason for each.
     """
     failed: list[FileError] = []
+    empty: list[LandingFile] = []
     groups: list[tuple[list[LandingFile], DataFrame]] = []
     csv_by_header: dict[tuple[str, ...], list[LandingFile]] = {}
     json_files: list[LandingFile] = []
@@ -341,7 +392,9 @@ def read_new_files(
     for file in files:
         fmt = file.file_format
         try:
-            if fmt == "csv":
+            if fmt in ("csv", "json", "parquet") and _is_empty(spark, file):
+                empty.append(file)
+            elif fmt == "csv":
                 csv_by_header.setdefault(_csv_header(spark, file, contract), []).append(file)
             elif fmt == "json":
                 sniff_text(spark, file)
@@ -354,7 +407,9 @@ def read_new_files(
         except ValueError as error:
             failed.append(FileError(file, str(error)))
     for header, header_files in csv_by_header.items():
-        found, errors = _try_groups(spark, header_files, lambda p, h=header: _read_csv(spark, p, h))
+        found, errors = _try_groups(
+            spark, header_files, lambda p, h=header: _read_csv(spark, p, h, csv_multiline)
+        )
         groups += found
         failed += errors
     if json_files:
@@ -368,9 +423,9 @@ def read_new_files(
         groups += found
         failed += errors
     if not groups and not json_groups:
-        return None, [], failed
+        return None, empty, failed
     bronze_parts = [to_bronze_rows(df, contract, batch_id, ingested_at) for _, df in groups]
     bronze_parts += [json_to_bronze_rows(df, contract, batch_id, ingested_at) for _, df in json_groups]
     bronze_df = reduce(DataFrame.unionByName, bronze_parts)
     covered = [file for group_files, _ in groups + json_groups for file in group_files]
-    return bronze_df, covered, failed
+    return bronze_df, covered + empty, failed
