@@ -57,6 +57,10 @@ class AnomalyConfig(_Strict):
     history_days: int = Field(90, ge=1)
 
 
+# The landing sources (pricing.schemas.SOURCES, which imports this module's neighbours, not this one).
+SourceName = Literal["catalog", "transactions", "clickstream", "competitor_prices", "inventory", "fx_rates"]
+
+
 class IngestConfig(_Strict):
     """Landing -> bronze -> silver behaviour."""
 
@@ -68,9 +72,11 @@ class IngestConfig(_Strict):
     # Sources ingested at the same time once FX rates (which priced sources convert with) are in: a
     # small source's cost is Spark jobs and Delta commits, not rows, so they overlap well. 1: one by one.
     parallel_sources: int = Field(4, ge=1)
-    # Quoted CSV fields may hold line breaks (Spark's multiLine): each CSV file is then parsed by one
-    # task. false: large CSV files are split across tasks, and a line break always ends a row.
-    csv_multiline: bool = True
+    # Sources whose quoted CSV fields may hold line breaks (Spark's multiLine; the catalog's titles and
+    # descriptions): each such file is parsed by one task, and a stray unclosed quote runs on to the
+    # next quote, taking the lines between into one quarantined record. Elsewhere a line break always
+    # ends a row (a stray quote spoils only its own line) and Spark splits large files across tasks.
+    csv_multiline_sources: list[SourceName] = Field(default_factory=lambda: ["catalog"])
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
 
 

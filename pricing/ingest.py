@@ -207,7 +207,12 @@ def ingest_source(
     damaged: list[FileError] = []
     while True:
         bronze_df, covered, failed = read_new_files(
-            spark, contract, files, batch_id, ingested_at, cfg.ingest.csv_multiline
+            spark,
+            contract,
+            files,
+            batch_id,
+            ingested_at,
+            csv_multiline=contract.name in cfg.ingest.csv_multiline_sources,
         )
         if bronze_df is None:
             break

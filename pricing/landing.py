@@ -197,8 +197,7 @@ def _csv_header(spark: SparkSession, file: LandingFile, contract: SourceContract
 def _read_csv(spark: SparkSession, paths: list[str], header: tuple[str, ...], multiline: bool) -> DataFrame:
     # All columns as strings: types are checked in silver, where a bad value is quarantined with
     # its reason instead of failing the file. Files are grouped by header because a CSV schema is
-    # positional. multiLine: a quoted field may hold line breaks (titles, descriptions); such a file
-    # is parsed by one task, where without it Spark splits a large file across tasks.
+    # positional. multiLine (ingest.csv_multiline_sources): a quoted field may hold line breaks.
     schema = StructType(
         [StructField(name, StringType()) for name in header] + [StructField(CORRUPT_RECORD, StringType())]
     )
@@ -374,9 +373,9 @@ def read_new_files(
     files: list[LandingFile],
     batch_id: int,
     ingested_at: datetime,
-    csv_multiline: bool = True,
+    csv_multiline: bool = False,
 ) -> tuple[DataFrame | None, list[LandingFile], list[FileError]]:
-    """Read ``files`` of one source into bronze rows.
+    """Read ``files`` of one source into bronze rows (``csv_multiline``: quoted CSV fields may span lines).
 
     Returns:
         The bronze DataFrame (None when nothing was readable), the files it covers (empty ones

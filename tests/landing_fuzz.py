@@ -24,7 +24,8 @@ REQUIRED = ["order_id", "order_ts", "sku", "quantity", "unit_price"]
 OPTIONAL = ["line_id", "channel", "promo_id", "customer_id"]
 # One price per SKU, a few units a line: no row is a robust-z outlier, only the rule breakers fail.
 PRICES = {"A": "10.00", "B": "20.00", "C": "5.50"}
-PROMOS = ["", "spring", 'spring, "big" sale', "two\nlines", "Ü-Aktion", "  padded  "]
+PROMOS = ["", "spring", 'spring, "big" sale', "Ü-Aktion", "  padded  "]
+MULTILINE_PROMOS = ["two\nlines", 'a "quoted"\nbreak']
 NAME_PARTS = ["export", "orders #", "50%", "2026-06-30T23:59:59", "Überweisung", "a b", "ÆØÅ"]
 # How a rule breaker breaks the contract: (column, value, reason in the quarantine table)
 BAD = [("quantity", "many", "bad_type"), ("sku", "", "missing_field"), ("order_ts", "yesterday", "bad_type")]
@@ -80,13 +81,16 @@ def _csv(rng: random.Random, header: list[str], rows: list[list[str]], truncate:
     return text, sum(1 for row in csv.reader(io.StringIO(text, newline="")) if row) - 1
 
 
-def _jsonl(rng: random.Random, header: list[str], rows: list[list[str]], truncate: bool) -> tuple[str, int]:
+def _jsonl(
+    rng: random.Random, header: list[str], rows: list[list[str]], truncate: bool, escapes: bool = True
+) -> tuple[str, int]:
     lines = []
     for row in rows:
         record: dict[str, object] = dict(zip(header, row, strict=True))
         if rng.random() < 0.5:  # numbers as JSON numbers
             record = {k: (int(v) if v.isdigit() else v) for k, v in record.items()}
-        lines.append(json.dumps(record, ensure_ascii=rng.random() < 0.5))
+        # \u escapes make any text ASCII (escapes=False keeps a Latin-1 file's non-ASCII bytes)
+        lines.append(json.dumps(record, ensure_ascii=rng.random() < 0.5 and escapes))
     if truncate:
         lines[-1] = lines[-1][: len(lines[-1]) // 2]
     newline = rng.choice(["\n", "\r\n"])
@@ -94,9 +98,13 @@ def _jsonl(rng: random.Random, header: list[str], rows: list[list[str]], truncat
     return text, sum(1 for line in text.splitlines() if line.strip())
 
 
-def deliveries(seed: int, files: int) -> Expected:
-    """``files`` transaction deliveries and what the ingest must make of them."""
+def deliveries(seed: int, files: int, line_breaks: bool = False) -> Expected:
+    """``files`` transaction deliveries and what the ingest must make of them.
+
+    ``line_breaks``: quoted values may hold line breaks (for a source read with multiLine).
+    """
     rng = random.Random(seed)
+    promos = PROMOS + (MULTILINE_PROMOS if line_breaks else [])
     out: list[Delivery] = []
     silver: dict[str, tuple[datetime, str, int, Decimal, str | None]] = {}
     delivered: list[dict[str, str]] = []  # good rows of readable files, for re-deliveries
@@ -142,7 +150,7 @@ def deliveries(seed: int, files: int) -> Expected:
                 "unit_price": PRICES[sku],
                 "line_id": str(rng.randint(1, 9)),
                 "channel": rng.choice(["web", "store_01", "app"]),
-                "promo_id": rng.choice(PROMOS) if broken != "latin1" or row else "Ü-Aktion",
+                "promo_id": rng.choice(promos) if broken != "latin1" or row else "Ü-Aktion",
                 "customer_id": f"c{rng.randint(1, 50)}",
             }
             values = {c: values[c] for c in columns}
@@ -170,7 +178,10 @@ def deliveries(seed: int, files: int) -> Expected:
             records.append(values)
         header = _header(rng, columns)
         rows = [[r.get(c, "") for c in columns] for r in records]
-        text, delivery.rows = (_jsonl if is_json else _csv)(rng, header, rows, truncate)
+        if is_json:
+            text, delivery.rows = _jsonl(rng, header, rows, truncate, escapes=broken != "latin1")
+        else:
+            text, delivery.rows = _csv(rng, header, rows, truncate)
         encoding = "latin-1" if broken == "latin1" else rng.choice(["utf-8", "utf-8-sig"])
         data = text.encode(encoding)
         if gz:

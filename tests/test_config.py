@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from pricing.config import ConfigError, load_config, parse_overrides
+from pricing.config import ConfigError, SourceName, load_config, parse_overrides
+from pricing.schemas import SOURCES
 
 
 def test_local_overlay_on_base() -> None:
@@ -83,3 +85,9 @@ def test_malformed_override_and_missing_overlay() -> None:
         load_config("staging")
     with pytest.raises(ConfigError, match="not found"):
         load_config("local", conf_files=["/nonexistent/site.yaml"])
+
+
+def test_multiline_sources_are_landing_sources() -> None:
+    assert set(get_args(SourceName)) == set(SOURCES)
+    with pytest.raises(ConfigError, match="csv_multiline_sources"):
+        load_config("local", overrides=["ingest.csv_multiline_sources=[catalogue]"])

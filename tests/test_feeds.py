@@ -78,9 +78,19 @@ def test_bom_odd_names_multiline_fields_empty_files_crlf_offsets_and_damage_foun
     assert rows["export_2026-06-30T23:59:59_Überweisung #1 50%.csv"] == ("ingested", 2)
 
 
-def _ingest_fuzzed(spark: SparkSession, cfg: PricingConfig, tmp_path: Path, seed: int, files: int) -> None:
-    """Ingest ``files`` fuzzed transaction deliveries; every row and file accounted as the grammar says."""
-    expected = deliveries(seed, files)
+def _ingest_fuzzed(
+    spark: SparkSession, cfg: PricingConfig, tmp_path: Path, seed: int, files: int, line_breaks: bool
+) -> None:
+    """Ingest ``files`` fuzzed transaction deliveries; every row and file accounted as the grammar says.
+
+    ``line_breaks``: quoted values hold line breaks, and transactions are read as multi-line CSV.
+    """
+    expected = deliveries(seed, files, line_breaks)
+    if line_breaks:
+        sources = ["catalog", "transactions"]
+        cfg = cfg.model_validate(
+            {**cfg.model_dump(), "ingest": {**cfg.ingest.model_dump(), "csv_multiline_sources": sources}}
+        )
     landing, lakehouse = tmp_path / f"landing-{seed}", Lakehouse(str(tmp_path / f"lakehouse-{seed}"))
     write_catalog(landing, sorted(PRICES))
     for delivery in expected.deliveries:
@@ -125,12 +135,12 @@ def _ingest_fuzzed(spark: SparkSession, cfg: PricingConfig, tmp_path: Path, seed
 def test_fuzzed_deliveries_are_all_accounted_for(
     spark: SparkSession, cfg: PricingConfig, pii_salt: str, tmp_path: Path
 ) -> None:
-    _ingest_fuzzed(spark, cfg, tmp_path, seed=1, files=30)
+    _ingest_fuzzed(spark, cfg, tmp_path, seed=1, files=30, line_breaks=True)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [2, 3, 4])
+@pytest.mark.parametrize(("seed", "line_breaks"), [(2, True), (3, True), (4, False)])
 def test_hundreds_of_fuzzed_deliveries_are_all_accounted_for(
-    spark: SparkSession, cfg: PricingConfig, pii_salt: str, tmp_path: Path, seed: int
+    spark: SparkSession, cfg: PricingConfig, pii_salt: str, tmp_path: Path, seed: int, line_breaks: bool
 ) -> None:
-    _ingest_fuzzed(spark, cfg, tmp_path, seed, files=100)
+    _ingest_fuzzed(spark, cfg, tmp_path, seed, files=100, line_breaks=line_breaks)
