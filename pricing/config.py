@@ -61,6 +61,10 @@ class AnomalyConfig(_Strict):
 SourceName = Literal["catalog", "transactions", "clickstream", "competitor_prices", "inventory", "fx_rates"]
 
 
+def _catalog_only() -> list[SourceName]:
+    return ["catalog"]
+
+
 class IngestConfig(_Strict):
     """Landing -> bronze -> silver behaviour."""
 
@@ -76,7 +80,7 @@ class IngestConfig(_Strict):
     # descriptions): each such file is parsed by one task, and a stray unclosed quote runs on to the
     # next quote, taking the lines between into one quarantined record. Elsewhere a line break always
     # ends a row (a stray quote spoils only its own line) and Spark splits large files across tasks.
-    csv_multiline_sources: list[SourceName] = Field(default_factory=lambda: ["catalog"])
+    csv_multiline_sources: list[SourceName] = Field(default_factory=_catalog_only)
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
 
 
