@@ -57,7 +57,8 @@ class AnomalyConfig(_Strict):
     history_days: int = Field(90, ge=1)
 
 
-# The landing sources (pricing.schemas.SOURCES, which imports this module's neighbours, not this one).
+# The names of pricing.schemas.SOURCES, as a Literal so that a misspelt source fails validation
+# (tests/test_config.py checks that the two agree).
 SourceName = Literal["catalog", "transactions", "clickstream", "competitor_prices", "inventory", "fx_rates"]
 
 

@@ -151,15 +151,6 @@ def _short(error: BaseException) -> str:
     return text[:300]
 
 
-def _is_empty(spark: SparkSession, file: LandingFile) -> bool:
-    """A delivery of nothing: zero bytes, or (compressed or not) only blank lines."""
-    if file.size_bytes == 0:
-        return True
-    if file.file_format == "parquet":
-        return False
-    return not sniff_text(spark, file).removeprefix(_BOM).strip()
-
-
 def failed_read(error: BaseException, files: list[LandingFile]) -> FileError | None:
     """The file a Spark job could not read (``FAILED_READ_FILE``), when it is one of ``files``.
 
@@ -178,9 +169,8 @@ def failed_read(error: BaseException, files: list[LandingFile]) -> FileError | N
     return FileError(file, f"unreadable {file.file_format}: {_short(error)}")
 
 
-def _csv_header(spark: SparkSession, file: LandingFile, contract: SourceContract) -> tuple[str, ...]:
-    # Excel's "CSV UTF-8" starts with a byte-order mark; Spark skips the header line itself.
-    text = sniff_text(spark, file).removeprefix(_BOM)
+def _csv_header(text: str, contract: SourceContract) -> tuple[str, ...]:
+    """The header of a CSV file whose first bytes (byte-order mark dropped) are ``text``."""
     first_line = text.splitlines()[0] if text else ""
     header = tuple(next(csv.reader([first_line]), []))
     if not any(name.strip() for name in header):
@@ -391,13 +381,19 @@ def read_new_files(
     for file in files:
         fmt = file.file_format
         try:
-            if fmt in ("csv", "json", "parquet") and _is_empty(spark, file):
+            # A delivery of nothing: zero bytes, or (compressed or not) only blank lines.
+            if fmt is not None and file.size_bytes == 0:
                 empty.append(file)
-            elif fmt == "csv":
-                csv_by_header.setdefault(_csv_header(spark, file, contract), []).append(file)
-            elif fmt == "json":
-                sniff_text(spark, file)
-                json_files.append(file)
+            elif fmt in ("csv", "json"):
+                # Sniffed once: the first bytes say whether it is text, empty, and its CSV header.
+                # Excel's "CSV UTF-8" starts with a byte-order mark; Spark skips the header line itself.
+                text = sniff_text(spark, file).removeprefix(_BOM)
+                if not text.strip():
+                    empty.append(file)
+                elif fmt == "csv":
+                    csv_by_header.setdefault(_csv_header(text, contract), []).append(file)
+                else:
+                    json_files.append(file)
             elif fmt == "parquet":
                 parquet_files.append(file)
             else:

@@ -8,12 +8,13 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from conftest import TEST_OVERRIDES
 from landing_files import write_catalog
 from landing_fuzz import PRICES, deliveries
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from pricing.config import PricingConfig
+from pricing.config import PricingConfig, load_config
 from pricing.ingest import Lakehouse, run_ingest
 from pricing.schemas import SOURCE_FILE
 
@@ -87,10 +88,8 @@ def _ingest_fuzzed(
     """
     expected = deliveries(seed, files, line_breaks)
     if line_breaks:
-        sources = ["catalog", "transactions"]
-        cfg = cfg.model_validate(
-            {**cfg.model_dump(), "ingest": {**cfg.ingest.model_dump(), "csv_multiline_sources": sources}}
-        )
+        multiline = "ingest.csv_multiline_sources=[catalog,transactions]"
+        cfg = load_config("local", overrides=[*TEST_OVERRIDES, multiline])
     landing, lakehouse = tmp_path / f"landing-{seed}", Lakehouse(str(tmp_path / f"lakehouse-{seed}"))
     write_catalog(landing, sorted(PRICES))
     for delivery in expected.deliveries:
