@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,12 +92,22 @@ def _hidden(relative: str) -> bool:
 def list_landing_files(spark: SparkSession, landing_root: str, source: str) -> list[LandingFile]:
     """All visible files under ``<landing_root>/<source>/``, recursively, through Hadoop's FileSystem.
 
-    Works for any filesystem Spark can reach (local, HDFS, S3A, ABFS, DBFS).
+    Works for any filesystem Spark can reach (local, HDFS, S3A, ABFS, DBFS). A local landing is walked
+    in Python, with the paths, sizes and times Hadoop gives: Hadoop's listing costs six py4j calls a
+    file (11 s for the demo's 1,800 files).
     """
     fs, root = hadoop_fs(spark, f"{landing_root.rstrip('/')}/{source}")
+    root_uri = fs.makeQualified(root).toString().rstrip("/")
+    if root_uri.startswith("file:/"):
+        local = _list_local(source, root_uri)
+        if local is not None:
+            return local
+    return _list_hadoop(fs, root, root_uri, source)
+
+
+def _list_hadoop(fs: Any, root: Any, root_uri: str, source: str) -> list[LandingFile]:
     if not fs.exists(root):
         return []
-    root_uri = fs.makeQualified(root).toString().rstrip("/")
     files = []
     iterator = fs.listFiles(root, True)
     while iterator.hasNext():
@@ -105,6 +116,28 @@ def list_landing_files(spark: SparkSession, landing_root: str, source: str) -> l
         if _hidden(path[len(root_uri) :]):
             continue
         files.append(LandingFile(source, path, int(status.getLen()), int(status.getModificationTime())))
+    return sorted(files, key=lambda f: f.path)
+
+
+def _list_local(source: str, root_uri: str) -> list[LandingFile] | None:
+    """Hadoop's listing of a local folder (``file:<absolute path>``, size, mtime in ms, symlinks
+    followed); None when a name is not UTF-8, which Java decodes differently, so Hadoop lists it."""
+    base = "/" + root_uri[len("file:") :].lstrip("/")
+    if not os.path.isdir(base):
+        return []
+    files = []
+    for folder, folders, names in os.walk(base, followlinks=True):
+        folders[:] = [name for name in folders if not name.startswith((".", "_"))]
+        for name in names:
+            path = os.path.join(folder, name)
+            if _hidden(path[len(base) :]):
+                continue
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+            stat = os.stat(path)
+            files.append(LandingFile(source, f"file:{path}", stat.st_size, stat.st_mtime_ns // 1_000_000))
     return sorted(files, key=lambda f: f.path)
 
 

@@ -416,7 +416,7 @@ NIGHTLY_CHECK_SCHEMA = StructType(
     ]
 )
 
-# audit/runs: one row per night (replaced by run_date), rewritten as each stage finishes.
+# audit/runs: one row per night (replaced by run_date), written when the night starts and when it ends.
 RUNS_SCHEMA = StructType(
     _fields("run_date:date run_id:string price_date:date status:string", False)
     + [StructField("attempt", IntegerType(), False)]

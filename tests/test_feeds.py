@@ -10,12 +10,14 @@ from urllib.parse import unquote
 import pytest
 from conftest import TEST_OVERRIDES
 from landing_files import write_catalog
-from landing_fuzz import PRICES, deliveries
+from landing_fuzz import NAME_PARTS, PRICES, deliveries
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig, load_config
 from pricing.ingest import Lakehouse, run_ingest
+from pricing.io import hadoop_fs
+from pricing.landing import _list_hadoop, list_landing_files
 from pricing.schemas import SOURCE_FILE
 
 CATALOG = "sku,title,category,brand,unit_cost,currency,updated_at"
@@ -143,3 +145,21 @@ def test_hundreds_of_fuzzed_deliveries_are_all_accounted_for(
     spark: SparkSession, cfg: PricingConfig, pii_salt: str, tmp_path: Path, seed: int, line_breaks: bool
 ) -> None:
     _ingest_fuzzed(spark, cfg, tmp_path, seed, files=100, line_breaks=line_breaks)
+
+
+def test_a_local_landing_is_listed_as_hadoop_lists_it(spark: SparkSession, tmp_path: Path) -> None:
+    source = tmp_path / "transactions"
+    names = [f"{part} 1.csv" for part in NAME_PARTS] + ["a%20b.csv", "q?.csv", "t[1].csv", "e\\s.csv"]
+    for index, name in enumerate(names):
+        _write(source / f"day=2026-06-{index % 3 + 1:02d}" / name, b"x" * index)
+    _write(source / "_temporary" / "part-0.csv", b"hidden")
+    _write(source / ".staging" / "a.csv", b"hidden")
+    _write(source / "day=2026-06-01" / ".a.csv.crc", b"hidden")
+    (source / "linked").symlink_to(source / "day=2026-06-01", target_is_directory=True)
+    (source / "day=2026-06-02" / "link.csv").symlink_to(source / "day=2026-06-03" / names[2])
+
+    local = list_landing_files(spark, str(tmp_path), "transactions")
+    fs, root = hadoop_fs(spark, f"file:{source}")
+    assert local == _list_hadoop(fs, root, f"file:{source}", "transactions")
+    assert len(local) == len(names) + 1 + len([n for n in names if (source / "linked" / n).exists()])
+    assert list_landing_files(spark, str(tmp_path), "inventory") == []
