@@ -24,11 +24,15 @@ if TYPE_CHECKING:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="local", help="configuration overlay: local or cluster")
     parser.add_argument("--conf", action="append", default=[], metavar="FILE", help="extra YAML config")
+    parser.add_argument(
+        "--verbose", action="store_true", help="Spark's progress bars and WARN log lines on the console"
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides")
 
 
 def _config(args: argparse.Namespace, extra: list[str]) -> PricingConfig:
-    return load_config(args.env, args.conf, [*extra, *args.overrides])
+    verbose = ["spark.verbose=true"] if args.verbose else []
+    return load_config(args.env, args.conf, [*extra, *verbose, *args.overrides])
 
 
 def _lakehouse(args: argparse.Namespace) -> list[str]:

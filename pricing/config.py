@@ -32,6 +32,8 @@ class SparkConfig(_Strict):
     configure_delta: bool = True
     delta_version: str | None = None  # None: the installed delta-spark package's version
     jar_cache_dir: str = ".cache/ivy"
+    # False: no console progress bars, Spark's own log lines only from ERROR up (`--verbose` sets True).
+    verbose: bool = False
     extra_conf: dict[str, str] = Field(default_factory=dict)
 
 
@@ -72,6 +74,9 @@ class IngestConfig(_Strict):
     base_currency: str = "USD"
     required_sources: list[str] = Field(default_factory=lambda: ["transactions", "catalog"])
     fx_max_staleness_days: int = Field(7, ge=0)
+    # A night stops before training and scoring when a required source with dated rows has none in
+    # the last this many days up to the run date (0: never): missing days are not days without sales.
+    max_staleness_days: int = Field(1, ge=0)
     pii_salt_env: str = "PRICING_PII_SALT"
     min_pii_salt_length: int = Field(16, ge=8)
     # Sources ingested at the same time once FX rates (which priced sources convert with) are in: a

@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
@@ -347,6 +347,26 @@ def _to_silver(
         spark, lakehouse.quarantine, f"source = '{contract.name}' AND {BATCH_ID} = {batch_id}"
     )
     result.rows_silver = io.count_where(spark, silver_path, f"{BATCH_ID} = {batch_id}")
+
+
+def stale_sources(
+    spark: SparkSession, cfg: PricingConfig, lakehouse_root: str, run_date: date
+) -> list[tuple[str, date | None]]:
+    """Required sources with dated rows that have none in the ``ingest.max_staleness_days`` days up to
+    ``run_date``: (source, last day silver holds up to then, None when it holds none)."""
+    days = cfg.ingest.max_staleness_days
+    lakehouse = Lakehouse(lakehouse_root)
+    stale = []
+    for name in cfg.ingest.required_sources if days else []:
+        contract = SOURCES[name]
+        if not contract.date_column:
+            continue  # a dimension (the catalog) is delivered when it changes, not every day
+        day = F.col(contract.date_column)
+        silver_df = io.read_table(spark, lakehouse.silver(name), contract.silver_schema)
+        last = io.first_value(silver_df.where(day <= F.lit(run_date)).agg(F.max(day)))
+        if last is None or last <= run_date - timedelta(days=days):
+            stale.append((name, last))
+    return stale
 
 
 def run_ingest(

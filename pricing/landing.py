@@ -34,6 +34,7 @@ from pricing.schemas import (
     SOURCE_FILE,
     SourceContract,
 )
+from pricing.spark import log_level
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +364,7 @@ def _quiet_spark(spark: SparkSession) -> Iterator[None]:
         with _quiet_lock:
             _quiet_depth -= 1
             if _quiet_depth == 0:
-                spark.sparkContext.setLogLevel("WARN")
+                spark.sparkContext.setLogLevel(log_level(spark))
 
 
 def _probe_groups(

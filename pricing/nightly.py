@@ -38,7 +38,7 @@ import pricing
 from pricing import io
 from pricing.config import PricingConfig
 from pricing.features import GoldTables, run_features
-from pricing.ingest import Lakehouse, run_ingest
+from pricing.ingest import Lakehouse, run_ingest, stale_sources
 from pricing.lock import LakehouseLock
 from pricing.model.dataset import model_inputs, with_history
 from pricing.model.train import evaluate, promote, run_train, wape
@@ -305,6 +305,16 @@ class NightlyRun:
         quarantined = sum(r.rows_quarantined for r in report.results)
         return "done", rows, f"batch {report.batch_id}: {files} files, {quarantined} rows quarantined"
 
+    def _check_fresh(self) -> None:
+        stale = stale_sources(self.spark, self.cfg, self.root, self.report.run_date)
+        if stale:
+            seen = "; ".join(f"{name}: last day {last or 'none'}" for name, last in stale)
+            raise NightlyError(
+                f"stale data: no rows in the {self.cfg.ingest.max_staleness_days} day(s) up to "
+                f"{self.report.run_date} ({seen}); prices were not changed. Deliver the missing files and "
+                "run the night again (ingest.max_staleness_days=0 turns the check off)"
+            )
+
     def _features(self) -> tuple[str, int | None, str]:
         runs = io.read_table(self.spark, GoldTables(self.root).feature_runs, FEATURE_RUNS_SCHEMA)
         earlier = runs.where(F.col("run_id") == self.report.run_id).first()
@@ -502,6 +512,7 @@ class NightlyRun:
             )
             try:
                 self._stage("ingest", self._ingest)
+                self._check_fresh()
                 self._stage("features", self._features)
                 self._stage("train", self._train)
                 self._stage("score", self._score)

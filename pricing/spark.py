@@ -18,6 +18,9 @@ from pyspark.sql import SparkSession
 from pricing.config import SparkConfig
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
+# The session's own log level, kept in its conf so code that silences Spark for a while can restore it.
+LOG_LEVEL_CONF = "spark.pricing.logLevel"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 SCALA_BINARY_VERSION = "2.13"
 
@@ -96,6 +99,11 @@ def session_conf(cfg: SparkConfig, use_packages: bool = False) -> dict[str, str]
     }
     if cfg.driver_memory:
         conf["spark.driver.memory"] = cfg.driver_memory
+    conf[LOG_LEVEL_CONF] = "WARN" if cfg.verbose else "ERROR"
+    if not cfg.verbose:
+        conf["spark.ui.showConsoleProgress"] = "false"
+        # Applies where this process starts the driver JVM (local mode); spark-submit's JVM keeps its own.
+        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}"
     if cfg.configure_delta:
         conf["spark.sql.extensions"] = DELTA_EXTENSION
         conf["spark.sql.catalog.spark_catalog"] = DELTA_CATALOG
@@ -105,7 +113,10 @@ def session_conf(cfg: SparkConfig, use_packages: bool = False) -> dict[str, str]
         else:
             conf["spark.jars.packages"] = delta_maven_coordinate(cfg)
             conf["spark.jars.ivy"] = str(_jar_cache(cfg))
-    conf.update(cfg.extra_conf)
+    for key, value in cfg.extra_conf.items():
+        if key == "spark.driver.extraJavaOptions" and key in conf:
+            value = f"{conf[key]} {value}"  # the user's options come last, so they win
+        conf[key] = value
     return conf
 
 
@@ -123,8 +134,13 @@ def build_spark(cfg: SparkConfig, use_packages: bool = False) -> SparkSession:
     for key, value in session_conf(cfg, use_packages=use_packages).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.setLogLevel(log_level(spark))
     return spark
+
+
+def log_level(spark: SparkSession) -> str:
+    """The session's Spark log level: ERROR, or WARN with ``spark.verbose`` (``--verbose``)."""
+    return spark.conf.get(LOG_LEVEL_CONF, "WARN") or "WARN"
 
 
 def _submitted_conf() -> set[str]:

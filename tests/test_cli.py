@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from pricing.cli import build_parser, main
+from pricing.config import load_config
+from pricing.spark import LOG_LEVEL_CONF, QUIET_LOG4J, session_conf
 
 
 def test_every_stage_has_a_subcommand() -> None:
@@ -56,3 +62,29 @@ def test_spark_conf_prints_delta_settings_for_spark_submit(capsys: pytest.Captur
 def test_bad_override_exits_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["spark-conf", "spark.shuffle_partitionz=7"]) == 2
     assert "shuffle_partitionz" in capsys.readouterr().err
+
+
+def test_quiet_by_default_and_verbose_on_request() -> None:
+    quiet = session_conf(load_config("local").spark)
+    assert quiet["spark.ui.showConsoleProgress"] == "false" and quiet[LOG_LEVEL_CONF] == "ERROR"
+    assert quiet["spark.driver.extraJavaOptions"] == f"-Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}"
+    assert QUIET_LOG4J.is_file()
+    verbose = session_conf(load_config("local", overrides=["spark.verbose=true"]).spark)
+    assert "spark.ui.showConsoleProgress" not in verbose and verbose[LOG_LEVEL_CONF] == "WARN"
+    assert "spark.driver.extraJavaOptions" not in verbose
+    # A user's JVM options are kept, after ours.
+    mine = load_config("local", overrides=["spark.extra_conf={spark.driver.extraJavaOptions: -Xss4m}"])
+    assert session_conf(mine.spark)["spark.driver.extraJavaOptions"].endswith(".properties -Xss4m")
+
+
+@pytest.mark.slow
+def test_a_command_prints_no_spark_progress_or_warnings(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "pricing.cli", "simulate", "--skus", "3", "--days", "3",
+               f"paths.landing={tmp_path / 'market'}", f"paths.truth={tmp_path / 'truth'}"]  # fmt: skip
+    # From the project folder: spark.jar_cache_dir is relative to it (issue 19 moves it to a user cache).
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    printed = (done.stdout + done.stderr).replace("\r", "\n").splitlines()
+    # The JVM's own note on the vector incubator module (Spark 4 adds the module) is the one left.
+    noisy = [line for line in printed if line.startswith("[Stage") or "log level" in line or "WARN" in line]
+    assert printed and all(line.startswith("WARNING: Using incubator modules") for line in noisy), noisy

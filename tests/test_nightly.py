@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -14,6 +15,8 @@ from pyspark.sql import SparkSession
 
 from pricing import io
 from pricing.cli import main
+from pricing.config import load_config
+from pricing.ingest import stale_sources
 from pricing.lock import LakehouseLock, LockHeld
 from pricing.nightly import NightlyError, NightlyReport, delta_tables, run_nightly
 
@@ -149,3 +152,28 @@ def test_a_crashed_runs_lock_is_taken_over(spark: SparkSession, tmp_path: Path) 
     assert late.taken_over is not None and late.taken_over.host == "another-host"
     late.release()
     assert not fs.exists(path)
+
+
+def test_a_night_days_past_the_last_delivery_stops_before_pricing(
+    spark: SparkSession, market: Market, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lakehouse = str(tmp_path / "lakehouse")
+    shutil.copytree(market.lakehouse, lakehouse)
+    last_day, late = FIRST_NIGHT + timedelta(days=1), FIRST_NIGHT + timedelta(days=6)
+    prices_before = _versions(spark, lakehouse)[f"file:{lakehouse}/gold/price_recommendations"]
+
+    with pytest.raises(NightlyError, match=rf"stale data: .*\(transactions: last day {last_day}\)"):
+        run_nightly(spark, market.cfg, late, market.landing, lakehouse)
+    row = spark.read.format("delta").load(f"{lakehouse}/audit/runs").where(f"run_date = DATE'{late}'").first()
+    assert row is not None and row.status == "failed" and "stale data" in row.error
+    assert [s.stage for s in row.stages] == ["ingest"]
+    assert _versions(spark, lakehouse)[f"file:{lakehouse}/gold/price_recommendations"] == prices_before
+    command = ["nightly", "--landing", market.landing, "--lakehouse", lakehouse, "--run-date", str(late)]
+    capsys.readouterr()
+    assert main([*command, *NIGHTLY_OVERRIDES]) == 1
+    assert "pricing nightly failed: stale data" in capsys.readouterr().err
+    # Allowing six days of silence prices the night; the check can also be turned off.
+    for days in (6, 0):
+        cfg = load_config("local", overrides=[*NIGHTLY_OVERRIDES, f"ingest.max_staleness_days={days}"])
+        assert stale_sources(spark, cfg, lakehouse, late) == []
+    assert stale_sources(spark, market.cfg, lakehouse, last_day) == []
