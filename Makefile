@@ -44,8 +44,9 @@ $(VENV)/.horovod: $(VENV)/.installed
 	$(BIN)/horovodrun --check-build | grep -q '\[X\] PyTorch'
 	touch $@
 
-# Delta's JARs come from Maven Central through Spark's Ivy, once; sessions then load the cache.
-$(CACHE)/.jars: $(VENV)/.installed
+# Delta's JARs come from Maven Central through Spark's Ivy, once, into the user cache folder
+# (~/.cache/pricing-lakehouse/ivy); sessions then load them from there, whatever folder they start in.
+$(CACHE)/.jars-user-cache: $(VENV)/.installed
 	$(BIN)/pricing setup-jars
 	touch $@
 
@@ -55,7 +56,7 @@ $(SALT_FILE):
 	$(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > $@
 	chmod 600 $@
 
-setup: $(VENV)/.installed $(VENV)/.horovod $(CACHE)/.jars $(SALT_FILE) ## create .venv, install the project (+Horovod), prefetch Delta JARs
+setup: $(VENV)/.installed $(VENV)/.horovod $(CACHE)/.jars-user-cache $(SALT_FILE) ## create .venv, install the project (+Horovod), prefetch Delta JARs
 
 # The nightly job over the market's last DEMO_NIGHTS days: each night its files are delivered into
 # landing, then `pricing nightly` ingests them, updates the panel, retrains when due and prices the

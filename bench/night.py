@@ -77,7 +77,7 @@ def main() -> None:
     ).stdout.strip()
     before_code = workdir / "before-code"
     subprocess.run(["git", "worktree", "add", "--detach", str(before_code), before_sha], cwd=REPO, check=True)
-    # The checkout's JAR cache (conf: spark.jar_cache_dir) serves both sides.
+    # A ref from before the JARs moved to the user cache looks for them in its own .cache/ivy.
     (before_code / ".cache").symlink_to(REPO / ".cache")
     try:
         start = date.fromisoformat(args.start)

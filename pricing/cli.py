@@ -48,11 +48,11 @@ def _session(args: argparse.Namespace, extra: list[str]) -> tuple[PricingConfig,
 
 
 def _cmd_setup_jars(args: argparse.Namespace) -> int:
-    from pricing.spark import prefetch_delta_jars
+    from pricing.spark import jar_cache_dir, prefetch_delta_jars
 
     cfg = _config(args, [])
     jars = prefetch_delta_jars(cfg.spark)
-    print(f"Delta JARs cached in {cfg.spark.jar_cache_dir}: {len(jars)} files")
+    print(f"Delta JARs cached in {jar_cache_dir(cfg.spark)}: {len(jars)} files")
     return 0
 
 

@@ -31,7 +31,8 @@ class SparkConfig(_Strict):
     driver_memory: str | None = "4g"
     configure_delta: bool = True
     delta_version: str | None = None  # None: the installed delta-spark package's version
-    jar_cache_dir: str = ".cache/ivy"
+    # None: the user cache folder ($XDG_CACHE_HOME or ~/.cache)/pricing-lakehouse/ivy, never the working one.
+    jar_cache_dir: str | None = None
     # False: no console progress bars, Spark's own log lines only from ERROR up (`--verbose` sets True).
     verbose: bool = False
     extra_conf: dict[str, str] = Field(default_factory=dict)

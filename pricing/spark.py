@@ -40,8 +40,13 @@ def delta_maven_coordinate(cfg: SparkConfig) -> str:
     return f"io.delta:delta-spark_{spark_major_minor}_{SCALA_BINARY_VERSION}:{delta_version(cfg)}"
 
 
-def _jar_cache(cfg: SparkConfig) -> Path:
-    return Path(cfg.jar_cache_dir).expanduser().resolve()
+def jar_cache_dir(cfg: SparkConfig) -> Path:
+    """Where Ivy keeps Delta's JARs: ``spark.jar_cache_dir``, by default in the user's cache folder
+    (``$XDG_CACHE_HOME``, else ``~/.cache``), so a command finds them from any working folder."""
+    if cfg.jar_cache_dir:
+        return Path(cfg.jar_cache_dir).expanduser().resolve()
+    user_cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(user_cache).expanduser().resolve() / "pricing-lakehouse" / "ivy"
 
 
 def _spark_bundled_artifacts() -> set[str]:
@@ -64,7 +69,7 @@ def cached_delta_jars(cfg: SparkConfig) -> list[str]:
     Returns:
         Absolute JAR paths, or an empty list when the Delta JAR for this version is not cached.
     """
-    jars_dir = _jar_cache(cfg) / "jars"
+    jars_dir = jar_cache_dir(cfg) / "jars"
     coordinate = delta_maven_coordinate(cfg)
     _, artifact, version = coordinate.split(":")
     if not (jars_dir / f"io.delta_{artifact}-{version}.jar").is_file():
@@ -112,7 +117,7 @@ def session_conf(cfg: SparkConfig, use_packages: bool = False) -> dict[str, str]
             conf["spark.jars"] = ",".join(jars)
         else:
             conf["spark.jars.packages"] = delta_maven_coordinate(cfg)
-            conf["spark.jars.ivy"] = str(_jar_cache(cfg))
+            conf["spark.jars.ivy"] = str(jar_cache_dir(cfg))
     for key, value in cfg.extra_conf.items():
         if key == "spark.driver.extraJavaOptions" and key in conf:
             value = f"{conf[key]} {value}"  # the user's options come last, so they win
@@ -152,7 +157,7 @@ def _submitted_conf() -> set[str]:
 
 
 def prefetch_delta_jars(cfg: SparkConfig) -> list[str]:
-    """Resolve Delta through Ivy into ``cfg.jar_cache_dir`` and prove a Delta round trip works.
+    """Resolve Delta through Ivy into :func:`jar_cache_dir` and prove a Delta round trip works.
 
     Returns:
         The cached JARs later sessions will load.
@@ -170,5 +175,5 @@ def prefetch_delta_jars(cfg: SparkConfig) -> list[str]:
         raise RuntimeError(f"Delta probe table read back {rows} rows, expected 3")
     jars = cached_delta_jars(cfg)
     if not jars:
-        raise RuntimeError(f"Ivy finished but no Delta JAR is in {_jar_cache(cfg) / 'jars'}")
+        raise RuntimeError(f"Ivy finished but no Delta JAR is in {jar_cache_dir(cfg) / 'jars'}")
     return jars

@@ -10,7 +10,7 @@ import pytest
 
 from pricing.cli import build_parser, main
 from pricing.config import load_config
-from pricing.spark import LOG_LEVEL_CONF, QUIET_LOG4J, session_conf
+from pricing.spark import LOG_LEVEL_CONF, QUIET_LOG4J, jar_cache_dir, session_conf
 
 
 def test_every_stage_has_a_subcommand() -> None:
@@ -78,13 +78,28 @@ def test_quiet_by_default_and_verbose_on_request() -> None:
 
 
 @pytest.mark.slow
-def test_a_command_prints_no_spark_progress_or_warnings(tmp_path: Path) -> None:
+def test_a_command_prints_no_spark_progress_or_warnings_and_writes_nothing_where_it_starts(
+    tmp_path: Path,
+) -> None:
     command = [sys.executable, "-m", "pricing.cli", "simulate", "--skus", "3", "--days", "3",
                f"paths.landing={tmp_path / 'market'}", f"paths.truth={tmp_path / 'truth'}"]  # fmt: skip
-    # From the project folder: spark.jar_cache_dir is relative to it (issue 19 moves it to a user cache).
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=caller)
     assert done.returncode == 0, done.stderr
     printed = (done.stdout + done.stderr).replace("\r", "\n").splitlines()
     # The JVM's own note on the vector incubator module (Spark 4 adds the module) is the one left.
     noisy = [line for line in printed if line.startswith("[Stage") or "log level" in line or "WARN" in line]
     assert printed and all(line.startswith("WARNING: Using incubator modules") for line in noisy), noisy
+    # Started from another folder, it writes nothing there and finds the JARs in the user cache.
+    assert list(caller.iterdir()) == []
+
+
+def test_delta_jars_live_in_the_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    assert jar_cache_dir(load_config("local").spark) == tmp_path / "xdg" / "pricing-lakehouse" / "ivy"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert jar_cache_dir(load_config("local").spark) == Path.home() / ".cache" / "pricing-lakehouse" / "ivy"
+    chosen = load_config("local", overrides=[f"spark.jar_cache_dir={tmp_path / 'jars'}"])
+    assert jar_cache_dir(chosen.spark) == tmp_path / "jars"
