@@ -10,7 +10,6 @@ DEMO_SKUS ?= 200
 DEMO_DAYS ?= 90
 DEMO_NIGHTS ?= 3
 DEMO_START ?= 2026-06-01
-DEMO_MLFLOW = train.tracking_uri=sqlite:///$(DEMO_DIR)/mlflow.db train.artifact_location=$(DEMO_DIR)/mlartifacts
 CLUSTER_DIR ?= $(CURDIR)/cluster-demo
 # The slowest tests are listed after every run, so a CI log says where its minutes went.
 PYTEST_ARGS ?= --durations=20
@@ -70,7 +69,7 @@ demo: setup ## simulate a market, then run the nightly job on it for several nig
 		night=$$(date -d "$$last - $$back days" +%F); \
 		$(BIN)/pricing deliver --market $(DEMO_DIR)/market --landing $(DEMO_DIR)/landing --through $$night; \
 		PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing nightly --landing $(DEMO_DIR)/landing \
-			--lakehouse $(DEMO_DIR)/lakehouse --run-date $$night --truth $(DEMO_DIR)/truth $(DEMO_MLFLOW); \
+			--lakehouse $(DEMO_DIR)/lakehouse --run-date $$night --truth $(DEMO_DIR)/truth; \
 	done
 
 # spark-submit ships the package as a zip (--py-files); the wheel is for pip and Databricks wheel tasks.
@@ -132,7 +131,7 @@ bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights
 	test -d $(DEMO_DIR)/lakehouse || $(MAKE) demo
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/etl.py
-	$(BIN)/python bench/scoring.py --lakehouse $(DEMO_DIR)/lakehouse --tracking-uri sqlite:///$(DEMO_DIR)/mlflow.db
+	$(BIN)/python bench/scoring.py --lakehouse $(DEMO_DIR)/lakehouse --tracking-uri sqlite:///$(DEMO_DIR)/lakehouse/_mlflow/mlflow.db
 	$(BIN)/python bench/training.py --lakehouse $(DEMO_DIR)/lakehouse
 	$(BIN)/python bench/incremental.py
 	$(BIN)/python bench/ingest.py

@@ -3,7 +3,7 @@
 # MAGIC # 03 · The demand model and its elasticities
 # MAGIC The registered versions in MLflow (which one is champion, and on what evidence), and every SKU's
 # MAGIC price elasticity with its interval from `gold/elasticities`. Point `PRICING_OVERRIDES` at your
-# MAGIC MLflow store, e.g. `train.tracking_uri=sqlite:///demo/mlflow.db`.
+# MAGIC MLflow store when it is not the lakehouse's own (`<lakehouse>/_mlflow`, the default).
 
 # COMMAND ----------
 

@@ -9,16 +9,20 @@ Unknown keys are rejected at every level so a typo never silently falls back to 
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+LAKEHOUSE_STORE = "lakehouse"
 
 
 class SparkConfig(_Strict):
@@ -181,7 +185,8 @@ class TrainConfig(_Strict):
     start_timeout_s: int = Field(600, ge=10)
     model_name: str = "pricing-demand"
     experiment: str = "pricing-demand"
-    tracking_uri: str = "sqlite:///demo/mlflow.db"
+    # "lakehouse": the lakehouse's own MLflow store (lakehouse_mlflow), so two shops never share a champion.
+    tracking_uri: str = LAKEHOUSE_STORE
     artifact_location: str | None = None
 
 
@@ -355,6 +360,48 @@ class PricingConfig(_Strict):
     nightly: NightlyConfig = Field(default_factory=NightlyConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mlflow_in_the_lakehouse(cls, data: Any) -> Any:
+        # Resolved once, here, from the lakehouse this run uses (after --lakehouse and overrides).
+        if not isinstance(data, dict):
+            return data
+        train = dict(data.get("train") or {})
+        if train.get("tracking_uri", LAKEHOUSE_STORE) != LAKEHOUSE_STORE:
+            return data
+        lakehouse = str(dict(data.get("paths") or {}).get("lakehouse") or PathsConfig().lakehouse)
+        store = lakehouse_mlflow(lakehouse)
+        if train.get("artifact_location"):
+            store.pop("artifact_location", None)
+        return {**data, "train": {**train, **store}}
+
+
+def _local_path(location: str) -> str | None:
+    """The filesystem path of a local location (``demo/x``, ``/x``, ``file:/x``, ``file:///x``), else None."""
+    if location.startswith("file:"):
+        return "/" + location[len("file:") :].lstrip("/")
+    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", location) else location
+
+
+def lakehouse_mlflow(lakehouse: str) -> dict[str, str]:
+    """The MLflow store that belongs to a lakehouse: ``sqlite:///<lakehouse>/_mlflow/mlflow.db``, artifacts
+    in ``<lakehouse>/_mlflow/artifacts``; on a Databricks runtime, ``databricks`` (the workspace's
+    tracking and registry).
+
+    Raises:
+        ValueError: a lakehouse on remote storage outside Databricks, which needs ``train.tracking_uri``.
+    """
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return {"tracking_uri": "databricks"}
+    local = _local_path(lakehouse)
+    if local is None:
+        raise ValueError(
+            f"the lakehouse {lakehouse} is not on a local disk: set train.tracking_uri to an MLflow "
+            "tracking server (and train.artifact_location to storage it can reach)"
+        )
+    store = Path(os.path.abspath(local)) / "_mlflow"
+    return {"tracking_uri": f"sqlite:///{store}/mlflow.db", "artifact_location": str(store / "artifacts")}
 
 
 class ConfigError(ValueError):

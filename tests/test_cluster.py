@@ -33,7 +33,8 @@ def test_nightly_job_on_a_standalone_cluster(spark: SparkSession, tmp_path: Path
     deliver(spark, str(tmp_path / "market"), str(tmp_path / "landing"), NIGHT)
     # The package travels as a zip (--py-files), as it would to a remote cluster.
     package = shutil.make_archive(str(tmp_path / "pricing"), "zip", REPO, "pricing")
-    cluster_cfg = load_config("cluster", overrides=["spark.shuffle_partitions=2"])
+    # Verbose: the scheduler's INFO line below is how the test sees executors on the worker.
+    cluster_cfg = load_config("cluster", overrides=["spark.shuffle_partitions=2", "spark.verbose=true"])
     conf = [
         arg for key, value in session_conf(cluster_cfg.spark).items() for arg in ("--conf", f"{key}={value}")
     ]

@@ -91,3 +91,22 @@ def test_multiline_sources_are_landing_sources() -> None:
     assert set(get_args(SourceName)) == set(SOURCES)
     with pytest.raises(ConfigError, match="csv_multiline_sources"):
         load_config("local", overrides=["ingest.csv_multiline_sources=[catalogue]"])
+
+
+def test_the_mlflow_store_belongs_to_the_lakehouse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for lakehouse, root in (
+        ("shop/lh", tmp_path / "shop/lh"),
+        ("file:///x/lh", Path("/x/lh")),
+        ("/y", Path("/y")),
+    ):
+        train = load_config("local", overrides=[f"paths.lakehouse={lakehouse}"]).train
+        assert train.tracking_uri == f"sqlite:///{root}/_mlflow/mlflow.db"
+        assert train.artifact_location == str(root / "_mlflow/artifacts")
+    chosen = load_config("local", overrides=["train.tracking_uri=http://mlflow:5000", "paths.lakehouse=/y"])
+    assert (chosen.train.tracking_uri, chosen.train.artifact_location) == ("http://mlflow:5000", None)
+    with pytest.raises(ConfigError, match="s3a://bucket/lh is not on a local disk: set train.tracking_uri"):
+        load_config("local", overrides=["paths.lakehouse=s3a://bucket/lh"])
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "16.4")
+    assert load_config("cluster", overrides=["paths.lakehouse=dbfs:/lh"]).train.tracking_uri == "databricks"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
-from nightly_support import FIRST_NIGHT, NIGHTLY_OVERRIDES, SKUS, Market
+from mlflow import MlflowClient
+from nightly_support import CRASH_DAYS, FIRST_NIGHT, NIGHTLY_OVERRIDES, SKUS, START, Market
 from pyspark.sql import SparkSession
 
 from pricing import io
@@ -19,6 +20,8 @@ from pricing.config import load_config
 from pricing.ingest import stale_sources
 from pricing.lock import LakehouseLock, LockHeld
 from pricing.nightly import NightlyError, NightlyReport, delta_tables, run_nightly
+from pricing.sim import simulate_market
+from pricing.sim.deliver import deliver
 
 
 def _versions(spark: SparkSession, root: str) -> dict[str, int]:
@@ -177,3 +180,40 @@ def test_a_night_days_past_the_last_delivery_stops_before_pricing(
         cfg = load_config("local", overrides=[*NIGHTLY_OVERRIDES, f"ingest.max_staleness_days={days}"])
         assert stale_sources(spark, cfg, lakehouse, late) == []
     assert stale_sources(spark, market.cfg, lakehouse, last_day) == []
+
+
+@pytest.mark.slow
+def test_two_shops_from_one_folder_each_train_and_price_with_their_own_model(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As README shows, from one working folder, with no MLflow settings: before each lakehouse had its
+    # own store, the second shop found the first one's fresh champion and priced with it.
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    monkeypatch.chdir(caller)
+    night = START + timedelta(days=CRASH_DAYS - 1)
+    for shop, seed in (("a", 1), ("b", 2)):
+        base = tmp_path / shop
+        cfg = load_config(
+            "local",
+            overrides=[
+                *NIGHTLY_OVERRIDES,
+                *[f"simulate.{k}={v}" for k, v in (("n_skus", SKUS), ("n_days", CRASH_DAYS), ("seed", seed))],
+                f"simulate.start_date={START}",
+                f"paths.lakehouse={base / 'lakehouse'}",
+            ],
+        )
+        store = base / "lakehouse" / "_mlflow"
+        assert (cfg.train.tracking_uri, cfg.train.artifact_location) == (
+            f"sqlite:///{store}/mlflow.db",
+            str(store / "artifacts"),
+        )
+        simulate_market(spark, cfg.simulate, str(base / "market"), str(base / "truth"))
+        deliver(spark, str(base / "market"), str(base / "landing"), night)
+        report = run_nightly(spark, cfg, night, str(base / "landing"))
+        assert report.status == "succeeded" and report.retrained, report.render()
+        assert report.retrain_reason == "no champion model yet" and report.model_version == "1"
+        client = MlflowClient(cfg.train.tracking_uri)
+        (version,) = client.search_model_versions(f"name = '{cfg.train.model_name}'")
+        assert str(store / "artifacts") in str(client.get_run(str(version.run_id)).info.artifact_uri)
+    assert list(caller.iterdir()) == []
