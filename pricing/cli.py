@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -391,6 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not getattr(args, "verbose", False):
+        # Libraries' own notes (MLflow's database set-up and model warnings, TorchDistributor's start and
+        # finish) only with --verbose; the environment carries it to the training processes too.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        logging.getLogger("TorchDistributor").setLevel(logging.ERROR)
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
