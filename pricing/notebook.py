@@ -26,8 +26,11 @@ class NotebookContext:
 
 def notebook_context() -> NotebookContext:
     """Configuration from the environment, the session, and the qualified lakehouse root."""
+    # LAKEHOUSE as paths.lakehouse, so what follows the lakehouse (its own MLflow store) follows it too.
+    lakehouse = [f"paths.lakehouse={os.environ['LAKEHOUSE']}"] if os.environ.get("LAKEHOUSE") else []
     cfg = load_config(
-        os.environ.get("PRICING_ENV", "local"), overrides=os.environ.get("PRICING_OVERRIDES", "").split()
+        os.environ.get("PRICING_ENV", "local"),
+        overrides=[*lakehouse, *os.environ.get("PRICING_OVERRIDES", "").split()],
     )
     spark = build_spark(cfg.spark)
-    return NotebookContext(cfg, spark, io.qualify(spark, os.environ.get("LAKEHOUSE", cfg.paths.lakehouse)))
+    return NotebookContext(cfg, spark, io.qualify(spark, cfg.paths.lakehouse))
