@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,23 @@ def _pricing(code: Path, args: list[str], env: dict[str, str], log: Path) -> tup
     return seconds, done.stdout
 
 
-def _mlflow(base: Path) -> list[str]:
-    return [f"train.tracking_uri=sqlite:///{base}/mlflow.db", f"train.artifact_location={base}/mlartifacts"]
+def _nightly(base: Path, run_date: date) -> list[str]:
+    """``pricing nightly`` over ``base``'s landing and lakehouse; its MLflow store in ``base`` named, for a
+    ref whose default store is still relative to the working folder."""
+    return [
+        "nightly", "--landing", str(base / "landing"), "--lakehouse", str(base / "lakehouse"),
+        "--run-date", str(run_date),
+        f"train.tracking_uri=sqlite:///{base}/mlflow.db", f"train.artifact_location={base}/mlartifacts",
+    ]  # fmt: skip
+
+
+def _deliver(market: Path, base: Path, through: date) -> list[str]:
+    return ["deliver", "--market", str(market), "--landing", str(base / "landing"), "--through", str(through)]
+
+
+def _sha(ref: str) -> str:
+    done = subprocess.run(["git", "rev-parse", ref], cwd=REPO, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 def main() -> None:
@@ -69,12 +85,7 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     env = {**os.environ, "PRICING_PII_SALT": os.environ.get("PRICING_PII_SALT", secrets.token_hex(24))}
-    before_sha = subprocess.run(
-        ["git", "rev-parse", args.against], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    after_sha = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    before_sha, after_sha = _sha(args.against), _sha("HEAD")
     before_code = workdir / "before-code"
     subprocess.run(["git", "worktree", "add", "--detach", str(before_code), before_sha], cwd=REPO, check=True)
     # A ref from before the JARs moved to the user cache looks for them in its own .cache/ivy.
@@ -103,63 +114,17 @@ def main() -> None:
             env,
             logs / "simulate.log",
         )
-        landing, lakehouse = base / "landing", base / "lakehouse"
-        _pricing(
-            before_code,
-            [
-                "deliver",
-                "--market",
-                str(market),
-                "--landing",
-                str(landing),
-                "--through",
-                str(last - timedelta(days=1)),
-            ],
-            env,
-            logs / "deliver-backfill.log",
-        )
-        backfill_seconds, _ = _pricing(
-            before_code,
-            [
-                "nightly",
-                "--landing",
-                str(landing),
-                "--lakehouse",
-                str(lakehouse),
-                "--run-date",
-                str(last - timedelta(days=1)),
-                *_mlflow(base),
-            ],
-            env,
-            logs / "backfill.log",
-        )
-        _pricing(
-            before_code,
-            ["deliver", "--market", str(market), "--landing", str(landing), "--through", str(last)],
-            env,
-            logs / "deliver-night.log",
-        )
+        day_before = last - timedelta(days=1)
+        _pricing(before_code, _deliver(market, base, day_before), env, logs / "deliver-backfill.log")
+        backfill_seconds, _ = _pricing(before_code, _nightly(base, day_before), env, logs / "backfill.log")
+        _pricing(before_code, _deliver(market, base, last), env, logs / "deliver-night.log")
         base.rename(pristine)
         runs: list[dict[str, Any]] = []
         for repeat in range(args.repeats):
             for side, code in (("before", before_code), ("after", REPO)):
                 shutil.rmtree(base, ignore_errors=True)
                 shutil.copytree(pristine, base, symlinks=True)  # copy2: modification times kept
-                seconds, out = _pricing(
-                    code,
-                    [
-                        "nightly",
-                        "--landing",
-                        str(landing),
-                        "--lakehouse",
-                        str(lakehouse),
-                        "--run-date",
-                        str(last),
-                        *_mlflow(base),
-                    ],
-                    env,
-                    logs / f"{side}-{repeat}.log",
-                )
+                seconds, out = _pricing(code, _nightly(base, last), env, logs / f"{side}-{repeat}.log")
                 stages = {m[1]: float(m[3]) for m in map(STAGE_LINE.match, out.splitlines()) if m}
                 runs.append(
                     {
@@ -174,16 +139,15 @@ def main() -> None:
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(before_code)], cwd=REPO, check=False)
 
-    def median(side: str, key: str, stage: str | None = None) -> float:
-        values = [r["stage_seconds"].get(stage, 0.0) if stage else r[key] for r in runs if r["side"] == side]
-        return round(statistics.median(values), 2)
+    def median(side: str, value: Callable[[dict[str, Any]], float]) -> float:
+        return round(statistics.median(value(r) for r in runs if r["side"] == side), 2)
 
     stages = list(runs[0]["stage_seconds"])
     summary = {
         side: {
-            "wall_seconds": median(side, "wall_seconds"),
-            "stages_total": median(side, "stages_total"),
-            "stage_seconds": {s: median(side, "", s) for s in stages},
+            "wall_seconds": median(side, lambda r: r["wall_seconds"]),
+            "stages_total": median(side, lambda r: r["stages_total"]),
+            "stage_seconds": {s: median(side, lambda r, s=s: r["stage_seconds"].get(s, 0.0)) for s in stages},
         }
         for side in ("before", "after")
     }

@@ -377,7 +377,7 @@ class PricingConfig(_Strict):
         return {**data, "train": {**train, **store}}
 
 
-def _local_path(location: str) -> str | None:
+def local_path(location: str) -> str | None:
     """The filesystem path of a local location (``demo/x``, ``/x``, ``file:/x``, ``file:///x``), else None."""
     if location.startswith("file:"):
         return "/" + location[len("file:") :].lstrip("/")
@@ -394,7 +394,7 @@ def lakehouse_mlflow(lakehouse: str) -> dict[str, str]:
     """
     if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         return {"tracking_uri": "databricks"}
-    local = _local_path(lakehouse)
+    local = local_path(lakehouse)
     if local is None:
         raise ValueError(
             f"the lakehouse {lakehouse} is not on a local disk: set train.tracking_uri to an MLflow "

@@ -355,9 +355,11 @@ def stale_sources(
     """Required sources with dated rows that have none in the ``ingest.max_staleness_days`` days up to
     ``run_date``: (source, last day silver holds up to then, None when it holds none)."""
     days = cfg.ingest.max_staleness_days
+    if not days:
+        return []
     lakehouse = Lakehouse(lakehouse_root)
     stale = []
-    for name in cfg.ingest.required_sources if days else []:
+    for name in cfg.ingest.required_sources:
         contract = SOURCES[name]
         if not contract.date_column:
             continue  # a dimension (the catalog) is delivered when it changes, not every day

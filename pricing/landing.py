@@ -25,6 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from pricing.config import local_path
 from pricing.io import hadoop_fs, jvm
 from pricing.schemas import (
     BATCH_ID,
@@ -123,16 +124,16 @@ def _list_hadoop(fs: Any, root: Any, root_uri: str, source: str) -> list[Landing
 def _list_local(source: str, root_uri: str) -> list[LandingFile] | None:
     """Hadoop's listing of a local folder (``file:<absolute path>``, size, mtime in ms, symlinks
     followed); None when a name is not UTF-8, which Java decodes differently, so Hadoop lists it."""
-    base = "/" + root_uri[len("file:") :].lstrip("/")
-    if not os.path.isdir(base):
+    base = local_path(root_uri)
+    if base is None or not os.path.isdir(base):
         return []
     files = []
     for folder, folders, names in os.walk(base, followlinks=True):
-        folders[:] = [name for name in folders if not name.startswith((".", "_"))]
+        folders[:] = [name for name in folders if not _hidden(name)]  # Hadoop's rule, one name at a time
         for name in names:
-            path = os.path.join(folder, name)
-            if _hidden(path[len(base) :]):
+            if _hidden(name):
                 continue
+            path = os.path.join(folder, name)
             try:
                 path.encode("utf-8")
             except UnicodeEncodeError:
