@@ -184,7 +184,7 @@ def test_a_night_days_past_the_last_delivery_stops_before_pricing(
 
 @pytest.mark.slow
 def test_two_shops_from_one_folder_each_train_and_price_with_their_own_model(
-    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pii_salt: str
 ) -> None:
     # As README shows, from one working folder, with no MLflow settings: before each lakehouse had its
     # own store, the second shop found the first one's fresh champion and priced with it.
