@@ -70,7 +70,9 @@ demo: setup ## simulate a market, then run the nightly job on it for several nig
 		$(BIN)/pricing deliver --market $(DEMO_DIR)/market --landing $(DEMO_DIR)/landing --through $$night; \
 		PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing nightly --landing $(DEMO_DIR)/landing \
 			--lakehouse $(DEMO_DIR)/lakehouse --run-date $$night --truth $(DEMO_DIR)/truth; \
-	done
+	done; \
+	report=$(CURDIR)/$(DEMO_DIR)/lakehouse/reports/night-$$last.html; test -f $$report; \
+	echo "The last night's report (open it in a browser): $$report"
 
 # spark-submit ships the package as a zip (--py-files); the wheel is for pip and Databricks wheel tasks.
 package: setup ## build dist/pricing.zip (spark-submit --py-files) and the wheel

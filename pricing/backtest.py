@@ -313,7 +313,11 @@ class Backtest:
             # price in force it starts from tomorrow) hold what the market saw.
             update.update(auto_approve_max_change=1.0, review_skus=[], review_unknown_skus=False)
         score = self.cfg.score.model_copy(update=update)
-        return self.cfg.model_copy(update={"train": train, "score": score, "simulate": self.sim})
+        # The backtest's own report covers its nights; one HTML file per simulated night would only cost.
+        nightly = self.cfg.nightly.model_copy(update={"report": False})
+        return self.cfg.model_copy(
+            update={"train": train, "score": score, "simulate": self.sim, "nightly": nightly}
+        )
 
     def _system_prices(self, lakehouse: str, day: date) -> DataFrame:
         recs = io.read_table(self.spark, io.table_path(lakehouse, "gold", "price_recommendations")).where(

@@ -192,10 +192,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from pricing.report import write_report
+    if bool(args.backtest) == bool(args.lakehouse):
+        print("pricing report: give either --lakehouse (a night) or --backtest (a backtest)", file=sys.stderr)
+        return 2
+    if args.backtest:
+        from pricing.report import write_report
 
-    cfg, spark = _session(args, [])
-    path = write_report(spark, cfg, args.backtest, args.out)
+        cfg, spark = _session(args, [])
+        path = str(write_report(spark, cfg, args.backtest, args.out))
+    else:
+        from pricing.lock import LockHeld
+        from pricing.nightly import NightlyError, report_night
+
+        cfg, spark = _session(args, _lakehouse(args))
+        try:
+            path = report_night(spark, cfg, args.run_date, out=args.out)
+        except NightlyError as error:
+            print(f"pricing report: {error}", file=sys.stderr)
+            return 1
+        except LockHeld as error:
+            print(f"pricing report refused: {error}", file=sys.stderr)
+            return 3
     print(f"[report] {path}", flush=True)
     return 0
 
@@ -233,6 +250,74 @@ def _cmd_override(args: argparse.Namespace) -> int:
         print(f"pricing override: {error}", file=sys.stderr)
         return 2
     print(f"{args.sku} priced {args.price:.2f} for {when} by {args.author}: re-run `pricing score` to apply")
+    return 0
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pricing import io
+    from pricing.review import ReviewError, latest_price_date, review_queue
+    from pricing.score import PriceTables
+
+    cfg, spark = _session(args, _lakehouse(args))
+    root = io.qualify(spark, cfg.paths.lakehouse)
+    try:
+        latest = latest_price_date(spark, root)
+    except ReviewError as error:
+        print(f"pricing review: {error}", file=sys.stderr)
+        return 1
+    night = args.price_date or latest
+    recommendations = io.read_table(spark, PriceTables(root).recommendations)
+    statuses: dict[str, int] = {
+        r[0]: int(r[1])
+        for r in recommendations.where(f"price_date = DATE'{night}'")
+        .groupBy("status")
+        .count()
+        .orderBy("status")
+        .collect()
+    }
+    queue = review_queue(recommendations, night)
+    waiting = statuses.get("needs_review", 0)
+    print(f"prices for {night}: {statuses or 'none'}; {waiting} wait for review")
+    if waiting:
+        table: pd.DataFrame = queue.limit(args.limit).toPandas()
+        table["change"] = table["change"].map(lambda v: f"{v:+.1%}")
+        print(table.drop(columns=["status"]).to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+        if waiting > args.limit:
+            print(f"... and {waiting - args.limit} more (--limit)")
+    return 0
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from pricing.lock import LockHeld
+    from pricing.review import ReviewError, Selection, decide
+
+    decision = {"approve": "approved", "reject": "rejected"}[args.command]
+    try:
+        selection = Selection(tuple(args.sku), args.max_change, args.all)
+    except ReviewError as error:
+        print(f"pricing {args.command}: {error}", file=sys.stderr)
+        return 2
+    cfg, spark = _session(args, _lakehouse(args))
+    try:
+        report = decide(
+            spark,
+            cfg.paths.lakehouse,
+            decision,
+            selection,
+            args.author,
+            args.note,
+            args.price_date,
+            lock_ttl_s=cfg.nightly.lock_ttl_minutes * 60,
+        )
+    except ReviewError as error:
+        print(f"pricing {args.command}: {error}", file=sys.stderr)
+        return 2
+    except LockHeld as error:
+        print(f"pricing {args.command} refused: {error}", file=sys.stderr)
+        return 3
+    print(report.render())
     return 0
 
 
@@ -353,9 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    report = sub.add_parser("report", help="HTML report with plots of a backtest, logged to its MLflow run")
-    report.add_argument("--backtest", required=True, help="the backtest's --workdir")
-    report.add_argument("--out", help="report folder (default: <backtest>/report)")
+    report = sub.add_parser(
+        "report", help="HTML report of a night (--lakehouse) or of a backtest (--backtest), logged to MLflow"
+    )
+    report.add_argument("--lakehouse", help="a night's report: the lakehouse it ran on")
+    report.add_argument("--run-date", type=_date, help="with --lakehouse: the night (default: the latest)")
+    report.add_argument("--backtest", help="a backtest's report: the backtest's --workdir")
+    report.add_argument(
+        "--out", help="report folder (default: nightly.report_dir or <lakehouse>/reports; <backtest>/report)"
+    )
     _common(report)
     report.set_defaults(func=_cmd_report)
 
@@ -385,6 +476,31 @@ def build_parser() -> argparse.ArgumentParser:
     override.add_argument("--remove", action="store_true", help="delete the SKU's override(s) instead")
     _common(override)
     override.set_defaults(func=_cmd_override)
+    review = sub.add_parser(
+        "review", help="the night's prices waiting for review, largest expected gain first"
+    )
+    review.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+    review.add_argument("--price-date", type=_date, help="night (default: the latest priced night)")
+    review.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
+    _common(review)
+    review.set_defaults(func=_cmd_review)
+
+    for name, does in (
+        ("approve", "put recommended prices in force (status approved), without re-scoring"),
+        ("reject", "keep the current prices instead of the recommendations (status rejected)"),
+    ):
+        decide = sub.add_parser(name, help=does)
+        decide.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+        decide.add_argument("--price-date", type=_date, help="night (default and only choice: the latest)")
+        decide.add_argument("--sku", action="append", default=[], help="a SKU (repeat the flag for more)")
+        decide.add_argument(
+            "--max-change", type=float, help="every decidable price whose change is at most this fraction"
+        )
+        decide.add_argument("--all", action="store_true", help="every decidable price of the night")
+        decide.add_argument("--author", required=True, help="who decides (kept in gold/price_decisions)")
+        decide.add_argument("--note", help="why (kept with the decision)")
+        _common(decide)
+        decide.set_defaults(func=_cmd_decide)
     return parser
 
 

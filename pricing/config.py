@@ -262,6 +262,10 @@ class NightlyConfig(_Strict):
     # lite: files the Delta log removed (fast); full: also lists storage for files no commit
     # references (left by killed writers), slower.
     vacuum_mode: Literal["lite", "full"] = "lite"
+    # Write the night's HTML report (pricing.night_report) at the end of every successful night, into
+    # report_dir (default <lakehouse>/reports; any Hadoop file system).
+    report: bool = True
+    report_dir: str | None = None
 
 
 class DirtConfig(_Strict):

@@ -1,9 +1,10 @@
 """`pricing nightly`: one night of the pipeline, locked, idempotent and crash-safe.
 
 The night of ``run_date`` (whose data has landed) runs ingest -> features -> train (when due) ->
-score (prices for ``run_date + 1``) -> reconcile -> maintain, and records every stage in
-``audit/runs`` (one row per night, rewritten as each stage finishes). The night's run id is
-``nightly-<run_date>``, so every write of a night is keyed on the same id however often it runs.
+score (prices for ``run_date + 1``) -> reconcile -> maintain -> report (pricing.night_report), and
+records every stage in ``audit/runs`` (one row per night, written when it starts and when it ends).
+The night's run id is ``nightly-<run_date>``, so every write of a night is keyed on the same id however
+often it runs.
 
 Why running a night again (after a crash, or by mistake) is safe, stage by stage:
 
@@ -16,11 +17,13 @@ Why running a night again (after a crash, or by mistake) is safe, stage by stage
   registered its model but died before gating is gated; one that died earlier is marked FAILED and
   training starts again (deterministic for a seed, so the model is the same).
 - score: MERGEs keyed on (sku, price_date) and sku, stamped with the night's run id.
-- reconcile and maintain only read, or rewrite files without changing table contents.
+- reconcile and maintain only read, or rewrite files without changing table contents; report
+  overwrites the night's one HTML file.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -42,8 +45,11 @@ from pricing.ingest import Lakehouse, run_ingest, stale_sources
 from pricing.lock import LakehouseLock
 from pricing.model.dataset import model_inputs, with_history
 from pricing.model.train import evaluate, promote, run_train, wape
+from pricing.night_report import write_night_report
 from pricing.schemas import FEATURE_RUNS_SCHEMA, RUNS_SCHEMA, TEXT_EMBEDDINGS_SCHEMA
 from pricing.score import PriceTables, load_champion, run_score
+
+log = logging.getLogger(__name__)
 
 RUN_TAG = "nightly_run_id"
 
@@ -93,6 +99,7 @@ class NightlyReport:
     started_at: datetime = field(default_factory=lambda: _now())
     finished_at: datetime | None = None
     seconds: float | None = None
+    report_path: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -113,6 +120,7 @@ class NightlyReport:
             self.started_at,
             self.finished_at,
             self.seconds,
+            self.report_path,
         )
 
     def render(self) -> str:
@@ -134,7 +142,21 @@ class NightlyReport:
         lines += [f"    FAILED {name}: {detail}" for name, _, detail in failed]
         if self.maintenance:
             lines.append(f"  maintenance: {', '.join(self.maintenance)}")
+        if self.report_path:
+            lines.append(f"  report: {self.report_path}")
         return "\n".join(lines)
+
+
+def _save_run(spark: SparkSession, root: str, report: NightlyReport) -> None:
+    """Replace the night's one ``audit/runs`` row in one commit (a replaceWhere writes only the new row,
+    where a MERGE would first join the whole table)."""
+    io.replace_where(
+        spark.createDataFrame([report.row()], RUNS_SCHEMA),
+        runs_table(root),
+        RUNS_SCHEMA,
+        f"run_date = DATE'{report.run_date.isoformat()}'",
+        "audit/runs",
+    )
 
 
 def _now() -> datetime:
@@ -272,16 +294,9 @@ class NightlyRun:
     # -- bookkeeping -------------------------------------------------------------------------
 
     def _save(self) -> None:
-        # The night's one row, replaced in one commit: a replaceWhere writes only the new row, where a
-        # MERGE would first join the whole table. Written when the night starts (its attempt) and when it
-        # ends (every stage): a commit per stage cost about 3 s each, a fifth of a small night.
-        io.replace_where(
-            self.spark.createDataFrame([self.report.row()], RUNS_SCHEMA),
-            runs_table(self.root),
-            RUNS_SCHEMA,
-            f"run_date = DATE'{self.report.run_date.isoformat()}'",
-            "audit/runs",
-        )
+        # Written when the night starts (its attempt) and when it ends (every stage): a commit per stage
+        # cost about 3 s each, a fifth of a small night.
+        _save_run(self.spark, self.root, self.report)
 
     def _stage(self, name: str, work: Callable[[], tuple[str, int | None, str]]) -> None:
         assert self._meter is not None
@@ -465,6 +480,19 @@ class NightlyRun:
         self.report.maintenance = jobs
         return "done", None, f"{' + '.join(jobs)} ({ncfg.vacuum_mode}) of {len(tables)} tables"
 
+    def _report(self) -> tuple[str, int | None, str]:
+        if not self.cfg.nightly.report:
+            return "skipped", None, "nightly.report is off"
+        try:
+            self.report.report_path = write_night_report(
+                self.spark, self.root, self.report, self.cfg.train, self.cfg.nightly.report_dir
+            )
+        except Exception as error:
+            # The prices are written and checked; a report that cannot be drawn does not undo them.
+            log.warning("the night's report was not written: %s", error, exc_info=True)
+            return "failed", None, f"{type(error).__name__}: {error}"
+        return "done", None, self.report.report_path
+
     # -- the night -----------------------------------------------------------------------------
 
     def run(self) -> NightlyReport:
@@ -521,6 +549,7 @@ class NightlyRun:
                     "maintain", lambda: self._maintain([r for r in previous if r.status == "succeeded"])
                 )
                 night.status = "succeeded"
+                self._stage("report", self._report)
             except BaseException as error:
                 night.status, night.error = "failed", f"{type(error).__name__}: {error}"
                 raise
@@ -545,12 +574,41 @@ def _from_row(row: Any) -> NightlyReport:
         "started_at",
         "finished_at",
         "seconds",
+        "report_path",
     ):
         setattr(report, name, row[name])
     report.stages = [Stage(**s.asDict()) for s in row.stages]
     report.checks = [tuple(c) for c in row.checks]
     report.maintenance = list(row.maintenance)
     return report
+
+
+def report_night(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    run_date: date | None = None,
+    lakehouse_root: str | None = None,
+    out: str | None = None,
+) -> str:
+    """Write the report of a recorded night (default: the latest) into ``out`` (default
+    ``nightly.report_dir``, else ``<lakehouse>/reports``) and record its path in ``audit/runs``.
+
+    Raises:
+        NightlyError: the lakehouse has no such night.
+        LockHeld: a night is running on this lakehouse.
+    """
+    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
+    ttl = cfg.nightly.lock_ttl_minutes * 60
+    with LakehouseLock(spark, root, "nightly", ttl, "nightly report"):
+        runs = io.read_table(spark, runs_table(root), RUNS_SCHEMA)
+        chosen = runs.where(F.col("run_date") == F.lit(run_date)) if run_date else runs
+        row = chosen.orderBy(F.desc("run_date")).first()
+        if row is None:
+            raise NightlyError(f"{root} has no night {run_date or ''} in audit/runs".replace("  ", " "))
+        night = _from_row(row)
+        night.report_path = write_night_report(spark, root, night, cfg.train, out or cfg.nightly.report_dir)
+        _save_run(spark, root, night)
+    return night.report_path
 
 
 def run_nightly(

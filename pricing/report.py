@@ -9,27 +9,22 @@ the whole folder is logged as artifacts of the backtest's MLflow run.
 
 from __future__ import annotations
 
-import base64
-import html
-import io as _io
 from datetime import date
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-matplotlib.use("Agg")  # no display on a cluster driver
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from pricing import io  # noqa: E402
-from pricing.backtest import MODEL_POLICIES, BacktestReport  # noqa: E402
-from pricing.config import PricingConfig  # noqa: E402
-from pricing.sim.market import DEMAND_PARAMS, log_expected_demand  # noqa: E402
+from pricing import io
+from pricing.backtest import MODEL_POLICIES, BacktestReport
+from pricing.config import PricingConfig
+from pricing.pages import page, png, section
+from pricing.pages import table as _table
+from pricing.sim.market import DEMAND_PARAMS, log_expected_demand
 
 # What the true demand curve needs from the simulator's parameters (the elasticity comes renamed, as
 # the recommendations have their own).
@@ -38,23 +33,9 @@ _CURVE_PARAMS = ("sku", "ref_price", *[p for p in DEMAND_PARAMS if p != "elastic
 _MAX_POINTS = 2000
 
 
-def _png(fig: Any, folder: Path, name: str) -> tuple[str, str]:
-    """Save ``fig`` as ``folder/name.png``; return (file name, base64 data) for embedding."""
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    data = buffer.getvalue()
-    (folder / f"{name}.png").write_bytes(data)
-    return f"{name}.png", base64.b64encode(data).decode()
-
-
 def _pandas(df: DataFrame) -> pd.DataFrame:
     """A small aggregate to the driver (every caller bounds its size)."""
     return cast(pd.DataFrame, df.toPandas())
-
-
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, classes="t", float_format=lambda v: f"{v:,.3f}", na_rep="")
 
 
 class _Report:
@@ -76,14 +57,7 @@ class _Report:
         return io.read_table(self.spark, path) if io.is_delta_table(self.spark, path) else None
 
     def add(self, title: str, body: str, image: tuple[str, str] | None = None, note: str = "") -> None:
-        figure = (
-            f'<img alt="{html.escape(title)}" src="data:image/png;base64,{image[1]}">'
-            f'<p class="file">{image[0]}</p>'
-            if image
-            else ""
-        )
-        text = f"<p>{html.escape(note)}</p>" if note else ""
-        self.sections.append(f"<h2>{html.escape(title)}</h2>{text}{figure}{body}")
+        self.sections.append(section(title, body, image, note))
 
     # -- sections ------------------------------------------------------------------------------
     def comparison(self) -> None:
@@ -112,7 +86,7 @@ class _Report:
         for ax in axes:
             ax.tick_params(axis="x", rotation=45)
         axes[1].legend(fontsize=8)
-        self.add("Profit over nights", "", _png(fig, self.out, "profit_by_night"))
+        self.add("Profit over nights", "", png(fig, self.out, "profit_by_night"))
 
     def price_curves(self) -> None:
         if self.system is None:
@@ -166,7 +140,7 @@ class _Report:
         self.add(
             f"Profit curves on {last} ({self.system})",
             "",
-            _png(fig, self.out, "price_curves"),
+            png(fig, self.out, "price_curves"),
             note="True expected profit vs the model's, over ±30% of the current price; the shaded band is "
             "where the guardrails allowed the price to go tonight.",
         )
@@ -207,7 +181,7 @@ class _Report:
             ax.set_title(f"{policy}: MAE {mae:.3f}", fontsize=9)
             ax.set_xlabel("true elasticity")
         axes[0][0].set_ylabel("estimated (ensemble interval)")
-        self.add("Estimated vs true elasticities", "", _png(fig, self.out, "elasticities"))
+        self.add("Estimated vs true elasticities", "", png(fig, self.out, "elasticities"))
 
     def forecast(self) -> None:
         series = []
@@ -244,7 +218,7 @@ class _Report:
         ax.set_title("units per night, uncensored SKUs: forecast at the recommended price vs sold")
         ax.tick_params(axis="x", rotation=45)
         ax.legend(fontsize=7)
-        self.add("Forecast vs actual", "", _png(fig, self.out, "forecast"))
+        self.add("Forecast vs actual", "", png(fig, self.out, "forecast"))
 
     def intake(self) -> None:
         if self.system is None:
@@ -306,11 +280,11 @@ class _Report:
         ax.set_title("nightly job: seconds per stage")
         ax.tick_params(axis="x", rotation=45)
         ax.legend(fontsize=7)
-        self.add(f"Pipeline timings ({self.system})", "", _png(fig, self.out, "timings"))
+        self.add(f"Pipeline timings ({self.system})", "", png(fig, self.out, "timings"))
 
     def write(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
-        for section in (
+        for part in (
             self.comparison,
             self.profit_by_night,
             self.price_curves,
@@ -319,19 +293,10 @@ class _Report:
             self.intake,
             self.timings,
         ):
-            section()
-        page = (
-            "<!doctype html><html><head><meta charset='utf-8'><title>pricing backtest</title><style>"
-            "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-            "img{max-width:100%}.t{border-collapse:collapse;font-size:13px}"
-            ".t td,.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
-            ".file{color:#888;font-size:11px}</style></head><body>"
-            f"<h1>Backtest report: {html.escape(self.workdir)}</h1>"
-            + "".join(self.sections)
-            + "</body></html>"
-        )
+            part()
+        text = page(f"Backtest report: {self.workdir}", self.sections)
         index = self.out / "index.html"
-        index.write_text(page)
+        index.write_text(text)
         return index
 
 

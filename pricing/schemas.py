@@ -388,6 +388,14 @@ PRICE_OVERRIDES_SCHEMA = StructType(
     + _fields("price:double reason:string author:string created_at:timestamp", False)
 )
 
+# A reviewer's decision on one SKU's price for one night: appended, never changed (the review history).
+PRICE_DECISIONS_SCHEMA = StructType(
+    _fields("decision_id:string sku:string price_date:date decision:string status_before:string", False)
+    + _fields("current_price:double recommended_price:double final_price:double author:string", False)
+    + _fields("note:string")
+    + _fields("decided_at:timestamp", False)
+)
+
 # The price in force per SKU, for downstream systems.
 CURRENT_PRICES_SCHEMA = StructType(
     _fields("sku:string price:double effective_date:date status:string", False)
@@ -431,4 +439,6 @@ RUNS_SCHEMA = StructType(
     + _fields("started_at:timestamp", False)
     + _fields("finished_at:timestamp")
     + [StructField("seconds", DoubleType(), True)]
+    # Where the night's HTML report was written (pricing.night_report), once it was.
+    + _fields("report_path:string")
 )

@@ -40,6 +40,7 @@ from pricing.optimize import (
 )
 from pricing.schemas import (
     CURRENT_PRICES_SCHEMA,
+    PRICE_DECISIONS_SCHEMA,
     PRICE_OVERRIDES_SCHEMA,
     PRICE_RECOMMENDATIONS_SCHEMA,
     TEXT_EMBEDDINGS_SCHEMA,
@@ -100,6 +101,10 @@ class PriceTables:
     @property
     def current_prices(self) -> str:
         return io.table_path(self.root, "gold", "current_prices")
+
+    @property
+    def decisions(self) -> str:
+        return io.table_path(self.root, "gold", "price_decisions")
 
 
 @dataclass(frozen=True)
@@ -377,6 +382,47 @@ def approve(scored_df: DataFrame, overrides_df: DataFrame, scfg: ScoreConfig, pr
     )
 
 
+def latest_decisions(decisions_df: DataFrame, price_date: date) -> DataFrame:
+    """(sku, decision, decided_price): each SKU's newest reviewer decision for ``price_date``, with the
+    recommended price it was about."""
+    newest = Window.partitionBy("sku").orderBy(F.col("decided_at").desc(), F.col("decision_id").desc())
+    return (
+        decisions_df.where(F.col("price_date") == F.lit(price_date))
+        .withColumn("_n", F.row_number().over(newest))
+        .where(F.col("_n") == 1)
+        .select("sku", "decision", F.col("recommended_price").alias("decided_price"))
+    )
+
+
+def apply_decisions(night_df: DataFrame, decisions_df: DataFrame, price_date: date) -> DataFrame:
+    """The night's rows with reviewers' decisions applied (pure): ``approved`` puts the recommended price
+    in force, ``rejected`` keeps the current price.
+
+    An override still wins, and an approval holds only while the recommendation is the price that was
+    approved (re-scoring to another price asks again); a rejection holds whatever the new proposal.
+    """
+    decided = latest_decisions(decisions_df, price_date)
+    holds = (
+        F.col("decision").isNotNull()
+        & (F.col("status") != "overridden")
+        & (
+            (F.col("decision") == "rejected")
+            | (F.abs(F.col("recommended_price") - F.col("decided_price")) < 0.005)
+        )
+    )
+    return (
+        night_df.join(decided, "sku", "left")
+        .withColumn(
+            "final_price",
+            F.when(holds & (F.col("decision") == "approved"), F.col("recommended_price"))
+            .when(holds, F.col("current_price"))
+            .otherwise(F.col("final_price")),
+        )
+        .withColumn("status", F.when(holds, F.col("decision")).otherwise(F.col("status")))
+        .drop("decision", "decided_price")
+    )
+
+
 def prices_in_force(recommendations_df: DataFrame, price_date: date) -> DataFrame:
     """(sku, price_in_force): each SKU's final price of the latest night before ``price_date``."""
     latest = Window.partitionBy("sku").orderBy(F.col("price_date").desc())
@@ -505,7 +551,10 @@ def run_score(
     try:
         scored = inputs.mapInPandas(score_batches(loader, cfg.policy, cfg.score), SCORED_SCHEMA)
         overrides = io.read_table(spark, tables.overrides, PRICE_OVERRIDES_SCHEMA)
-        recommendations = approve(scored, overrides, cfg.score, price_date).select(
+        decisions = io.read_table(spark, tables.decisions, PRICE_DECISIONS_SCHEMA)
+        recommendations = apply_decisions(
+            approve(scored, overrides, cfg.score, price_date), decisions, price_date
+        ).select(
             "*",
             F.lit(champion.version if champion else None).cast("string").alias("model_version"),
             F.lit(run_id).alias("run_id"),

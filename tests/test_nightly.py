@@ -50,9 +50,15 @@ def test_nights_succeed_with_every_check_and_record_themselves(spark: SparkSessi
             "score",
             "reconcile",
             "maintain",
+            "report",
         ]
         assert night.checks and all(passed for _, passed, _ in night.checks)
         assert night.skus_priced == SKUS
+        # Every night leaves its report in the lakehouse, recorded in the run log.
+        assert night.report_path == f"file:{market.lakehouse}/reports/night-{night.run_date}.html"
+        assert _stage(night, "report").status == "done"
+        page = Path(f"{market.lakehouse}/reports/night-{night.run_date}.html").read_text()
+        assert f"prices for {night.price_date}" in page and "<h2>Review queue</h2>" in page
     assert market.night1.retrained and market.night1.retrain_reason == "no champion model yet"
     assert not market.night2.retrained and _stage(market.night2, "train").status == "skipped"
     assert market.night1.maintenance == [] and market.night2.maintenance == ["optimize", "vacuum"]
@@ -62,6 +68,7 @@ def test_nights_succeed_with_every_check_and_record_themselves(spark: SparkSessi
     assert [(r.run_date, r.price_date, r.status, r.run_id) for r in runs] == [
         (night, night + timedelta(days=1), "succeeded", f"nightly-{night}") for night in nights
     ]
+    assert [r.report_path for r in runs] == [market.night1.report_path, market.night2.report_path]
     prices = spark.read.format("delta").load(f"{market.lakehouse}/gold/price_recommendations")
     assert sorted(r[0] for r in prices.groupBy("price_date").count().select("count").collect()) == [
         SKUS,

@@ -81,6 +81,8 @@ def _run_config(cfg: PricingConfig, seed: int, workdir: Path, plan: EvaluationPl
             "tracking_uri": f"sqlite:///{(workdir / 'mlflow.db').resolve()}",
             "artifact_location": str((workdir / "mlartifacts").resolve()),
         },
+        # Judged from the tables; a report per market would only add time to every run.
+        "nightly": {"report": False},
     }
     merged = cfg.model_dump()
     for section, values in overrides.items():

@@ -1,0 +1,78 @@
+"""A hand-built night of price recommendations (five SKUs, two nights) for the review and report tests."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from pricing import io
+from pricing.schemas import CURRENT_PRICES_SCHEMA, PRICE_RECOMMENDATIONS_SCHEMA
+from pricing.score import PriceTables
+
+YESTERDAY, NIGHT = date(2026, 3, 1), date(2026, 3, 2)
+
+
+def rec_row(
+    sku: str, day: date, current: float, recommended: float, status: str, **more: Any
+) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(PRICE_RECOMMENDATIONS_SCHEMA.fieldNames())
+    final = recommended if status == "auto_approved" else more.pop("final_price", current)
+    row.update(
+        sku=sku,
+        price_date=day,
+        current_price=current,
+        recommended_price=recommended,
+        final_price=final,
+        price_floor=more.pop("price_floor", 0.8 * current),
+        price_ceiling=more.pop("price_ceiling", 1.2 * current),
+        binding_constraint=more.pop("binding_constraint", "none"),
+        status=status,
+        review_reason="large_change" if status == "needs_review" else None,
+        expected_gain=more.pop("expected_gain", 1.0),
+        model_version="3",
+        run_id=f"run-{day}",
+        created_at=datetime(2026, 3, 1, 23, 0),
+        **more,
+    )
+    return row
+
+
+# A: a large rise waiting; B: a small cut waiting; C: auto-approved; D: waiting, but its recommendation
+# sits outside its band; E: overridden by a person.
+ROWS = [
+    rec_row("A", NIGHT, 10.0, 11.5, "needs_review", expected_gain=5.0),
+    rec_row("B", NIGHT, 20.0, 19.0, "needs_review", expected_gain=2.0),
+    rec_row("C", NIGHT, 30.0, 30.9, "auto_approved"),
+    rec_row("D", NIGHT, 40.0, 60.0, "needs_review", price_ceiling=48.0, expected_gain=9.0),
+    rec_row("E", NIGHT, 50.0, 55.0, "overridden", final_price=52.0, override_price=52.0),
+    rec_row("A", YESTERDAY, 10.0, 10.0, "auto_approved"),
+]
+
+
+def price_lakehouse(spark: SparkSession, tmp_path: Path) -> str:
+    """``ROWS`` as ``gold/price_recommendations``; the night's final prices as ``gold/current_prices``."""
+    root = io.qualify(spark, str(tmp_path / "lakehouse"))
+    tables = PriceTables(root)
+    night = spark.createDataFrame(ROWS, PRICE_RECOMMENDATIONS_SCHEMA)
+    io.append(night, tables.recommendations, PRICE_RECOMMENDATIONS_SCHEMA, "gold/price_recommendations")
+    io.merge_by_key(
+        night.where(F.col("price_date") == F.lit(NIGHT)).select(
+            "sku",
+            F.col("final_price").alias("price"),
+            F.col("price_date").alias("effective_date"),
+            "status",
+            "model_version",
+            "run_id",
+            F.col("created_at").alias("updated_at"),
+        ),
+        tables.current_prices,
+        CURRENT_PRICES_SCHEMA,
+        ["sku"],
+        "s.effective_date >= t.effective_date",
+        "gold/current_prices",
+    )
+    return root
