@@ -15,7 +15,7 @@ CLUSTER_DIR ?= $(CURDIR)/cluster-demo
 PYTEST_ARGS ?= --durations=20
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo cluster-demo backtest robustness package test test-slow bench lint clean
+.PHONY: help setup demo cluster-demo backtest robustness package test test-slow bench lint clean browser screenshots
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -23,6 +23,13 @@ help: ## list the targets
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+# The review page's browser test and the screenshots drive Debian's chromium through chromedriver,
+# installed from Debian when missing (as root, or through sudo).
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+browser: ## Debian's chromium and chromedriver, for the review page's browser test and the screenshots
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
 # Reinstalls only when pyproject.toml changes; pip's cache serves torch after the first time.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
@@ -99,7 +106,7 @@ cluster-demo: setup package ## run the nightly job with spark-submit on a local 
 test: setup ## run the test suite (local Spark + Delta, tmp folders), slow end-to-end tests excluded
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: setup package ## kill -9 and rerun, standalone cluster, notebooks, driver GPUs (end to end, ~36 min)
+test-slow: setup package browser ## kill -9 and rerun, standalone cluster, notebooks, driver GPUs, review page in a browser (~36 min)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 # Policies compared on one simulated market, night by night (docs/backtest.md).
@@ -141,6 +148,11 @@ bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights
 	$(BIN)/python bench/elasticity.py --sweep train.hidden=4,8,16,64 --out bench/results/elasticity_capacity.json
 	$(BIN)/python bench/elasticity_nuisance.py
 	$(BIN)/python bench/scale.py
+
+# The pictures in docs/ of the review page and of a night's report, from the demo's lakehouse.
+screenshots: setup browser ## screenshots of the review page and the last night's report into docs/img (runs make demo first if needed)
+	test -d $(DEMO_DIR)/lakehouse || $(MAKE) demo
+	$(BIN)/python docs/screenshots.py --lakehouse $(DEMO_DIR)/lakehouse --out docs/img
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check pricing jobs tests notebooks bench

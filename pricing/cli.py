@@ -262,6 +262,15 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
     cfg, spark = _session(args, _lakehouse(args))
     root = io.qualify(spark, cfg.paths.lakehouse)
+    if args.serve:
+        from pricing.review_app import serve
+
+        print(
+            f"[review] the review page of {root}: http://{args.host}:{args.port}/ (Ctrl-C stops it)",
+            flush=True,
+        )
+        serve(spark, cfg, root, args.host, args.port)
+        return 0
     try:
         latest = latest_price_date(spark, root)
     except ReviewError as error:
@@ -482,6 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
     review.add_argument("--price-date", type=_date, help="night (default: the latest priced night)")
     review.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
+    review.add_argument(
+        "--serve", action="store_true", help="serve the review page (a small web app) instead"
+    )
+    review.add_argument("--host", default="127.0.0.1", help="with --serve: address to listen on")
+    review.add_argument("--port", type=int, default=8050, help="with --serve: port (default 8050)")
     _common(review)
     review.set_defaults(func=_cmd_review)
 

@@ -206,7 +206,10 @@ def _queue(night: _Night, prices: DataFrame, titles: DataFrame | None) -> str:
     waiting = queue.count()
     if not waiting:
         return section("Review queue", "<p>Nothing waits for review.</p>")
-    frame = _pandas(_with_titles(queue, titles).limit(TOP).drop("status"))
+    named = _with_titles(queue, titles).limit(TOP)
+    frame = _pandas(
+        named.select("sku", "title", "category", *[c for c in queue.columns if c not in ("sku", "status")])
+    )
     frame["change"] = frame["change"].map(lambda v: f"{v:+.1%}")
     note = (
         f"{waiting:,} prices wait for a person (the current price stays in force until approved): "

@@ -22,9 +22,10 @@ from pricing.lock import LakehouseLock
 from pricing.schemas import (
     CURRENT_PRICES_SCHEMA,
     PRICE_DECISIONS_SCHEMA,
+    PRICE_OVERRIDES_SCHEMA,
     PRICE_RECOMMENDATIONS_SCHEMA,
 )
-from pricing.score import PriceTables, apply_decisions
+from pricing.score import PriceTables, add_override, apply_decisions, apply_overrides
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +196,14 @@ def _chosen(night_df: DataFrame, decision: str, selection: Selection) -> DataFra
 
 def apply_night_decisions(spark: SparkSession, root: str, price_date: date) -> int:
     """Bring the night's rows in ``gold/price_recommendations`` and ``gold/current_prices`` in line with
-    its decision history; returns how many recommendations changed."""
+    its overrides and decision history; returns how many recommendations changed."""
     tables = PriceTables(root)
     night = io.read_table(spark, tables.recommendations).where(F.col("price_date") == F.lit(price_date))
     decisions = io.read_table(spark, tables.decisions, PRICE_DECISIONS_SCHEMA)
+    overrides = io.read_table(spark, tables.overrides, PRICE_OVERRIDES_SCHEMA)
     before = night.select("sku", F.col("status").alias("_status"), F.col("final_price").alias("_final"))
     changed = (
-        apply_decisions(night, decisions, price_date)
+        apply_decisions(apply_overrides(night, overrides, price_date), decisions, price_date)
         .join(before, "sku")
         .where((F.col("status") != F.col("_status")) | (F.col("final_price") != F.col("_final")))
         .drop("_status", "_final")
@@ -301,6 +303,74 @@ def decide(
         finally:
             rows.unpersist()
     report = DecisionReport(decision, night_date, decision_id, count, first, author)
+    log.info(report.render())
+    return report
+
+
+def override(
+    spark: SparkSession,
+    root: str,
+    sku: str,
+    price: float,
+    author: str,
+    note: str | None = None,
+    price_date: date | None = None,
+    lock_ttl_s: float = 3600.0,
+) -> DecisionReport:
+    """Put a person's ``price`` in force for ``sku`` on the latest night, at once (``overridden``).
+
+    The price must be whole cents inside the SKU's band for that night (the band holds the hard floor
+    of cost and minimum margin, MAP and the change limits). It is recorded as a dated override in
+    ``gold/price_overrides`` (so re-scoring the night keeps it) and in the decision history.
+
+    Raises:
+        ReviewError: bad input (see :func:`decide`, and a price outside the band); nothing is changed.
+        LockHeld: a night is running on this lakehouse.
+    """
+    if not author.strip():
+        raise ReviewError("a decision needs an --author")
+    if not price > 0 or round(price, 2) != price:
+        raise ReviewError(f"a price is positive whole cents, got {price}")
+    root = io.qualify(spark, root)
+    tables = PriceTables(root)
+    with LakehouseLock(spark, root, "nightly", lock_ttl_s, f"override of {sku} by {author}"):
+        night_date = _night_to_decide(spark, root, price_date)
+        night = io.read_table(spark, tables.recommendations).where(F.col("price_date") == F.lit(night_date))
+        row = night.where(F.col("sku") == sku).first()
+        if row is None:
+            raise ReviewError(f"nothing changed: {sku} has no price for {night_date}")
+        if row.band_note == "infeasible":
+            raise ReviewError(f"nothing changed: {sku}'s band is infeasible tonight; fix its limits first")
+        if not row.price_floor - 1e-9 <= price <= row.price_ceiling + 1e-9:
+            raise ReviewError(
+                f"nothing changed: {price:.2f} is outside {sku}'s band [{row.price_floor:.2f}, "
+                f"{row.price_ceiling:.2f}] (floor: {row.floor_reason or '-'}, "
+                f"ceiling: {row.ceiling_reason or '-'})"
+            )
+        decision_id = uuid.uuid4().hex
+        reason = note or "set on review"
+        add_override(spark, root, sku, float(price), reason, author, night_date)
+        history = spark.createDataFrame(
+            [
+                (
+                    decision_id,
+                    sku,
+                    night_date,
+                    "overridden",
+                    row.status,
+                    float(row.current_price),
+                    float(row.recommended_price),
+                    float(price),
+                    author,
+                    note,
+                )
+            ],
+            "decision_id string, sku string, price_date date, decision string, status_before string, "
+            "current_price double, recommended_price double, final_price double, author string, note string",
+        ).withColumn("decided_at", F.current_timestamp())
+        io.append(history, tables.decisions, PRICE_DECISIONS_SCHEMA, "gold/price_decisions")
+        apply_night_decisions(spark, root, night_date)
+    report = DecisionReport("overridden", night_date, decision_id, 1, [sku], author)
     log.info(report.render())
     return report
 

@@ -382,6 +382,25 @@ def approve(scored_df: DataFrame, overrides_df: DataFrame, scfg: ScoreConfig, pr
     )
 
 
+def apply_overrides(night_df: DataFrame, overrides_df: DataFrame, price_date: date) -> DataFrame:
+    """The night's rows with the overrides in force on ``price_date`` applied (pure): ``overridden`` at
+    the override's price, as scoring would have set them."""
+    active = active_overrides(overrides_df, price_date).select(
+        "sku", *[F.col(c).alias(f"_{c}") for c in ("override_price", "override_reason", "override_author")]
+    )
+    found = F.col("_override_price").isNotNull()
+    rows = night_df.join(active, "sku", "left")
+    for name in ("override_price", "override_reason", "override_author"):
+        rows = rows.withColumn(name, F.when(found, F.col(f"_{name}")).otherwise(F.col(name)))
+    return (
+        rows.withColumn(
+            "final_price", F.when(found, F.col("_override_price")).otherwise(F.col("final_price"))
+        )
+        .withColumn("status", F.when(found, F.lit("overridden")).otherwise(F.col("status")))
+        .drop("_override_price", "_override_reason", "_override_author")
+    )
+
+
 def latest_decisions(decisions_df: DataFrame, price_date: date) -> DataFrame:
     """(sku, decision, decided_price): each SKU's newest reviewer decision for ``price_date``, with the
     recommended price it was about."""
@@ -403,7 +422,7 @@ def apply_decisions(night_df: DataFrame, decisions_df: DataFrame, price_date: da
     """
     decided = latest_decisions(decisions_df, price_date)
     holds = (
-        F.col("decision").isNotNull()
+        F.col("decision").isin("approved", "rejected")
         & (F.col("status") != "overridden")
         & (
             (F.col("decision") == "rejected")

@@ -16,9 +16,9 @@ from review_support import NIGHT, ROWS, YESTERDAY, price_lakehouse
 from pricing import io
 from pricing.cli import main
 from pricing.lock import LakehouseLock, LockHeld
-from pricing.review import ReviewError, Selection, decide, decision_history, review_queue
+from pricing.review import ReviewError, Selection, decide, decision_history, override, review_queue
 from pricing.schemas import PRICE_DECISIONS_SCHEMA, PRICE_RECOMMENDATIONS_SCHEMA
-from pricing.score import PriceTables, apply_decisions
+from pricing.score import PriceTables, apply_decisions, apply_overrides
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +262,60 @@ def test_the_review_commands(spark: SparkSession, tmp_path: Path, capsys: pytest
     assert "outside its band" in capsys.readouterr().err
     assert main(["review", *lakehouse]) == 0
     assert "1 wait for review" in capsys.readouterr().out
+
+
+def test_a_price_set_on_review_is_in_force_at_once_and_kept_by_rescoring(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    root = price_lakehouse(spark, tmp_path)
+    report = override(spark, root, "D", 45.0, "ana", note="match the flyer")
+    assert (report.decision, report.first_skus) == ("overridden", ["D"])
+    assert _night(spark, root).where("sku = 'D'").first() == ("D", "overridden", 45.0)
+    current = _current(spark, root).where("sku = 'D'").first()
+    assert current is not None and (current.price, current.status) == (45.0, "overridden")
+    tables = PriceTables(root)
+    (recorded,) = io.read_table(spark, tables.overrides).collect()
+    assert (recorded.sku, recorded.price_date, recorded.price, recorded.reason, recorded.author) == (
+        "D",
+        NIGHT,
+        45.0,
+        "match the flyer",
+        "ana",
+    )
+    (decided,) = decision_history(spark, root).collect()
+    assert (decided.decision, decided.status_before, decided.final_price) == (
+        "overridden",
+        "needs_review",
+        45.0,
+    )
+    # Scoring the night again from scratch applies the same override.
+    fresh = spark.createDataFrame(ROWS, PRICE_RECOMMENDATIONS_SCHEMA).where(
+        F.col("price_date") == F.lit(NIGHT)
+    )
+    again = apply_overrides(fresh, io.read_table(spark, tables.overrides), NIGHT).where("sku = 'D'")
+    assert again.select("status", "final_price", "override_price", "override_author").first() == (
+        "overridden",
+        45.0,
+        45.0,
+        "ana",
+    )
+
+
+@pytest.mark.parametrize(
+    ("sku", "price", "price_date", "message"),
+    [
+        ("D", 49.0, None, r"49.00 is outside D's band \[32.00, 48.00\]"),
+        ("D", 31.99, None, r"outside D's band"),
+        ("D", 45.001, None, r"whole cents"),
+        ("Z", 10.0, None, r"Z has no price for 2026-03-02"),
+        ("A", 10.5, YESTERDAY, r"is stale"),
+    ],
+)
+def test_a_price_outside_the_band_or_on_a_stale_night_is_refused(
+    spark: SparkSession, untouched: str, sku: str, price: float, price_date: date | None, message: str
+) -> None:
+    versions = _versions(spark, untouched)
+    with pytest.raises(ReviewError, match=message):
+        override(spark, untouched, sku, price, "ana", price_date=price_date)
+    assert _versions(spark, untouched) == versions
+    assert not io.is_delta_table(spark, PriceTables(untouched).overrides)
