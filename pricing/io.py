@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,35 @@ def qualify(spark: SparkSession, path: str) -> str:
     """Fully qualified URI of ``path`` (``demo/x`` -> ``file:/work/demo/x``), as Delta's builders need."""
     fs, hadoop_path = hadoop_fs(spark, path)
     return str(fs.makeQualified(hadoop_path).toString())
+
+
+# Written once into every lakehouse: its identity, which tags the models trained on it.
+LAKEHOUSE_ID_FILE = "_lakehouse_id"
+
+
+def lakehouse_id(spark: SparkSession, root: str) -> str:
+    """The lakehouse's id, written once into ``<root>/_lakehouse_id`` (the first writer wins) and read
+    from there after; a copied lakehouse keeps it, a new one gets its own."""
+    fs, path = hadoop_fs(spark, f"{root.rstrip('/')}/{LAKEHOUSE_ID_FILE}")
+    if not fs.exists(path):
+        try:
+            stream = fs.create(path, False)
+        except Exception as error:  # py4j wraps FileAlreadyExistsException: another writer was first
+            if not fs.exists(path):
+                raise RuntimeError(f"cannot write the lakehouse id at {path}: {error}") from error
+        else:
+            try:
+                stream.write(bytearray(uuid.uuid4().hex.encode()))
+            finally:
+                stream.close()
+    stream = fs.open(path)
+    try:
+        text = bytes(jvm(spark).org.apache.commons.io.IOUtils.toByteArray(stream)).decode().strip()
+    finally:
+        stream.close()
+    if not text:
+        raise RuntimeError(f"{path} is empty: delete it to give the lakehouse a new id")
+    return text
 
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:

@@ -44,6 +44,7 @@ from pricing.features import GoldTables, run_features
 from pricing.ingest import Lakehouse, run_ingest, stale_sources
 from pricing.lock import LakehouseLock
 from pricing.model.dataset import model_inputs, with_history
+from pricing.model.predict import foreign_model
 from pricing.model.train import evaluate, promote, run_train, wape
 from pricing.night_report import write_night_report
 from pricing.schemas import FEATURE_RUNS_SCHEMA, RUNS_SCHEMA, TEXT_EMBEDDINGS_SCHEMA
@@ -206,6 +207,10 @@ def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date:
         version = client.get_model_version_by_alias(tcfg.model_name, cfg.score.model_alias)
     except mlflow.exceptions.MlflowException:
         return "no champion model yet"
+    lakehouse = io.lakehouse_id(spark, root)
+    foreign = foreign_model(version, lakehouse)
+    if foreign:
+        return foreign
     if not version.run_id:
         return f"champion v{version.version} has no training run"
     run = client.get_run(version.run_id)
@@ -221,7 +226,7 @@ def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date:
     )
     if baseline is None or start > run_date:
         return None
-    champion = load_champion(tcfg, cfg.score.model_alias)
+    champion = load_champion(tcfg, cfg.score.model_alias, lakehouse)
     assert champion is not None
     gold = GoldTables(root)
     # One day earlier than the window: the previous day's traffic is an input.

@@ -10,6 +10,7 @@ choice and the guardrail that decided it -> approval status and overrides (Spark
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from pricing import io
 from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
 from pricing.features import GoldTables, next_day_rows
 from pricing.model.dataset import InputSpec, model_inputs, with_history
-from pricing.model.predict import LoadedModel
+from pricing.model.predict import LoadedModel, foreign_model
 from pricing.optimize import (
     BAND_INPUTS,
     candidate_grid,
@@ -45,6 +46,8 @@ from pricing.schemas import (
     PRICE_RECOMMENDATIONS_SCHEMA,
     TEXT_EMBEDDINGS_SCHEMA,
 )
+
+log = logging.getLogger(__name__)
 
 # Guardrail inputs carried from the feature row to the scoring batches (besides price and unit_cost).
 _BAND_COLUMNS = ["map_price", "min_price", "max_price", "comp_median_price", "days_of_cover"]
@@ -121,13 +124,18 @@ class Champion:
         return LoadedModel(self.state, self.config)
 
 
-def load_champion(tcfg: TrainConfig, alias: str) -> Champion | None:
-    """The model version holding ``alias`` in the registry, or None when there is none yet."""
+def load_champion(tcfg: TrainConfig, alias: str, lakehouse: str | None = None) -> Champion | None:
+    """The model version holding ``alias`` in the registry, or None when there is none yet or when it
+    belongs to a lakehouse other than ``lakehouse`` (an id from :func:`pricing.io.lakehouse_id`)."""
     mlflow.set_tracking_uri(tcfg.tracking_uri)
     client = mlflow.MlflowClient()
     try:
         version = client.get_model_version_by_alias(tcfg.model_name, alias)
     except mlflow.exceptions.MlflowException:
+        return None
+    foreign = foreign_model(version, lakehouse)
+    if foreign:
+        log.warning("%s: not used", foreign)
         return None
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{tcfg.model_name}/{version.version}"))
 
@@ -553,7 +561,7 @@ def run_score(
     tables = PriceTables(root)
     price_date = price_date or next_night(spark, root)
     run_id = run_id or uuid.uuid4().hex
-    champion = load_champion(cfg.train, cfg.score.model_alias)
+    champion = load_champion(cfg.train, cfg.score.model_alias, io.lakehouse_id(spark, root))
     if champion is None:
         print(f"[score] no model has alias {cfg.score.model_alias!r}: every SKU keeps its price", flush=True)
     inputs = scoring_inputs(spark, cfg, root, price_date, champion.input_spec if champion else None)
@@ -662,7 +670,7 @@ def whatif(
     Also returns the SKU's guardrail band for that night, so a price outside it is visible as such.
     """
     root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    champion = load_champion(cfg.train, cfg.score.model_alias)
+    champion = load_champion(cfg.train, cfg.score.model_alias, io.lakehouse_id(spark, root))
     if champion is None:
         raise RuntimeError(f"no model has alias {cfg.score.model_alias!r} in {cfg.train.model_name}")
     price_date = price_date or next_night(spark, root)

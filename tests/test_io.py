@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -31,3 +32,13 @@ def test_a_table_an_earlier_release_wrote_reads_with_the_new_columns(
     expected = spark.createDataFrame([("A", "tent", None)], NEW)
     assertDataFrameEqual(io.read_table(spark, path, NEW), expected)
     assert io.read_table(spark, path).columns == ["sku", "title"]  # the table itself is untouched
+
+
+def test_a_lakehouse_gets_its_id_once_and_a_copy_keeps_it(spark: SparkSession, tmp_path: Path) -> None:
+    first, other = str(tmp_path / "a"), str(tmp_path / "b")
+    minted = io.lakehouse_id(spark, first)
+    assert len(minted) == 32 and io.lakehouse_id(spark, first) == minted
+    assert (tmp_path / "a" / io.LAKEHOUSE_ID_FILE).read_text() == minted
+    assert io.lakehouse_id(spark, other) != minted
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    assert io.lakehouse_id(spark, str(tmp_path / "copy")) == minted

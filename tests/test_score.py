@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from pricing.config import PricingConfig, load_config
 from pricing.features import GoldTables
 from pricing.model.dataset import model_inputs, with_history
 from pricing.model.train import run_train
+from pricing.nightly import retrain_reason
 from pricing.score import (
     PriceTables,
     add_override,
@@ -72,12 +74,14 @@ def _config(root: Path, *overrides: str, lakehouse: Path | None = None) -> Prici
 
 
 def _fresh_lakehouse(spark: SparkSession, market: Path, tmp_path: Path) -> Path:
-    """A copy of the market's gold tables, so each test's price tables start empty."""
+    """A copy of the market's gold tables and its id (the same shop), so each test's price tables start
+    empty."""
     lakehouse = tmp_path / "lakehouse"
     for table in ("sku_day", "text_embeddings"):
         spark.read.format("delta").load(f"{market}/lakehouse/gold/{table}").write.format("delta").save(
             f"{lakehouse}/gold/{table}"
         )
+    shutil.copy(market / "lakehouse" / io.LAKEHOUSE_ID_FILE, lakehouse / io.LAKEHOUSE_ID_FILE)
     return lakehouse
 
 
@@ -314,3 +318,29 @@ def test_features_outside_the_training_range_are_clipped_to_it(spark: SparkSessi
         low = (spec.lows[i] - spec.means[i]) / spec.stds[i]
         high = (spec.highs[i] - spec.means[i]) / spec.stds[i]
         assert rows[:, i].min() >= low - 1e-4 and rows[:, i].max() <= high + 1e-4, name
+
+
+def test_a_champion_from_another_lakehouse_is_never_used(
+    spark: SparkSession, market: Path, tmp_path: Path
+) -> None:
+    # Another shop's lakehouse on the same MLflow store (a copy of it, so the module's champion stays).
+    shutil.copy(market / "mlflow.db", tmp_path / "mlflow.db")
+    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    (lakehouse / io.LAKEHOUSE_ID_FILE).unlink()  # the same tables, but not the same lakehouse
+    cfg = _config(market, f"train.tracking_uri=sqlite:///{tmp_path}/mlflow.db", lakehouse=lakehouse)
+    ours = io.lakehouse_id(spark, io.qualify(spark, str(lakehouse)))
+    assert load_champion(cfg.train, cfg.score.model_alias, ours) is None
+    assert load_champion(cfg.train, cfg.score.model_alias) is not None  # it is there, and not ours
+    night = next_night(spark, str(lakehouse))
+    reason = retrain_reason(spark, cfg, io.qualify(spark, str(lakehouse)), night - timedelta(days=1))
+    assert reason is not None and "was trained on another lakehouse" in reason
+    report = run_score(spark, cfg)
+    assert report.model_version is None and set(report.by_binding) == {"no_model"}
+    with pytest.raises(RuntimeError, match="no model has alias"):
+        whatif(spark, cfg, "SKU-00000", [10.0])
+    # Trained here, its own model becomes the champion (the other's is no yardstick) and prices tonight.
+    trained = run_train(spark, cfg)
+    assert trained.alias == "champion" and trained.champion_wape is None
+    champion = load_champion(cfg.train, cfg.score.model_alias, ours)
+    assert champion is not None and champion.version == trained.model_version
+    assert run_score(spark, cfg).model_version == trained.model_version

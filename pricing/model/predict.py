@@ -127,3 +127,22 @@ class DemandPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         return self.model.predict(model_input)
+
+
+# The model-version (and training-run) tag naming the lakehouse a model was trained on.
+LAKEHOUSE_ID_TAG = "lakehouse_id"
+
+
+def foreign_model(version: Any, lakehouse: str | None) -> str | None:
+    """Why a registered model ``version`` must not price lakehouse ``lakehouse`` (its id), or None.
+
+    A version trained on another lakehouse (its ``lakehouse_id`` tag differs) knows other SKUs and other
+    dates; one trained before versions were tagged is taken as this lakehouse's.
+    """
+    owner = (version.tags or {}).get(LAKEHOUSE_ID_TAG)
+    if lakehouse is None or owner is None or owner == lakehouse:
+        return None
+    return (
+        f"{version.name} v{version.version} was trained on another lakehouse ({owner}; "
+        f"this one is {lakehouse})"
+    )

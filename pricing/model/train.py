@@ -24,7 +24,14 @@ from pricing.features import GoldTables
 from pricing.model.dataset import fit_input_spec, model_inputs, with_history
 from pricing.model.distributed import WorkerSpec, run_distributed
 from pricing.model.network import NetSpec
-from pricing.model.predict import PREDICTION_COLUMNS, DemandPyfunc, LoadedModel, predict_batches
+from pricing.model.predict import (
+    LAKEHOUSE_ID_TAG,
+    PREDICTION_COLUMNS,
+    DemandPyfunc,
+    LoadedModel,
+    foreign_model,
+    predict_batches,
+)
 from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
 from pricing.text import encoder_name
 
@@ -271,8 +278,10 @@ def run_train(
         if experiment
         else mlflow.create_experiment(tcfg.experiment, artifact_location=tcfg.artifact_location)
     )
+    lakehouse = io.lakehouse_id(spark, root)
     with mlflow.start_run(
-        experiment_id=experiment_id, tags={**(tags or {}), "panel_end": end.isoformat()}
+        experiment_id=experiment_id,
+        tags={**(tags or {}), "panel_end": end.isoformat(), LAKEHOUSE_ID_TAG: lakehouse},
     ) as run:
         run_id = run.info.run_id
         data_dir = io.table_path(root, "model_data", run_id)
@@ -361,6 +370,7 @@ def run_train(
                 registered_model_name=tcfg.model_name,
             )
         version = str(info.registered_model_version)
+        mlflow.MlflowClient().set_model_version_tag(tcfg.model_name, version, LAKEHOUSE_ID_TAG, lakehouse)
         champion_wape, alias = promote(spark, cfg, root, run_id, version)
         predictions.unpersist()
         elasticities.unpersist()
@@ -400,7 +410,7 @@ def promote(
     new_change = logged.get("price_change_wape", float("nan"))
     holdout_df = spark.read.parquet(f"{io.table_path(root, 'model_data', run_id)}/holdout")
     champion_wape, champion_change, alias = _gate(
-        spark, holdout_df, cfg.train.model_name, version, new_wape, new_change
+        spark, holdout_df, cfg.train.model_name, version, new_wape, new_change, io.lakehouse_id(spark, root)
     )
     client.log_metric(
         run_id, "champion_holdout_wape", champion_wape if champion_wape is not None else new_wape
@@ -419,6 +429,7 @@ def _gate(
     version: str,
     new_wape: float,
     new_change_wape: float = float("nan"),
+    lakehouse: str | None = None,
 ) -> tuple[float | None, float | None, str]:
     """Give ``version`` the alias ``champion`` only if it beats the champion on the same holdout.
 
@@ -431,6 +442,9 @@ def _gate(
     try:
         champion = client.get_model_version_by_alias(name, "champion")
     except mlflow.exceptions.MlflowException:
+        champion = None
+    if champion is not None and foreign_model(champion, lakehouse):
+        # Another lakehouse's champion is no yardstick here: this lakehouse's first model takes the alias.
         champion = None
     if champion is not None and str(champion.version) == version:
         return new_wape, None, "champion"  # gated already, by a run that crashed right after
