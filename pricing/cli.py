@@ -16,6 +16,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from pricing.config import ConfigError, PricingConfig, load_config
+from pricing.console import show_progress
 from pricing.ingest import IngestError, ReconciliationError
 
 if TYPE_CHECKING:
@@ -519,7 +520,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    if not root.handlers:  # a host that configured logging (a notebook, a test runner) keeps its own
+        warnings = logging.StreamHandler()
+        warnings.setLevel(logging.WARNING)  # the job's own INFO lines go to stdout once (show_progress)
+        warnings.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(warnings)
+        root.setLevel(logging.WARNING)
+    show_progress()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "verbose", False):

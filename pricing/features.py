@@ -9,6 +9,7 @@ them, with a result equal to a rebuild from scratch.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from pricing.schemas import (
     sku_day_schema,
 )
 from pricing.text import ensure_text_embeddings, text_hash
+
+log = logging.getLogger(__name__)
 
 DAILY_SOURCES = {
     "transactions": "order_date",
@@ -524,7 +527,7 @@ def run_features(
         FEATURE_RUNS_SCHEMA,
         "audit/feature_runs",
     )
-    print(report.render(), flush=True)
+    log.info(report.render())
     return report
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +53,6 @@ log = logging.getLogger(__name__)
 # audit/quarantine is the one table every source writes: concurrent sources take turns, so their
 # replaceWhere commits (disjoint by source, but not partitioned by it) never conflict.
 _QUARANTINE_WRITE = threading.Lock()
-_PROGRESS_WRITE = threading.Lock()
 
 
 class IngestError(RuntimeError):
@@ -424,18 +422,15 @@ def run_ingest(
     results = [done[name] for name in SOURCES if name in done]
     report = IngestReport(batch_id, ingested_at, results)
     _write_audit(spark, lakehouse, report)
-    print(report.render(), flush=True)
+    log.info(report.render())
     if not report.balanced:
         raise ReconciliationError(f"batch {batch_id} does not reconcile:\n{report.render()}")
     return report
 
 
 def _progress(message: str) -> None:
-    # Sources ingest in threads: print() writes the text and the newline separately, so two
-    # threads' lines could run together. One write under a lock keeps every line whole.
-    with _PROGRESS_WRITE:
-        sys.stdout.write(f"[ingest] {message}\n")
-        sys.stdout.flush()
+    # Sources ingest in threads; a logging handler writes each record whole under its own lock.
+    log.info("[ingest] %s", message)
 
 
 def _write_audit(spark: SparkSession, lakehouse: Lakehouse, report: IngestReport) -> None:

@@ -356,7 +356,7 @@ def write_night_report(
         fs.mkdirs(path.getParent())
         fs.copyFromLocalFile(False, True, io.jvm(spark).org.apache.hadoop.fs.Path(local.as_uri()), path)
         _log_to_mlflow(tcfg, run, local)
-    log.info("night report: %s", target)
+    log.debug("night report: %s", target)
     return target
 
 

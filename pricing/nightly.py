@@ -305,14 +305,14 @@ class NightlyRun:
 
     def _stage(self, name: str, work: Callable[[], tuple[str, int | None, str]]) -> None:
         assert self._meter is not None
-        print(f"[nightly] {name}: started", flush=True)
+        log.info(f"[nightly] {name}: started")
         started = time.monotonic()
         self._meter.take()
         status, rows, detail = work()
         read, written = self._meter.take()
         stage = Stage(name, status, round(time.monotonic() - started, 2), rows, read, written, detail)
         self.report.stages.append(stage)
-        print(f"[nightly] {name}: {status} in {stage.seconds:.1f}s: {detail}", flush=True)
+        log.info(f"[nightly] {name}: {status} in {stage.seconds:.1f}s: {detail}")
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -377,7 +377,7 @@ class NightlyRun:
         reason = retrain_reason(self.spark, self.cfg, self.root, self.report.run_date)
         if reason is None:
             return "skipped", None, "champion is fresh and within drift limits"
-        print(f"[nightly] train: retraining: {reason}", flush=True)
+        log.info(f"[nightly] train: retraining: {reason}")
         report = run_train(
             self.spark, self.cfg, self.root, tags={RUN_TAG: self.report.run_id, "retrain_reason": reason}
         )
@@ -513,7 +513,7 @@ class NightlyRun:
             self.spark, self.root, "nightly", ttl, f"nightly run for {night.run_date}"
         ) as lock:
             if lock.taken_over is not None:
-                print(f"[nightly] took over a stale lock of {lock.taken_over.describe()}", flush=True)
+                log.info(f"[nightly] took over a stale lock of {lock.taken_over.describe()}")
             runs = io.read_table(self.spark, runs_table(self.root), RUNS_SCHEMA)
             previous = (
                 runs.where(F.col("run_date") != F.lit(night.run_date))
@@ -522,10 +522,9 @@ class NightlyRun:
             )
             this = runs.where(F.col("run_date") == F.lit(night.run_date)).first()
             if this is not None and this.status == "succeeded":
-                print(
+                log.info(
                     f"[nightly] night {night.run_date} already succeeded (attempt {this.attempt}): "
-                    "nothing to do",
-                    flush=True,
+                    "nothing to do"
                 )
                 return _from_row(this)
             later = [r.run_date for r in previous if r.run_date > night.run_date and r.status == "succeeded"]
@@ -538,10 +537,9 @@ class NightlyRun:
             self._meter = _IoMeter(self.spark)
             started = time.monotonic()
             self._save()
-            print(
+            log.info(
                 f"[nightly] night {night.run_date}, attempt {night.attempt}: prices for {night.price_date} "
-                f"(pricing {pricing.__version__} from {Path(pricing.__file__).parent})",
-                flush=True,
+                f"(pricing {pricing.__version__} from {Path(pricing.__file__).parent})"
             )
             try:
                 self._stage("ingest", self._ingest)
@@ -561,7 +559,7 @@ class NightlyRun:
             finally:
                 night.finished_at, night.seconds = _now(), round(time.monotonic() - started, 2)
                 self._save()
-                print(night.render(), flush=True)
+                log.info(night.render())
         return night
 
 

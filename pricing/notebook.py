@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 
 from pricing import io
 from pricing.config import PricingConfig, load_config
+from pricing.console import show_progress
 from pricing.spark import build_spark
 
 
@@ -26,6 +27,7 @@ class NotebookContext:
 
 def notebook_context() -> NotebookContext:
     """Configuration from the environment, the session, and the qualified lakehouse root."""
+    show_progress()  # the stages' progress lines under each cell, as on the console
     # LAKEHOUSE as paths.lakehouse, so what follows the lakehouse (its own MLflow store) follows it too.
     lakehouse = [f"paths.lakehouse={os.environ['LAKEHOUSE']}"] if os.environ.get("LAKEHOUSE") else []
     cfg = load_config(

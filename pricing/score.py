@@ -563,7 +563,7 @@ def run_score(
     run_id = run_id or uuid.uuid4().hex
     champion = load_champion(cfg.train, cfg.score.model_alias, io.lakehouse_id(spark, root))
     if champion is None:
-        print(f"[score] no model has alias {cfg.score.model_alias!r}: every SKU keeps its price", flush=True)
+        log.info(f"[score] no model has alias {cfg.score.model_alias!r}: every SKU keeps its price")
     inputs = scoring_inputs(spark, cfg, root, price_date, champion.input_spec if champion else None)
 
     # The weights reach each executor once (a broadcast), and each task builds the model once.
@@ -653,7 +653,7 @@ def run_score(
         report.truth = true_profit(night, truth_dir, cfg.simulate)
     night.unpersist()
     report.seconds = time.monotonic() - started
-    print(report.render(), flush=True)
+    log.info(report.render())
     return report
 
 

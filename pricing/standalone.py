@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import socket
@@ -24,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyspark
+
+_log = logging.getLogger(__name__)
 
 
 def spark_home() -> Path:
@@ -94,7 +97,7 @@ def standalone_cluster(
                     tails = "\n".join(f"--- {log.name}\n{log.read_text()[-2000:]}" for log in logs)
                     raise RuntimeError(f"standalone cluster did not start in {timeout_s:.0f}s\n{tails}")
                 time.sleep(1)
-            print(f"[standalone] master {url} with {workers} worker(s) x {cores} cores", flush=True)
+            _log.info(f"[standalone] master {url} with {workers} worker(s) x {cores} cores")
             yield url
         finally:
             for process in reversed(processes):
@@ -105,7 +108,7 @@ def standalone_cluster(
                     process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
-            print("[standalone] stopped", flush=True)
+            _log.info("[standalone] stopped")
 
 
 def spark_submit_command(master: str, args: Sequence[str]) -> list[str]:
@@ -123,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory", default="3g", help="memory per worker")
     parser.add_argument("submit", nargs=argparse.REMAINDER, help="-- then spark-submit's arguments")
     args = parser.parse_args(argv)
+    from pricing.console import show_progress
+
+    show_progress()
     submit = args.submit[1:] if args.submit[:1] == ["--"] else args.submit
     if not submit:
         parser.error("give spark-submit's arguments after --")

@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pricing.config import PricingConfig
+from pricing.console import show_progress
 from pricing.ingest import Lakehouse, run_ingest
 
 HEADER = ["order_id", "order_ts", "sku", "quantity", "unit_price"]
@@ -39,6 +40,7 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
             ["o3", "2026-06-02T11:00:00Z", "A", 1, "10.00"],
         ],
     )
+    show_progress()  # as the command and the notebooks do: the library logs, this shows it on stdout
     first = run_ingest(spark, cfg, str(landing), lakehouse.root)
     assert [(r.source, r.rows_silver) for r in first.results] == [("catalog", 2), ("transactions", 3)]
     # catalog and transactions ingest concurrently: their progress lines must not run together

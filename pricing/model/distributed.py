@@ -11,6 +11,7 @@ per-rank checksums.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 import time
@@ -29,6 +30,8 @@ from pricing.model.network import (
     sku_elasticity_penalty,
     sku_weekday_penalty,
 )
+
+log = logging.getLogger(__name__)
 
 BATCH_COLUMNS = [
     "sku_idx",
@@ -632,7 +635,7 @@ def _local_gpu_plan(spec: WorkerSpec, num_processes: int) -> tuple[bool, WorkerS
         return True, spec
     visible = torch.cuda.device_count()
     if visible == 0:
-        print("[train] train.use_gpu: no GPU visible, training on the CPU with Gloo", flush=True)
+        log.warning("[train] train.use_gpu: no GPU visible, training on the CPU with Gloo")
         return False, replace(spec, use_gpu=False)
     if num_processes > visible:
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ ELASTICITIES_SCHEMA = StructType(
         StructField("elasticity_high", DoubleType(), False),
     ]
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -314,7 +317,7 @@ def run_train(
                 "train_rows_files": shards,
             }
         )
-        print(f"[train] {tcfg.backend}: {tcfg.num_processes} processes, {tcfg.epochs} epochs", flush=True)
+        log.info(f"[train] {tcfg.backend}: {tcfg.num_processes} processes, {tcfg.epochs} epochs")
         result = run_distributed(worker, tcfg.num_processes, tcfg.local_mode, tcfg.start_timeout_s)
         state = result["state"]
         mlflow.set_tag("train_device", result["device"])
@@ -391,7 +394,7 @@ def run_train(
         seconds=time.monotonic() - started,
         metrics=metrics,
     )
-    print(report.render(), flush=True)
+    log.info(report.render())
     return report
 
 
