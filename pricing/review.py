@@ -14,18 +14,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from pricing import io
 from pricing.lock import LakehouseLock
 from pricing.schemas import (
-    CURRENT_PRICES_SCHEMA,
     PRICE_DECISIONS_SCHEMA,
     PRICE_OVERRIDES_SCHEMA,
     PRICE_RECOMMENDATIONS_SCHEMA,
 )
-from pricing.score import PriceTables, add_override, apply_decisions, apply_overrides
+from pricing.score import PriceTables, add_override, apply_decisions, apply_overrides, publish_current_prices
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +107,21 @@ def change(df: DataFrame) -> Column:
     return df["recommended_price"] / df["current_price"] - 1
 
 
+# Prices are whole cents; the band's bounds are compared with this much slack for float rounding.
+_SLACK = 1e-9
+
+
 def _inside_band() -> Column:
     return (
         (F.col("band_note").isNull() | (F.col("band_note") != "infeasible"))
-        & (F.col("recommended_price") >= F.col("price_floor") - 1e-9)
-        & (F.col("recommended_price") <= F.col("price_ceiling") + 1e-9)
+        & (F.col("recommended_price") >= F.col("price_floor") - _SLACK)
+        & (F.col("recommended_price") <= F.col("price_ceiling") + _SLACK)
     )
+
+
+def _in_band(row: Row, price: float) -> bool:
+    """``price`` inside the band of the recommendation ``row`` (the driver-side twin of _inside_band)."""
+    return bool(row.price_floor - _SLACK <= price <= row.price_ceiling + _SLACK)
 
 
 def review_queue(recommendations_df: DataFrame, price_date: date) -> DataFrame:
@@ -162,7 +170,7 @@ def _chosen(night_df: DataFrame, decision: str, selection: Selection) -> DataFra
     """The rows the selection picks, or ReviewError naming every named SKU that cannot be decided."""
     candidates = decidable(night_df, decision)
     if selection.max_change is not None:
-        return candidates.where(F.abs(change(candidates)) <= F.lit(selection.max_change) + 1e-9)
+        return candidates.where(F.abs(change(candidates)) <= F.lit(selection.max_change) + _SLACK)
     if selection.every:
         return candidates
     named = night_df.where(F.col("sku").isin(*selection.skus))
@@ -182,8 +190,7 @@ def _chosen(night_df: DataFrame, decision: str, selection: Selection) -> DataFra
             hint = "; remove its override first" if row.status == "overridden" else ""
             problems.append(f"{sku} is {row.status}, not {' or '.join(allowed)}{hint}")
         elif decision == "approved" and (
-            row.band_note == "infeasible"
-            or not row.price_floor - 1e-9 <= row.recommended_price <= row.price_ceiling + 1e-9
+            row.band_note == "infeasible" or not _in_band(row, row.recommended_price)
         ):
             problems.append(
                 f"{sku}'s recommended price {row.recommended_price:.2f} is outside its band "
@@ -224,23 +231,11 @@ def apply_night_decisions(spark: SparkSession, root: str, price_date: date) -> i
     finally:
         changed.unpersist()
     # Compared with the whole night, so a run that stopped between the two tables is completed here.
-    io.merge_by_key(
-        io.read_table(spark, tables.recommendations)
-        .where(F.col("price_date") == F.lit(price_date))
-        .select(
-            "sku",
-            F.col("final_price").alias("price"),
-            F.col("price_date").alias("effective_date"),
-            "status",
-            "model_version",
-            "run_id",
-            F.current_timestamp().alias("updated_at"),
-        ),
+    publish_current_prices(
+        io.read_table(spark, tables.recommendations).where(F.col("price_date") == F.lit(price_date)),
         tables.current_prices,
-        CURRENT_PRICES_SCHEMA,
-        ["sku"],
-        "s.effective_date >= t.effective_date AND (s.price <> t.price OR s.status <> t.status)",
-        "gold/current_prices",
+        updated_at=F.current_timestamp(),
+        only_changes=True,
     )
     return updated
 
@@ -341,7 +336,7 @@ def override(
             raise ReviewError(f"nothing changed: {sku} has no price for {night_date}")
         if row.band_note == "infeasible":
             raise ReviewError(f"nothing changed: {sku}'s band is infeasible tonight; fix its limits first")
-        if not row.price_floor - 1e-9 <= price <= row.price_ceiling + 1e-9:
+        if not _in_band(row, price):
             raise ReviewError(
                 f"nothing changed: {price:.2f} is outside {sku}'s band [{row.price_floor:.2f}, "
                 f"{row.price_ceiling:.2f}] (floor: {row.floor_reason or '-'}, "

@@ -22,7 +22,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StructField, StructType
 
@@ -409,6 +409,29 @@ def apply_overrides(night_df: DataFrame, overrides_df: DataFrame, price_date: da
     )
 
 
+def publish_current_prices(
+    night_df: DataFrame, path: str, updated_at: Column | None = None, only_changes: bool = False
+) -> None:
+    """MERGE a night's final prices into ``gold/current_prices`` at ``path`` (key sku).
+
+    A later night's price is never replaced by re-running an earlier night; ``updated_at`` (a Column)
+    defaults to the rows' ``created_at``; ``only_changes`` leaves rows whose price and status hold.
+    """
+    condition = "s.effective_date >= t.effective_date"
+    if only_changes:
+        condition += " AND (s.price <> t.price OR s.status <> t.status)"
+    rows = night_df.select(
+        "sku",
+        F.col("final_price").alias("price"),
+        F.col("price_date").alias("effective_date"),
+        "status",
+        "model_version",
+        "run_id",
+        (F.col("created_at") if updated_at is None else updated_at).alias("updated_at"),
+    )
+    io.merge_by_key(rows, path, CURRENT_PRICES_SCHEMA, ["sku"], condition, "gold/current_prices")
+
+
 def latest_decisions(decisions_df: DataFrame, price_date: date) -> DataFrame:
     """(sku, decision, decided_price): each SKU's newest reviewer decision for ``price_date``, with the
     recommended price it was about."""
@@ -601,23 +624,7 @@ def run_score(
         spark.conf.set(batch_key, previous) if previous is not None else spark.conf.unset(batch_key)
     night = io.read_table(spark, tables.recommendations).where(F.col("price_date") == F.lit(price_date))
     io.assert_unique(spark, tables.recommendations, ["sku", "price_date"], "gold/price_recommendations")
-    io.merge_by_key(
-        night.select(
-            "sku",
-            F.col("final_price").alias("price"),
-            F.col("price_date").alias("effective_date"),
-            "status",
-            "model_version",
-            "run_id",
-            F.col("created_at").alias("updated_at"),
-        ),
-        tables.current_prices,
-        CURRENT_PRICES_SCHEMA,
-        ["sku"],
-        # A later night's price is never replaced by re-running an earlier night.
-        "s.effective_date >= t.effective_date",
-        "gold/current_prices",
-    )
+    publish_current_prices(night, tables.current_prices)
     night = night.cache()
     totals = night.agg(
         F.count("*"),

@@ -10,8 +10,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pricing import io
-from pricing.schemas import CURRENT_PRICES_SCHEMA, PRICE_RECOMMENDATIONS_SCHEMA
-from pricing.score import PriceTables
+from pricing.schemas import PRICE_RECOMMENDATIONS_SCHEMA
+from pricing.score import PriceTables, publish_current_prices
 
 YESTERDAY, NIGHT = date(2026, 3, 1), date(2026, 3, 2)
 
@@ -59,20 +59,5 @@ def price_lakehouse(spark: SparkSession, tmp_path: Path) -> str:
     tables = PriceTables(root)
     night = spark.createDataFrame(ROWS, PRICE_RECOMMENDATIONS_SCHEMA)
     io.append(night, tables.recommendations, PRICE_RECOMMENDATIONS_SCHEMA, "gold/price_recommendations")
-    io.merge_by_key(
-        night.where(F.col("price_date") == F.lit(NIGHT)).select(
-            "sku",
-            F.col("final_price").alias("price"),
-            F.col("price_date").alias("effective_date"),
-            "status",
-            "model_version",
-            "run_id",
-            F.col("created_at").alias("updated_at"),
-        ),
-        tables.current_prices,
-        CURRENT_PRICES_SCHEMA,
-        ["sku"],
-        "s.effective_date >= t.effective_date",
-        "gold/current_prices",
-    )
+    publish_current_prices(night.where(F.col("price_date") == F.lit(NIGHT)), tables.current_prices)
     return root
