@@ -5,6 +5,7 @@ little; naive and debiased fits both recover a known elasticity from prices conf
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,9 @@ from pricing.model.distributed import (
     Ensemble,
     LocalComm,
     Nuisance,
+    StepPlan,
     WorkerSpec,
+    _plan,
     cross_fit_nuisances,
     elasticity_sds,
     elasticity_u_sd,
@@ -220,6 +223,65 @@ def test_one_process_recovers_a_known_elasticity_with_either_fit() -> None:
         with torch.no_grad():
             _, elasticity = ensemble(rows, rows.get("offset"), rows.get("base"))
         assert abs(float(elasticity.mean()) + 2.0) < 0.3, (debias, float(elasticity.mean()))
+
+
+def _spec(**changes: object) -> WorkerSpec:
+    base = WorkerSpec(
+        train_dir="",
+        net=SPEC.to_dict(),
+        epochs=30,
+        nuisance_epochs=30,
+        batch_size=256,
+        learning_rate=0.02,
+        weight_decay=0.0,
+        ensemble_size=1,
+        debias=False,
+        seed=0,
+        backend="local",
+        use_gpu=False,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_large_panel_takes_larger_batches_and_a_small_one_trains_as_before() -> None:
+    comm = LocalComm()
+    small = _spec(max_steps_per_epoch=200)
+    # Up to 200 batches of 256 nothing changes (the evaluation markets and the demo are far below).
+    assert _plan(comm, 51_200, small) == StepPlan(256, 200, 0.02)
+    assert _plan(comm, 10_000, small) == StepPlan(256, 40, 0.02)
+    # Above, the batch grows to keep 200 steps, the learning rate with its square root.
+    assert _plan(comm, 204_800, small) == StepPlan(1024, 200, 0.04)
+    # Unset (how a notebook's WorkerSpec trains): always the configured batch.
+    assert _plan(comm, 204_800, _spec()) == StepPlan(256, 800, 0.02)
+
+
+def test_larger_batches_still_recover_a_known_elasticity() -> None:
+    """The confounded market of the test above, ten times larger, trained on 40 steps an epoch (1,200
+    in all; 600 were too few: a fit needs enough steps, whatever their size, docs/training.md)."""
+    generator = torch.Generator().manual_seed(5)
+    n = 40_000
+    signal = torch.randn(n, generator=generator)
+    log_price = torch.where(signal < -0.3, -0.15, 0.0) + 0.08 * torch.randn(n, generator=generator)
+    mean = torch.exp(2.0 + 0.6 * signal - 2.0 * log_price)
+    data = {
+        "sku": torch.randint(1, 6, (n,), generator=generator),
+        "category": torch.ones(n, dtype=torch.long),
+        "brand": torch.ones(n, dtype=torch.long),
+        "text": torch.zeros(n, 4),
+        "numeric": torch.stack([signal, torch.zeros(n), torch.zeros(n)], dim=1),
+        "log_price_ratio": log_price,
+        "units": torch.poisson(mean, generator=generator),
+        "weight": torch.ones(n),
+        "fold": torch.randint(0, 2, (n,), generator=generator),
+    }
+    spec = _spec(max_steps_per_epoch=40)
+    assert _plan(LocalComm(), n, spec).batch_size == 1000
+    torch.manual_seed(0)
+    ensemble, losses, _ = fit_ensemble(LocalComm(), data, SPEC, spec)
+    assert losses[-1] < losses[0]
+    with torch.no_grad():
+        _, elasticity = ensemble(data, None)
+    assert abs(float(elasticity.mean()) + 2.0) < 0.2, float(elasticity.mean())
 
 
 def _weekday_market(n_weeks: int, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -96,6 +96,14 @@ def test_torch_distributor_trains_registers_and_gates(
     assert (
         len(client.get_metric_history(good.run_id, "train_poisson_loss")) == 6
     )  # one per epoch, rank 0 only
+    # Where the run's time went, and the batch it trained on (a small panel: the configured one).
+    assert {"seconds_prepare", "seconds_fit", "seconds_evaluate", "seconds_register"} <= set(run.data.metrics)
+    assert run.data.params["train_poisson_batch_size"] == "128"
+    # What serving the model needs is pinned, torch included (MLflow's own inference missed it).
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    requirements = Path(mlflow.pyfunc.get_model_dependencies("models:/pricing-demand/1")).read_text()
+    pinned = dict(line.split("==") for line in requirements.split())
+    assert {"torch", "mlflow", "numpy", "pandas"} <= pinned.keys()
 
     # A model that barely trained must not take the champion's place on the same holdout.
     weak = run_train(

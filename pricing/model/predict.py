@@ -129,6 +129,29 @@ class DemandPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         return self.model.predict(model_input)
 
 
+# What the served model imports (the pyfunc class lives in this package, which brings pyspark).
+MODEL_PACKAGES = ("pricing-lakehouse", "torch", "numpy", "pandas", "mlflow", "cloudpickle")
+
+
+def model_requirements() -> list[str]:
+    """The logged model's pip requirements, pinned to the versions training ran with.
+
+    Given explicitly because MLflow's inference loads the model in a fresh Python process (about 10 s
+    of every training run) and still missed torch. Local version labels (``2.15.0+cu132``) are dropped:
+    an index serves the public version. A package not installed as such (``pricing`` shipped with
+    ``spark-submit --py-files``) is left out.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    requirements = []
+    for name in MODEL_PACKAGES:
+        try:
+            requirements.append(f"{name}=={version(name).split('+')[0]}")
+        except PackageNotFoundError:
+            continue
+    return requirements
+
+
 # The model-version (and training-run) tag naming the lakehouse a model was trained on.
 LAKEHOUSE_ID_TAG = "lakehouse_id"
 

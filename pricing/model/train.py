@@ -31,6 +31,7 @@ from pricing.model.predict import (
     DemandPyfunc,
     LoadedModel,
     foreign_model,
+    model_requirements,
     predict_batches,
 )
 from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
@@ -216,6 +217,7 @@ def worker_spec(
         epochs=tcfg.epochs,
         nuisance_epochs=tcfg.epochs,
         batch_size=tcfg.batch_size,
+        max_steps_per_epoch=tcfg.max_steps_per_epoch,
         learning_rate=tcfg.learning_rate,
         lr_decay=tcfg.lr_decay,
         weight_decay=tcfg.weight_decay,
@@ -318,7 +320,9 @@ def run_train(
             }
         )
         log.info(f"[train] {tcfg.backend}: {tcfg.num_processes} processes, {tcfg.epochs} epochs")
+        phases = {"seconds_prepare": time.monotonic() - started}
         result = run_distributed(worker, tcfg.num_processes, tcfg.local_mode, tcfg.start_timeout_s)
+        phases["seconds_fit"] = time.monotonic() - started - sum(phases.values())
         state = result["state"]
         mlflow.set_tag("train_device", result["device"])
         config = model_config(tcfg, net)
@@ -341,6 +345,7 @@ def run_train(
             assert errors is not None
             elasticity_mae = errors["elasticity_mae"]
             metrics.update(errors)
+        phases["seconds_evaluate"] = time.monotonic() - started - sum(phases.values())
         mlflow.log_metrics(metrics)
 
         # The trained model's elasticities, written before registering so that a run resumed after a
@@ -370,6 +375,7 @@ def run_train(
                 python_model=DemandPyfunc(),
                 artifacts={k: str(v) for k, v in paths.items()},
                 signature=signature,
+                pip_requirements=model_requirements(),
                 registered_model_name=tcfg.model_name,
             )
         version = str(info.registered_model_version)
@@ -377,6 +383,10 @@ def run_train(
         champion_wape, alias = promote(spark, cfg, root, run_id, version)
         predictions.unpersist()
         elasticities.unpersist()
+        # Where a training run's time went (docs/benchmarks.md, "Training a large panel").
+        phases["seconds_register"] = time.monotonic() - started - sum(phases.values())
+        mlflow.log_metrics(phases)
+        metrics.update(phases)
 
     report = TrainReport(
         run_id=run_id,

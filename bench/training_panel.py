@@ -1,0 +1,109 @@
+"""A first training on a large panel: batch 256 throughout (before) vs the shipped step plan (after).
+
+Issue 18 asks for a first training on a 2,000-SKU x 300-day panel within 5 minutes on 2 cores, with
+forecast and elasticity quality no worse. Both sides run ``pricing train``'s ``run_train`` on the same
+gold panel in one process, each into its own throwaway MLflow store (so each is a first training: no
+champion to gate against), alternating before/after. "Before" is ``train.max_steps_per_epoch`` set so
+high that the batch never grows, which is how every panel trained until this bench's change.
+
+Quality comes from the simulated market's ground truth (elasticity MAE, bias, interval coverage) and
+the holdout (WAPE against seasonal naive). Writes ``bench/results/training_panel.json``.
+
+Build the panel once (about 25 minutes on 2 cores for 2,000 x 300), then point ``--lakehouse`` at it:
+
+    pricing simulate --skus 2000 --days 300 paths.landing=P/market paths.truth=P/truth
+    pricing deliver --market P/market --landing P/landing --through <last day>
+    pricing ingest --landing P/landing --lakehouse P/lakehouse
+    pricing features --lakehouse P/lakehouse
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from typing import Any
+
+import torch
+from results_io import write_results
+from run_config import run_config
+
+from pricing.model.train import run_train
+from pricing.spark import build_spark
+
+SIDES = {"before": ["train.max_steps_per_epoch=1000000000"], "after": []}
+QUALITY = [
+    "holdout_wape",
+    "seasonal_naive_wape",
+    "elasticity_mae",
+    "elasticity_bias",
+    "elasticity_interval_coverage",
+    "final_train_poisson_loss",
+]
+PHASES = ["seconds_prepare", "seconds_fit", "seconds_evaluate", "seconds_register"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lakehouse", required=True, help="a lakehouse with a built gold panel")
+    parser.add_argument("--truth", required=True, help="the simulated market's ground truth folder")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", default="bench/results/training_panel.json")
+    parser.add_argument("overrides", nargs="*", help="key=value applied to both sides")
+    args = parser.parse_args()
+    runs: list[dict[str, Any]] = []
+    spark = None
+    for repeat in range(args.repeats):
+        for side, side_overrides in SIDES.items():
+            with tempfile.TemporaryDirectory(prefix="bench-training-panel-") as scratch:
+                cfg = run_config(
+                    scratch, f"paths.lakehouse={args.lakehouse}", *args.overrides, *side_overrides
+                )
+                spark = spark or build_spark(cfg.spark)
+                report = run_train(spark, cfg, truth_dir=args.truth)
+                client_params = _params(cfg.train.tracking_uri, report.run_id)
+            run = {
+                "side": side,
+                "repeat": repeat,
+                "seconds": round(report.seconds, 1),
+                **{k: round(report.metrics[k], 1) for k in PHASES},
+                **{k: report.metrics.get(k) for k in QUALITY},
+                "batch_size": int(client_params["train_poisson_batch_size"]),
+                "learning_rate": float(client_params["train_poisson_learning_rate"]),
+                "samples_per_s": round(report.metrics["train_samples_per_s"]),
+            }
+            runs.append(run)
+            print(
+                f"{side:>6} #{repeat}: {run['seconds']:.0f}s (fit {run['seconds_fit']:.0f}s) batch "
+                f"{run['batch_size']}, WAPE {run['holdout_wape']:.3f}, elasticity MAE "
+                f"{run['elasticity_mae']:.3f}, coverage {run['elasticity_interval_coverage']:.2f}",
+                flush=True,
+            )
+    median = {
+        side: {
+            key: statistics.median(r[key] for r in runs if r["side"] == side)
+            for key in ["seconds", *PHASES, *QUALITY]
+        }
+        for side in SIDES
+    }
+    results = {
+        "lakehouse": args.lakehouse,
+        "overrides": args.overrides,
+        "runs": runs,
+        "median": median,
+        "ratio_after_over_before": {
+            key: round(median["after"][key] / median["before"][key], 3)
+            for key in ["seconds", "seconds_fit", "holdout_wape", "elasticity_mae"]
+        },
+    }
+    write_results(results, args.out, ["median", "ratio_after_over_before"], torch=torch.__version__)
+
+
+def _params(tracking_uri: str, run_id: str) -> dict[str, str]:
+    import mlflow
+
+    return dict(mlflow.MlflowClient(tracking_uri).get_run(run_id).data.params)
+
+
+if __name__ == "__main__":
+    main()
