@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from pricing.model.distributed import (
     LocalComm,
     Nuisance,
     StepPlan,
+    TrainingDiverged,
     WorkerSpec,
     _plan,
     cross_fit_nuisances,
@@ -282,6 +284,29 @@ def test_larger_batches_still_recover_a_known_elasticity() -> None:
     with torch.no_grad():
         _, elasticity = ensemble(data, None)
     assert abs(float(elasticity.mean()) + 2.0) < 0.2, float(elasticity.mean())
+
+
+def test_a_fit_that_diverges_stops_with_a_clear_error() -> None:
+    """A rare input far out of scale at a reckless learning rate overflows exp(): the fit must say so
+    itself instead of handing NaN weights on (seen on a 2,000-SKU panel, docs/training.md)."""
+    generator = torch.Generator().manual_seed(1)
+    n = 2000
+    numeric = torch.zeros(n, 3)
+    numeric[::500, 0] = 120.0  # a rare flag, standardised
+    data = {
+        "sku": torch.randint(1, 6, (n,), generator=generator),
+        "category": torch.ones(n, dtype=torch.long),
+        "brand": torch.ones(n, dtype=torch.long),
+        "text": torch.zeros(n, 4),
+        "numeric": numeric,
+        "log_price_ratio": 0.1 * torch.randn(n, generator=generator),
+        "units": torch.poisson(torch.full((n,), 3.0), generator=generator),
+        "weight": torch.ones(n),
+        "fold": torch.zeros(n, dtype=torch.long),
+    }
+    torch.manual_seed(0)
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        fit_ensemble(LocalComm(), data, SPEC, _spec(learning_rate=50.0, epochs=5))
 
 
 def _weekday_market(n_weeks: int, generator: torch.Generator) -> dict[str, torch.Tensor]:

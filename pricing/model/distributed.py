@@ -283,6 +283,10 @@ def _device(use_gpu: bool) -> torch.device:
     return torch.device("cpu")
 
 
+class TrainingDiverged(RuntimeError):
+    """A fit's loss stopped being finite: its weights are NaN and must never reach the registry."""
+
+
 @dataclass(frozen=True)
 class StepPlan:
     """How one fit walks its data: the same on every process, or an allreduce would wait forever."""
@@ -367,6 +371,13 @@ def _fit(
             import mlflow
 
             mlflow.MlflowClient(spec.tracking_uri).log_metric(spec.run_id, metric, epoch_loss, step=epoch)
+        if not math.isfinite(epoch_loss):
+            # Every rank sees the same reduced loss, so all stop together. A diverged fit would only
+            # fail later, obscurely, when its NaN predictions reach the holdout (docs/training.md).
+            raise TrainingDiverged(
+                f"{metric} is {epoch_loss} in epoch {epoch + 1} of {epochs} (batch {plan.batch_size}, "
+                f"learning rate {plan.learning_rate:.3g}): the fit diverged; nothing was registered"
+            )
     # Throughput of the whole group: every row any process trained on, over the slowest process's time.
     elapsed = -float(comm.allreduce(torch.tensor([-(time.perf_counter() - started)]), "min").item())
     samples = float(comm.allreduce(torch.tensor([float(seen)]), "sum").item())
