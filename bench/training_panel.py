@@ -10,7 +10,7 @@ high that the batch never grows, which is how every panel trained until this ben
 Quality comes from the simulated market's ground truth (elasticity MAE, bias, interval coverage) and
 the holdout (WAPE against seasonal naive). Writes ``bench/results/training_panel.json``.
 
-Build the panel once (about 25 minutes on 2 cores for 2,000 x 300), then point ``--lakehouse`` at it:
+Build the panel once (50 minutes on 2 cores for 2,000 x 300), then point ``--lakehouse`` at it:
 
     pricing simulate --skus 2000 --days 300 paths.landing=P/market paths.truth=P/truth
     pricing deliver --market P/market --landing P/landing --through <last day>
