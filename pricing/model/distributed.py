@@ -305,8 +305,8 @@ def _plan(comm: _Comm, rows: int, spec: WorkerSpec) -> StepPlan:
     grows with the square root of the batch (the gradient's noise falls with it; Adam's steps are
     already normalised), so small panels, the evaluation markets among them, train exactly as before.
     """
-    most = int(comm.allreduce(torch.tensor([rows]), "sum").item())
-    per_process = math.ceil(most / max(comm.size, 1))
+    total = int(comm.allreduce(torch.tensor([rows]), "sum").item())
+    per_process = math.ceil(total / max(comm.size, 1))
     batch = spec.batch_size
     if spec.max_steps_per_epoch and per_process > spec.max_steps_per_epoch * batch:
         batch = math.ceil(per_process / spec.max_steps_per_epoch)
