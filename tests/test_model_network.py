@@ -181,52 +181,6 @@ def test_laplace_interval_is_wide_where_the_sku_own_prices_say_little() -> None:
     assert (ensemble_only["elasticity_high"] - ensemble_only["elasticity_low"] < width).all()
 
 
-def test_one_process_recovers_a_known_elasticity_with_either_fit() -> None:
-    """Prices cut when an observed signal is weak, which also lowers demand: both fits must see through it."""
-    generator = torch.Generator().manual_seed(3)
-    n = 4000
-    signal = torch.randn(n, generator=generator)
-    # Markdown when the signal is weak (confounding through an observed feature) plus random depth.
-    log_price = torch.where(signal < -0.3, -0.15, 0.0) + 0.08 * torch.randn(n, generator=generator)
-    mean = torch.exp(2.0 + 0.6 * signal - 2.0 * log_price)
-    data = {
-        "sku": torch.randint(1, 6, (n,), generator=generator),
-        "category": torch.ones(n, dtype=torch.long),
-        "brand": torch.ones(n, dtype=torch.long),
-        "text": torch.zeros(n, 4),
-        "numeric": torch.stack([signal, torch.zeros(n), torch.zeros(n)], dim=1),
-        "log_price_ratio": log_price,
-        "units": torch.poisson(mean, generator=generator),
-        "weight": torch.ones(n),
-        "fold": torch.randint(0, 2, (n,), generator=generator),
-    }
-    for debias in (False, True):
-        spec = WorkerSpec(
-            train_dir="",
-            net=SPEC.to_dict(),
-            epochs=30,
-            nuisance_epochs=30,
-            batch_size=256,
-            learning_rate=0.02,
-            weight_decay=0.0,
-            ensemble_size=1,
-            debias=debias,
-            seed=0,
-            backend="local",
-            use_gpu=False,
-        )
-        torch.manual_seed(0)
-        rows, comm = dict(data), LocalComm()
-        if debias:
-            cross_fit_nuisances(comm, rows, SPEC, spec)
-            assert {"offset", "base"} <= rows.keys()
-        ensemble, losses, _ = fit_ensemble(comm, rows, SPEC, spec)
-        assert debias or losses[-1] < losses[0]  # the debiased fit starts from the demand nuisance
-        with torch.no_grad():
-            _, elasticity = ensemble(rows, rows.get("offset"), rows.get("base"))
-        assert abs(float(elasticity.mean()) + 2.0) < 0.3, (debias, float(elasticity.mean()))
-
-
 def _spec(**changes: object) -> WorkerSpec:
     base = WorkerSpec(
         train_dir="",
@@ -245,6 +199,42 @@ def _spec(**changes: object) -> WorkerSpec:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
+def _confounded_market(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Prices cut when an observed signal is weak, which also lowers demand (true elasticity -2)."""
+    signal = torch.randn(n, generator=generator)
+    # Markdown when the signal is weak (confounding through an observed feature) plus random depth.
+    log_price = torch.where(signal < -0.3, -0.15, 0.0) + 0.08 * torch.randn(n, generator=generator)
+    mean = torch.exp(2.0 + 0.6 * signal - 2.0 * log_price)
+    return {
+        "sku": torch.randint(1, 6, (n,), generator=generator),
+        "category": torch.ones(n, dtype=torch.long),
+        "brand": torch.ones(n, dtype=torch.long),
+        "text": torch.zeros(n, 4),
+        "numeric": torch.stack([signal, torch.zeros(n), torch.zeros(n)], dim=1),
+        "log_price_ratio": log_price,
+        "units": torch.poisson(mean, generator=generator),
+        "weight": torch.ones(n),
+        "fold": torch.randint(0, 2, (n,), generator=generator),
+    }
+
+
+def test_one_process_recovers_a_known_elasticity_with_either_fit() -> None:
+    """Prices cut when an observed signal is weak, which also lowers demand: both fits must see through it."""
+    data = _confounded_market(4000, torch.Generator().manual_seed(3))
+    for debias in (False, True):
+        spec = _spec(debias=debias)
+        torch.manual_seed(0)
+        rows, comm = dict(data), LocalComm()
+        if debias:
+            cross_fit_nuisances(comm, rows, SPEC, spec)
+            assert {"offset", "base"} <= rows.keys()
+        ensemble, losses, _ = fit_ensemble(comm, rows, SPEC, spec)
+        assert debias or losses[-1] < losses[0]  # the debiased fit starts from the demand nuisance
+        with torch.no_grad():
+            _, elasticity = ensemble(rows, rows.get("offset"), rows.get("base"))
+        assert abs(float(elasticity.mean()) + 2.0) < 0.3, (debias, float(elasticity.mean()))
+
+
 def test_a_large_panel_takes_larger_batches_and_a_small_one_trains_as_before() -> None:
     comm = LocalComm()
     small = _spec(max_steps_per_epoch=200)
@@ -260,22 +250,8 @@ def test_a_large_panel_takes_larger_batches_and_a_small_one_trains_as_before() -
 def test_larger_batches_still_recover_a_known_elasticity() -> None:
     """The confounded market of the test above, ten times larger, trained on 40 steps an epoch (1,200
     in all; 600 were too few: a fit needs enough steps, whatever their size, docs/training.md)."""
-    generator = torch.Generator().manual_seed(5)
     n = 40_000
-    signal = torch.randn(n, generator=generator)
-    log_price = torch.where(signal < -0.3, -0.15, 0.0) + 0.08 * torch.randn(n, generator=generator)
-    mean = torch.exp(2.0 + 0.6 * signal - 2.0 * log_price)
-    data = {
-        "sku": torch.randint(1, 6, (n,), generator=generator),
-        "category": torch.ones(n, dtype=torch.long),
-        "brand": torch.ones(n, dtype=torch.long),
-        "text": torch.zeros(n, 4),
-        "numeric": torch.stack([signal, torch.zeros(n), torch.zeros(n)], dim=1),
-        "log_price_ratio": log_price,
-        "units": torch.poisson(mean, generator=generator),
-        "weight": torch.ones(n),
-        "fold": torch.randint(0, 2, (n,), generator=generator),
-    }
+    data = _confounded_market(n, torch.Generator().manual_seed(5))
     spec = _spec(max_steps_per_epoch=40)
     assert _plan(LocalComm(), n, spec).batch_size == 1000
     torch.manual_seed(0)
@@ -343,21 +319,7 @@ def test_each_skus_weekly_profile_keeps_weekday_discounts_out_of_the_elasticity(
         hidden=8,
         weekday_columns=list(range(7)),
     )
-    spec = WorkerSpec(
-        train_dir="",
-        net=spec_net.to_dict(),
-        epochs=40,
-        nuisance_epochs=40,
-        batch_size=128,
-        learning_rate=0.02,
-        weight_decay=0.0,
-        ensemble_size=1,
-        debias=False,
-        seed=0,
-        backend="local",
-        use_gpu=False,
-        sku_weekday_sd=0.5,
-    )
+    spec = _spec(net=spec_net.to_dict(), epochs=40, nuisance_epochs=40, batch_size=128, sku_weekday_sd=0.5)
     torch.manual_seed(0)
     ensemble, _, _ = fit_ensemble(LocalComm(), dict(data), spec_net, spec)
     member = ensemble.members[0]
@@ -408,20 +370,7 @@ def test_a_product_whose_prices_never_moved_keeps_the_prior_elasticity() -> None
     }
     for prior in (-2.0, -1.0):
         net = {**SPEC.to_dict(), "elasticity_prior": prior}
-        spec = WorkerSpec(
-            train_dir="",
-            net=net,
-            epochs=10,
-            nuisance_epochs=10,
-            batch_size=256,
-            learning_rate=0.02,
-            weight_decay=1e-4,
-            ensemble_size=1,
-            debias=False,
-            seed=0,
-            backend="local",
-            use_gpu=False,
-        )
+        spec = _spec(net=net, epochs=10, nuisance_epochs=10, weight_decay=1e-4)
         torch.manual_seed(0)
         ensemble, _, _ = fit_ensemble(LocalComm(), dict(data), NetSpec(**net), spec)
         with torch.no_grad():
