@@ -88,6 +88,10 @@ class Family:
     traffic_follows_shock: bool = True  # whether views reveal the demand shock
     trend: bool = False
     monthly: bool = False
+    # Every SKU's true elasticity times this: a shop whose products are all more (or less) price-sensitive
+    # than the simulator's categories (-3.5 to -0.6, mean about -2, which is also the model's prior
+    # centre). Without it, every family's elasticities centre where the prior does.
+    elasticity_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.demand not in FORMS and self.demand != "simulator":
@@ -154,6 +158,26 @@ FAMILIES: dict[str, Family] = {
             monthly=True,
         ),
         Family(
+            "loglog_elastic",
+            "loglog",
+            ("traffic_markdown", "promo_calendar"),
+            "constant elasticity, every product 1.8x as price-sensitive as the simulator's (mean about "
+            "-3.7, far from the prior's -2); markdowns after weak traffic, promotions, 5% price-tested",
+            price_test_share=0.05,
+            elasticity_scale=1.8,
+        ),
+        Family(
+            "loglog_inelastic",
+            "loglog",
+            ("traffic_markdown", "promo_calendar"),
+            "constant elasticity, every product 0.4x as price-sensitive as the simulator's (mean about "
+            "-0.8, many below 1 in size); markdowns after weak traffic, promotions, 5% price-tested; "
+            "over-dispersed",
+            price_test_share=0.05,
+            noise="negbin",
+            elasticity_scale=0.4,
+        ),
+        Family(
             "rigid_semilog",
             "semilog",
             ("rigid",),
@@ -205,6 +229,21 @@ def true_elasticity(curve: Any, price: Any, step: float = 1e-4) -> np.ndarray:
     return np.asarray((up - down) / (2 * step), float)
 
 
+# Each family's random stream (with the seed). Append only: a family added later must not move the
+# others' streams, or every market judged before would change under the same family and seed.
+MARKET_STREAMS = (
+    "linear_costplus",
+    "logit_competitor",
+    "loglog_weekday",
+    "reference_promo",
+    "rigid_semilog",
+    "semilog_stock",
+    "simulator",
+    "loglog_elastic",
+    "loglog_inelastic",
+)
+
+
 # -- the generator -------------------------------------------------------------------------------
 
 
@@ -226,7 +265,8 @@ def _family_params(params: pd.DataFrame, family: Family, rng: np.random.Generato
     p["monthly_phase"] = rng.uniform(0, 2 * np.pi, n)
     p["trend_per_day"] = rng.normal(0, 0.002, n) if family.trend else 0.0
     # Elasticity at the reference price, as in the simulator's categories (c1 is form-specific).
-    e = p["elasticity"].to_numpy(float)
+    e = p["elasticity"].to_numpy(float) * family.elasticity_scale
+    p["elasticity"] = e
     if family.demand == "linear":
         e = np.clip(e, -2.5, -0.4)  # demand chokes at ref * (1 - 1/e): keep it above the bands' floor
         p["elasticity"] = e
@@ -275,6 +315,8 @@ def _simulate_family(
 ) -> pd.DataFrame:
     """Every SKU's daily history (SKU_DAY_SCHEMA columns plus the true curve), stepped over days."""
     p = _family_params(params, family, rng)
+    # The truth's sku_params carry the family's elasticities, not the simulator's.
+    params["elasticity"] = params["elasticity"] * family.elasticity_scale
     n, n_comp = len(p), max(cfg.n_competitors, 1)
     ref = p["ref_price"].to_numpy(float)
     base = p["base_demand"].to_numpy(float)
@@ -480,7 +522,7 @@ def generate_market(
         truth_days.write.mode("overwrite").parquet(f"{truth}/sku_day")
         params_df.write.mode("overwrite").parquet(f"{truth}/sku_params")
     else:
-        rng = np.random.default_rng([cfg.seed, sorted(FAMILIES).index(family.name) + 1])
+        rng = np.random.default_rng([cfg.seed, MARKET_STREAMS.index(family.name) + 1])
         params, schema = _base_params(spark, full)
         history = _simulate_family(params, family, full, days, rng)
         # NaN in pandas is a missing MAP price: null in Spark.
@@ -526,6 +568,7 @@ __all__ = [
     "FAMILIES",
     "FORMS",
     "HISTORIES",
+    "MARKET_STREAMS",
     "Family",
     "FamilyMarket",
     "generate_market",
