@@ -7,6 +7,10 @@ champion to gate against), alternating which side goes first ("after" on the fir
 session's warm-up counts against it). "Before" is ``train.max_steps_per_epoch`` set so
 high that the batch never grows, which is how every panel trained until this bench's change.
 
+With ``--against REF`` the two sides are two versions of the code instead, both with their shipped
+plan: "before" runs this bench (``--sides after``) from a worktree of REF, "after" from this checkout,
+each a fresh process (its own JVM), alternating which goes first.
+
 Quality comes from the simulated market's ground truth (elasticity MAE, bias, interval coverage) and
 the holdout (WAPE against seasonal naive). Writes ``bench/results/training_panel.json``.
 
@@ -21,9 +25,14 @@ Build the panel once (50 minutes on 2 cores for 2,000 x 300), then point ``--lak
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +41,8 @@ from run_config import run_config
 
 from pricing.model.train import run_train
 from pricing.spark import build_spark
+
+REPO = Path(__file__).resolve().parents[1]
 
 SIDES = {"before": ["train.max_steps_per_epoch=1000000000"], "after": []}
 QUALITY = [
@@ -53,8 +64,13 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/training_panel.json")
     parser.add_argument("--after", action="append", default=[], metavar="KEY=VALUE", help="after side only")
     parser.add_argument("--sides", default="after,before", help="which sides to run (default: both)")
+    parser.add_argument("--against", help="git ref: before = that code, after = this checkout")
     parser.add_argument("overrides", nargs="*", help="key=value applied to both sides")
     args = parser.parse_args()
+    if args.against:
+        runs = _against(args)
+        _summarise(runs, {"before": [f"code {_sha(args.against)}"], "after": [f"code {_sha('HEAD')}"]}, args)
+        return
     sides = {**SIDES, "after": [*SIDES["after"], *args.after]}
     runs: list[dict[str, Any]] = []
     spark = None
@@ -103,6 +119,10 @@ def main() -> None:
                 f"{run['elasticity_mae']:.3f}, coverage {run['elasticity_interval_coverage']:.2f}",
                 flush=True,
             )
+    _summarise(runs, sides, args)
+
+
+def _summarise(runs: list[dict[str, Any]], sides: dict[str, list[str]], args: argparse.Namespace) -> None:
     ok = [r for r in runs if "failed" not in r]
     median = {
         side: {
@@ -120,11 +140,47 @@ def main() -> None:
         "median": median,
         "ratio_after_over_before": {
             key: round(median["after"][key] / median["before"][key], 3)
-            for key in ["seconds", "seconds_fit", "holdout_wape", "elasticity_mae"]
+            for key in ["seconds", "seconds_prepare", "seconds_fit", "holdout_wape", "elasticity_mae"]
             if len(median) == 2
         },
     }
     write_results(results, args.out, ["median", "ratio_after_over_before"], torch=torch.__version__)
+
+
+def _sha(ref: str) -> str:
+    done = subprocess.run(["git", "rev-parse", ref], cwd=REPO, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def _against(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each side a fresh process of this bench (its shipped plan) under its own code, alternating."""
+    work = Path(tempfile.mkdtemp(prefix="bench-training-panel-ref-"))
+    before_code = work / "code"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(before_code), _sha(args.against)], cwd=REPO, check=True
+    )
+    (before_code / ".cache").symlink_to(REPO / ".cache")
+    runs: list[dict[str, Any]] = []
+    try:
+        for repeat in range(args.repeats):
+            order = [("after", REPO), ("before", before_code)]
+            for side, code in order if repeat % 2 == 0 else order[::-1]:
+                out = work / f"{side}-{repeat}.json"
+                command = [
+                    sys.executable, "bench/training_panel.py", "--lakehouse", args.lakehouse,
+                    "--truth", args.truth, "--sides", "after", "--out", str(out), *args.overrides,
+                ]  # fmt: skip
+                done = subprocess.run(command, cwd=code, env={**os.environ, "PYTHONPATH": str(code)})
+                run = (
+                    json.loads(out.read_text())["runs"][0]
+                    if done.returncode == 0 and out.exists()
+                    else {"failed": f"exit {done.returncode}"}
+                )
+                runs.append({**run, "side": side, "repeat": repeat})
+                print(f"{side:>6} #{repeat}: {run.get('seconds')} s", flush=True)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(before_code)], cwd=REPO, check=False)
+    return runs
 
 
 def _last_run(tracking_uri: str) -> dict[str, Any]:

@@ -1,14 +1,18 @@
 """The price response is monotone by construction; stock-out days do not teach "no stock = no demand";
 the elasticity reads only the configured product inputs; its Laplace interval widens where prices say
-little; naive and debiased fits both recover a known elasticity from prices confounded through x."""
+little; naive and debiased fits both recover a known elasticity from prices confounded through x;
+shards that name each text by hash read its vector from the table of distinct texts."""
 
 from __future__ import annotations
 
 import io
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from hypothesis import given, settings
@@ -26,6 +30,7 @@ from pricing.model.distributed import (
     elasticity_sds,
     elasticity_u_sd,
     fit_ensemble,
+    read_shard,
 )
 from pricing.model.network import DemandNet, NetSpec, poisson_loss
 from pricing.model.predict import LoadedModel
@@ -409,3 +414,27 @@ def test_price_variation_the_inputs_explain_is_no_information_about_the_elastici
     u_sd = elasticity_u_sd(ensemble, data, SPEC.n_skus, prior_sd=1.0)[0]
     assert float(u_sd[1]) > 0.99  # explained: the prior's sd
     assert float(u_sd[2]) < 0.8
+
+
+def test_shards_that_name_texts_by_hash_read_unknown_and_missing_ones_as_zeros(tmp_path: Path) -> None:
+    (tmp_path / "train").mkdir()
+    (tmp_path / "texts").mkdir()
+    rows = pa.table(
+        {
+            "sku_idx": [1, 2, 3],
+            "category_idx": [1, 1, 1],
+            "brand_idx": [1, 1, 1],
+            "numeric": [[0.5], [0.0], [-0.5]],
+            "text_hash": ["a", "gone", None],
+            "log_price_ratio": [0.0, 0.1, -0.1],
+            "units": [1.0, 2.0, 3.0],
+            "weight": [1.0, 1.0, 1.0],
+            "fold": [0, 1, 0],
+        }
+    )
+    pq.write_table(rows, tmp_path / "train" / "part-0.parquet")
+    texts = pa.table({"text_hash": ["b", "a"], "text": [[9.0, 9.0], [1.0, 2.0]]})
+    pq.write_table(texts, tmp_path / "texts" / "part-0.parquet")
+    data = read_shard(str(tmp_path / "train"), 0, 1, texts_dir=str(tmp_path / "texts"))
+    assert torch.equal(data["text"], torch.tensor([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]]))
+    assert torch.equal(data["sku"], torch.tensor([1, 2, 3]))

@@ -11,8 +11,14 @@ import torch
 from conftest import TEST_OVERRIDES, gold_market
 from pyspark.sql import SparkSession
 
+from pricing import io
 from pricing.config import PricingConfig, load_config
+from pricing.features import GoldTables
+from pricing.model.dataset import fit_input_spec, model_inputs, text_vectors, with_history
+from pricing.model.distributed import read_shard
 from pricing.model.train import TrainReport, elasticity_error, run_train
+from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
+from pricing.text import encoder_name
 
 MARKET = ["simulate.n_skus=12", "simulate.n_days=42", "simulate.dirt.corrupt_files=false"]
 SMALL_MODEL = [
@@ -79,6 +85,39 @@ def _check_distributed(report: TrainReport, loss_falls: bool = True) -> None:
     first, second = report.param_checksums
     assert first == second  # both workers end with identical weights
     assert report.holdout_wape < 1.0
+
+
+def test_training_shards_carry_each_text_once_and_read_back_the_same_rows(
+    spark: SparkSession, market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, lakehouse = market
+    cfg = _config(tmp_path)
+    gold = GoldTables(str(lakehouse))
+    panel = with_history(gold.read_sku_day(spark, cfg.features))
+    embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA)
+    text_dim = len(embeddings.first()["embedding"])
+    end = panel.agg({"date": "max"}).first()[0]
+    spec = fit_input_spec(panel, encoder_name(cfg.features), text_dim, end)
+    written = {
+        "vector": model_inputs(panel, embeddings, spec),
+        "hash": model_inputs(panel, None, spec, text="hash"),
+    }
+    for name, rows in written.items():
+        rows.orderBy("sku", "date").coalesce(1).write.parquet(str(tmp_path / name))
+    text_vectors(embeddings, spec).write.parquet(str(tmp_path / "texts"))
+
+    by_vector = read_shard(str(tmp_path / "vector"), 0, 1)
+    by_hash = read_shard(str(tmp_path / "hash"), 0, 1, texts_dir=str(tmp_path / "texts"))
+    assert by_hash.keys() == by_vector.keys()
+    for name, tensor in by_vector.items():
+        assert torch.equal(by_hash[name], tensor), name
+    assert by_hash["text"].abs().sum() > 0  # the market's titles really have vectors
+    # Each title's vector is stored once, not once per day.
+    assert "text" not in spark.read.parquet(str(tmp_path / "hash")).columns
+    distinct = written["hash"].select("text_hash").distinct().count()
+    assert spark.read.parquet(str(tmp_path / "texts")).count() == distinct < len(by_hash["units"])
+    with pytest.raises(ValueError, match="texts_dir"):
+        read_shard(str(tmp_path / "hash"), 0, 1)
 
 
 def test_torch_distributor_trains_registers_and_gates(

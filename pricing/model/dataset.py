@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from typing import Literal
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -149,10 +150,14 @@ def model_inputs(
     embeddings_df: DataFrame | None,
     spec: InputSpec,
     extra_columns: Sequence[str] = (),
+    text: Literal["vector", "hash"] = "vector",
 ) -> DataFrame:
     """Panel rows (with :func:`with_history` applied) -> network inputs, one row per SKU and day.
 
     ``extra_columns`` of the panel are carried along unchanged (e.g. the guardrail inputs for scoring).
+    ``text="hash"``: each row names its title by ``text_hash`` instead of carrying the vector, which
+    :func:`text_vectors` holds once per distinct text (training shards: a title is the same on every
+    day, and its 384 floats were most of a row's bytes).
     """
     spark = panel_df.sparkSession
     ref_df = spark.createDataFrame(list(spec.ref_prices.items()), "sku string, ref_price double")
@@ -176,7 +181,9 @@ def model_inputs(
         ]
     )
     zeros = F.array_repeat(F.lit(0.0).cast("float"), spec.text_dim)
-    if embeddings_df is not None:
+    if text == "hash":
+        text_column = F.col("text_hash")
+    elif embeddings_df is not None:
         df = df.join(
             embeddings_df.where(F.col("encoder") == spec.encoder).select(
                 "text_hash", F.col("embedding").alias("_text")
@@ -184,9 +191,9 @@ def model_inputs(
             "text_hash",
             "left",
         )
-        text = F.coalesce(F.col("_text"), zeros)
+        text_column = F.coalesce(F.col("_text"), zeros).cast(ArrayType(FloatType())).alias("text")
     else:
-        text = zeros
+        text_column = zeros.cast(ArrayType(FloatType())).alias("text")
     return df.select(
         "sku",
         "date",
@@ -194,7 +201,7 @@ def model_inputs(
         _index(spec.categories, "category").alias("category_idx"),
         _index(spec.brands, "brand").alias("brand_idx"),
         numeric.alias("numeric"),
-        text.cast(ArrayType(FloatType())).alias("text"),
+        text_column,
         F.log(F.col("price") / F.col("ref_price")).cast("float").alias("log_price_ratio"),
         F.col("units_gross").cast("float").alias("units"),
         # Stock-out days are censored demand: weight 0 in every error measure, never "no stock = no
@@ -211,3 +218,16 @@ def model_inputs(
         F.col("unit_cost"),
         *extra_columns,
     ).where(F.col("log_price_ratio").isNotNull())
+
+
+def text_vectors(embeddings_df: DataFrame, spec: InputSpec) -> DataFrame:
+    """``(text_hash, text)``: each distinct text's vector under the model's encoder, once.
+
+    What rows written with ``model_inputs(..., text="hash")`` point to; a hash missing here reads as
+    the zero vector, as in :func:`model_inputs`.
+    """
+    return (
+        embeddings_df.where(F.col("encoder") == spec.encoder)
+        .dropDuplicates(["text_hash"])
+        .select("text_hash", F.col("embedding").cast(ArrayType(FloatType())).alias("text"))
+    )

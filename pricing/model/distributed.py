@@ -72,6 +72,8 @@ class WorkerSpec:
     # At most this many steps an epoch: a larger panel trains on larger batches (never smaller than
     # ``batch_size``) at a learning rate scaled by the square root of the batch's growth (see _plan).
     max_steps_per_epoch: int | None = None
+    # Where the shards' texts are, when they name them by hash (read_shard).
+    texts_dir: str | None = None
     tracking_uri: str | None = None
     run_id: str | None = None
 
@@ -137,11 +139,18 @@ def _net_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def read_shard(
-    train_dir: str, rank: int, world: int, extra_columns: tuple[str, ...] = ()
+    train_dir: str,
+    rank: int,
+    world: int,
+    extra_columns: tuple[str, ...] = (),
+    texts_dir: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """This process's share of the Parquet files (every world-th file), read batch by batch.
 
     ``extra_columns``: numeric columns to read as well, as float tensors under their own names.
+    Shards that name each row's title by ``text_hash`` (``model_inputs(..., text="hash")``) take its
+    vector from ``texts_dir`` (:func:`~pricing.model.dataset.text_vectors`); a hash it lacks reads as
+    zeros. Shards written with the vector in every row are read as they are.
     """
     import pyarrow.dataset as ds
 
@@ -149,7 +158,14 @@ def read_shard(
     # Training data written before stock-outs were read as censored has no ``censored`` column.
     schema_names = set(fragments[0].physical_schema.names) if fragments else set()
     censored = ("censored",) if "censored" in schema_names and "censored" not in extra_columns else ()
-    wanted = [*BATCH_COLUMNS, *censored, *extra_columns]
+    by_hash = "text" not in schema_names and "text_hash" in schema_names
+    if by_hash and texts_dir is None:
+        raise ValueError(f"the shards under {train_dir} name their texts by hash: pass texts_dir")
+    wanted = [
+        *(c if c != "text" or not by_hash else "text_hash" for c in BATCH_COLUMNS),
+        *censored,
+        *extra_columns,
+    ]
     columns: dict[str, list[np.ndarray]] = {c: [] for c in wanted}
     for fragment in fragments[rank::world]:
         for record_batch in fragment.to_batches(columns=wanted, batch_size=65_536):
@@ -159,10 +175,13 @@ def read_shard(
                     width = len(array[0]) if len(array) else 0
                     columns[name].append(array.flatten().to_numpy().reshape(len(array), width))
                 else:
-                    columns[name].append(array.to_numpy())
+                    columns[name].append(array.to_numpy(zero_copy_only=False))
     if not columns["units"]:
         return {}
     merged = {name: np.concatenate(parts) for name, parts in columns.items()}
+    if by_hash:
+        assert texts_dir is not None
+        merged["text"] = _texts_by_hash(texts_dir, merged.pop("text_hash"))
     return {
         "sku": torch.from_numpy(merged["sku_idx"].astype(np.int64)),
         "category": torch.from_numpy(merged["category_idx"].astype(np.int64)),
@@ -175,6 +194,22 @@ def read_shard(
         "fold": torch.from_numpy(merged["fold"].astype(np.int64)),
         **{name: torch.from_numpy(merged[name].astype(np.float32)) for name in (*censored, *extra_columns)},
     }
+
+
+def _texts_by_hash(texts_dir: str, hashes: np.ndarray) -> np.ndarray:
+    """Each row's text vector, gathered from the table of distinct texts (zeros for a hash it lacks)."""
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(texts_dir, format="parquet").to_table(columns=["text_hash", "text"])
+    vectors = table.column("text").combine_chunks()
+    width = len(vectors[0]) if len(vectors) else 0
+    # One extra zero row at the end: get_indexer's -1 (an unknown or null hash) lands on it.
+    matrix = np.zeros((len(vectors) + 1, width), dtype=np.float32)
+    if len(vectors):
+        matrix[:-1] = vectors.flatten().to_numpy().reshape(len(vectors), width)
+    index = pd.Index(table.column("text_hash").to_numpy(zero_copy_only=False))
+    return matrix[index.get_indexer(pd.Series(hashes, dtype=object))]
 
 
 class _Comm:
@@ -642,7 +677,10 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     device = _device(spec.use_gpu)
     torch.manual_seed(spec.seed)
     net_spec = NetSpec(**spec.net)
-    data = {k: v.to(device) for k, v in read_shard(spec.train_dir, comm.rank, comm.size).items()}
+    data = {
+        k: v.to(device)
+        for k, v in read_shard(spec.train_dir, comm.rank, comm.size, texts_dir=spec.texts_dir).items()
+    }
 
     if spec.debias:
         nuisance, nuisance_history = cross_fit_nuisances(comm, data, net_spec, spec)
