@@ -161,9 +161,7 @@ def main() -> None:
         report = run_train(spark, cfg, lakehouse, truth_dir=truth)
         data_dir = f"{lakehouse}/model_data/{report.run_id}"
         with_true_price_rule(f"{data_dir}/train", truth, str(base / "train_true_m"))
-        data = read_shard(
-            str(base / "train_true_m"), 0, 1, extra_columns=("true_m",), texts_dir=f"{data_dir}/texts"
-        )
+        data = read_shard(str(base / "train_true_m"), 0, 1, extra_columns=("true_m",))
         treatment = data["log_price_ratio"]
         per_seed: dict[str, Any] = {
             "product_naive_2_processes": {m: report.metrics.get(m) for m in METRICS},

@@ -65,11 +65,10 @@ def prepare(args: argparse.Namespace) -> None:
     lakehouse, truth = simulated_panel(spark, cfg, work)
     report = run_train(spark, cfg, lakehouse, truth_dir=truth)
     data_dir = Path(lakehouse, "model_data", report.run_id)
-    for part in ("train", "texts"):
-        shutil.copytree(data_dir / part, bundle / part, ignore=shutil.ignore_patterns("_*", ".*"))
+    shutil.copytree(data_dir / "train", bundle / "train", ignore=shutil.ignore_patterns("_*", ".*"))
     spark.read.parquet(str(data_dir / "holdout")).write.mode("overwrite").parquet(str(work / "holdout"))
-    net = network_sizes(read_shard(str(bundle / "train"), 0, 1, texts_dir=str(bundle / "texts")), cfg)
-    spec = worker_spec(cfg.train, net, "train", texts_dir="texts")
+    net = network_sizes(read_shard(str(bundle / "train"), 0, 1), cfg)
+    spec = worker_spec(cfg.train, net, "train")
     (bundle / "spec.json").write_text(json.dumps(asdict(spec), indent=2))
     (work / "prepared.json").write_text(
         json.dumps(
@@ -122,7 +121,7 @@ def device(args: argparse.Namespace) -> None:
     out, bundle = Path(args.out), Path(args.bundle).resolve()
     out.mkdir(parents=True, exist_ok=True)
     base = json.loads((bundle / "spec.json").read_text())
-    base["train_dir"], base["texts_dir"] = str(bundle / "train"), str(bundle / "texts")
+    base["train_dir"] = str(bundle / "train")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     print(
         f"torch {torch.__version__}, cuda {torch.version.cuda}, gpu {gpu}, cpus {os.cpu_count()}", flush=True

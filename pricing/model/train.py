@@ -7,7 +7,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 from pricing import io
 from pricing.config import PricingConfig, TrainConfig
 from pricing.features import GoldTables
-from pricing.model.dataset import InputSpec, fit_input_spec, model_inputs, text_vectors, with_history
+from pricing.model.dataset import fit_input_spec, model_inputs, with_history
 from pricing.model.distributed import WorkerSpec, run_distributed
 from pricing.model.network import NetSpec
 from pricing.model.predict import (
@@ -207,48 +207,12 @@ def sku_elasticities(predictions_df: DataFrame) -> DataFrame:
     )
 
 
-def write_model_data(
-    panel_df: DataFrame,
-    embeddings_df: DataFrame,
-    encoder: str,
-    holdout_start: date,
-    data_dir: str,
-    shards: int,
-) -> InputSpec:
-    """Fit the input spec on the days before ``holdout_start``; write ``<data_dir>/train`` (shards
-    whose rows name their text by hash), ``texts`` (each distinct text's vector once) and ``holdout``.
-
-    The panel is cached for these few passes: each would otherwise read the table and recompute the
-    history window again.
-    """
-    panel_df = panel_df.persist()
-    try:
-        train_df = panel_df.where(F.col("date") < F.lit(holdout_start))
-        text_dim = int(io.first_value(embeddings_df.select(F.size("embedding"))) or 0)
-        spec = fit_input_spec(train_df, encoder, text_dim, holdout_start - timedelta(days=1))
-        model_inputs(train_df, None, spec, text="hash").repartition(shards, "sku", "date").write.parquet(
-            f"{data_dir}/train"
-        )
-        text_vectors(embeddings_df, spec).coalesce(1).write.parquet(f"{data_dir}/texts")
-        holdout_df = panel_df.where(F.col("date") >= F.lit(holdout_start))
-        model_inputs(holdout_df, embeddings_df, spec).write.parquet(f"{data_dir}/holdout")
-    finally:
-        panel_df.unpersist()
-    return spec
-
-
 def worker_spec(
-    tcfg: TrainConfig,
-    net: dict[str, Any],
-    train_dir: str,
-    run_id: str | None = None,
-    texts_dir: str | None = None,
+    tcfg: TrainConfig, net: dict[str, Any], train_dir: str, run_id: str | None = None
 ) -> WorkerSpec:
-    """What every training process gets from the configuration (``run_id``: its MLflow run, if any;
-    ``texts_dir``: the text vectors of shards that name them by hash)."""
+    """What every training process gets from the configuration (``run_id``: its MLflow run, if any)."""
     return WorkerSpec(
         train_dir=train_dir,
-        texts_dir=texts_dir,
         net=net,
         epochs=tcfg.epochs,
         nuisance_epochs=tcfg.epochs,
@@ -302,10 +266,15 @@ def run_train(
     if end is None:
         raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
     holdout_start = end - timedelta(days=tcfg.holdout_days - 1)
+    train_panel = panel.where(F.col("date") < F.lit(holdout_start))
+    holdout_panel = panel.where(F.col("date") >= F.lit(holdout_start))
+
     encoder = encoder_name(cfg.features)
     embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA).where(
         F.col("encoder") == encoder
     )
+    text_dim = int(io.first_value(embeddings.select(F.size("embedding"))) or 0)
+    spec = fit_input_spec(train_panel, encoder, text_dim, holdout_start - timedelta(days=1))
 
     mlflow.set_tracking_uri(tcfg.tracking_uri)
     experiment = mlflow.get_experiment_by_name(tcfg.experiment)
@@ -322,8 +291,10 @@ def run_train(
         run_id = run.info.run_id
         data_dir = io.table_path(root, "model_data", run_id)
         shards = max(2, tcfg.num_processes * 2)
-        spec = write_model_data(panel, embeddings, encoder, holdout_start, data_dir, shards)
-        text_dim = spec.text_dim
+        model_inputs(train_panel, embeddings, spec).repartition(shards, "sku", "date").write.parquet(
+            f"{data_dir}/train"
+        )
+        model_inputs(holdout_panel, embeddings, spec).write.parquet(f"{data_dir}/holdout")
         net = NetSpec(
             n_skus=len(spec.skus),
             n_categories=len(spec.categories),
@@ -338,7 +309,7 @@ def run_train(
                 [spec.numeric_features.index(f"dow_{d}") for d in range(7)] if tcfg.sku_weekday_sd > 0 else []
             ),
         ).to_dict()
-        worker = worker_spec(tcfg, net, f"{data_dir}/train", run_id, texts_dir=f"{data_dir}/texts")
+        worker = worker_spec(tcfg, net, f"{data_dir}/train", run_id)
         mlflow.log_params(
             {
                 **{k: v for k, v in tcfg.model_dump().items() if k != "tracking_uri"},
