@@ -265,8 +265,7 @@ def _family_params(params: pd.DataFrame, family: Family, rng: np.random.Generato
     p["monthly_phase"] = rng.uniform(0, 2 * np.pi, n)
     p["trend_per_day"] = rng.normal(0, 0.002, n) if family.trend else 0.0
     # Elasticity at the reference price, as in the simulator's categories (c1 is form-specific).
-    e = p["elasticity"].to_numpy(float) * family.elasticity_scale
-    p["elasticity"] = e
+    e = p["elasticity"].to_numpy(float)
     if family.demand == "linear":
         e = np.clip(e, -2.5, -0.4)  # demand chokes at ref * (1 - 1/e): keep it above the bands' floor
         p["elasticity"] = e
@@ -314,9 +313,10 @@ def _simulate_family(
     params: pd.DataFrame, family: Family, cfg: SimulateConfig, n_days: int, rng: np.random.Generator
 ) -> pd.DataFrame:
     """Every SKU's daily history (SKU_DAY_SCHEMA columns plus the true curve), stepped over days."""
-    p = _family_params(params, family, rng)
-    # The truth's sku_params carry the family's elasticities, not the simulator's.
+    # Scaled before the family's own parameters are drawn from it, so the truth's sku_params carry the
+    # family's elasticities too, not the simulator's.
     params["elasticity"] = params["elasticity"] * family.elasticity_scale
+    p = _family_params(params, family, rng)
     n, n_comp = len(p), max(cfg.n_competitors, 1)
     ref = p["ref_price"].to_numpy(float)
     base = p["base_demand"].to_numpy(float)

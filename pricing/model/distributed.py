@@ -72,8 +72,6 @@ class WorkerSpec:
     # At most this many steps an epoch: a larger panel trains on larger batches (never smaller than
     # ``batch_size``) at a learning rate scaled by the square root of the batch's growth (see _plan).
     max_steps_per_epoch: int | None = None
-    # Where the shards' texts are, when they name them by hash (read_shard).
-    texts_dir: str | None = None
     tracking_uri: str | None = None
     run_id: str | None = None
 
@@ -161,19 +159,15 @@ def read_shard(
     by_hash = "text" not in schema_names and "text_hash" in schema_names
     if by_hash and texts_dir is None:
         raise ValueError(f"the shards under {train_dir} name their texts by hash: pass texts_dir")
-    wanted = [
-        *(c if c != "text" or not by_hash else "text_hash" for c in BATCH_COLUMNS),
-        *censored,
-        *extra_columns,
-    ]
+    text = "text_hash" if by_hash else "text"
+    wanted = [*(text if c == "text" else c for c in BATCH_COLUMNS), *censored, *extra_columns]
     columns: dict[str, list[np.ndarray]] = {c: [] for c in wanted}
     for fragment in fragments[rank::world]:
         for record_batch in fragment.to_batches(columns=wanted, batch_size=65_536):
             for name in wanted:
                 array = record_batch.column(name)
                 if name in ("numeric", "text"):
-                    width = len(array[0]) if len(array) else 0
-                    columns[name].append(array.flatten().to_numpy().reshape(len(array), width))
+                    columns[name].append(_rows(array))
                 else:
                     columns[name].append(array.to_numpy(zero_copy_only=False))
     if not columns["units"]:
@@ -196,18 +190,22 @@ def read_shard(
     }
 
 
+def _rows(array: Any) -> np.ndarray:
+    """A pyarrow list array of equal-length rows as a (rows, width) matrix."""
+    width = len(array[0]) if len(array) else 0
+    return np.asarray(array.flatten().to_numpy()).reshape(len(array), width)
+
+
 def _texts_by_hash(texts_dir: str, hashes: np.ndarray) -> np.ndarray:
     """Each row's text vector, gathered from the table of distinct texts (zeros for a hash it lacks)."""
     import pandas as pd
     import pyarrow.dataset as ds
 
     table = ds.dataset(texts_dir, format="parquet").to_table(columns=["text_hash", "text"])
-    vectors = table.column("text").combine_chunks()
-    width = len(vectors[0]) if len(vectors) else 0
+    vectors = _rows(table.column("text").combine_chunks())
     # One extra zero row at the end: get_indexer's -1 (an unknown or null hash) lands on it.
-    matrix = np.zeros((len(vectors) + 1, width), dtype=np.float32)
-    if len(vectors):
-        matrix[:-1] = vectors.flatten().to_numpy().reshape(len(vectors), width)
+    matrix = np.zeros((len(vectors) + 1, vectors.shape[1]), dtype=np.float32)
+    matrix[:-1] = vectors
     index = pd.Index(table.column("text_hash").to_numpy(zero_copy_only=False))
     return matrix[index.get_indexer(pd.Series(hashes, dtype=object))]
 
@@ -677,10 +675,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     device = _device(spec.use_gpu)
     torch.manual_seed(spec.seed)
     net_spec = NetSpec(**spec.net)
-    data = {
-        k: v.to(device)
-        for k, v in read_shard(spec.train_dir, comm.rank, comm.size, texts_dir=spec.texts_dir).items()
-    }
+    data = {k: v.to(device) for k, v in read_shard(spec.train_dir, comm.rank, comm.size).items()}
 
     if spec.debias:
         nuisance, nuisance_history = cross_fit_nuisances(comm, data, net_spec, spec)
