@@ -68,6 +68,9 @@ class WorkerSpec:
     # no price in the category ever moved.
     category_elasticity_sd: float = 3.0
     elasticity_interval: str = "ensemble"  # "laplace": also store each SKU's posterior sd of u
+    # Estimate the prior sd of the SKU deviations from the shop's price variation while training
+    # (empirical Bayes, fit_sku_prior_sd), starting from sku_elasticity_sd.
+    fit_sku_elasticity_sd: bool = False
     lr_decay: str = "linear"  # "linear": the learning rate falls to 0 over the epochs; "none": constant
     # At most this many steps an epoch: a larger panel trains on larger batches (never smaller than
     # ``batch_size``) at a learning rate scaled by the square root of the batch's growth (see _plan).
@@ -82,6 +85,9 @@ class Ensemble(nn.Module):
     def __init__(self, spec: NetSpec, members: int, debias: bool = False) -> None:
         super().__init__()
         self.members = nn.ModuleList([DemandNet(spec) for _ in range(members)])
+        # The SKU deviations' prior sd the members were last trained under, where fit_ensemble
+        # estimated it (None: the configured one).
+        self.sku_elasticity_sd: float | None = None
         if debias:
             # The debiased fit takes its base from the demand nuisance: the members' own trunk and base
             # head stay out of training (and out of the allreduce).
@@ -355,8 +361,12 @@ def _fit(
     spec: WorkerSpec,
     epochs: int,
     metric: str,
+    after_epoch: Any = None,
 ) -> tuple[list[float], float]:
-    """Fit ``model`` for ``epochs``; return the per-epoch losses and the samples/s of all processes."""
+    """Fit ``model`` for ``epochs``; return the per-epoch losses and the samples/s of all processes.
+
+    ``after_epoch(epoch)``, if given, runs on every process after each epoch (it may use collectives).
+    """
     rows = len(data["units"]) if data else 0
     plan = _plan(comm, rows, spec)
     steps = plan.steps
@@ -411,6 +421,8 @@ def _fit(
                 f"{metric} is {epoch_loss} in epoch {epoch + 1} of {epochs} (batch {plan.batch_size}, "
                 f"learning rate {plan.learning_rate:.3g}): the fit diverged; nothing was registered"
             )
+        if after_epoch is not None:
+            after_epoch(epoch)
     # Throughput of the whole group: every row any process trained on, over the slowest process's time.
     elapsed = -float(comm.allreduce(torch.tensor([-(time.perf_counter() - started)]), "min").item())
     samples = float(comm.allreduce(torch.tensor([float(seen)]), "sum").item())
@@ -467,6 +479,137 @@ def _unexplained_treatment(
     return treatment - numeric @ beta
 
 
+def elasticity_information(
+    ensemble: Ensemble,
+    data: dict[str, torch.Tensor],
+    n_skus: int,
+    comm: _Comm | None = None,
+    chunk: int = 65_536,
+    centred: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per member, the information each SKU's own price variation carries about its elasticity
+    deviation ``u`` (shape (members, n_skus + 1), index 0 none), the Newton step from its fitted
+    ``u`` to its own prices' estimate (score / information, same shape) and each SKU's category.
+
+    ``I = Σ weight · μ̂ · (∂ log μ / ∂u)² / φ`` over the SKU's rows, with ``∂ log μ / ∂u =
+    ∂elasticity/∂u · (treatment - the SKU's mean treatment)``: its mean price level is the base's to
+    explain. ``φ`` is the SKU's over-dispersion (quasi-Poisson: the Pearson statistic over its weight,
+    shrunk towards the whole panel's with the weight of :data:`DISPERSION_PRIOR_ROWS` rows, never below
+    1): sales noisier than Poisson carry less information. ``centred``: the treatment the other inputs
+    do not explain (:func:`_unexplained_treatment`), when the caller has it already. Sums run over every
+    process's rows (every process must call this, with or without rows).
+    """
+    size = n_skus + 1
+    rows = len(data["units"]) if data else 0
+    total_weight = torch.zeros(size, dtype=torch.float64)
+    category_of = torch.zeros(size, dtype=torch.float64)
+    if rows:
+        sku = data["sku"].cpu()
+        weight = data["weight"].double().cpu()
+        total_weight.index_add_(0, sku, weight)
+        category_of[sku] = data["category"].double().cpu()
+    total_weight = comm.allreduce(total_weight, "sum") if comm else total_weight
+    # Each SKU's category, from whichever process holds its rows (a SKU has one category).
+    category_of = -comm.allreduce(-category_of, "min") if comm else category_of
+    members = len(ensemble.members)
+    info = torch.zeros(members, size, dtype=torch.float64)
+    pearson = torch.zeros(members, size, dtype=torch.float64)
+    score = torch.zeros(members, size, dtype=torch.float64)
+    if centred is None:
+        centred = unexplained_treatment(ensemble, data, n_skus, comm)
+    if rows:
+        units = data["units"].double().cpu()
+        with torch.no_grad():
+            for start in range(0, rows, chunk):
+                part = slice(start, start + chunk)
+                batch = {k: v[part] for k, v in data.items()}
+                log_mean, elasticity = ensemble(batch, batch.get("offset"), batch.get("base"))
+                mean = torch.exp(log_mean.double().cpu())
+                slope = elasticity_slope(elasticity.double().cpu()) * centred[part]
+                contribution = weight[part] * mean * slope**2
+                residual = weight[part] * (units[part] - mean) ** 2 / mean.clamp_min(1e-6)
+                # d log mu / du = -slope: a larger u makes the SKU more elastic.
+                gradient = -weight[part] * (units[part] - mean) * slope
+                for k in range(len(contribution)):
+                    info[k].index_add_(0, sku[part], contribution[k])
+                    pearson[k].index_add_(0, sku[part], residual[k])
+                    score[k].index_add_(0, sku[part], gradient[k])
+    info = comm.allreduce(info, "sum") if comm else info
+    score = comm.allreduce(score, "sum") if comm else score
+    step = torch.where(info > 1e-12, score / info.clamp_min(1e-12), torch.zeros(()))
+    pearson = comm.allreduce(pearson, "sum") if comm else pearson
+    overall = pearson.sum(1, keepdim=True) / total_weight.sum().clamp_min(1e-12)
+    dispersion = (pearson + DISPERSION_PRIOR_ROWS * overall) / (total_weight + DISPERSION_PRIOR_ROWS)
+    info = info / dispersion.clamp_min(1.0)
+    info[:, 0] = 0.0
+    step[:, 0] = 0.0
+    return info, step, category_of
+
+
+def unexplained_treatment(
+    ensemble: Ensemble, data: dict[str, torch.Tensor], n_skus: int, comm: _Comm | None = None
+) -> torch.Tensor:
+    """:func:`_unexplained_treatment` for ``ensemble``'s inputs (every process must call this)."""
+    rows = len(data["units"]) if data else 0
+    first = ensemble.members[0]
+    assert isinstance(first, DemandNet)
+    return _unexplained_treatment(
+        data if rows else {}, n_skus + 1, first.spec.n_numeric, first.weekday_columns, comm
+    )
+
+
+# The range an estimated prior sd of the SKU deviations is kept in: below it every SKU would be its
+# category; above it the prior would no longer pool at all.
+SKU_PRIOR_SD_RANGE = (0.05, 3.0)
+
+
+def fit_sku_prior_sd(
+    unpooled: torch.Tensor,
+    info: torch.Tensor,
+    prior_sd: float,
+    category: torch.Tensor | None = None,
+    iterations: int = 1000,
+) -> float:
+    """The SKU deviations' prior sd that the shop's own price variation supports (empirical Bayes).
+
+    ``unpooled``: each member's SKU deviations as their own prices alone estimate them (the fitted ``u``
+    plus the Newton step of :func:`elasticity_information`), with sampling variance ``1 / info``; both
+    (members, n_skus + 1). The sd maximises their marginal likelihood around their category's mean,
+    ``unpooled ~ N(m_category, sd² + 1 / info)`` (the normal-normal model, by EM, each category's mean
+    re-weighted each step), per member, then averaged. Around the category's mean because the head's
+    estimate of the category may itself be off (pulled towards the prior centre where the category's
+    prices say little): that shifts all its SKUs one way, which is not scatter. Computed from the score,
+    not from the pooled ``u`` alone, so it does not matter how far the optimiser has taken a SKU whose
+    prices say little. ``category``: each SKU's (shape (n_skus + 1,); None: one category). SKUs without
+    price information do not take part; a shop with none keeps ``prior_sd``. Kept inside
+    :data:`SKU_PRIOR_SD_RANGE`.
+    """
+    low, high = SKU_PRIOR_SD_RANGE
+    groups = torch.zeros(unpooled.shape[1], dtype=torch.long) if category is None else category.long()
+    estimates = []
+    for member_unpooled, member_info in zip(unpooled.double(), info.double(), strict=True):
+        seen = member_info > 1e-9
+        if not bool(seen.any()):
+            return prior_sd
+        raw, variance = member_unpooled[seen], 1.0 / member_info[seen]
+        _, group = torch.unique(groups[seen], return_inverse=True)
+        n_groups = int(group.max()) + 1
+        tau2 = prior_sd**2
+        for _ in range(iterations):
+            weight = 1.0 / (tau2 + variance)
+            sums = torch.zeros(n_groups, 2, dtype=torch.float64)
+            sums.index_add_(0, group, torch.stack([weight, weight * raw], 1))
+            centred = raw - (sums[:, 1] / sums[:, 0])[group]
+            shrink = tau2 / (tau2 + variance)
+            updated = min(max(float(((centred * shrink) ** 2 + shrink * variance).mean()), low**2), high**2)
+            converged = abs(updated - tau2) < 1e-9
+            tau2 = updated
+            if converged:
+                break
+        estimates.append(tau2**0.5)
+    return float(np.mean(estimates))
+
+
 def elasticity_sds(
     ensemble: Ensemble,
     data: dict[str, torch.Tensor],
@@ -480,68 +623,25 @@ def elasticity_sds(
     """Per member, the Laplace posterior sds of each SKU's elasticity deviation ``u`` and of each
     category's elasticity (the head's output for it).
 
-    ``u``: ``1 / sqrt(1 / prior_sd² + I / φ)`` with ``I = Σ weight · μ̂ · (∂ log μ / ∂u)²`` over the SKU's
-    rows and ``∂ log μ / ∂u = ∂elasticity/∂u · (treatment - the SKU's mean treatment)``: the information
-    in the SKU's own price variation (its mean price level is the base's to explain). ``φ`` is the SKU's
-    over-dispersion (quasi-Poisson: the Pearson statistic ``Σ weight (y - μ̂)² / μ̂`` over its weight,
-    shrunk towards the whole panel's with the weight of :data:`DISPERSION_PRIOR_ROWS` rows, never
-    below 1): sales noisier than Poisson carry less information about the elasticity.
+    ``u``: ``1 / sqrt(1 / prior_sd² + I)`` with ``I`` the SKU's information
+    (:func:`elasticity_information`).
 
     Category: a shift of the whole category's elasticity is identified by the price variation of all its
-    SKUs, ``1 / sqrt(1 / category_prior_sd² + Σ_sku I / φ)``. Where no SKU of a category ever changed
-    price, its elasticity is the head's guess and this sd stays at the prior: the interval says so.
+    SKUs, but each SKU's deviation is unknown too, so one SKU says at most ``1 / prior_sd²`` about its
+    category however long its price history (the normal-normal model):
+    ``1 / sqrt(1 / category_prior_sd² + Σ_sku I / (1 + prior_sd² I))``. Where no SKU of a category ever
+    changed price, its elasticity is the head's guess and this sd stays at the prior: the interval says so.
 
     Sums run over every process's rows. Index 0 (unseen) keeps the priors. Returns tensors of shape
     (members, n_skus + 1) and (members, n_categories + 1).
     """
-    size = n_skus + 1
-    rows = len(data["units"]) if data else 0
-    sums = torch.zeros(2, size, dtype=torch.float64)
-    category_of = torch.zeros(size, dtype=torch.float64)
-    if rows:
-        sku = data["sku"].cpu()
-        treatment = data["log_price_ratio"] - data["offset"] if "offset" in data else data["log_price_ratio"]
-        treatment = treatment.double().cpu()
-        weight = data["weight"].double().cpu()
-        sums[0].index_add_(0, sku, weight)
-        sums[1].index_add_(0, sku, weight * treatment)
-        category_of[sku] = data["category"].double().cpu()
-    sums = comm.allreduce(sums, "sum") if comm else sums
-    # Each SKU's category, from whichever process holds its rows (a SKU has one category).
-    category_of = -comm.allreduce(-category_of, "min") if comm else category_of
+    info, _, category_of = elasticity_information(ensemble, data, n_skus, comm, chunk)
     members = len(ensemble.members)
-    info = torch.zeros(members, size, dtype=torch.float64)
-    pearson = torch.zeros(members, size, dtype=torch.float64)
-    first = ensemble.members[0]
-    assert isinstance(first, DemandNet)
-    centred = _unexplained_treatment(
-        data if rows else {}, size, first.spec.n_numeric, first.weekday_columns, comm
-    )
-    if rows:
-        units = data["units"].double().cpu()
-        with torch.no_grad():
-            for start in range(0, rows, chunk):
-                part = slice(start, start + chunk)
-                batch = {k: v[part] for k, v in data.items()}
-                log_mean, elasticity = ensemble(batch, batch.get("offset"), batch.get("base"))
-                mean = torch.exp(log_mean.double().cpu())
-                slope = elasticity_slope(elasticity.double().cpu()) * centred[part]
-                contribution = weight[part] * mean * slope**2
-                residual = weight[part] * (units[part] - mean) ** 2 / mean.clamp_min(1e-6)
-                for k in range(len(contribution)):
-                    info[k].index_add_(0, sku[part], contribution[k])
-                    pearson[k].index_add_(0, sku[part], residual[k])
-    info = comm.allreduce(info, "sum") if comm else info
-    pearson = comm.allreduce(pearson, "sum") if comm else pearson
-    overall = pearson.sum(1, keepdim=True) / sums[0].sum().clamp_min(1e-12)
-    dispersion = (pearson + DISPERSION_PRIOR_ROWS * overall) / (sums[0] + DISPERSION_PRIOR_ROWS)
-    info = info / dispersion.clamp_min(1.0)
-    info[:, 0] = 0.0
     category_info = torch.zeros(members, n_categories + 1, dtype=torch.float64)
     if n_categories:
         index = category_of.long().clamp(0, n_categories)
         for k in range(members):
-            category_info[k].index_add_(0, index, info[k])
+            category_info[k].index_add_(0, index, info[k] / (1 + prior_sd**2 * info[k]))
         category_info[:, 0] = 0.0
     u_sd = 1.0 / torch.sqrt(1.0 / prior_sd**2 + info)
     return u_sd, 1.0 / torch.sqrt(1.0 / category_prior_sd**2 + category_info)
@@ -616,8 +716,9 @@ def fit_ensemble(
         fitted = torch.maximum(data["weight"], data["censored"]) if "censored" in data else data["weight"]
         local_weight = fitted.sum().reshape(1).cpu()
     total_weight = comm.allreduce(local_weight, "sum")
-    prior_scale = 1.0 / (2 * spec.sku_elasticity_sd**2 * float(total_weight.clamp_min(1.0)))
-    weekday_scale = 1.0 / (2 * spec.sku_weekday_sd**2 * float(total_weight.clamp_min(1.0)))
+    rows_weight = float(total_weight.clamp_min(1.0))
+    prior = {"sd": spec.sku_elasticity_sd, "scale": 1.0 / (2 * spec.sku_elasticity_sd**2 * rows_weight)}
+    weekday_scale = 1.0 / (2 * spec.sku_weekday_sd**2 * rows_weight)
 
     def demand_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         log_mean, _ = model(batch, batch.get("offset"), batch.get("base"))
@@ -631,16 +732,53 @@ def fit_ensemble(
         return torch.stack(
             [
                 poisson_loss(log_mean[k], batch["units"], weights[k], batch.get("censored"))
-                + prior_scale * sku_elasticity_penalty(members[k])  # type: ignore[arg-type]
+                + prior["scale"] * sku_elasticity_penalty(members[k])  # type: ignore[arg-type]
                 + weekday_scale * sku_weekday_penalty(members[k])  # type: ignore[arg-type]
                 for k in range(len(log_mean))
             ]
         ).sum()
 
-    history, samples_per_s = _fit(comm, ensemble, demand_loss, data, spec, spec.epochs, "train_poisson_loss")
+    # Empirical Bayes: how far SKUs stray from their category is the shop's, not a constant. Estimated
+    # at these epochs from the fit so far; the remaining epochs refit the deviations under it.
+    estimate_at = {max(0, math.ceil(spec.epochs * share) - 1) for share in EB_ESTIMATES}
+    centred: list[torch.Tensor] = []
+
+    def estimate_prior_sd(epoch: int) -> None:
+        if not spec.fit_sku_elasticity_sd or epoch not in estimate_at or epoch == spec.epochs - 1:
+            return
+        fitted = _unwrap(ensemble)
+        assert isinstance(fitted, Ensemble)
+        if not centred:  # the data's part: the same in every pass
+            centred.append(unexplained_treatment(fitted, data, net_spec.n_skus, comm))
+        info, step, category = elasticity_information(fitted, data, net_spec.n_skus, comm, centred=centred[0])
+        u = torch.stack([_sku_deviations(m) for m in fitted.members])
+        sd = fit_sku_prior_sd(u.double() + step, info, prior["sd"], category)
+        prior.update(sd=sd, scale=1.0 / (2 * sd**2 * rows_weight))
+        if comm.rank == 0:
+            log.debug(f"[train] epoch {epoch + 1}: SKU elasticity prior sd {sd:.3f} (empirical Bayes)")
+
+    history, samples_per_s = _fit(
+        comm, ensemble, demand_loss, data, spec, spec.epochs, "train_poisson_loss", estimate_prior_sd
+    )
     trained = _unwrap(ensemble)
     assert isinstance(trained, Ensemble)
+    if spec.fit_sku_elasticity_sd:
+        trained.sku_elasticity_sd = prior["sd"]
+        if comm.rank == 0:
+            log.info(
+                f"[train] SKU elasticity prior sd {prior['sd']:.3f} (empirical Bayes; configured "
+                f"{spec.sku_elasticity_sd})"
+            )
     return trained, history, samples_per_s
+
+
+def _sku_deviations(member: nn.Module) -> torch.Tensor:
+    assert isinstance(member, DemandNet)
+    return member.sku_elasticity.weight.detach()[:, 0].cpu()
+
+
+# When (as shares of the epochs) fit_ensemble estimates the SKU deviations' prior sd.
+EB_ESTIMATES = (0.4, 0.6, 0.8)
 
 
 def model_state(
@@ -654,11 +792,14 @@ def model_state(
     """The trained weights as :class:`~pricing.model.predict.LoadedModel` reads them."""
     weights: dict[str, Any] = {"ensemble": ensemble.state_dict(), "nuisance": nuisance.state_dict()}
     if spec.elasticity_interval == "laplace":  # the same on every rank: its allreduces all take part
+        prior_sd = ensemble.sku_elasticity_sd or spec.sku_elasticity_sd
+        # The prior sd tells LoadedModel how much of the category's uncertainty reaches each SKU.
+        weights["elasticity_sku_prior_sd"] = torch.tensor([prior_sd], dtype=torch.float64)
         weights["elasticity_u_sd"], weights["elasticity_category_sd"] = elasticity_sds(
             ensemble,
             data,
             net_spec.n_skus,
-            spec.sku_elasticity_sd,
+            prior_sd,
             comm,
             n_categories=net_spec.n_categories,
             category_prior_sd=spec.category_elasticity_sd,
@@ -695,6 +836,7 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
         "param_checksums": checksums.tolist(),
         "device": str(device),
         "samples_per_s": samples_per_s,
+        "sku_elasticity_sd": ensemble.sku_elasticity_sd or spec.sku_elasticity_sd,
         "state": model_state(comm, ensemble, nuisance, data, net_spec, spec),
     }
 

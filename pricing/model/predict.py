@@ -42,6 +42,10 @@ class LoadedModel:
         self.u_sd: torch.Tensor | None = weights.get("elasticity_u_sd") if laplace else None
         # Models saved before the category's own uncertainty was measured carry none.
         self.category_sd: torch.Tensor | None = weights.get("elasticity_category_sd") if laplace else None
+        # The SKU deviations' prior sd (models saved before it was stored pass the category's whole
+        # uncertainty to every SKU).
+        prior_sd = weights.get("elasticity_sku_prior_sd") if laplace else None
+        self.sku_prior_sd: float | None = float(prior_sd[0]) if prior_sd is not None else None
         level = float(config.get("interval_level", 0.9))
         self.z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
         self.ensemble.eval()
@@ -65,10 +69,15 @@ class LoadedModel:
             # so its quantiles map exactly through the monotone softplus: the interval is wider on
             # the elastic side and never above 0 (a linearisation would squeeze it where the
             # elasticity is small). Each member's posterior variance of the argument (its SKU's
-            # deviation and, where measured, its category's), plus the members' disagreement.
+            # deviation and, where measured, the share of its category's that it borrows), plus the
+            # members' disagreement.
             variance = self.u_sd[:, batch["sku"]] ** 2
             if self.category_sd is not None:
-                variance = variance + self.category_sd[:, batch["category"]] ** 2
+                # A SKU's own prices pin its elasticity, category and all: of the category's
+                # uncertainty only the share its estimate borrows from the category reaches it,
+                # u_sd² / prior_sd² (normal-normal model; 1 for a SKU whose prices never moved).
+                borrowed = variance / self.sku_prior_sd**2 if self.sku_prior_sd else torch.ones_like(variance)
+                variance = variance + (borrowed * self.category_sd[:, batch["category"]]) ** 2
             argument = torch.log(torch.expm1(-elasticity.double()).clamp_min(1e-12))
             centre = argument.mean(0)
             sd = torch.sqrt(variance.mean(0) + argument.var(0, unbiased=False))

@@ -225,6 +225,7 @@ def worker_spec(
         debias=tcfg.debias,
         seed=tcfg.seed,
         sku_elasticity_sd=tcfg.sku_elasticity_sd,
+        fit_sku_elasticity_sd=tcfg.fit_sku_elasticity_sd,
         sku_weekday_sd=tcfg.sku_weekday_sd or 1.0,
         category_elasticity_sd=tcfg.category_elasticity_sd,
         elasticity_interval=tcfg.elasticity_interval,
@@ -337,6 +338,7 @@ def run_train(
             "seasonal_naive_wape": naive_wape,
             "final_train_poisson_loss": result["losses"][-1],
             "train_samples_per_s": result["samples_per_s"],
+            "sku_elasticity_sd_fitted": result["sku_elasticity_sd"],
             **price_change_metrics(predictions),
         }
         elasticity_mae = None

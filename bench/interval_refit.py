@@ -1,0 +1,131 @@
+"""Refit the demand ensemble of evaluation markets already run, under training settings to compare, and
+judge each SKU's elasticity interval against the truth (seconds a variant instead of a nightly job).
+
+Reads what `pricing evaluate --workdir W` left: each market's training shards (the night's
+``model_data/<run>/train``), its holdout rows (the last one per SKU is where the elasticity is read),
+the model's ``config.json`` and the truth. One process, no Spark: the estimator alone (no nuisances;
+the shipped fit is the naive one). The truth is each SKU's curve on the priced night at its last price,
+as the judge reads it. Figures side by side in one run: ``bench/results/interval_refit.json``.
+
+    python bench/interval_refit.py --workdir demo-robustness --variants "fixed:fit_sku_elasticity_sd=0" \
+        "eb:fit_sku_elasticity_sd=1"
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from pricing.config import load_config
+from pricing.evaluation.families import true_elasticity
+from pricing.evaluation.judge import ELASTICITY_FLOOR
+from pricing.model.distributed import LocalComm, Nuisance, WorkerSpec, fit_ensemble, model_state, read_shard
+from pricing.model.network import NetSpec
+from pricing.model.predict import LoadedModel
+from pricing.model.train import model_config, worker_spec
+
+
+def _latest(pattern: str) -> str:
+    found = sorted(glob.glob(pattern, recursive=True), key=os.path.getmtime)
+    if not found:
+        raise FileNotFoundError(pattern)
+    return found[-1]
+
+
+def _with(spec: WorkerSpec, settings: dict[str, str]) -> WorkerSpec:
+    for key, text in settings.items():
+        current = getattr(spec, key)
+        value: Any = text in ("1", "true") if isinstance(current, bool) else type(current)(text)
+        spec = replace(spec, **{key: value})
+    return spec
+
+
+def refit(market: Path, settings: dict[str, str]) -> dict[str, Any]:
+    """One market under one variant: the interval's coverage, width and the elasticity's error."""
+    cfg = load_config(overrides=[])
+    train_dir = _latest(f"{market}/lakehouse/model_data/*/train")
+    saved = json.loads(Path(_latest(f"{market}/mlartifacts/**/config.json")).read_text())
+    spec = _with(worker_spec(cfg.train, saved["net"], train_dir), settings)
+    torch.manual_seed(spec.seed)
+    data = read_shard(train_dir, 0, 1)
+    net = NetSpec(**saved["net"])
+    started = time.perf_counter()
+    ensemble, _, _ = fit_ensemble(LocalComm(), data, net, spec)
+    state = model_state(LocalComm(), ensemble, Nuisance(net), data, net, spec)
+    seconds = time.perf_counter() - started
+    config = {**model_config(cfg.train, saved["net"]), "elasticity_interval": spec.elasticity_interval}
+    holdout = pd.read_parquet(train_dir.removesuffix("/train") + "/holdout")
+    last = holdout.sort_values("date").groupby("sku").tail(1).reset_index(drop=True)
+    predicted = pd.concat([last[["sku"]], LoadedModel(state, config).predict(last)], axis=1)
+    truth = pd.read_parquet(f"{market}/truth/sku_day")
+    night = truth["date"].max()
+    price = truth[truth["date"] < night].sort_values("date").groupby("sku").tail(1)[["sku", "price"]]
+    curve = truth[truth["date"] == night].drop(columns=["price"]).merge(price, on="sku")
+    curve["true"] = true_elasticity(curve, curve["price"].to_numpy(float))
+    judged = predicted.merge(curve[["sku", "true"]], on="sku")
+    error = judged["elasticity"] - judged["true"].clip(lower=ELASTICITY_FLOOR)
+    inside = judged["true"].between(judged["elasticity_low"], judged["elasticity_high"])
+    weights = torch.load(io.BytesIO(state), weights_only=True)
+    prior_sd = weights.get("elasticity_sku_prior_sd")
+    return {
+        "skus": len(judged),
+        "seconds_fit": round(seconds, 1),
+        "elasticity_mae": round(float(error.abs().mean()), 4),
+        "elasticity_bias": round(float(error.mean()), 4),
+        "interval_coverage": round(float(inside.mean()), 4),
+        "interval_width": round(float((judged["elasticity_high"] - judged["elasticity_low"]).mean()), 4),
+        "sku_elasticity_sd": round(float(prior_sd[0]), 4) if prior_sd is not None else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workdir", required=True, help="a `pricing evaluate --workdir` folder")
+    parser.add_argument("--variants", nargs="+", required=True, help="name:key=value,key=value (WorkerSpec)")
+    parser.add_argument("--out", default="bench/results/interval_refit.json")
+    args = parser.parse_args()
+    variants = {}
+    for text in args.variants:
+        name, _, body = text.partition(":")
+        variants[name] = dict(pair.split("=", 1) for pair in body.split(",") if pair)
+    markets = sorted(p.parent.parent for p in Path(args.workdir).glob("*/seed*/truth/family.json"))
+    rows = []
+    for market in markets:
+        for name, settings in variants.items():
+            row = {
+                "family": market.parent.name,
+                "seed": int(market.name.removeprefix("seed")),
+                "variant": name,
+            }
+            row |= refit(market, settings)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    summary = (
+        pd.DataFrame(rows)
+        .groupby("variant")[["elasticity_mae", "interval_coverage", "interval_width"]]
+        .mean()
+        .round(4)
+    )
+    print(summary.to_string())
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(
+        json.dumps(
+            {"variants": variants, "rows": rows, "mean": summary.reset_index().to_dict("records")}, indent=2
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
