@@ -164,10 +164,9 @@ class TrainConfig(_Strict):
     debias: bool = False
     # Prior sd of a SKU's elasticity around similar products' (a random effect): smaller pools more.
     sku_elasticity_sd: float = Field(0.35, gt=0)
-    # Estimate that sd from the shop's own price variation while training (empirical Bayes, EM steps
-    # from sku_elasticity_sd). Off by default: where each SKU's prices say little, the estimate drifts
-    # upwards (the information it is weighed against counts only price moves the other inputs do not
-    # explain), widening intervals that were already wide (docs/training.md, "How far a SKU strays").
+    # Estimate that sd from the shop's own price variation while training (empirical Bayes), never
+    # below sku_elasticity_sd: where SKUs differ more than that, their intervals widen to say so
+    # (docs/training.md, "How far a SKU strays from its category").
     fit_sku_elasticity_sd: bool = False
     # What the elasticity head reads (besides that random effect); each SKU's own deviation is left
     # to the random effect, whose prior an input unique to each SKU (its title's text vector) bypasses.
