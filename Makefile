@@ -129,7 +129,7 @@ ROBUSTNESS_SEEDS ?= 1,2,3
 ROBUSTNESS_FAMILIES ?=
 ROBUSTNESS_DECISIONS ?=
 
-robustness: setup ## every evaluation market family x 3 seeds, nightly job from scratch, judged by true demand (~75 min)
+robustness: setup ## every evaluation market family x 3 seeds, nightly job from scratch, judged by true demand (~70 min)
 	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing evaluate --workdir $(ROBUSTNESS_DIR) \
 		--seeds $(ROBUSTNESS_SEEDS) --skus $(ROBUSTNESS_SKUS) --days $(ROBUSTNESS_DAYS) \
 		$(if $(ROBUSTNESS_DECISIONS),--decisions $(ROBUSTNESS_DECISIONS)) \
