@@ -139,21 +139,26 @@ def _frame(skus: list[int]) -> pd.DataFrame:
     )
 
 
-def test_laplace_interval_is_wide_where_the_sku_own_prices_say_little() -> None:
-    torch.manual_seed(0)
-    ensemble = Ensemble(SPEC, members=2)
-    n = 400
-    # SKU 1 always sold at one price; SKU 2 at prices spread +-20 %, with plenty of sales.
-    data = {
+def _still_and_moving(n: int, spread: float) -> dict[str, torch.Tensor]:
+    """n rows each of SKU 1, always at one price, and SKU 2, at log prices spread evenly over +-spread
+    (one category, no features; the caller adds the units)."""
+    return {
         "sku": torch.tensor([1] * n + [2] * n),
         "category": torch.ones(2 * n, dtype=torch.long),
         "brand": torch.ones(2 * n, dtype=torch.long),
         "text": torch.zeros(2 * n, 4),
         "numeric": torch.zeros(2 * n, 3),
-        "log_price_ratio": torch.cat([torch.zeros(n), torch.linspace(-0.2, 0.2, n)]),
-        "units": torch.full((2 * n,), 20.0),
+        "log_price_ratio": torch.cat([torch.zeros(n), torch.linspace(-spread, spread, n)]),
         "weight": torch.ones(2 * n),
     }
+
+
+def test_laplace_interval_is_wide_where_the_sku_own_prices_say_little() -> None:
+    torch.manual_seed(0)
+    ensemble = Ensemble(SPEC, members=2)
+    n = 400
+    # SKU 1 always sold at one price; SKU 2 at prices spread +-20 %, with plenty of sales.
+    data = {**_still_and_moving(n, 0.2), "units": torch.full((2 * n,), 20.0)}
     u_sd = elasticity_u_sd(ensemble, data, SPEC.n_skus, prior_sd=0.35)
     assert u_sd.shape == (2, SPEC.n_skus + 1)
     # The category's own elasticity: identified by its SKUs' price variation (SKU 2's), while a
@@ -516,15 +521,7 @@ def test_a_sku_whose_own_prices_pin_its_elasticity_borrows_little_of_its_categor
     torch.manual_seed(0)
     ensemble = Ensemble(SPEC, members=1)
     n = 2000
-    data = {
-        "sku": torch.tensor([1] * n + [2] * n),
-        "category": torch.ones(2 * n, dtype=torch.long),
-        "brand": torch.ones(2 * n, dtype=torch.long),
-        "text": torch.zeros(2 * n, 4),
-        "numeric": torch.zeros(2 * n, 3),
-        "log_price_ratio": torch.cat([torch.zeros(n), torch.linspace(-0.5, 0.5, n)]),
-        "weight": torch.ones(2 * n),
-    }
+    data = _still_and_moving(n, 0.5)
     with torch.no_grad():  # sales as the model expects them: Poisson, no over-dispersion
         data["units"] = torch.poisson(
             torch.exp(ensemble(data, None)[0][0]), generator=torch.Generator().manual_seed(3)
