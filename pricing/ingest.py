@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.storagelevel import StorageLevel
 
 from pricing import io
 from pricing.config import IngestConfig, PricingConfig
@@ -214,6 +215,10 @@ def ingest_source(
         )
         if bronze_df is None:
             break
+        # The files are read once: the rows written to bronze are the ones counted and parsed.
+        bronze_df = io.check_schema(bronze_df, contract.bronze_schema, f"bronze/{contract.name}").persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         try:
             io.replace_where(
                 bronze_df,
@@ -225,6 +230,7 @@ def ingest_source(
             )
             break
         except Exception as error:  # noqa: BLE001 - only a file Spark names as unreadable is retried
+            bronze_df.unpersist()
             bad = failed_read(error, covered)
             if bad is None:
                 raise
@@ -236,11 +242,13 @@ def ingest_source(
     result.files_ingested = len(covered)
     rows_per_file: dict[str, int] = {}
     if bronze_df is not None:
-        batch_df = io.read_table(spark, lakehouse.bronze(contract.name)).where(batch_filter)
-        per_file = batch_df.groupBy("_source_file").count().collect()
-        rows_per_file = {_file_key(r["_source_file"]): int(r["count"]) for r in per_file}
-        result.rows_read = sum(rows_per_file.values())
-        _to_silver(spark, cfg, lakehouse, contract, batch_df, batch_id, salt, result)
+        try:
+            per_file = bronze_df.groupBy("_source_file").count().collect()
+            rows_per_file = {_file_key(r["_source_file"]): int(r["count"]) for r in per_file}
+            result.rows_read = sum(rows_per_file.values())
+            _to_silver(spark, cfg, lakehouse, contract, bronze_df, batch_id, salt, result)
+        finally:
+            bronze_df.unpersist()
 
     result.ledger_rows = [
         (
@@ -282,6 +290,7 @@ def _to_silver(
     salt: str,
     result: SourceResult,
 ) -> None:
+    batch_filter = f"{BATCH_ID} = {batch_id}"
     fx_path = lakehouse.silver(FX_RATES.name)
     fx_daily_df = None
     if contract.has_currency and io.is_delta_table(spark, fx_path):
@@ -300,16 +309,20 @@ def _to_silver(
     if history_df is not None:
         history_df = history_df.where(F.col(BATCH_ID) != batch_id)
     flagged_df = flag_outliers(parsed_df, history_df, contract, cfg.ingest.anomaly).persist()
+    quarantine_filter = f"source = '{contract.name}' AND {BATCH_ID} = {batch_id}"
+    silver_path = lakehouse.silver(contract.name)
     try:
         with _QUARANTINE_WRITE:
+            before = io.latest_version(spark, lakehouse.quarantine)
             io.replace_where(
                 quarantine_rows(flagged_df, contract),
                 lakehouse.quarantine,
                 QUARANTINE_SCHEMA,
-                f"source = '{contract.name}' AND {BATCH_ID} = {batch_id}",
+                quarantine_filter,
                 "audit/quarantine",
             )
-        silver_path = lakehouse.silver(contract.name)
+            # replaceWhere leaves exactly the rows it wrote under its condition.
+            quarantined = _written_rows(spark, lakehouse.quarantine, before)
         silver_df = io.read_table(spark, silver_path, contract.silver_schema)
         classified_df = classify_against_silver(
             flagged_df.where(F.size(REASONS) == 0), silver_df, contract, batch_id
@@ -317,6 +330,7 @@ def _to_silver(
         try:
             status_counts: dict[str, int] = dict(classified_df.groupBy(ROW_STATUS).count().collect())
             changes_df = classified_df.where(F.col(ROW_STATUS).isin("new", "update"))
+            before = io.latest_version(spark, silver_path)
             if contract.upsert:
                 io.merge_by_key(
                     changes_df,
@@ -335,16 +349,34 @@ def _to_silver(
                     f"silver/{contract.name}",
                     cluster_by=[contract.date_column] if contract.date_column else [],
                 )
+            written = _written_rows(spark, silver_path, before)
         finally:
             classified_df.unpersist()
     finally:
         flagged_df.unpersist()
     result.rows_duplicate = int(status_counts.get("duplicate", 0))
-    # Counted from the tables as written, not from what was meant to be written.
-    result.rows_quarantined = io.count_where(
-        spark, lakehouse.quarantine, f"source = '{contract.name}' AND {BATCH_ID} = {batch_id}"
+    # Counted from the commits as written, not from what was meant to be written; a re-run of a batch
+    # (rows it already owns) or a commit that cannot be told apart is counted from the table itself.
+    result.rows_quarantined = (
+        quarantined
+        if quarantined is not None
+        else io.count_where(spark, lakehouse.quarantine, quarantine_filter)
     )
-    result.rows_silver = io.count_where(spark, silver_path, f"{BATCH_ID} = {batch_id}")
+    own = int(status_counts.get("own", 0))
+    result.rows_silver = (
+        written if written is not None and own == 0 else io.count_where(spark, silver_path, batch_filter)
+    )
+
+
+def _written_rows(spark: SparkSession, path: str, before: int | None) -> int | None:
+    """Rows the one commit since version ``before`` left in the table: a WRITE's output rows, a
+    MERGE's inserted plus updated rows; None when that commit cannot be identified."""
+    metrics = io.commit_metrics(spark, path, before)
+    if metrics is None:
+        return None
+    if "numTargetRowsInserted" in metrics:
+        return int(metrics["numTargetRowsInserted"]) + int(metrics.get("numTargetRowsUpdated", 0))
+    return int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None
 
 
 def stale_sources(
@@ -412,13 +444,16 @@ def run_ingest(
         )
         return result
 
-    # Priced sources convert with silver fx_rates, so FX goes in first; the rest share nothing but
-    # audit/quarantine. A failing source lets the others finish (a re-run replaces the whole batch).
-    done = {FX_RATES.name: ingest(FX_RATES.name)} if FX_RATES.name in pending else {}
-    rest = [name for name in pending if name not in done]
+    # Priced sources convert with silver fx_rates, so they start once FX is in; the others start with it
+    # (they share nothing but audit/quarantine). A failing source lets the others finish (a re-run
+    # replaces the whole batch); without FX the priced sources do not start.
+    priced = [name for name in pending if SOURCES[name].has_currency and name != FX_RATES.name]
     with ThreadPoolExecutor(max_workers=cfg.ingest.parallel_sources, thread_name_prefix="ingest") as pool:
-        futures = {name: pool.submit(ingest, name) for name in rest}
-    done.update({name: future.result() for name, future in futures.items()})
+        futures = {name: pool.submit(ingest, name) for name in pending if name not in priced}
+        fx = futures.get(FX_RATES.name)
+        if fx is None or fx.exception() is None:
+            futures.update({name: pool.submit(ingest, name) for name in priced})
+    done = {name: future.result() for name, future in futures.items()}
     results = [done[name] for name in SOURCES if name in done]
     report = IngestReport(batch_id, ingested_at, results)
     _write_audit(spark, lakehouse, report)

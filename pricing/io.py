@@ -221,6 +221,36 @@ def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:
     return dict(row["operationMetrics"] or {}) if row else {}
 
 
+def latest_version(spark: SparkSession, path: str) -> int | None:
+    """The table's newest commit version, or None where no Delta table is (read from the log, no job)."""
+    if not is_delta_table(spark, path):
+        return None
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    return None if row is None else int(row["version"])
+
+
+# Commits ensure_table makes before a write: they carry no rows.
+_SCHEMA_OPERATIONS = frozenset({"CREATE TABLE", "ADD COLUMNS"})
+
+
+def commit_metrics(spark: SparkSession, path: str, after: int | None) -> dict[str, str] | None:
+    """operationMetrics of the one write committed since version ``after`` (None: there was no table),
+    or None when it cannot be told apart: nothing written, or more than one write since."""
+    rows = (
+        DeltaTable.forPath(spark, path)
+        .history(4)
+        .select("version", "operation", "operationMetrics")
+        .collect()
+    )
+    newer = [r for r in rows if after is None or int(r["version"]) > after]
+    writes = [r for r in newer if r["operation"] not in _SCHEMA_OPERATIONS]
+    # history(4) holds everything since `after` only when something older than `after` is in it too.
+    complete = after is None and len(rows) < 4 or len(newer) < len(rows)
+    if not complete or len(writes) != 1:
+        return None
+    return dict(writes[0]["operationMetrics"] or {})
+
+
 def first_value(df: DataFrame) -> Any:
     """The first column of the first row (e.g. of an aggregate), or None for no rows."""
     row = df.first()

@@ -42,3 +42,29 @@ def test_a_lakehouse_gets_its_id_once_and_a_copy_keeps_it(spark: SparkSession, t
     assert io.lakehouse_id(spark, other) != minted
     shutil.copytree(tmp_path / "a", tmp_path / "copy")
     assert io.lakehouse_id(spark, str(tmp_path / "copy")) == minted
+
+
+def test_rows_of_the_one_commit_since_a_version(spark: SparkSession, tmp_path: Path) -> None:
+    # The intake counts what it wrote from the commit itself; it must never read another commit's rows.
+    path = str(tmp_path / "t")
+    rows = [("A", "tent"), ("B", "shoe")]
+    io.append(spark.createDataFrame(rows, OLD), path, OLD, "t")
+    assert io.commit_metrics(spark, path, None)["numOutputRows"] == "2"  # created, then written
+
+    before = io.latest_version(spark, path)
+    io.replace_where(spark.createDataFrame([("A", "tarp")], OLD), path, OLD, "sku = 'A'", "t")
+    assert io.commit_metrics(spark, path, before)["numOutputRows"] == "1"
+
+    before = io.latest_version(spark, path)
+    io.merge_by_key(
+        spark.createDataFrame([("B", "boot"), ("C", "cap")], OLD), path, OLD, ["sku"], "true", "t"
+    )
+    merged = io.commit_metrics(spark, path, before)
+    assert (merged["numTargetRowsInserted"], merged["numTargetRowsUpdated"]) == ("1", "1")
+
+    before = io.latest_version(spark, path)
+    assert io.commit_metrics(spark, path, before) is None  # nothing committed since
+    io.append(spark.createDataFrame([("D", "hat")], OLD), path, OLD, "t")
+    io.append(spark.createDataFrame([("E", "mat")], OLD), path, OLD, "t")
+    assert io.commit_metrics(spark, path, before) is None  # two writes: neither is known to be ours
+    assert io.latest_version(spark, str(tmp_path / "absent")) is None
