@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from functools import reduce
 from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
@@ -51,10 +51,6 @@ from pricing.silver import (
 
 log = logging.getLogger(__name__)
 
-# audit/quarantine is the one table every source writes: concurrent sources take turns, so their
-# replaceWhere commits (disjoint by source, but not partitioned by it) never conflict.
-_QUARANTINE_WRITE = threading.Lock()
-
 
 class IngestError(RuntimeError):
     """The intake cannot run (missing required source, missing secret)."""
@@ -76,6 +72,8 @@ class SourceResult:
     rows_quarantined: int = 0
     rows_duplicate: int = 0
     ledger_rows: list[tuple] = field(default_factory=list, repr=False)
+    # The rejected rows, cached until the batch's one audit/quarantine commit.
+    quarantine_df: DataFrame | None = field(default=None, repr=False)
 
     @property
     def rows_unaccounted(self) -> int:
@@ -309,20 +307,10 @@ def _to_silver(
     if history_df is not None:
         history_df = history_df.where(F.col(BATCH_ID) != batch_id)
     flagged_df = flag_outliers(parsed_df, history_df, contract, cfg.ingest.anomaly).persist()
-    quarantine_filter = f"source = '{contract.name}' AND {BATCH_ID} = {batch_id}"
     silver_path = lakehouse.silver(contract.name)
+    quarantine_df = quarantine_rows(flagged_df, contract).persist()
     try:
-        with _QUARANTINE_WRITE:
-            before = io.latest_version(spark, lakehouse.quarantine)
-            io.replace_where(
-                quarantine_rows(flagged_df, contract),
-                lakehouse.quarantine,
-                QUARANTINE_SCHEMA,
-                quarantine_filter,
-                "audit/quarantine",
-            )
-            # replaceWhere leaves exactly the rows it wrote under its condition.
-            quarantined = _written_rows(spark, lakehouse.quarantine, before)
+        result.rows_quarantined = quarantine_df.count()
         silver_df = io.read_table(spark, silver_path, contract.silver_schema)
         classified_df = classify_against_silver(
             flagged_df.where(F.size(REASONS) == 0), silver_df, contract, batch_id
@@ -352,20 +340,49 @@ def _to_silver(
             written = _written_rows(spark, silver_path, before)
         finally:
             classified_df.unpersist()
+    except BaseException:
+        quarantine_df.unpersist()
+        raise
     finally:
         flagged_df.unpersist()
+    result.quarantine_df = quarantine_df
     result.rows_duplicate = int(status_counts.get("duplicate", 0))
-    # Counted from the commits as written, not from what was meant to be written; a re-run of a batch
+    # Counted from the commit as written, not from what was meant to be written; a re-run of a batch
     # (rows it already owns) or a commit that cannot be told apart is counted from the table itself.
-    result.rows_quarantined = (
-        quarantined
-        if quarantined is not None
-        else io.count_where(spark, lakehouse.quarantine, quarantine_filter)
-    )
     own = int(status_counts.get("own", 0))
     result.rows_silver = (
         written if written is not None and own == 0 else io.count_where(spark, silver_path, batch_filter)
     )
+
+
+def _write_quarantine(
+    spark: SparkSession, lakehouse: Lakehouse, batch_id: int, results: list[SourceResult]
+) -> None:
+    """Every source's rejected rows in one commit that replaces the batch's (a re-run's included).
+
+    The per-source counts taken before the write stand only if the commit wrote as many rows;
+    otherwise they are counted again from the table.
+    """
+    parts = [r.quarantine_df for r in results if r.quarantine_df is not None]
+    try:
+        if not parts and not io.is_delta_table(spark, lakehouse.quarantine):
+            return
+        rows_df = (
+            reduce(DataFrame.unionByName, parts) if parts else spark.createDataFrame([], QUARANTINE_SCHEMA)
+        )
+        batch_filter = f"{BATCH_ID} = {batch_id}"
+        before = io.latest_version(spark, lakehouse.quarantine)
+        io.replace_where(rows_df, lakehouse.quarantine, QUARANTINE_SCHEMA, batch_filter, "audit/quarantine")
+        if _written_rows(spark, lakehouse.quarantine, before) != sum(r.rows_quarantined for r in results):
+            table = io.read_table(spark, lakehouse.quarantine).where(batch_filter)
+            counted = dict(table.groupBy("source").count().collect())
+            for r in results:
+                r.rows_quarantined = int(counted.get(r.source, 0))
+    finally:
+        for part in parts:
+            part.unpersist()
+        for r in results:
+            r.quarantine_df = None
 
 
 def _written_rows(spark: SparkSession, path: str, before: int | None) -> int | None:
@@ -453,8 +470,15 @@ def run_ingest(
         fx = futures.get(FX_RATES.name)
         if fx is None or fx.exception() is None:
             futures.update({name: pool.submit(ingest, name) for name in priced})
-    done = {name: future.result() for name, future in futures.items()}
+    try:
+        done = {name: future.result() for name, future in futures.items()}
+    except BaseException:
+        for future in futures.values():  # the sources that finished hold cached rejected rows
+            if future.exception() is None and future.result().quarantine_df is not None:
+                future.result().quarantine_df.unpersist()
+        raise
     results = [done[name] for name in SOURCES if name in done]
+    _write_quarantine(spark, lakehouse, batch_id, results)
     report = IngestReport(batch_id, ingested_at, results)
     _write_audit(spark, lakehouse, report)
     log.info(report.render())

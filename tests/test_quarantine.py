@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from landing_files import write_catalog, write_csv
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -128,6 +129,11 @@ def test_reconciliation_balances_exactly(
     )
     assert (row.files_ingested, row.files_failed, row.balanced) == (3, 3, True)
     assert report.balanced
+    # Every source's rejected rows went in with one commit, the batch's, and the counts are its rows.
+    history = DeltaTable.forPath(spark, lakehouse.quarantine).history()
+    writes = history.where("operation = 'WRITE'").collect()
+    assert len(writes) == 1
+    assert int(writes[0].operationMetrics["numOutputRows"]) == sum(r.rows_quarantined for r in report.results)
 
 
 def test_foreign_currency_is_converted_to_base(
