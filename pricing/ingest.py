@@ -375,7 +375,9 @@ def _write_quarantine(
         io.replace_where(rows_df, lakehouse.quarantine, QUARANTINE_SCHEMA, batch_filter, "audit/quarantine")
         if _written_rows(spark, lakehouse.quarantine, before) != sum(r.rows_quarantined for r in results):
             table = io.read_table(spark, lakehouse.quarantine).where(batch_filter)
-            counted = dict(table.groupBy("source").count().collect())
+            counted: dict[str, int] = {
+                r["source"]: r["count"] for r in table.groupBy("source").count().collect()
+            }
             for r in results:
                 r.rows_quarantined = int(counted.get(r.source, 0))
     finally:
@@ -474,8 +476,9 @@ def run_ingest(
         done = {name: future.result() for name, future in futures.items()}
     except BaseException:
         for future in futures.values():  # the sources that finished hold cached rejected rows
-            if future.exception() is None and future.result().quarantine_df is not None:
-                future.result().quarantine_df.unpersist()
+            rejected = future.result().quarantine_df if future.exception() is None else None
+            if rejected is not None:
+                rejected.unpersist()
         raise
     results = [done[name] for name in SOURCES if name in done]
     _write_quarantine(spark, lakehouse, batch_id, results)
