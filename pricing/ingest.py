@@ -464,8 +464,8 @@ def run_ingest(
         return result
 
     # Priced sources convert with silver fx_rates, so they start once FX is in; the others start with it
-    # (they share nothing but audit/quarantine). A failing source lets the others finish (a re-run
-    # replaces the whole batch); without FX the priced sources do not start.
+    # (each writes only its own tables; the batch's quarantine is written after all). A failing source
+    # lets the others finish (a re-run replaces the whole batch); without FX the priced ones do not start.
     priced = [name for name in pending if SOURCES[name].has_currency and name != FX_RATES.name]
     with ThreadPoolExecutor(max_workers=cfg.ingest.parallel_sources, thread_name_prefix="ingest") as pool:
         futures = {name: pool.submit(ingest, name) for name in pending if name not in priced}

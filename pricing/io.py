@@ -222,7 +222,7 @@ def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:
 
 
 def latest_version(spark: SparkSession, path: str) -> int | None:
-    """The table's newest commit version, or None where no Delta table is (read from the log, no job)."""
+    """The table's newest commit version, or None where no Delta table is (from the log's history)."""
     if not is_delta_table(spark, path):
         return None
     row = DeltaTable.forPath(spark, path).history(1).select("version").first()
@@ -245,7 +245,7 @@ def commit_metrics(spark: SparkSession, path: str, after: int | None) -> dict[st
     newer = [r for r in rows if after is None or int(r["version"]) > after]
     writes = [r for r in newer if r["operation"] not in _SCHEMA_OPERATIONS]
     # history(4) holds everything since `after` only when something older than `after` is in it too.
-    complete = after is None and len(rows) < 4 or len(newer) < len(rows)
+    complete = (after is None and len(rows) < 4) or len(newer) < len(rows)
     if not complete or len(writes) != 1:
         return None
     return dict(writes[0]["operationMetrics"] or {})
