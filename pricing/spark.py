@@ -88,6 +88,10 @@ def cached_delta_jars(cfg: SparkConfig) -> list[str]:
     return selected
 
 
+# Generated classes kept for reuse: enough for every distinct query of a night and of the tests.
+CODEGEN_CACHE_ENTRIES = 4096
+
+
 def session_conf(cfg: SparkConfig, use_packages: bool = False) -> dict[str, str]:
     """Every Spark setting a pricing session gets, as one dict (also used to write spark-defaults)."""
     conf: dict[str, str] = {
@@ -101,6 +105,9 @@ def session_conf(cfg: SparkConfig, use_packages: bool = False) -> dict[str, str]
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         # A JSON record with one key in two cases ("sku", "SKU") keeps the last, as JSON parsers do.
         "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
+        # Spark keeps 100 compiled query classes by default; a night compiles about 1,000 and a second
+        # market in the same process recompiled 1,327 of them (36 with this cache; docs/benchmarks.md).
+        "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
     }
     if cfg.driver_memory:
         conf["spark.driver.memory"] = cfg.driver_memory

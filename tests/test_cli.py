@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
 from pricing.cli import build_parser, main
 from pricing.config import load_config
-from pricing.spark import LOG_LEVEL_CONF, QUIET_LOG4J, jar_cache_dir, session_conf
+from pricing.spark import CODEGEN_CACHE_ENTRIES, LOG_LEVEL_CONF, QUIET_LOG4J, jar_cache_dir, session_conf
 
 
 def test_every_stage_has_a_subcommand() -> None:
@@ -75,6 +76,13 @@ def test_quiet_by_default_and_verbose_on_request() -> None:
     # A user's JVM options are kept, after ours.
     mine = load_config("local", overrides=["spark.extra_conf={spark.driver.extraJavaOptions: -Xss4m}"])
     assert session_conf(mine.spark)["spark.driver.extraJavaOptions"].endswith(".properties -Xss4m")
+
+
+def test_the_session_keeps_a_night_of_compiled_queries(spark: SparkSession) -> None:
+    # A static conf: it counts only if it reaches the session when the JVM starts.
+    assert spark.conf.get("spark.sql.codegen.cache.maxEntries") == str(CODEGEN_CACHE_ENTRIES)
+    mine = load_config("local", overrides=["spark.extra_conf={spark.sql.codegen.cache.maxEntries: '50'}"])
+    assert session_conf(mine.spark)["spark.sql.codegen.cache.maxEntries"] == "50"
 
 
 @pytest.mark.slow
