@@ -78,7 +78,7 @@ demo: setup ## simulate a market, then run the nightly job on it for several nig
 		PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing nightly --landing $(DEMO_DIR)/landing \
 			--lakehouse $(DEMO_DIR)/lakehouse --run-date $$night --truth $(DEMO_DIR)/truth; \
 	done; \
-	report=$(CURDIR)/$(DEMO_DIR)/lakehouse/reports/night-$$last.html; test -f $$report; \
+	report=$(abspath $(DEMO_DIR))/lakehouse/reports/night-$$last.html; test -f $$report; \
 	echo "The last night's report (open it in a browser): $$report"
 
 # spark-submit ships the package as a zip (--py-files); the wheel is for pip and Databricks wheel tasks.
