@@ -338,6 +338,43 @@ def _prices(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"not a price or comma-separated prices: {text!r}") from error
 
 
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from pricing.experiment import (
+        ExperimentError,
+        list_experiments,
+        readout,
+        render_readout,
+        start_experiment,
+    )
+
+    cfg, spark = _session(args, _lakehouse(args))
+    try:
+        if args.action == "start":
+            started = start_experiment(
+                spark,
+                cfg.paths.lakehouse,
+                args.name,
+                args.share,
+                getattr(args, "from"),
+                args.days,
+                unit=args.by,
+                seed=args.seed,
+                pre_days=args.pre_days,
+            )
+            print(started.render())
+        elif args.action == "readout":
+            effects = readout(spark, cfg.paths.lakehouse, args.name, through=args.through, level=args.level)
+            print(f"experiment {args.name}")
+            print(render_readout(effects, args.estimator))
+        else:
+            table = list_experiments(spark, cfg.paths.lakehouse)
+            print(table.to_string(index=False) if not table.empty else "no experiments")
+    except ExperimentError as error:
+        print(f"pricing experiment {args.action}: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -499,6 +536,44 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--port", type=int, default=8050, help="with --serve: port (default 8050)")
     _common(review)
     review.set_defaults(func=_cmd_review)
+
+    experiment = sub.add_parser(
+        "experiment", help="price experiments: start a split, read out its effect, list them"
+    )
+    actions = experiment.add_subparsers(dest="action", required=True)
+    start = actions.add_parser(
+        "start", help="split part of the catalogue into treatment (system prices) and control (kept)"
+    )
+    start.add_argument("--name", required=True)
+    start.add_argument(
+        "--share", type=float, required=True, help="share of the units that take part, half in each arm"
+    )
+    start.add_argument(
+        "--by", choices=["sku", "category", "store"], default="sku", help="what is randomised (default sku)"
+    )
+    start.add_argument("--from", type=_date, required=True, help="first night of the experiment")
+    start.add_argument("--days", type=int, required=True, help="nights it runs")
+    start.add_argument("--seed", type=int, default=0, help="randomisation seed (default 0)")
+    start.add_argument(
+        "--pre-days", type=int, default=28, help="days before the start that stratify and adjust (default 28)"
+    )
+    read = actions.add_parser(
+        "readout", help="the effect on profit, revenue and units per day, with intervals"
+    )
+    read.add_argument("--name", required=True)
+    read.add_argument("--through", type=_date, help="last day to include (default: the panel's last day)")
+    read.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    read.add_argument(
+        "--estimator",
+        choices=["cuped", "did"],
+        default="cuped",
+        help="which estimate to print (both are kept)",
+    )
+    listed = actions.add_parser("list", help="every experiment of the lakehouse")
+    for action in (start, read, listed):
+        action.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+        _common(action)
+        action.set_defaults(func=_cmd_experiment)
 
     for name, does in (
         ("approve", "put recommended prices in force (status approved), without re-scoring"),

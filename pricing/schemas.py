@@ -442,3 +442,39 @@ RUNS_SCHEMA = StructType(
     # Where the night's HTML report was written (pricing.night_report), once it was.
     + _fields("report_path:string")
 )
+
+# Price experiments (pricing.experiment, docs/experiments.md). One row per experiment, written last
+# when it starts (the assignment rows before it are only in force once it exists).
+EXPERIMENTS_SCHEMA = StructType(
+    _fields("name:string unit:string", False)
+    + [StructField("share", DoubleType(), False), StructField("seed", LongType(), False)]
+    + _fields("start_date:date end_date:date", False)
+    + [StructField("days", IntegerType(), False), StructField("pre_days", IntegerType(), False)]
+    + _fields("control:string", False)
+    + [StructField("units_treatment", LongType(), False), StructField("units_control", LongType(), False)]
+    + _fields("created_at:timestamp", False)
+)
+
+# Which arm each SKU of an experiment is in; ``unit`` is what was randomised (the SKU or its category),
+# ``stratum`` the category and sales level it was balanced within.
+EXPERIMENT_ASSIGNMENTS_SCHEMA = StructType(
+    _fields("experiment:string sku:string unit:string stratum:string arm:string", False)
+    + _fields("assigned_at:timestamp", False)
+)
+
+# One readout: per segment (``all`` or a category) and metric (profit, revenue, units), the effect per
+# randomised unit and day of the system's prices against the kept ones, under each estimator (``cuped``,
+# ``did``), and the pre-period check (``pre_period_balance``: the arms' difference before the start).
+EXPERIMENT_READOUTS_SCHEMA = StructType(
+    _fields("experiment:string segment:string metric:string estimator:string", False)
+    + _fields("effect:double se:double ci_low:double ci_high:double p_value:double")
+    + _fields("control_mean:double relative_effect:double standardized_difference:double")
+    + [
+        StructField("level", DoubleType(), False),
+        StructField("n_treatment", LongType(), False),
+        StructField("n_control", LongType(), False),
+        StructField("days_pre", IntegerType(), False),
+        StructField("days_post", IntegerType(), False),
+    ]
+    + _fields("through_date:date computed_at:timestamp", False)
+)

@@ -28,6 +28,7 @@ from pyspark.sql.types import BooleanType, StructField, StructType
 
 from pricing import io
 from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
+from pricing.experiment import controls_on, hold_controls
 from pricing.features import GoldTables, next_day_rows
 from pricing.model.dataset import InputSpec, model_inputs, with_history
 from pricing.model.predict import LoadedModel, foreign_model
@@ -600,6 +601,8 @@ def run_score(
     spark.conf.set(batch_key, str(cfg.score.arrow_batch_size))
     try:
         scored = inputs.mapInPandas(score_batches(loader, cfg.policy, cfg.score), SCORED_SCHEMA)
+        # SKUs in the control arm of a price experiment running tonight keep their price.
+        scored = hold_controls(scored, controls_on(spark, root, price_date))
         overrides = io.read_table(spark, tables.overrides, PRICE_OVERRIDES_SCHEMA)
         decisions = io.read_table(spark, tables.decisions, PRICE_DECISIONS_SCHEMA)
         recommendations = apply_decisions(

@@ -15,6 +15,15 @@ from pyspark.sql import functions as F
 
 from pricing import io
 from pricing.config import PricingConfig, load_config
+from pricing.experiment import (
+    CONTROL_REASON,
+    ExperimentError,
+    ExperimentTables,
+    controls_on,
+    readout,
+    render_readout,
+    start_experiment,
+)
 from pricing.features import GoldTables
 from pricing.model.dataset import model_inputs, with_history
 from pricing.model.train import run_train
@@ -46,6 +55,7 @@ BINDING = {
     "uncertainty",
     "competitor_premium",
     "uncertain_gain",
+    "experiment_control",
 }
 
 
@@ -344,3 +354,72 @@ def test_a_champion_from_another_lakehouse_is_never_used(
     champion = load_champion(cfg.train, cfg.score.model_alias, ours)
     assert champion is not None and champion.version == trained.model_version
     assert run_score(spark, cfg).model_version == trained.model_version
+
+
+def test_a_running_experiment_holds_its_control_skus(
+    spark: SparkSession, market: Path, tmp_path: Path
+) -> None:
+    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    cfg = _config(market, lakehouse=lakehouse)
+    root = str(lakehouse)
+    night = next_night(spark, io.qualify(spark, root))
+    with pytest.raises(ExperimentError, match="already priced"):
+        start_experiment(spark, root, "past", 1.0, night - timedelta(days=1), 7)
+    with pytest.raises(ExperimentError, match="per store"):
+        start_experiment(spark, root, "by-store", 1.0, night, 7, unit="store")
+    started = start_experiment(spark, root, "e1", 1.0, night, 7, seed=1)
+    assert started.units_treatment + started.units_control == started.eligible_units == 10
+    assert abs(started.units_treatment - started.units_control) <= 1  # halves
+    with pytest.raises(ExperimentError, match="already exists"):
+        start_experiment(spark, root, "e1", 0.5, night, 7)
+    with pytest.raises(ExperimentError, match="eligible"):  # every SKU is busy in e1 on those nights
+        start_experiment(spark, root, "e2", 1.0, night + timedelta(days=6), 7)
+    qualified = io.qualify(spark, root)
+    assert controls_on(spark, qualified, night + timedelta(days=6)).count() == started.units_control
+    assert controls_on(spark, qualified, night + timedelta(days=7)).count() == 0
+    assert controls_on(spark, qualified, night - timedelta(days=1)).count() == 0
+
+    report = run_score(spark, cfg, price_date=night)
+    arms = io.read_table(spark, ExperimentTables(qualified).assignments).toPandas()
+    rows = _night(spark, lakehouse).toPandas().merge(arms[["sku", "arm"]], on="sku")
+    held = rows[rows["arm"] == "control"]
+    assert len(held) == started.units_control == report.by_binding[CONTROL_REASON]
+    assert (held["recommended_price"] == held["current_price"]).all()
+    assert (held["final_price"] == held["current_price"]).all()
+    assert (held["expected_gain"] == 0).all()
+    assert (rows.loc[rows["arm"] == "treatment", "binding_constraint"] != CONTROL_REASON).all()
+
+
+def test_an_experiment_reads_out_from_the_panel(spark: SparkSession, market: Path, tmp_path: Path) -> None:
+    # The panel up to a cut, the experiment started at it, then the later days arrive: an A/A test on real
+    # panel rows (no price was held), whose readout has every metric, estimator and category.
+    lakehouse = tmp_path / "lakehouse"
+    panel = spark.read.format("delta").load(f"{market}/lakehouse/gold/sku_day")
+    last = panel.agg(F.max("date")).first()[0]
+    cut = last - timedelta(days=9)
+    panel.where(F.col("date") < F.lit(cut)).write.format("delta").save(f"{lakehouse}/gold/sku_day")
+    root = str(lakehouse)
+    start_experiment(spark, root, "aa", 1.0, cut, 14, seed=2, pre_days=21)
+    before = readout(spark, root, "aa")
+    assert set(before["estimator"]) == {"pre_period_balance"} and (before["days_post"] == 0).all()
+    panel.where(F.col("date") >= F.lit(cut)).write.format("delta").mode("append").save(
+        f"{lakehouse}/gold/sku_day"
+    )
+    effects = readout(spark, root, "aa", level=0.8)
+    whole = effects[effects["segment"] == "all"]
+    assert len(whole) == 9  # 3 metrics x (cuped, did, balance)
+    assert set(whole["estimator"]) == {"cuped", "did", "pre_period_balance"}
+    assert (whole["n_treatment"] + whole["n_control"] == 10).all()
+    assert (effects["days_post"] == 10).all() and (effects["through_date"] == last).all()
+    assert ((whole["ci_low"] <= whole["effect"]) & (whole["effect"] <= whole["ci_high"])).all()
+    categories = (
+        spark.read.format("delta").load(f"{lakehouse}/gold/sku_day").select("category").distinct().count()
+    )
+    assert effects.loc[effects["segment"] != "all", "segment"].nunique() <= categories
+    stored = io.read_table(spark, ExperimentTables(io.qualify(spark, root)).readouts).toPandas()
+    assert len(stored) == len(before) + len(effects) and set(stored["level"]) == {0.9, 0.8}
+    text = render_readout(effects)
+    assert "profit" in text and "pre-period balance" in text
+    # A category is read out only with two units in each arm (10 SKUs over several categories: few).
+    segments = effects[effects["segment"] != "all"]
+    assert (segments["n_treatment"] >= 2).all() and (segments["n_control"] >= 2).all()

@@ -1,0 +1,587 @@
+"""Price experiments: proof in the shop (docs/experiments.md).
+
+``start``: part of the catalogue (``share`` of the randomisation units: SKUs or whole categories) is split
+at random, within strata of category and sales level, half into **treatment** (the system's prices, as
+every other SKU) and half into **control** (prices kept: scoring holds them with
+``binding_constraint = experiment_control``) for the nights ``start_date`` .. ``end_date``. The split is
+recorded in ``gold/experiment_assignments`` and the experiment in ``gold/experiments``.
+
+``readout``: from the gold panel, each unit's mean profit, revenue and units per day before the start
+(the pre-period) and since; the effect of treatment per unit and day is the difference of the arms'
+post-period means adjusted for their pre-period difference, by CUPED (the adjustment's slope estimated
+from the data, within arms) and by difference-in-differences (slope 1), with Welch intervals; the
+pre-period difference itself is the balance check. Per category as well when SKUs were randomised.
+Rows go to ``gold/experiment_readouts`` (appended: each readout is kept).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from pricing import io
+from pricing.features import GoldTables
+from pricing.schemas import (
+    EXPERIMENT_ASSIGNMENTS_SCHEMA,
+    EXPERIMENT_READOUTS_SCHEMA,
+    EXPERIMENTS_SCHEMA,
+)
+
+log = logging.getLogger(__name__)
+
+ARMS = ("treatment", "control")
+METRICS = ("profit", "revenue", "units")
+UNITS = ("sku", "category", "store")
+CONTROL_REASON = "experiment_control"
+# Sales-level strata: SKUs (or categories) are ranked by pre-period units per day into this many bands.
+SALES_LEVELS = 3
+
+
+class ExperimentError(ValueError):
+    """An experiment that cannot be started or read out as asked."""
+
+
+@dataclass(frozen=True)
+class ExperimentTables:
+    """Where one lakehouse's experiment tables live."""
+
+    root: str
+
+    @property
+    def experiments(self) -> str:
+        return io.table_path(self.root, "gold", "experiments")
+
+    @property
+    def assignments(self) -> str:
+        return io.table_path(self.root, "gold", "experiment_assignments")
+
+    @property
+    def readouts(self) -> str:
+        return io.table_path(self.root, "gold", "experiment_readouts")
+
+
+def _hash(*columns: Any) -> Any:
+    """A uniform draw in [0, 1) per row, fixed by its inputs (the experiment's seed among them)."""
+    return (F.abs(F.xxhash64(*columns)) % F.lit(1_000_003)) / F.lit(1_000_003.0)
+
+
+def experiment_units(pre_df: DataFrame, unit: str) -> DataFrame:
+    """Per SKU of the pre-period panel rows ``pre_df`` (sku, date, category, units_sold): the unit it is
+    randomised with (``unit`` "sku": itself; "category": its category) and that unit's stratum (its
+    category and sales level; a category's stratum is its sales level). Pure."""
+    if unit not in ("sku", "category"):
+        raise ExperimentError(f"unknown randomisation unit {unit!r}")
+    skus = pre_df.groupBy("sku").agg(
+        F.coalesce(F.max("category"), F.lit("unknown")).alias("category"),
+        F.avg(F.col("units_sold").cast("double")).alias("daily_units"),
+    )
+    if unit == "sku":
+        units = skus.select(F.col("sku").alias("unit"), "category", "daily_units")
+    else:
+        units = skus.groupBy(F.col("category").alias("unit")).agg(
+            F.first("category").alias("category"), F.sum("daily_units").alias("daily_units")
+        )
+    # Sales level across all units (one small window: a catalogue's SKUs, not its rows).
+    level = F.ntile(SALES_LEVELS).over(Window.orderBy("daily_units", "unit"))
+    units = units.withColumn("level", level)
+    stratum = (
+        F.concat_ws("|", "category", F.concat(F.lit("sales"), "level"))
+        if unit == "sku"
+        else F.concat(F.lit("sales"), F.col("level"))
+    )
+    units = units.select("unit", stratum.alias("stratum"))
+    key = "sku" if unit == "sku" else "category"
+    return skus.join(units, skus[key] == units["unit"]).select(skus["sku"], "unit", "stratum")
+
+
+def assign_arms(units_df: DataFrame, name: str, seed: int, share: float) -> DataFrame:
+    """Draw ``share`` of the units of ``units_df`` (unit, stratum) into the experiment and split them
+    half and half within each stratum, and overall, into treatment and control. Pure and
+    reproducible: the same name, seed and units give the same split.
+
+    Taking part is systematic sampling through the units ordered by stratum and a random key, from a
+    random start: every stratum contributes its share (to within one unit), and the whole draw is
+    ``share`` of the units to within one.
+    """
+    if not 0 < share <= 1:
+        raise ExperimentError(f"share must be in (0, 1], got {share}")
+    ident = [F.lit(name), F.lit(seed)]
+    start = _hash(*ident, F.lit("start"))
+    ordered = units_df.select("unit", "stratum").distinct()
+    k = F.row_number().over(Window.orderBy("stratum", "_draw", "unit")) - 1
+    taken = (
+        ordered.withColumn("_draw", _hash(*ident, F.col("unit")))
+        .withColumn("_k", k)
+        .where(F.floor((F.col("_k") + 1) * share + start) > F.floor(F.col("_k") * share + start))
+    )
+    # Arms alternate along the same ordering, from a random first arm: within every stratum they are
+    # halves to within one, and a stratum's odd unit is paired with the next stratum's first, so the
+    # whole split is halves to within one as well however many strata are small.
+    j = F.row_number().over(Window.orderBy("stratum", "_split", "unit")) - 1
+    coin = F.when(_hash(*ident, F.lit("coin")) < 0.5, 0).otherwise(1)
+    return (
+        taken.withColumn("_split", _hash(*ident, F.col("unit"), F.lit("arm")))
+        .withColumn("arm", F.when((j + coin) % 2 == 0, ARMS[0]).otherwise(ARMS[1]))
+        .select("unit", "stratum", "arm")
+    )
+
+
+def hold_controls(scored_df: DataFrame, controls_df: DataFrame) -> DataFrame:
+    """Scored rows with the SKUs of ``controls_df`` (sku) keeping their current price: the recommendation
+    is the current price, its expected outcome the current one, no expected gain, and the reason
+    :data:`CONTROL_REASON`. Pure."""
+    held = controls_df.select("sku", F.lit(True).alias("_held")).distinct()
+    rows = scored_df.join(held, "sku", "left")
+    is_held = F.coalesce(F.col("_held"), F.lit(False))
+
+    def when_held(column: str, value: Any) -> Any:
+        return F.when(is_held, value).otherwise(F.col(column)).alias(column)
+
+    zero_gain = F.when(F.col("expected_units_current").isNotNull(), F.lit(0.0))
+    replaced = {
+        "recommended_price": F.col("current_price"),
+        "expected_units_recommended": F.col("expected_units_current"),
+        "expected_revenue_recommended": F.col("expected_revenue_current"),
+        "expected_profit_recommended": F.col("expected_profit_current"),
+        "binding_constraint": F.lit(CONTROL_REASON),
+        "expected_gain": zero_gain,
+        "expected_gain_low": zero_gain,
+        "expected_gain_high": zero_gain,
+    }
+    return rows.select(
+        *[
+            when_held(c, replaced[c]).cast(scored_df.schema[c].dataType) if c in replaced else F.col(c)
+            for c in scored_df.columns
+        ]
+    )
+
+
+def running_experiments(spark: SparkSession, root: str, price_date: date) -> DataFrame:
+    """The experiments whose nights include ``price_date``."""
+    tables = ExperimentTables(root)
+    return io.read_table(spark, tables.experiments, EXPERIMENTS_SCHEMA).where(
+        (F.col("start_date") <= F.lit(price_date)) & (F.col("end_date") >= F.lit(price_date))
+    )
+
+
+def controls_on(spark: SparkSession, root: str, price_date: date) -> DataFrame:
+    """The SKUs (sku) in the control arm of an experiment running on ``price_date``."""
+    tables = ExperimentTables(root)
+    running = running_experiments(spark, root, price_date).select(F.col("name").alias("experiment"))
+    assigned = io.read_table(spark, tables.assignments, EXPERIMENT_ASSIGNMENTS_SCHEMA)
+    return assigned.join(running, "experiment").where(F.col("arm") == ARMS[1]).select("sku").distinct()
+
+
+@dataclass
+class StartedExperiment:
+    name: str
+    unit: str
+    start_date: date
+    end_date: date
+    units_treatment: int
+    units_control: int
+    skus_treatment: int
+    skus_control: int
+    eligible_units: int
+
+    def render(self) -> str:
+        return (
+            f"experiment {self.name}: {self.units_treatment} {self.unit} unit(s) in treatment "
+            f"({self.skus_treatment} SKUs), {self.units_control} in control ({self.skus_control} SKUs) of "
+            f"{self.eligible_units} eligible; nights {self.start_date} .. {self.end_date}; control SKUs keep "
+            f"their prices ({CONTROL_REASON})"
+        )
+
+
+def start_experiment(
+    spark: SparkSession,
+    root: str,
+    name: str,
+    share: float,
+    start: date,
+    days: int,
+    unit: str = "sku",
+    seed: int = 0,
+    pre_days: int = 28,
+) -> StartedExperiment:
+    """Split part of the catalogue for a price experiment from the night ``start`` for ``days`` nights.
+
+    Eligible: SKUs with panel rows in the ``pre_days`` before ``start`` and in no other experiment whose
+    nights overlap. ``start`` must be a night not priced yet (the day after the panel or later).
+    """
+    from pricing.score import next_night
+
+    if unit == "store":
+        raise ExperimentError(
+            "--by store needs a price per store, and this lakehouse prices each SKU once for every "
+            "channel (gold/sku_day has no store): randomise by sku or category"
+        )
+    if unit not in UNITS:
+        raise ExperimentError(f"--by must be one of {', '.join(UNITS)}, got {unit!r}")
+    if not name.strip() or name != name.strip():
+        raise ExperimentError("an experiment needs a name without leading or trailing spaces")
+    if days < 1 or pre_days < 1:
+        raise ExperimentError("--days and --pre-days must be at least 1")
+    root = io.qualify(spark, root)
+    tables = ExperimentTables(root)
+    existing = io.read_table(spark, tables.experiments, EXPERIMENTS_SCHEMA).cache()
+    try:
+        if existing.where(F.col("name") == name).limit(1).count():
+            raise ExperimentError(f"an experiment named {name!r} already exists")
+        first_open = next_night(spark, root)
+        if start < first_open:
+            raise ExperimentError(
+                f"the night {start} is already priced (the panel runs to {first_open - timedelta(days=1)}): "
+                f"start on {first_open} or later"
+            )
+        end = start + timedelta(days=days - 1)
+        overlapping = existing.where(
+            (F.col("start_date") <= F.lit(end)) & (F.col("end_date") >= F.lit(start))
+        )
+        busy = (
+            io.read_table(spark, tables.assignments, EXPERIMENT_ASSIGNMENTS_SCHEMA)
+            .join(overlapping.select(F.col("name").alias("experiment")), "experiment")
+            .select("sku")
+        )
+        panel = io.read_table(spark, GoldTables(root).sku_day)
+        pre = panel.where(
+            (F.col("date") >= F.lit(start - timedelta(days=pre_days))) & (F.col("date") < F.lit(start))
+        ).join(busy, "sku", "left_anti")
+        units = experiment_units(pre.select("sku", "date", "category", "units_sold"), unit).cache()
+        eligible = units.select("unit").distinct().count()
+        if eligible < 2:
+            raise ExperimentError(
+                f"only {eligible} eligible {unit}(s) with sales history in the {pre_days} days before {start}"
+            )
+        arms = assign_arms(units, name, seed, share)
+        assigned = (
+            units.join(arms.select("unit", "arm"), "unit")
+            .select(F.lit(name).alias("experiment"), "sku", "unit", "stratum", "arm")
+            .withColumn("assigned_at", F.current_timestamp())
+            .cache()
+        )
+        counts = {
+            (r["arm"]): (int(r["units"]), int(r["skus"]))
+            for r in assigned.groupBy("arm")
+            .agg(F.countDistinct("unit").alias("units"), F.count("*").alias("skus"))
+            .collect()
+        }
+        treated, control = counts.get(ARMS[0], (0, 0)), counts.get(ARMS[1], (0, 0))
+        if not treated[0] or not control[0]:
+            raise ExperimentError(
+                f"share {share} of {eligible} eligible {unit}(s) leaves an arm empty: raise --share"
+            )
+        # Assignments first (replacing any a crashed start left), the experiment row last: a split is
+        # only in force once its experiment exists.
+        io.replace_where(
+            assigned,
+            tables.assignments,
+            EXPERIMENT_ASSIGNMENTS_SCHEMA,
+            f"experiment = '{name.replace(chr(39), chr(39) * 2)}'",
+            "gold/experiment_assignments",
+        )
+        row = spark.createDataFrame(
+            [
+                (
+                    name,
+                    unit,
+                    float(share),
+                    int(seed),
+                    start,
+                    end,
+                    int(days),
+                    int(pre_days),
+                    "keep",
+                    treated[0],
+                    control[0],
+                )
+            ],
+            "name string, unit string, share double, seed long, start_date date, end_date date, days int, "
+            "pre_days int, control string, units_treatment long, units_control long",
+        ).withColumn("created_at", F.current_timestamp())
+        io.append(row, tables.experiments, EXPERIMENTS_SCHEMA, "gold/experiments")
+        assigned.unpersist()
+        units.unpersist()
+    finally:
+        existing.unpersist()
+    started = StartedExperiment(
+        name, unit, start, end, treated[0], control[0], treated[1], control[1], eligible
+    )
+    log.info(started.render())
+    return started
+
+
+def unit_outcomes(
+    panel_df: DataFrame, assignments_df: DataFrame, start: date, through: date, pre_days: int
+) -> DataFrame:
+    """Per randomised unit: its arm, segment (its category) and mean profit, revenue and units per day in
+    the pre-period (``pre_<metric>``) and from ``start`` to ``through`` (``post_<metric>``). Pure.
+
+    A unit's day is the sum over its SKUs; profit is revenue less units at the day's unit cost.
+    """
+    pre_start = start - timedelta(days=pre_days)
+    rows = (
+        panel_df.where((F.col("date") >= F.lit(pre_start)) & (F.col("date") <= F.lit(through)))
+        .join(assignments_df.select("sku", "unit", "arm"), "sku")
+        .select(
+            "unit",
+            "arm",
+            "date",
+            "category",
+            F.when(F.col("date") < F.lit(start), "pre").otherwise("post").alias("period"),
+            (F.col("revenue") - F.col("units_sold") * F.coalesce("unit_cost", F.lit(0.0))).alias("profit"),
+            F.col("revenue").cast("double").alias("revenue"),
+            F.col("units_sold").cast("double").alias("units"),
+        )
+    )
+    daily = rows.groupBy("unit", "arm", "period", "date").agg(
+        F.max("category").alias("category"), *[F.sum(m).alias(m) for m in METRICS]
+    )
+    periods = daily.groupBy("unit", "arm", "period").agg(
+        F.max("category").alias("category"), *[F.avg(m).alias(m) for m in METRICS]
+    )
+    pivoted = (
+        periods.groupBy("unit", "arm")
+        .pivot("period", ["pre", "post"])
+        .agg(F.max("category").alias("category"), *[F.first(m).alias(m) for m in METRICS])
+    )
+    return pivoted.select(
+        "unit",
+        "arm",
+        F.coalesce("pre_category", "post_category", F.lit("unknown")).alias("segment"),
+        *[F.col(f"{p}_{m}").alias(f"{p}_{m}") for p in ("pre", "post") for m in METRICS],
+    ).where(F.col("pre_units").isNotNull())
+
+
+def _moments(outcomes_df: DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group and arm: count, means, variances and the pre/post covariance of each metric."""
+    aggregates = [F.count("*").alias("n")]
+    for m in METRICS:
+        pre, post = F.col(f"pre_{m}"), F.col(f"post_{m}")
+        aggregates += [
+            F.avg(pre).alias(f"{m}_pre_mean"),
+            F.avg(post).alias(f"{m}_post_mean"),
+            F.var_samp(pre).alias(f"{m}_pre_var"),
+            F.var_samp(post).alias(f"{m}_post_var"),
+            F.covar_samp(pre, post).alias(f"{m}_cov"),
+            F.sum(F.when(post.isNotNull(), 1).otherwise(0)).alias(f"{m}_n_post"),
+        ]
+    return outcomes_df.groupBy(*by, "arm").agg(*aggregates).toPandas()
+
+
+def _welch(effect: float, var_t: float, n_t: int, var_c: float, n_c: int, level: float) -> dict[str, float]:
+    from scipy import stats
+
+    parts = (max(var_t, 0.0) / n_t, max(var_c, 0.0) / n_c)
+    se = math.sqrt(sum(parts))
+    if se == 0.0:
+        return {"effect": effect, "se": 0.0, "ci_low": effect, "ci_high": effect, "p_value": float("nan")}
+    df = (
+        sum(parts) ** 2 / (parts[0] ** 2 / (n_t - 1) + parts[1] ** 2 / (n_c - 1))
+        if all(parts)
+        else n_t + n_c - 2
+    )
+    half = float(stats.t.ppf((1 + level) / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(effect) / se, df))
+    return {"effect": effect, "se": se, "ci_low": effect - half, "ci_high": effect + half, "p_value": p}
+
+
+def _effects_of(moments: pd.DataFrame, level: float) -> list[dict[str, Any]]:
+    """The estimates of one segment from its two arms' moments (rows of :func:`_moments`)."""
+    arms = {r["arm"]: r for _, r in moments.iterrows()}
+    if set(arms) != set(ARMS):
+        return []
+    t, c = arms[ARMS[0]], arms[ARMS[1]]
+    n_t, n_c = int(t["n"]), int(c["n"])
+    if n_t < 2 or n_c < 2:
+        return []
+    rows: list[dict[str, Any]] = []
+    for m in METRICS:
+        g = {
+            a: {
+                k: float(r[f"{m}_{k}"]) if pd.notna(r[f"{m}_{k}"]) else 0.0
+                for k in ("pre_mean", "post_mean", "pre_var", "post_var", "cov")
+            }
+            for a, r in arms.items()
+        }
+        gt, gc = g[ARMS[0]], g[ARMS[1]]
+        pre_diff = gt["pre_mean"] - gc["pre_mean"]
+        balance = _welch(pre_diff, gt["pre_var"], n_t, gc["pre_var"], n_c, level)
+        pooled_sd = math.sqrt((gt["pre_var"] + gc["pre_var"]) / 2)
+        rows.append(
+            {
+                "metric": m,
+                "estimator": "pre_period_balance",
+                **balance,
+                "control_mean": gc["pre_mean"],
+                "relative_effect": pre_diff / gc["pre_mean"] if gc["pre_mean"] else None,
+                "standardized_difference": pre_diff / pooled_sd if pooled_sd else 0.0,
+            }
+        )
+        if int(t[f"{m}_n_post"]) < n_t or int(c[f"{m}_n_post"]) < n_c:
+            continue  # no post-period yet for some unit: only the balance check
+        # CUPED's slope: the pre/post covariance within arms over the pre-period variance within arms.
+        spread = (n_t - 1) * gt["pre_var"] + (n_c - 1) * gc["pre_var"]
+        theta = ((n_t - 1) * gt["cov"] + (n_c - 1) * gc["cov"]) / spread if spread > 0 else 0.0
+        for estimator, slope in (("cuped", theta), ("did", 1.0)):
+            effect = gt["post_mean"] - gc["post_mean"] - slope * pre_diff
+
+            def adjusted_var(a: dict[str, float], s: float = slope) -> float:
+                return a["post_var"] - 2 * s * a["cov"] + s * s * a["pre_var"]
+
+            estimate = _welch(effect, adjusted_var(gt), n_t, adjusted_var(gc), n_c, level)
+            rows.append(
+                {
+                    "metric": m,
+                    "estimator": estimator,
+                    **estimate,
+                    "control_mean": gc["post_mean"],
+                    "relative_effect": effect / gc["post_mean"] if gc["post_mean"] else None,
+                    "standardized_difference": None,
+                }
+            )
+    for row in rows:
+        row.update(n_treatment=n_t, n_control=n_c)
+    return rows
+
+
+def experiment_effects(outcomes_df: DataFrame, level: float = 0.9, by_segment: bool = True) -> pd.DataFrame:
+    """The readout of :func:`unit_outcomes`: per segment (``all``, and each category when
+    ``by_segment``), metric and estimator, the effect of treatment per unit and day with its standard
+    error, ``level`` interval and two-sided p-value (one row per estimator: ``cuped``, ``did``,
+    ``pre_period_balance``)."""
+    if not 0 < level < 1:
+        raise ExperimentError(f"level must be in (0, 1), got {level}")
+    rows = [{"segment": "all", **r} for r in _effects_of(_moments(outcomes_df, []), level)]
+    if by_segment:
+        per_segment = _moments(outcomes_df, ["segment"])
+        for segment, moments in per_segment.groupby("segment", sort=True):
+            rows += [{"segment": str(segment), **r} for r in _effects_of(moments, level)]
+    columns = ["segment", "metric", "estimator", "effect", "se", "ci_low", "ci_high", "p_value"]
+    columns += ["control_mean", "relative_effect", "standardized_difference", "n_treatment", "n_control"]
+    return pd.DataFrame(rows, columns=columns).assign(level=level)
+
+
+def list_experiments(spark: SparkSession, root: str) -> pd.DataFrame:
+    """Every experiment of the lakehouse, newest first."""
+    table = io.read_table(spark, ExperimentTables(io.qualify(spark, root)).experiments, EXPERIMENTS_SCHEMA)
+    return table.orderBy(F.col("created_at").desc()).drop("seed").toPandas()
+
+
+def read_experiment(spark: SparkSession, root: str, name: str) -> dict[str, Any]:
+    """The ``gold/experiments`` row of ``name`` as a dict."""
+    found = (
+        io.read_table(spark, ExperimentTables(root).experiments, EXPERIMENTS_SCHEMA)
+        .where(F.col("name") == name)
+        .collect()
+    )
+    if not found:
+        raise ExperimentError(f"no experiment named {name!r} in {root}")
+    return found[0].asDict()
+
+
+def readout(
+    spark: SparkSession, root: str, name: str, through: date | None = None, level: float = 0.9
+) -> pd.DataFrame:
+    """Read out experiment ``name`` over the panel's days up to ``through`` (default: the panel's last day,
+    at most the experiment's last night); append the rows to ``gold/experiment_readouts`` and return them."""
+    root = io.qualify(spark, root)
+    tables = ExperimentTables(root)
+    experiment = read_experiment(spark, root, name)
+    start, end = experiment["start_date"], experiment["end_date"]
+    panel = io.read_table(spark, GoldTables(root).sku_day)
+    last = io.first_value(panel.agg(F.max("date")))
+    if last is None:
+        raise ExperimentError("gold/sku_day is empty: nothing to read out")
+    through = min(through or last, last, end)
+    assignments = io.read_table(spark, tables.assignments, EXPERIMENT_ASSIGNMENTS_SCHEMA).where(
+        F.col("experiment") == name
+    )
+    outcomes = unit_outcomes(panel, assignments, start, through, int(experiment["pre_days"])).cache()
+    try:
+        effects = experiment_effects(outcomes, level, by_segment=experiment["unit"] == "sku")
+    finally:
+        outcomes.unpersist()
+    days_post = max((through - start).days + 1, 0)
+    effects = effects.assign(
+        experiment=name,
+        days_pre=int(experiment["pre_days"]),
+        days_post=days_post,
+        through_date=through,
+    )
+    if not effects.empty:
+        rows = spark.createDataFrame(
+            effects[[f.name for f in EXPERIMENT_READOUTS_SCHEMA.fields if f.name != "computed_at"]],
+            StructType(EXPERIMENT_READOUTS_SCHEMA.fields[:-1]),
+        ).withColumn("computed_at", F.current_timestamp())
+        io.append(rows, tables.readouts, EXPERIMENT_READOUTS_SCHEMA, "gold/experiment_readouts")
+    return effects
+
+
+def render_readout(effects: pd.DataFrame, estimator: str = "cuped") -> str:
+    """A readout as text: the whole experiment's effects and its balance check, then per category."""
+    if effects.empty:
+        return "no readout: fewer than two units in an arm"
+    level = float(effects["level"].iloc[0])
+    lines = []
+    whole = effects[effects["segment"] == "all"]
+    post = whole[whole["estimator"] == estimator]
+    n_t, n_c = int(whole["n_treatment"].iloc[0]), int(whole["n_control"].iloc[0])
+    days = int(effects["days_post"].iloc[0])
+    lines.append(
+        f"{n_t} treatment vs {n_c} control units, {days} day(s) since the start, "
+        f"{int(effects['days_pre'].iloc[0])} before; effect per unit and day ({estimator}, "
+        f"{level:.0%} interval):"
+    )
+    for _, r in post.iterrows():
+        rel = f" ({r['relative_effect']:+.1%} of control)" if pd.notna(r["relative_effect"]) else ""
+        lines.append(
+            f"  {r['metric']:<8} {r['effect']:+10.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]{rel}  "
+            f"p={r['p_value']:.3f}"
+        )
+    if post.empty:
+        lines.append("  (no day since the start in the panel yet)")
+    balance = whole[whole["estimator"] == "pre_period_balance"]
+    lines.append("pre-period balance (treatment - control before the start):")
+    for _, r in balance.iterrows():
+        lines.append(
+            f"  {r['metric']:<8} {r['effect']:+10.3f}  standardized "
+            f"{r['standardized_difference']:+.2f}  p={r['p_value']:.3f}"
+        )
+    segments = effects[
+        (effects["segment"] != "all") & (effects["estimator"] == estimator) & (effects["metric"] == "profit")
+    ]
+    if not segments.empty:
+        lines.append(f"profit per category ({estimator}):")
+        for _, r in segments.iterrows():
+            lines.append(
+                f"  {r['segment']:<20} {r['effect']:+10.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]  "
+                f"n={int(r['n_treatment'])}/{int(r['n_control'])}"
+            )
+    return "\n".join(lines)
+
+
+__all__ = [
+    "ARMS",
+    "CONTROL_REASON",
+    "ExperimentError",
+    "ExperimentTables",
+    "assign_arms",
+    "controls_on",
+    "experiment_effects",
+    "experiment_units",
+    "hold_controls",
+    "list_experiments",
+    "readout",
+    "render_readout",
+    "start_experiment",
+    "unit_outcomes",
+]
