@@ -66,7 +66,8 @@ setup: $(VENV)/.installed $(VENV)/.horovod $(CACHE)/.jars-user-cache $(SALT_FILE
 
 # The nightly job over the market's last DEMO_NIGHTS days: each night its files are delivered into
 # landing, then `pricing nightly` ingests them, updates the panel, retrains when due and prices the
-# next day. The last night's prices are also judged against the simulator's true demand.
+# next day. The last night's prices are also judged against the simulator's true demand. After the
+# first night, 30 % of the SKUs enter a price experiment (half keep their prices), read out at the end.
 demo: setup ## simulate a market, then run the nightly job on it for several nights (tables under ./demo)
 	rm -rf $(DEMO_DIR)
 	$(BIN)/pricing simulate --skus $(DEMO_SKUS) --days $(DEMO_DAYS) simulate.start_date=$(DEMO_START) \
@@ -77,7 +78,12 @@ demo: setup ## simulate a market, then run the nightly job on it for several nig
 		$(BIN)/pricing deliver --market $(DEMO_DIR)/market --landing $(DEMO_DIR)/landing --through $$night; \
 		PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing nightly --landing $(DEMO_DIR)/landing \
 			--lakehouse $(DEMO_DIR)/lakehouse --run-date $$night --truth $(DEMO_DIR)/truth; \
+		if [ $$back -eq $$(( $(DEMO_NIGHTS) - 1 )) ]; then \
+			$(BIN)/pricing experiment start --lakehouse $(DEMO_DIR)/lakehouse --name demo-holdout \
+				--share 0.3 --from $$(date -d "$$night + 2 days" +%F) --days 28; \
+		fi; \
 	done; \
+	$(BIN)/pricing experiment readout --lakehouse $(DEMO_DIR)/lakehouse --name demo-holdout; \
 	report=$(abspath $(DEMO_DIR))/lakehouse/reports/night-$$last.html; test -f $$report; \
 	echo "The last night's report (open it in a browser): $$report"
 

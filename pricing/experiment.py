@@ -109,7 +109,11 @@ def assign_arms(units_df: DataFrame, name: str, seed: int, share: float) -> Data
 
     Taking part is systematic sampling through the units ordered by stratum and a random key, from a
     random start: every stratum contributes its share (to within one unit), and the whole draw is
-    ``share`` of the units to within one.
+    ``share`` of the units to within one. Within a stratum, the units in a random order are paired off
+    and each pair split by its stratum's own coin; the odd unit of every odd-sized stratum goes into
+    one pool, split the same way in a random order of its own. Every unit is treated with probability
+    one half, independently of which stratum came before it, and the arms are halves to within one in
+    every stratum and overall, however many strata hold a single unit.
     """
     if not 0 < share <= 1:
         raise ExperimentError(f"share must be in (0, 1], got {share}")
@@ -122,16 +126,26 @@ def assign_arms(units_df: DataFrame, name: str, seed: int, share: float) -> Data
         .withColumn("_k", k)
         .where(F.floor((F.col("_k") + 1) * share + start) > F.floor(F.col("_k") * share + start))
     )
-    # Arms alternate along the same ordering, from a random first arm: within every stratum they are
-    # halves to within one, and a stratum's odd unit is paired with the next stratum's first, so the
-    # whole split is halves to within one as well however many strata are small.
-    j = F.row_number().over(Window.orderBy("stratum", "_split", "unit")) - 1
-    coin = F.when(_hash(*ident, F.lit("coin")) < 0.5, 0).otherwise(1)
-    return (
-        taken.withColumn("_split", _hash(*ident, F.col("unit"), F.lit("arm")))
-        .withColumn("arm", F.when((j + coin) % 2 == 0, ARMS[0]).otherwise(ARMS[1]))
-        .select("unit", "stratum", "arm")
+    in_stratum = Window.partitionBy("stratum")
+    position = F.row_number().over(in_stratum.orderBy("_split", "unit")) - 1
+    size = F.count("*").over(in_stratum)
+    paired = taken.withColumn("_split", _hash(*ident, F.col("unit"), F.lit("arm"))).select(
+        "unit",
+        "stratum",
+        position.alias("_j"),
+        ((size % 2 == 1) & (position == size - 1)).alias("_odd"),
     )
+
+    def coin(*key: Any) -> Any:
+        return F.when(_hash(*ident, *key) < 0.5, 0).otherwise(1)
+
+    pool_order = F.row_number().over(
+        Window.partitionBy("_odd").orderBy(_hash(*ident, F.col("unit"), F.lit("pool")), "unit")
+    )
+    slot = F.when(F.col("_odd"), pool_order - 1 + coin(F.lit("pool"))).otherwise(
+        F.col("_j") + coin(F.col("stratum"), F.lit("pairs"))
+    )
+    return paired.select("unit", "stratum", F.when(slot % 2 == 0, ARMS[0]).otherwise(ARMS[1]).alias("arm"))
 
 
 def hold_controls(scored_df: DataFrame, controls_df: DataFrame) -> DataFrame:
@@ -236,11 +250,16 @@ def start_experiment(
     try:
         if existing.where(F.col("name") == name).limit(1).count():
             raise ExperimentError(f"an experiment named {name!r} already exists")
+        # The first night whose prices are not set yet: after the panel, and after the last night priced.
         first_open = next_night(spark, root)
+        priced = io.table_path(root, "gold", "price_recommendations")
+        if io.is_delta_table(spark, priced):
+            last_priced = io.first_value(io.read_table(spark, priced).agg(F.max("price_date")))
+            if last_priced is not None:
+                first_open = max(first_open, last_priced + timedelta(days=1))
         if start < first_open:
             raise ExperimentError(
-                f"the night {start} is already priced (the panel runs to {first_open - timedelta(days=1)}): "
-                f"start on {first_open} or later"
+                f"the night {start} is already priced or past: start on {first_open} or later"
             )
         end = start + timedelta(days=days - 1)
         overlapping = existing.where(
@@ -489,10 +508,16 @@ def read_experiment(spark: SparkSession, root: str, name: str) -> dict[str, Any]
 
 
 def readout(
-    spark: SparkSession, root: str, name: str, through: date | None = None, level: float = 0.9
+    spark: SparkSession,
+    root: str,
+    name: str,
+    through: date | None = None,
+    level: float = 0.9,
+    record: bool = True,
 ) -> pd.DataFrame:
     """Read out experiment ``name`` over the panel's days up to ``through`` (default: the panel's last day,
-    at most the experiment's last night); append the rows to ``gold/experiment_readouts`` and return them."""
+    at most the experiment's last night); append the rows to ``gold/experiment_readouts`` (unless not
+    ``record``) and return them."""
     root = io.qualify(spark, root)
     tables = ExperimentTables(root)
     experiment = read_experiment(spark, root, name)
@@ -517,7 +542,7 @@ def readout(
         days_post=days_post,
         through_date=through,
     )
-    if not effects.empty:
+    if record and not effects.empty:
         rows = spark.createDataFrame(
             effects[[f.name for f in EXPERIMENT_READOUTS_SCHEMA.fields if f.name != "computed_at"]],
             StructType(EXPERIMENT_READOUTS_SCHEMA.fields[:-1]),

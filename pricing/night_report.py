@@ -318,6 +318,71 @@ def _model(night: _Night) -> str:
     return section("Model", table(metrics, 4), note=note)
 
 
+def _experiments(night: _Night) -> str:
+    """Each experiment running on the priced night, or ended in the week before it: its readout so far
+    (computed here from the panel, not recorded) and a plot of the effects with their intervals."""
+    from pricing.experiment import ExperimentTables, readout
+    from pricing.schemas import EXPERIMENTS_SCHEMA
+
+    spark, price_date = night.spark, night.run.price_date
+    path = ExperimentTables(night.root).experiments
+    if not io.is_delta_table(spark, path):
+        return ""
+    recent = _pandas(
+        io.read_table(spark, path, EXPERIMENTS_SCHEMA)
+        .where(
+            (F.col("start_date") <= F.lit(price_date))
+            & (F.col("end_date") >= F.date_sub(F.lit(price_date), 7))
+        )
+        .orderBy("start_date", "name")
+        .limit(TOP)
+    )
+    if recent.empty:
+        return ""
+    rows, effects = [], []
+    for experiment in recent.itertuples():
+        found = readout(spark, night.root, experiment.name, record=False)
+        whole = found[(found["segment"] == "all") & (found["estimator"] == "cuped")] if len(found) else found
+        row = {
+            "experiment": experiment.name,
+            "by": experiment.unit,
+            "nights": f"{experiment.start_date} .. {experiment.end_date}",
+            "treatment / control": f"{experiment.units_treatment} / {experiment.units_control}",
+            "days read": int(found["days_post"].iloc[0]) if len(found) else 0,
+        }
+        for metric in ("profit", "revenue", "units"):
+            hit = whole[whole["metric"] == metric] if len(whole) else whole
+            if len(hit):
+                r = hit.iloc[0]
+                row[f"{metric} per unit-day"] = (
+                    f"{r['effect']:+,.2f} [{r['ci_low']:+,.2f}, {r['ci_high']:+,.2f}]"
+                )
+                effects.append((experiment.name, metric, r["effect"], r["ci_low"], r["ci_high"]))
+        rows.append(row)
+    image = None
+    if effects:
+        plotted = pd.DataFrame(effects, columns=["experiment", "metric", "effect", "low", "high"])
+        fig, axes = plt.subplots(1, 3, figsize=(10, 0.5 * len(recent) + 1.5), sharey=True)
+        for ax, metric in zip(axes, ("profit", "revenue", "units"), strict=True):
+            part = plotted[plotted["metric"] == metric]
+            ax.errorbar(
+                part["effect"],
+                part["experiment"],
+                xerr=[part["effect"] - part["low"], part["high"] - part["effect"]],
+                fmt="o",
+                capsize=4,
+            )
+            ax.axvline(0, color="grey", lw=0.8)
+            ax.set_title(f"{metric} per unit and day")
+        image = png(fig, None, "experiments")
+    note = (
+        "Treatment: the system's prices; control: prices kept (experiment_control). Effect per randomised "
+        "unit and day, CUPED-adjusted for the pre-period, with its 90 % interval; "
+        "`pricing experiment readout --name N` records it and adds the per-category breakdown."
+    )
+    return section("Experiments", table(pd.DataFrame(rows)), image, note)
+
+
 def render_night(spark: SparkSession, root: str, run: NightlyReport, tcfg: TrainConfig) -> str:
     """The night's report as one HTML document (plots embedded as PNG)."""
     night = _Night(spark, io.qualify(spark, root), run, tcfg)
@@ -337,8 +402,8 @@ def render_night(spark: SparkSession, root: str, run: NightlyReport, tcfg: Train
             prices.unpersist()
     else:
         sections.append(section("Prices", f"<p>No prices were written for {run.price_date}.</p>"))
-    sections += [_intake(night), _stages(night), _model(night)]
-    return page(f"Pricing night {run.run_date}: prices for {run.price_date}", sections)
+    sections += [_experiments(night), _intake(night), _stages(night), _model(night)]
+    return page(f"Pricing night {run.run_date}: prices for {run.price_date}", [s for s in sections if s])
 
 
 def write_night_report(

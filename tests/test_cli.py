@@ -111,3 +111,17 @@ def test_delta_jars_live_in_the_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_
     assert jar_cache_dir(load_config("local").spark) == Path.home() / ".cache" / "pricing-lakehouse" / "ivy"
     chosen = load_config("local", overrides=[f"spark.jar_cache_dir={tmp_path / 'jars'}"])
     assert jar_cache_dir(chosen.spark) == tmp_path / "jars"
+
+
+def test_experiment_commands_check_their_input(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start = ["experiment", "start", "--name", "x", "--share", "0.2", "--from", "2026-07-01", "--days", "7"]
+    assert main([*start, "--by", "store", "--lakehouse", str(tmp_path)]) == 2
+    assert "per store" in capsys.readouterr().err
+    assert main(["experiment", "readout", "--name", "nope", "--lakehouse", str(tmp_path)]) == 2
+    assert "no experiment named 'nope'" in capsys.readouterr().err
+    assert main(["experiment", "list", "--lakehouse", str(tmp_path)]) == 0
+    assert "no experiments" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*start, "--by", "shelf"])

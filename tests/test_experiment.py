@@ -207,3 +207,19 @@ def test_unit_outcomes_average_days_and_sum_skus_of_a_unit(spark: SparkSession) 
             [("toys", "treatment", "toys", 20.5, 35.0, 3.5, 18.0, 30.0, 3.0)], OUTCOME_COLUMNS
         ),
     )
+
+
+def test_every_unit_is_treated_half_the_time_and_single_unit_strata_are_not_tied(spark: SparkSession) -> None:
+    # Nine strata of one unit and one of four: over many seeds each unit is treated about half the time,
+    # and two single-unit strata's arms agree about as often as two draws without replacement would
+    # (16 / 36), never always (a design whose pairing carries over from stratum to stratum ties them).
+    units = _units(spark, {**{f"s{k}": 1 for k in range(9)}, "big": 4})
+    draws = pd.concat(
+        [assign_arms(units, "tie", seed, 1.0).toPandas().assign(seed=seed) for seed in range(60)]
+    )
+    treated = draws.assign(t=draws["arm"] == "treatment").pivot(index="seed", columns="unit", values="t")
+    assert treated.mean().between(0.3, 0.7).all()
+    assert (treated.sum(axis=1) - 6.5).abs().max() <= 0.5  # 13 units: 6 or 7 treated every time
+    singles = [f"s{k}-0" for k in range(9)]
+    agree = [(treated[a] == treated[b]).mean() for i, a in enumerate(singles) for b in singles[i + 1 :]]
+    assert 0.3 < float(np.mean(agree)) < 0.6 and max(agree) < 0.8 and min(agree) > 0.15

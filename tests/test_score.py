@@ -27,7 +27,8 @@ from pricing.experiment import (
 from pricing.features import GoldTables
 from pricing.model.dataset import model_inputs, with_history
 from pricing.model.train import run_train
-from pricing.nightly import retrain_reason
+from pricing.night_report import render_night
+from pricing.nightly import NightlyReport, retrain_reason
 from pricing.score import (
     PriceTables,
     add_override,
@@ -418,6 +419,10 @@ def test_an_experiment_reads_out_from_the_panel(spark: SparkSession, market: Pat
     assert effects.loc[effects["segment"] != "all", "segment"].nunique() <= categories
     stored = io.read_table(spark, ExperimentTables(io.qualify(spark, root)).readouts).toPandas()
     assert len(stored) == len(before) + len(effects) and set(stored["level"]) == {0.9, 0.8}
+    # The night report of a night inside the experiment shows it, read out from the panel.
+    night = NightlyReport(last, "night", last + timedelta(days=1), status="succeeded", model_version=None)
+    page = render_night(spark, io.qualify(spark, root), night, _config(market).train)
+    assert "<h2>Experiments</h2>" in page and ">aa<" in page
     text = render_readout(effects)
     assert "profit" in text and "pre-period balance" in text
     # A category is read out only with two units in each arm (10 SKUs over several categories: few).
