@@ -560,7 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     read = actions.add_parser(
         "readout", help="the effect on profit, revenue and units per day, with intervals"
     )
-    read.add_argument("--name", required=True)
+    read.add_argument(
+        "--name", required=True, help="an experiment, or `exploration` (score.exploration_share)"
+    )
     read.add_argument("--through", type=_date, help="last day to include (default: the panel's last day)")
     read.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
     read.add_argument(

@@ -41,6 +41,11 @@ ARMS = ("treatment", "control")
 METRICS = ("profit", "revenue", "units")
 UNITS = ("sku", "category", "store")
 CONTROL_REASON = "experiment_control"
+# Price exploration (score.exploration_share) reads out as the experiment of this reserved name, its
+# pre-period this many days before its first explored night.
+EXPLORATION = "exploration"
+EXPLORATION_PRE_DAYS = 28
+PRICE_TEST = "price_test"
 # Sales-level strata: SKUs (or categories) are ranked by pre-period units per day into this many bands.
 SALES_LEVELS = 3
 
@@ -242,6 +247,8 @@ def start_experiment(
         raise ExperimentError(f"--by must be one of {', '.join(UNITS)}, got {unit!r}")
     if not name.strip() or name != name.strip():
         raise ExperimentError("an experiment needs a name without leading or trailing spaces")
+    if name == EXPLORATION:
+        raise ExperimentError(f"{EXPLORATION!r} is price exploration's readout (score.exploration_share)")
     if days < 1 or pre_days < 1:
         raise ExperimentError("--days and --pre-days must be at least 1")
     root = io.qualify(spark, root)
@@ -378,6 +385,51 @@ def unit_outcomes(
         F.coalesce("pre_category", "post_category", F.lit("unknown")).alias("segment"),
         *[F.col(f"{p}_{m}").alias(f"{p}_{m}") for p in ("pre", "post") for m in METRICS],
     ).where(F.col("pre_units").isNotNull())
+
+
+def exploration_outcomes(
+    panel_df: DataFrame, recommendations_df: DataFrame, start: date, through: date, pre_days: int
+) -> DataFrame:
+    """Exploration read as an experiment of SKU-nights (shaped like :func:`unit_outcomes`). Pure.
+
+    Each night from ``start`` to ``through`` draws its explored SKUs at random (``score.exploration_share``,
+    hashed from SKU and night): a SKU-night is in treatment when its recommendation was a price test
+    (as recommended: a test that waited for review still counts, intention to treat), in control
+    otherwise. Its post-period outcome is that day's; its pre-period, the SKU's mean per day over the
+    ``pre_days`` before ``start`` (the covariate CUPED adjusts by). Segment: the SKU's category.
+    """
+    metrics = [
+        (F.col("revenue") - F.col("units_sold") * F.coalesce("unit_cost", F.lit(0.0))).alias("profit"),
+        F.col("revenue").cast("double").alias("revenue"),
+        F.col("units_sold").cast("double").alias("units"),
+    ]
+    pre = (
+        panel_df.where(
+            (F.col("date") >= F.lit(start - timedelta(days=pre_days))) & (F.col("date") < F.lit(start))
+        )
+        .select("sku", *metrics)
+        .groupBy("sku")
+        .agg(*[F.avg(m).alias(f"pre_{m}") for m in METRICS])
+    )
+    nights = recommendations_df.where(
+        (F.col("price_date") >= F.lit(start)) & (F.col("price_date") <= F.lit(through))
+    ).select(
+        "sku",
+        F.col("price_date").alias("date"),
+        F.when(F.col("binding_constraint") == PRICE_TEST, ARMS[0]).otherwise(ARMS[1]).alias("arm"),
+    )
+    days = panel_df.select("sku", "date", F.coalesce("category", F.lit("unknown")).alias("segment"), *metrics)
+    return (
+        nights.join(days, ["sku", "date"])
+        .join(pre, "sku")
+        .select(
+            F.concat_ws("|", "sku", F.col("date").cast("string")).alias("unit"),
+            "arm",
+            "segment",
+            *[F.col(f"pre_{m}") for m in METRICS],
+            *[F.col(m).alias(f"post_{m}") for m in METRICS],
+        )
+    )
 
 
 def _moments(outcomes_df: DataFrame, by: list[str]) -> pd.DataFrame:
@@ -520,25 +572,37 @@ def readout(
     ``record``) and return them."""
     root = io.qualify(spark, root)
     tables = ExperimentTables(root)
-    experiment = read_experiment(spark, root, name)
-    start, end = experiment["start_date"], experiment["end_date"]
     panel = io.read_table(spark, GoldTables(root).sku_day)
     last = io.first_value(panel.agg(F.max("date")))
     if last is None:
         raise ExperimentError("gold/sku_day is empty: nothing to read out")
-    through = min(through or last, last, end)
-    assignments = io.read_table(spark, tables.assignments, EXPERIMENT_ASSIGNMENTS_SCHEMA).where(
-        F.col("experiment") == name
-    )
-    outcomes = unit_outcomes(panel, assignments, start, through, int(experiment["pre_days"])).cache()
+    if name == EXPLORATION:
+        recommendations = io.read_table(spark, io.table_path(root, "gold", "price_recommendations"))
+        start = io.first_value(
+            recommendations.where(F.col("binding_constraint") == PRICE_TEST).agg(F.min("price_date"))
+        )
+        if start is None:
+            raise ExperimentError("no night has explored a price yet (score.exploration_share is 0)")
+        through = min(through or last, last)
+        outcomes = exploration_outcomes(panel, recommendations, start, through, EXPLORATION_PRE_DAYS)
+        unit, pre_days = "sku", EXPLORATION_PRE_DAYS
+    else:
+        experiment = read_experiment(spark, root, name)
+        start, unit, pre_days = experiment["start_date"], experiment["unit"], int(experiment["pre_days"])
+        through = min(through or last, last, experiment["end_date"])
+        assignments = io.read_table(spark, tables.assignments, EXPERIMENT_ASSIGNMENTS_SCHEMA).where(
+            F.col("experiment") == name
+        )
+        outcomes = unit_outcomes(panel, assignments, start, through, pre_days)
+    outcomes = outcomes.cache()
     try:
-        effects = experiment_effects(outcomes, level, by_segment=experiment["unit"] == "sku")
+        effects = experiment_effects(outcomes, level, by_segment=unit == "sku")
     finally:
         outcomes.unpersist()
     days_post = max((through - start).days + 1, 0)
     effects = effects.assign(
         experiment=name,
-        days_pre=int(experiment["pre_days"]),
+        days_pre=pre_days,
         days_post=days_post,
         through_date=through,
     )
@@ -598,11 +662,13 @@ __all__ = [
     "ARMS",
     "CONTROL_REASON",
     "ExperimentError",
+    "EXPLORATION",
     "ExperimentTables",
     "assign_arms",
     "controls_on",
     "experiment_effects",
     "experiment_units",
+    "exploration_outcomes",
     "hold_controls",
     "list_experiments",
     "readout",

@@ -28,7 +28,7 @@ from pyspark.sql.types import BooleanType, StructField, StructType
 
 from pricing import io
 from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
-from pricing.experiment import controls_on, hold_controls
+from pricing.experiment import PRICE_TEST, controls_on, hold_controls
 from pricing.features import GoldTables, next_day_rows
 from pricing.model.dataset import InputSpec, model_inputs, with_history
 from pricing.model.predict import LoadedModel, foreign_model
@@ -284,7 +284,7 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                         np.abs(hoped.to_numpy() - current[chosen_rows]) > 1e-9
                     )
                     binding[chosen_rows[doubtful]] = "uncertain_gain"
-                binding[tested.index.to_numpy()] = "price_test"
+                binding[tested.index.to_numpy()] = PRICE_TEST
                 recommended[chosen_rows] = chosen
                 units_best[chosen_rows] = best["expected_units"].to_numpy()
                 for column in ("gain", "gain_low", "gain_high"):

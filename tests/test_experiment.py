@@ -17,6 +17,7 @@ from pricing.experiment import (
     assign_arms,
     experiment_effects,
     experiment_units,
+    exploration_outcomes,
     hold_controls,
     unit_outcomes,
 )
@@ -223,3 +224,35 @@ def test_every_unit_is_treated_half_the_time_and_single_unit_strata_are_not_tied
     singles = [f"s{k}-0" for k in range(9)]
     agree = [(treated[a] == treated[b]).mean() for i, a in enumerate(singles) for b in singles[i + 1 :]]
     assert 0.3 < float(np.mean(agree)) < 0.6 and max(agree) < 0.8 and min(agree) > 0.15
+
+
+def test_exploration_reads_out_as_an_experiment_of_sku_nights(spark: SparkSession) -> None:
+    start = date(2026, 7, 10)
+    before = start - timedelta(days=3)
+    panel = spark.createDataFrame(
+        [
+            ("a", before, "toys", 2, 20.0, 4.0),
+            ("a", start, "toys", 1, 11.0, 4.0),
+            ("a", start + timedelta(1), "toys", 3, 30.0, 4.0),
+            ("b", before, None, 5, 25.0, 1.0),
+            ("b", start, None, 4, 20.0, 1.0),
+        ],
+        "sku string, date date, category string, units_sold int, revenue double, unit_cost double",
+    )
+    recommendations = spark.createDataFrame(
+        [
+            ("a", start, "price_test"),
+            ("b", start, "none"),
+            ("a", start + timedelta(1), "uncertain_gain"),
+            ("b", start + timedelta(1), "price_test"),  # no sales day yet: not read
+            ("a", start - timedelta(1), "price_test"),  # before the start: not read
+        ],
+        "sku string, price_date date, binding_constraint string",
+    )
+    got = exploration_outcomes(panel, recommendations, start, start + timedelta(days=1), pre_days=7)
+    expected = [
+        ("a|2026-07-10", "treatment", "toys", 12.0, 20.0, 2.0, 7.0, 11.0, 1.0),
+        ("b|2026-07-10", "control", "unknown", 20.0, 25.0, 5.0, 16.0, 20.0, 4.0),
+        ("a|2026-07-11", "control", "toys", 12.0, 20.0, 2.0, 18.0, 30.0, 3.0),
+    ]
+    assertDataFrameEqual(got, spark.createDataFrame(expected, OUTCOME_COLUMNS))

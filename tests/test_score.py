@@ -313,6 +313,13 @@ def test_price_exploration_tests_random_prices_inside_the_band(
     run_score(spark, _config(market, "score.exploration_share=0.5", lakehouse=lakehouse))
     half = _night(spark, lakehouse).toPandas()
     assert 0.2 < (half["binding_constraint"] == "price_test").mean() < 0.8
+    # Exploration reads out as an experiment of its own, from its first explored night (whose sales
+    # the panel does not hold yet); its name is reserved.
+    assert readout(spark, str(lakehouse), "exploration").empty
+    with pytest.raises(ExperimentError, match="exploration"):
+        start_experiment(
+            spark, str(lakehouse), "exploration", 0.5, half["price_date"].max() + timedelta(1), 7
+        )
 
 
 def test_features_outside_the_training_range_are_clipped_to_it(spark: SparkSession, market: Path) -> None:
