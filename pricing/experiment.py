@@ -3,8 +3,9 @@
 ``start``: part of the catalogue (``share`` of the randomisation units: SKUs or whole categories) is split
 at random, within strata of category and sales level, half into **treatment** (the system's prices, as
 every other SKU) and half into **control** (prices kept: scoring holds them with
-``binding_constraint = experiment_control``) for the nights ``start_date`` .. ``end_date``. The split is
-recorded in ``gold/experiment_assignments`` and the experiment in ``gold/experiments``.
+``binding_constraint = experiment_control``, inside their guardrails) for the nights ``start_date``
+.. ``end_date``. The split is recorded in ``gold/experiment_assignments`` and the experiment in
+``gold/experiments``.
 
 ``readout``: from the gold panel, each unit's mean profit, revenue and units per day before the start
 (the pre-period) and since; the effect of treatment per unit and day is the difference of the arms'
@@ -151,36 +152,6 @@ def assign_arms(units_df: DataFrame, name: str, seed: int, share: float) -> Data
         F.col("_j") + coin(F.col("stratum"), F.lit("pairs"))
     )
     return paired.select("unit", "stratum", F.when(slot % 2 == 0, ARMS[0]).otherwise(ARMS[1]).alias("arm"))
-
-
-def hold_controls(scored_df: DataFrame, controls_df: DataFrame) -> DataFrame:
-    """Scored rows with the SKUs of ``controls_df`` (sku) keeping their current price: the recommendation
-    is the current price, its expected outcome the current one, no expected gain, and the reason
-    :data:`CONTROL_REASON`. Pure."""
-    held = controls_df.select("sku", F.lit(True).alias("_held")).distinct()
-    rows = scored_df.join(held, "sku", "left")
-    is_held = F.coalesce(F.col("_held"), F.lit(False))
-
-    def when_held(column: str, value: Any) -> Any:
-        return F.when(is_held, value).otherwise(F.col(column)).alias(column)
-
-    zero_gain = F.when(F.col("expected_units_current").isNotNull(), F.lit(0.0))
-    replaced = {
-        "recommended_price": F.col("current_price"),
-        "expected_units_recommended": F.col("expected_units_current"),
-        "expected_revenue_recommended": F.col("expected_revenue_current"),
-        "expected_profit_recommended": F.col("expected_profit_current"),
-        "binding_constraint": F.lit(CONTROL_REASON),
-        "expected_gain": zero_gain,
-        "expected_gain_low": zero_gain,
-        "expected_gain_high": zero_gain,
-    }
-    return rows.select(
-        *[
-            when_held(c, replaced[c]).cast(scored_df.schema[c].dataType) if c in replaced else F.col(c)
-            for c in scored_df.columns
-        ]
-    )
 
 
 def running_experiments(spark: SparkSession, root: str, price_date: date) -> DataFrame:
@@ -669,7 +640,6 @@ __all__ = [
     "experiment_effects",
     "experiment_units",
     "exploration_outcomes",
-    "hold_controls",
     "list_experiments",
     "readout",
     "render_readout",

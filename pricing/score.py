@@ -28,7 +28,7 @@ from pyspark.sql.types import BooleanType, StructField, StructType
 
 from pricing import io
 from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
-from pricing.experiment import PRICE_TEST, controls_on, hold_controls
+from pricing.experiment import CONTROL_REASON, PRICE_TEST, controls_on
 from pricing.features import GoldTables, next_day_rows
 from pricing.model.dataset import InputSpec, model_inputs, with_history
 from pricing.model.predict import LoadedModel, foreign_model
@@ -196,7 +196,24 @@ def _price_tests(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfi
     return picked.set_index("row")[list(_TESTED)]
 
 
-# What an exploration pick replaces in the chosen row.
+def held_prices(frame: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
+    """For SKUs in the control arm of a running experiment (``frame["held"]``), the candidate nearest
+    their current price: the current price itself wherever the band allows it (keeping is always a
+    candidate then), else the band's nearest allowed price, since guardrails outrank the experiment.
+    Columns of ``_TESTED`` indexed by ``row``."""
+    empty = pd.DataFrame({c: [] for c in _TESTED}, index=pd.Index([], dtype=np.int64, name="row"))
+    if "held" not in frame.columns or candidates.empty:
+        return empty
+    held = frame["held"].eq(True).to_numpy()
+    pool = candidates[held[candidates["row"].to_numpy()]]
+    if pool.empty:
+        return empty
+    distance = (pool["candidate_price"] - pool["current_price"]).abs()
+    nearest = pool.assign(_d=distance).sort_values(["row", "_d", "candidate_price"]).drop_duplicates("row")
+    return nearest.set_index("row")[list(_TESTED)]
+
+
+# What an exploration pick (or a held price) replaces in the chosen row.
 _TESTED = ("candidate_price", "expected_units", "gain", "gain_low", "gain_high")
 
 
@@ -204,7 +221,8 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
     """A ``mapInPandas`` function over model-input rows (one per SKU) -> one scored row per SKU.
 
     ``model_loader()`` runs once per task and returns a :class:`LoadedModel`, or None when there is no
-    model: then every SKU keeps its current price with ``binding_constraint = no_model``.
+    model: then every SKU keeps its current price with ``binding_constraint = no_model``. Rows with
+    ``held`` set (the control arm of a running experiment) take :func:`held_prices`.
     """
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -264,6 +282,8 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                 best = choose_prices(candidates, scfg.decision)
                 tested = _price_tests(frame, candidates, scfg)
                 best.loc[tested.index, list(_TESTED)] = tested
+                kept_held = held_prices(frame, candidates)
+                best.loc[kept_held.index, list(_TESTED)] = kept_held
                 chosen_rows = best.index.to_numpy()
                 chosen = best["candidate_price"].to_numpy()
                 extent = grid.groupby("row")["candidate_price"].agg(["min", "max"]).reindex(chosen_rows)
@@ -285,6 +305,7 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                     )
                     binding[chosen_rows[doubtful]] = "uncertain_gain"
                 binding[tested.index.to_numpy()] = PRICE_TEST
+                binding[kept_held.index.to_numpy()] = CONTROL_REASON
                 recommended[chosen_rows] = chosen
                 units_best[chosen_rows] = best["expected_units"].to_numpy()
                 for column in ("gain", "gain_low", "gain_high"):
@@ -600,9 +621,10 @@ def run_score(
     previous = spark.conf.get(batch_key)
     spark.conf.set(batch_key, str(cfg.score.arrow_batch_size))
     try:
+        # SKUs in the control arm of a price experiment running tonight keep their price (held).
+        held = controls_on(spark, root, price_date).select("sku", F.lit(True).alias("held"))
+        inputs = inputs.join(held, "sku", "left")
         scored = inputs.mapInPandas(score_batches(loader, cfg.policy, cfg.score), SCORED_SCHEMA)
-        # SKUs in the control arm of a price experiment running tonight keep their price.
-        scored = hold_controls(scored, controls_on(spark, root, price_date))
         overrides = io.read_table(spark, tables.overrides, PRICE_OVERRIDES_SCHEMA)
         decisions = io.read_table(spark, tables.decisions, PRICE_DECISIONS_SCHEMA)
         recommendations = apply_decisions(

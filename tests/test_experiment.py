@@ -12,15 +12,14 @@ from pyspark.testing import assertDataFrameEqual
 from scipy import stats
 
 from pricing.experiment import (
-    CONTROL_REASON,
     ExperimentError,
     assign_arms,
     experiment_effects,
     experiment_units,
     exploration_outcomes,
-    hold_controls,
     unit_outcomes,
 )
+from pricing.score import held_prices
 
 OUTCOME_COLUMNS = "unit string, arm string, segment string, " + ", ".join(
     f"{p}_{m} double" for p in ("pre", "post") for m in ("profit", "revenue", "units")
@@ -95,31 +94,34 @@ def test_units_and_strata_come_from_the_pre_period(spark: SparkSession) -> None:
     )
 
 
-def test_control_skus_keep_their_price_and_say_why(spark: SparkSession) -> None:
-    columns = (
-        "sku string, current_price double, recommended_price double, expected_units_current double, "
-        "expected_revenue_current double, expected_profit_current double, expected_units_recommended double, "
-        "expected_revenue_recommended double, expected_profit_recommended double, binding_constraint string, "
-        "expected_gain double, expected_gain_low double, expected_gain_high double"
+def test_control_skus_keep_their_price_unless_a_guardrail_moves_it() -> None:
+    frame = pd.DataFrame({"sku": ["a", "b", "c"], "held": [True, True, None]})
+    candidates = pd.DataFrame(
+        {
+            "row": [0, 0, 0, 1, 1, 2, 2],
+            "candidate_price": [9.49, 9.99, 10.49, 12.49, 12.99, 4.99, 5.49],
+            "current_price": [9.99, 9.99, 9.99, 11.99, 11.99, 5.99, 5.99],
+            "expected_units": [5.0, 4.0, 3.0, 2.0, 1.5, 8.0, 7.0],
+            "gain": [1.0, 0.0, -1.0, 0.4, 0.3, 2.0, 1.0],
+            "gain_low": [0.5, 0.0, -2.0, 0.1, 0.0, 1.0, 0.5],
+            "gain_high": [1.5, 0.0, 0.0, 0.8, 0.6, 3.0, 1.5],
+        }
     )
-    scored = spark.createDataFrame(
-        [
-            ("a", 10.0, 10.99, 5.0, 50.0, 20.0, 4.5, 49.5, 22.0, "max_change", 2.0, 0.5, 3.0),
-            ("b", 8.0, 7.49, 3.0, 24.0, 6.0, 3.5, 26.2, 6.5, "none", 0.5, 0.1, 0.9),
-            ("c", 4.0, 4.0, None, None, None, None, None, None, "no_model", None, None, None),
-        ],
-        columns,
+    got = held_prices(frame, candidates)
+    # a keeps 9.99 (gain 0); b's 11.99 is below its band (a floor moved): the nearest allowed price,
+    # 12.49, with that price's own expectation; c is not held.
+    expected = pd.DataFrame(
+        {
+            "candidate_price": [9.99, 12.49],
+            "expected_units": [4.0, 2.0],
+            "gain": [0.0, 0.4],
+            "gain_low": [0.0, 0.1],
+            "gain_high": [0.0, 0.8],
+        },
+        index=pd.Index([0, 1], name="row"),
     )
-    controls = spark.createDataFrame([("b",), ("c",), ("zz",)], "sku string")
-    expected = spark.createDataFrame(
-        [
-            ("a", 10.0, 10.99, 5.0, 50.0, 20.0, 4.5, 49.5, 22.0, "max_change", 2.0, 0.5, 3.0),
-            ("b", 8.0, 8.0, 3.0, 24.0, 6.0, 3.0, 24.0, 6.0, CONTROL_REASON, 0.0, 0.0, 0.0),
-            ("c", 4.0, 4.0, None, None, None, None, None, None, CONTROL_REASON, None, None, None),
-        ],
-        columns,
-    )
-    assertDataFrameEqual(hold_controls(scored, controls), expected)
+    pd.testing.assert_frame_equal(got, expected)
+    assert held_prices(frame.drop(columns="held"), candidates).empty
 
 
 def test_the_readout_matches_welchs_test_by_hand(spark: SparkSession) -> None:

@@ -396,6 +396,18 @@ def test_a_running_experiment_holds_its_control_skus(
     assert (held["final_price"] == held["current_price"]).all()
     assert (held["expected_gain"] == 0).all()
     assert (rows.loc[rows["arm"] == "treatment", "binding_constraint"] != CONTROL_REASON).all()
+    # A guardrail that moved past a control SKU's price outranks the experiment: the SKU takes the
+    # band's nearest allowed price (here a margin floor above most current prices).
+    run_score(spark, _config(market, "policy.min_margin=0.6", lakehouse=lakehouse), price_date=night)
+    rows = _night(spark, lakehouse).toPandas().merge(arms[["sku", "arm"]], on="sku")
+    held = rows[(rows["arm"] == "control") & (rows["band_note"] != "infeasible")]
+    assert (held["binding_constraint"] == CONTROL_REASON).all()
+    assert (held["recommended_price"] >= held["price_floor"] - 1e-9).all()
+    assert (held["recommended_price"] <= held["price_ceiling"] + 1e-9).all()
+    pushed = held[held["current_price"] < held["price_floor"] - 1e-9]
+    assert len(pushed) and (pushed["recommended_price"] > pushed["current_price"]).all()
+    kept = held[held["current_price"] >= held["price_floor"] - 1e-9]
+    assert (kept["recommended_price"] == kept["current_price"]).all()
 
 
 def test_an_experiment_reads_out_from_the_panel(spark: SparkSession, market: Path, tmp_path: Path) -> None:
