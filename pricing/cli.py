@@ -350,7 +350,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     cfg, spark = _session(args, _lakehouse(args))
     try:
         if args.action == "start":
-            started = start_experiment(
+            start_experiment(  # its summary is the library's INFO line on stdout
                 spark,
                 cfg.paths.lakehouse,
                 args.name,
@@ -361,7 +361,6 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 pre_days=args.pre_days,
             )
-            print(started.render())
         elif args.action == "readout":
             effects = readout(spark, cfg.paths.lakehouse, args.name, through=args.through, level=args.level)
             print(f"experiment {args.name}")
