@@ -365,10 +365,11 @@ def _experiments(night: _Night) -> str:
         fig, axes = plt.subplots(1, 3, figsize=(10, 0.5 * len(recent) + 1.5), sharey=True)
         for ax, metric in zip(axes, ("profit", "revenue", "units"), strict=True):
             part = plotted[plotted["metric"] == metric]
+            effect = part["effect"].to_numpy(float)
             ax.errorbar(
-                part["effect"],
-                part["experiment"],
-                xerr=[part["effect"] - part["low"], part["high"] - part["effect"]],
+                effect,
+                part["experiment"].to_numpy(str),
+                xerr=np.vstack([effect - part["low"].to_numpy(float), part["high"].to_numpy(float) - effect]),
                 fmt="o",
                 capsize=4,
             )
