@@ -205,7 +205,8 @@ def start_experiment(
     """Split part of the catalogue for a price experiment from the night ``start`` for ``days`` nights.
 
     Eligible: SKUs with panel rows in the ``pre_days`` before ``start`` and in no other experiment whose
-    nights overlap. ``start`` must be a night not priced yet (the day after the panel or later).
+    nights overlap. ``start`` must be a night not priced yet (after the panel's last day and after the
+    last night in ``gold/price_recommendations``).
     """
     from pricing.score import next_night
 
@@ -225,6 +226,7 @@ def start_experiment(
     root = io.qualify(spark, root)
     tables = ExperimentTables(root)
     existing = io.read_table(spark, tables.experiments, EXPERIMENTS_SCHEMA).cache()
+    cached = [existing]
     try:
         if existing.where(F.col("name") == name).limit(1).count():
             raise ExperimentError(f"an experiment named {name!r} already exists")
@@ -253,6 +255,7 @@ def start_experiment(
             (F.col("date") >= F.lit(start - timedelta(days=pre_days))) & (F.col("date") < F.lit(start))
         ).join(busy, "sku", "left_anti")
         units = experiment_units(pre.select("sku", "date", "category", "units_sold"), unit).cache()
+        cached.append(units)
         eligible = units.select("unit").distinct().count()
         if eligible < 2:
             raise ExperimentError(
@@ -265,6 +268,7 @@ def start_experiment(
             .withColumn("assigned_at", F.current_timestamp())
             .cache()
         )
+        cached.append(assigned)
         counts = {
             (r["arm"]): (int(r["units"]), int(r["skus"]))
             for r in assigned.groupBy("arm")
@@ -305,10 +309,9 @@ def start_experiment(
             "pre_days int, control string, units_treatment long, units_control long",
         ).withColumn("created_at", F.current_timestamp())
         io.append(row, tables.experiments, EXPERIMENTS_SCHEMA, "gold/experiments")
-        assigned.unpersist()
-        units.unpersist()
     finally:
-        existing.unpersist()
+        for frame in cached:
+            frame.unpersist()
     started = StartedExperiment(
         name, unit, start, end, treated[0], control[0], treated[1], control[1], eligible
     )
@@ -543,11 +546,15 @@ def readout(
     ``record``) and return them."""
     root = io.qualify(spark, root)
     tables = ExperimentTables(root)
-    panel = io.read_table(spark, GoldTables(root).sku_day)
+    experiment = read_experiment(spark, root, name) if name != EXPLORATION else None
+    panel_path = GoldTables(root).sku_day
+    if not io.is_delta_table(spark, panel_path):
+        raise ExperimentError(f"{panel_path} does not exist: nothing to read out")
+    panel = io.read_table(spark, panel_path)
     last = io.first_value(panel.agg(F.max("date")))
     if last is None:
         raise ExperimentError("gold/sku_day is empty: nothing to read out")
-    if name == EXPLORATION:
+    if experiment is None:
         recommendations = io.read_table(spark, io.table_path(root, "gold", "price_recommendations"))
         start = io.first_value(
             recommendations.where(F.col("binding_constraint") == PRICE_TEST).agg(F.min("price_date"))
@@ -558,7 +565,6 @@ def readout(
         outcomes = exploration_outcomes(panel, recommendations, start, through, EXPLORATION_PRE_DAYS)
         unit, pre_days = "sku", EXPLORATION_PRE_DAYS
     else:
-        experiment = read_experiment(spark, root, name)
         start, unit, pre_days = experiment["start_date"], experiment["unit"], int(experiment["pre_days"])
         through = min(through or last, last, experiment["end_date"])
         assignments = io.read_table(spark, tables.assignments, EXPERIMENT_ASSIGNMENTS_SCHEMA).where(
