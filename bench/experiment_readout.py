@@ -175,26 +175,14 @@ def judge_family(spark: Any, cfg: Any, family: str, seed: int, args: argparse.Na
     judged["covered"] = (judged["ci_low"] <= judged["truth"]) & (judged["truth"] <= judged["ci_high"])
     rows = []
     for (metric, estimator), g in judged.groupby(["metric", "estimator"]):
+        base = {"family": family, "seed": seed, "metric": metric, "estimator": estimator, "reps": len(g)}
         if estimator == "pre_period_balance":
-            rows.append(
-                {
-                    "family": family,
-                    "seed": seed,
-                    "metric": metric,
-                    "estimator": estimator,
-                    "reps": len(g),
-                    "rejected_at_0_1": round(float((g["p_value"] < 0.1).mean()), 3),
-                }
-            )
+            rows.append({**base, "rejected_at_0_1": round(float((g["p_value"] < 0.1).mean()), 3)})
             continue
         error = g["effect"] - g["truth"]
         rows.append(
             {
-                "family": family,
-                "seed": seed,
-                "metric": metric,
-                "estimator": estimator,
-                "reps": len(g),
+                **base,
                 "coverage": round(float(g["covered"].mean()), 3),
                 "true_effect": round(float(g["truth"].mean()), 4),
                 "mean_estimate": round(float(g["effect"].mean()), 4),

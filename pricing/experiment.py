@@ -319,6 +319,15 @@ def start_experiment(
     return started
 
 
+def _metric_columns() -> list[Any]:
+    """A panel row's :data:`METRICS`: profit (revenue less units at the day's unit cost), revenue, units."""
+    return [
+        (F.col("revenue") - F.col("units_sold") * F.coalesce("unit_cost", F.lit(0.0))).alias("profit"),
+        F.col("revenue").cast("double").alias("revenue"),
+        F.col("units_sold").cast("double").alias("units"),
+    ]
+
+
 def unit_outcomes(
     panel_df: DataFrame, assignments_df: DataFrame, start: date, through: date, pre_days: int
 ) -> DataFrame:
@@ -337,9 +346,7 @@ def unit_outcomes(
             "date",
             "category",
             F.when(F.col("date") < F.lit(start), "pre").otherwise("post").alias("period"),
-            (F.col("revenue") - F.col("units_sold") * F.coalesce("unit_cost", F.lit(0.0))).alias("profit"),
-            F.col("revenue").cast("double").alias("revenue"),
-            F.col("units_sold").cast("double").alias("units"),
+            *_metric_columns(),
         )
     )
     daily = rows.groupBy("unit", "arm", "period", "date").agg(
@@ -357,7 +364,7 @@ def unit_outcomes(
         "unit",
         "arm",
         F.coalesce("pre_category", "post_category", F.lit("unknown")).alias("segment"),
-        *[F.col(f"{p}_{m}").alias(f"{p}_{m}") for p in ("pre", "post") for m in METRICS],
+        *[f"{p}_{m}" for p in ("pre", "post") for m in METRICS],
     ).where(F.col("pre_units").isNotNull())
 
 
@@ -372,11 +379,7 @@ def exploration_outcomes(
     otherwise. Its post-period outcome is that day's; its pre-period, the SKU's mean per day over the
     ``pre_days`` before ``start`` (the covariate CUPED adjusts by). Segment: the SKU's category.
     """
-    metrics = [
-        (F.col("revenue") - F.col("units_sold") * F.coalesce("unit_cost", F.lit(0.0))).alias("profit"),
-        F.col("revenue").cast("double").alias("revenue"),
-        F.col("units_sold").cast("double").alias("units"),
-    ]
+    metrics = _metric_columns()
     pre = (
         panel_df.where(
             (F.col("date") >= F.lit(start - timedelta(days=pre_days))) & (F.col("date") < F.lit(start))

@@ -342,7 +342,7 @@ def _experiments(night: _Night) -> str:
     rows, effects = [], []
     for experiment in recent.itertuples():
         found = readout(spark, night.root, experiment.name, record=False)
-        whole = found[(found["segment"] == "all") & (found["estimator"] == "cuped")] if len(found) else found
+        whole = found[(found["segment"] == "all") & (found["estimator"] == "cuped")]
         row = {
             "experiment": experiment.name,
             "by": experiment.unit,
@@ -351,7 +351,7 @@ def _experiments(night: _Night) -> str:
             "days read": int(found["days_post"].iloc[0]) if len(found) else 0,
         }
         for metric in ("profit", "revenue", "units"):
-            hit = whole[whole["metric"] == metric] if len(whole) else whole
+            hit = whole[whole["metric"] == metric]
             if len(hit):
                 r = hit.iloc[0]
                 row[f"{metric} per unit-day"] = (

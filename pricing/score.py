@@ -182,7 +182,7 @@ def _unit_hash(*columns: Any) -> np.ndarray:
 def _price_tests(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfig) -> pd.DataFrame:
     """Exploration: for ``scfg.exploration_share`` of SKUs (drawn per SKU and night), a random
     candidate of their band; its columns of ``_TESTED`` indexed by ``row``."""
-    empty = pd.DataFrame({c: [] for c in _TESTED}, index=pd.Index([], dtype=np.int64, name="row"))
+    empty = _no_picks()
     if scfg.exploration_share <= 0 or candidates.empty:
         return empty
     seed = pd.Series(str(scfg.exploration_seed), index=frame.index)
@@ -201,7 +201,7 @@ def held_prices(frame: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
     their current price: the current price itself wherever the band allows it (keeping is always a
     candidate then), else the band's nearest allowed price, since guardrails outrank the experiment.
     Columns of ``_TESTED`` indexed by ``row``."""
-    empty = pd.DataFrame({c: [] for c in _TESTED}, index=pd.Index([], dtype=np.int64, name="row"))
+    empty = _no_picks()
     if "held" not in frame.columns or candidates.empty:
         return empty
     held = frame["held"].eq(True).to_numpy()
@@ -215,6 +215,11 @@ def held_prices(frame: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
 
 # What an exploration pick (or a held price) replaces in the chosen row.
 _TESTED = ("candidate_price", "expected_units", "gain", "gain_low", "gain_high")
+
+
+def _no_picks() -> pd.DataFrame:
+    """No row's choice replaced: the columns of ``_TESTED``, indexed by ``row``."""
+    return pd.DataFrame({c: [] for c in _TESTED}, index=pd.Index([], dtype=np.int64, name="row"))
 
 
 def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) -> Any:
