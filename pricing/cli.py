@@ -374,6 +374,32 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_listings(args: argparse.Namespace) -> int:
+    from pricing.matching import MatchingError, decide_listing, review_queue, run_matching
+
+    cfg, spark = _session(args, _lakehouse(args))
+    try:
+        if args.action == "match":
+            print(run_matching(spark, cfg).render())
+        elif args.action == "review":
+            queue = review_queue(spark, cfg.paths.lakehouse, args.limit)
+            print(queue.to_string(index=False) if not queue.empty else "no unmatched listings")
+        else:
+            sku = args.sku if args.action == "confirm" else None
+            decide_listing(
+                spark, cfg.paths.lakehouse, args.competitor, args.competitor_sku, sku, args.author, args.note
+            )
+            what = f"is {sku}" if sku else "is not a product we sell"
+            print(
+                f"{args.competitor} {args.competitor_sku} {what} (by {args.author}); "
+                "the next matching run (each night, or `pricing listings match`) applies it"
+            )
+    except MatchingError as error:
+        print(f"pricing listings {args.action}: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -575,6 +601,28 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
         _common(action)
         action.set_defaults(func=_cmd_experiment)
+
+    listings = sub.add_parser(
+        "listings", help="competitor listings matched to our SKUs by their text: match, review, decide"
+    )
+    listing_actions = listings.add_subparsers(dest="action", required=True)
+    match = listing_actions.add_parser(
+        "match", help="match every listing in silver (the nightly job does too)"
+    )
+    queue = listing_actions.add_parser("review", help="the unmatched listings, with the closest SKU and why")
+    queue.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
+    confirm = listing_actions.add_parser("confirm", help="a listing is this SKU (wins over the matcher)")
+    confirm.add_argument("--sku", required=True, help="our SKU")
+    reject = listing_actions.add_parser("reject", help="a listing is not a product we sell")
+    for action in (confirm, reject):
+        action.add_argument("--competitor", required=True)
+        action.add_argument("--competitor-sku", required=True, help="the competitor's id of the listing")
+        action.add_argument("--author", required=True, help="who decides (kept with the decision)")
+        action.add_argument("--note", help="why (kept with the decision)")
+    for action in (match, queue, confirm, reject):
+        action.add_argument("--lakehouse", help="lakehouse root (default: paths.lakehouse)")
+        _common(action)
+        action.set_defaults(func=_cmd_listings)
 
     for name, does in (
         ("approve", "put recommended prices in force (status approved), without re-scoring"),

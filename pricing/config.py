@@ -220,6 +220,21 @@ class PolicyConfig(_Strict):
         return sorted(set(round(e, 2) for e in value))
 
 
+class MatchingConfig(_Strict):
+    """Competitor listings matched to our SKUs by their text (docs/matching.md)."""
+
+    # Calibrated on simulated listings (bench/listing_match.py): the cosine a match needs, and its lead
+    # over the runner-up that passes the same checks.
+    threshold: float = Field(0.5, ge=-1, le=1)
+    min_margin: float = Field(0.05, ge=0, le=2)
+    size_tolerance: float = Field(0.02, ge=0, lt=1)
+    # Brand words in more than this share of catalogue brands (``brand`` in ``Brand Acme``) are no evidence.
+    brand_stop_share: float = Field(0.3, gt=0, le=1)
+    hashed_dim: int = Field(
+        1024, ge=64
+    )  # the hashed n-gram fallback's size (the encoder: features.text_encoder)
+
+
 class ScoreConfig(_Strict):
     """Nightly scoring: candidate grid, objective, approval (see docs/pricing-policy.md)."""
 
@@ -311,6 +326,10 @@ class SimulateConfig(_Strict):
     stockout_sku_share: float = Field(0.15, ge=0, le=1)
     return_rate: float = Field(0.02, ge=0, le=1)
     foreign_currency_rate: float = Field(0.01, ge=0, le=1)
+    # The last this-many competitors deliver listings (their id, title, brand, size) instead of our SKU,
+    # plus look-alike listings of products we do not sell for this share of SKUs.
+    listing_competitors: int = Field(0, ge=0)
+    listing_decoy_share: float = Field(0.15, ge=0, le=1)
     dirt: DirtConfig = Field(default_factory=DirtConfig)
 
     @field_validator("elasticity_range")
@@ -369,6 +388,7 @@ class PricingConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
     nightly: NightlyConfig = Field(default_factory=NightlyConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)

@@ -23,6 +23,7 @@ from pyspark.sql.window import WindowSpec
 from pricing import io
 from pricing.config import FeaturesConfig, PricingConfig
 from pricing.ingest import Lakehouse, latest_batch_id
+from pricing.matching import read_matches, resolve_listings
 from pricing.schemas import (
     BATCH_ID,
     FEATURE_RUNS_SCHEMA,
@@ -402,6 +403,11 @@ def run_features(
     fcfg = cfg.features
     schema = sku_day_schema(fcfg.lags, fcfg.windows)
     silver = {name: _silver(spark, lakehouse, name) for name in SOURCES}
+    if (
+        competitor_df := silver["competitor_prices"]
+    ) is not None and "competitor_sku" in competitor_df.columns:
+        # Listings count under the SKU they were matched to (pricing.matching); unmatched ones do not.
+        silver["competitor_prices"] = resolve_listings(competitor_df, read_matches(spark, root))
     if silver["transactions"] is None or silver["catalog"] is None:
         raise RuntimeError("gold features need silver transactions and catalog: run `pricing ingest` first")
     # Silver rows up to the newest committed batch are what this run sees.

@@ -80,7 +80,8 @@ def ensure_table(
     """Create the Delta table at ``path`` with ``schema`` unless it exists; return it.
 
     A table created by an earlier release gets the schema's new nullable columns added (an additive
-    change, so old rows read them as null); any other difference is left to the write to reject.
+    change, so old rows read them as null) and loses NOT NULL where the schema now allows null; any
+    other difference is left to the write to reject.
     """
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if partition_by:
@@ -88,12 +89,21 @@ def ensure_table(
     if cluster_by:
         builder = builder.clusterBy(*cluster_by)
     table = builder.execute()
-    existing = {name.lower() for name in table.toDF().columns}
-    added = [f for f in schema.fields if f.name.lower() not in existing and f.nullable]
+    current = {f.name.lower(): f for f in table.toDF().schema.fields}
+    added = [f for f in schema.fields if f.name.lower() not in current and f.nullable]
+    # A column this release lets be empty that an earlier one required (also additive: old rows hold).
+    relaxed = [
+        f
+        for f in schema.fields
+        if f.nullable and f.name.lower() in current and not current[f.name.lower()].nullable
+    ]
+    escaped = path.replace("`", "``")
     if added:
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in added)
-        escaped = path.replace("`", "``")
         spark.sql(f"ALTER TABLE delta.`{escaped}` ADD COLUMNS ({columns})")
+    for f in relaxed:
+        spark.sql(f"ALTER TABLE delta.`{escaped}` ALTER COLUMN `{f.name}` DROP NOT NULL")
+    if added or relaxed:
         table = DeltaTable.forPath(spark, path)
     return table
 

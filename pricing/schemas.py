@@ -53,6 +53,7 @@ class SourceContract:
             otherwise the first delivery wins and later ones count as duplicates.
         version: column deciding which of two rows with one key is newer (upsert sources).
         date_column: silver's day column, derived from ``money_date`` or the source's own date.
+        one_of: columns of which a row must carry at least one (else ``missing_field``).
     """
 
     name: str
@@ -68,6 +69,7 @@ class SourceContract:
     date_column: str | None = None
     date_from: str | None = None
     extra_silver: dict[str, DataType] = field(default_factory=dict)
+    one_of: tuple[str, ...] = ()
 
     @property
     def columns(self) -> list[str]:
@@ -117,6 +119,7 @@ CATALOG = SourceContract(
         "category": StringType(),
         "brand": StringType(),
         "description": StringType(),
+        "size": StringType(),  # pack size as written (750 ml, 1.2 kg, 3 pack): checked by listing matches
         "unit_cost": MONEY,
         "currency": StringType(),
         "map_price": MONEY,
@@ -185,12 +188,20 @@ COMPETITOR_PRICES = SourceContract(
         "observed_ts": TimestampType(),
         "competitor": StringType(),
         "sku": StringType(),
+        # A listing in the competitor's own words, for feeds that do not carry our SKU: the matching
+        # stage maps (competitor, competitor_sku) to a SKU (docs/matching.md).
+        "competitor_sku": StringType(),
+        "title": StringType(),
+        "brand": StringType(),
+        "size": StringType(),
         "price": MONEY,
         "currency": StringType(),
         "in_stock": BooleanType(),
     },
-    key=("competitor", "sku", "observed_ts"),
-    required=("observed_ts", "competitor", "sku", "price"),
+    # A row carries `sku` or `competitor_sku` (silver's check); a null key part compares equal to null.
+    key=("competitor", "sku", "competitor_sku", "observed_ts"),
+    required=("observed_ts", "competitor", "price"),
+    one_of=("sku", "competitor_sku"),
     money=("price",),
     money_date="observed_ts",
     has_currency=True,
@@ -477,4 +488,37 @@ EXPERIMENT_READOUTS_SCHEMA = StructType(
         StructField("days_post", IntegerType(), False),
     ]
     + _fields("through_date:date computed_at:timestamp", False)
+)
+
+
+# Competitor listings matched to our SKUs (pricing.matching, docs/matching.md). `_batch_id` is the
+# newest ingest batch when the match was made: the features stage treats a listing's price rows as new
+# from then on. `title` is the listing text the match was made on.
+COMPETITOR_MATCHES_SCHEMA = StructType(
+    _fields("competitor:string competitor_sku:string sku:string", False)
+    + _fields("score:double")
+    + _fields("method:string matched_at:timestamp", False)
+    + _fields("title:string")
+    + [StructField(BATCH_ID, LongType(), False)]
+)
+
+# A person's decision on a listing: `sku` confirms or corrects the match, null says it is not a
+# product we sell. The latest decision per listing wins over the matcher.
+LISTING_OVERRIDES_SCHEMA = StructType(
+    _fields("competitor:string competitor_sku:string", False)
+    + _fields("sku:string")
+    + _fields("decided_by:string decided_at:timestamp", False)
+    + _fields("note:string")
+)
+
+# Listings the matcher would not map (reason `unmatched_listing`), the review queue: replaced each
+# time the matcher runs. Their price rows stay in silver and out of the panel until a match exists.
+LISTING_QUARANTINE_SCHEMA = StructType(
+    _fields("competitor:string competitor_sku:string", False)
+    + _fields("title:string brand:string size:string")
+    + _fields("reason:string detail:string", False)
+    + _fields("best_sku:string best_score:double")
+    + [StructField("price_rows", LongType(), False)]
+    + _fields("last_seen:date")
+    + _fields("checked_at:timestamp", False)
 )

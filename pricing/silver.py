@@ -133,6 +133,14 @@ def parse_bronze(
                 F.concat(F.lit(f"{name}={{"), raw, F.lit(f"}} is not {data_type.simpleString()}")),
             )
         )
+    if contract.one_of:
+        checks.append(
+            _check(
+                reduce(lambda a, b: a & b, [F.col(f"{_RAW}{name}").isNull() for name in contract.one_of]),
+                MISSING_FIELD,
+                f"{' and '.join(contract.one_of)} are all missing",
+            )
+        )
     # Materialised now: later steps replace typed columns (currency conversion) that these judge.
     df = df.withColumn(REASONS, F.array(*checks))
     checks = []
@@ -279,22 +287,30 @@ def flag_outliers(
     if not measures:
         return parsed_df
 
+    # Judged per product: our SKU, or for a competitor's listing its own id.
+    subject = (
+        F.coalesce(F.col("sku"), F.concat_ws("|", F.lit("listing"), "competitor", "competitor_sku"))
+        if contract.name == "competitor_prices"
+        else F.col("sku")
+    )
+    key = "_m_key"
+    parsed_df = parsed_df.withColumn(key, subject)
     value_cols = [expr.alias(f"_m_{name}") for name, (expr, _, _) in measures.items()]
-    clean_batch = parsed_df.where(F.size(REASONS) == 0).select("sku", *value_cols)
+    clean_batch = parsed_df.where(F.size(REASONS) == 0).select(key, *value_cols)
     sample = clean_batch
     if history_df is not None:
         sample = sample.unionByName(
-            history_df.join(clean_batch.select("sku").distinct(), "sku", "left_semi").select(
-                "sku", *value_cols
-            )
+            history_df.withColumn(key, subject)
+            .join(clean_batch.select(key).distinct(), key, "left_semi")
+            .select(key, *value_cols)
         )
-    medians = sample.groupBy("sku").agg(
+    medians = sample.groupBy(key).agg(
         F.count(F.lit(1)).alias("_m_n"),
         *[F.median(f"_m_{name}").alias(f"_m_{name}_median") for name in measures],
     )
     deviations = (
-        sample.join(medians, "sku")
-        .groupBy("sku")
+        sample.join(medians, key)
+        .groupBy(key)
         .agg(
             *[
                 F.median(F.abs(F.col(f"_m_{name}") - F.col(f"_m_{name}_median"))).alias(f"_m_{name}_mad")
@@ -302,8 +318,8 @@ def flag_outliers(
             ]
         )
     )
-    stats = medians.join(deviations, "sku")
-    df = parsed_df.join(stats, "sku", "left")
+    stats = medians.join(deviations, key)
+    df = parsed_df.join(stats, key, "left")
     extra_checks = []
     for name, (expr, reason, min_scale) in measures.items():
         z = _robust_z(expr, F.col(f"_m_{name}_median"), F.col(f"_m_{name}_mad"), min_scale)

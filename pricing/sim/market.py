@@ -46,6 +46,8 @@ from scipy.signal import lfilter
 
 from pricing.config import SimulateConfig
 from pricing.io import first_value, hadoop_fs
+from pricing.sim.listings import catalog_size as listings_size
+from pricing.sim.listings import listing_map
 
 CATEGORIES = [
     ("running_shoes", "Running Shoe", 85.0),
@@ -604,8 +606,29 @@ def click_events(days_df: DataFrame, cfg: SimulateConfig) -> DataFrame:
     )
 
 
+def listing_competitors(cfg: SimulateConfig) -> list[str]:
+    """The competitors that deliver listings (their own ids and titles) instead of our SKU."""
+    names = COMPETITORS[: cfg.n_competitors]
+    return names[len(names) - min(cfg.listing_competitors, len(names)) :] if cfg.listing_competitors else []
+
+
+def sku_listings(spark: SparkSession, cfg: SimulateConfig) -> DataFrame:
+    """Every listing competitor's listing of each SKU and its decoys, with the true SKU (null: decoy)."""
+    params = sku_parameters(spark, cfg).withColumn("size", catalog_size(cfg))
+    return listing_map(params, listing_competitors(cfg), cfg.seed, cfg.listing_decoy_share)
+
+
+def catalog_size(cfg: SimulateConfig) -> Column:
+    """A SKU's pack size as the catalogue writes it (null in categories without one)."""
+    return listings_size(_uniform(cfg.seed, "size", F.col("sku_idx")))
+
+
 def competitor_observations(days_df: DataFrame, cfg: SimulateConfig) -> DataFrame:
-    """Scraped competitor prices: one row per competitor and day it was observed."""
+    """Scraped competitor prices: one row per competitor and day it was observed.
+
+    Listing competitors' rows carry their listing (competitor_sku, title, brand, size) and no SKU, and
+    their decoys (products we do not sell) are priced alongside, 15 % above the SKU they resemble.
+    """
     s = cfg.seed
     names = F.array(*[F.lit(c) for c in COMPETITORS[: cfg.n_competitors]])
     exploded = days_df.select(
@@ -618,7 +641,8 @@ def competitor_observations(days_df: DataFrame, cfg: SimulateConfig) -> DataFram
     ).where(F.col("obs.competitor_observed"))
     key = [F.col("sku_idx"), F.col("date"), F.col("pos")]
     outlier = _uniform(s, "comp_outlier", *key) < cfg.dirt.outlier_price_rate
-    return exploded.select(
+    rows = exploded.select(
+        "sku_idx",
         _timestamp_in_day(F.col("date"), _uniform(s, "comp_ts", *key)).alias("observed_ts"),
         F.element_at(names, F.col("pos") + 1).alias("competitor"),
         "sku",
@@ -630,6 +654,47 @@ def competitor_observations(days_df: DataFrame, cfg: SimulateConfig) -> DataFram
         F.col("date").alias("day"),
         F.when(outlier, "outlier_price").alias("dirt"),
     )
+    listing_names = listing_competitors(cfg)
+    if not listing_names:
+        return rows.drop("sku_idx")
+    listings = F.broadcast(
+        sku_listings(days_df.sparkSession, cfg).select(
+            F.col("sku_idx").cast("long").alias("sku_idx"),
+            "competitor",
+            "competitor_sku",
+            F.col("title").alias("listing_title"),
+            F.col("brand").alias("listing_brand"),
+            F.col("size").alias("listing_size"),
+            "decoy",
+        )
+    )
+    listed = rows.where(F.col("competitor").isin(listing_names)).join(listings, ["sku_idx", "competitor"])
+    listed = listed.select(
+        "observed_ts",
+        "competitor",
+        F.lit(None).cast("string").alias("sku"),
+        "competitor_sku",
+        F.col("listing_title").alias("title"),
+        F.col("listing_brand").alias("brand"),
+        F.col("listing_size").alias("size"),
+        F.round(F.col("price") * F.when(F.col("decoy"), 1.15).otherwise(1.0), 2).alias("price"),
+        "currency",
+        "in_stock",
+        "day",
+        "dirt",
+    )
+    direct = rows.where(~F.col("competitor").isin(listing_names)).select(
+        "observed_ts",
+        "competitor",
+        "sku",
+        *[F.lit(None).cast("string").alias(c) for c in ("competitor_sku", "title", "brand", "size")],
+        "price",
+        "currency",
+        "in_stock",
+        "day",
+        "dirt",
+    )
+    return direct.unionByName(listed)
 
 
 def catalog_cost_missing(cfg: SimulateConfig) -> Column:
@@ -645,6 +710,7 @@ def catalog_rows(params_df: DataFrame, cfg: SimulateConfig) -> DataFrame:
         F.col("title").alias("Title"),
         F.col("category").alias("Category"),
         F.col("brand").alias("Brand"),
+        catalog_size(cfg).alias("Size"),
         F.concat(
             F.col("title"),
             F.lit(": a "),
@@ -743,7 +809,8 @@ def simulate_market(
 
     Landing layout: ``transactions/day=D/*.csv``, ``clickstream/day=D/*.json``,
     ``competitor_prices/day=D/*.parquet``, ``inventory/day=D/*.csv.gz``, ``catalog/*.json``,
-    ``fx_rates/*.csv``. Truth: ``sku_params`` and ``sku_day`` (Parquet) and ``summary.json``.
+    ``fx_rates/*.csv``. Truth: ``sku_params`` and ``sku_day`` (Parquet), ``listing_map`` when competitors
+    deliver listings, and ``summary.json``.
     """
     landing, truth = landing.rstrip("/"), truth.rstrip("/")
     params_df = sku_parameters(spark, cfg).cache()
@@ -754,6 +821,8 @@ def simulate_market(
 
     params_df.write.mode("overwrite").parquet(f"{truth}/sku_params")
     days_df.write.mode("overwrite").parquet(f"{truth}/sku_day")
+    if listing_competitors(cfg):
+        sku_listings(spark, cfg).write.mode("overwrite").parquet(f"{truth}/listing_map")
 
     catalog_df = catalog_rows(params_df, cfg)
     catalog_df.coalesce(1).write.mode("overwrite").json(f"{landing}/catalog/initial")
