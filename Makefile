@@ -68,10 +68,12 @@ setup: $(VENV)/.installed $(VENV)/.horovod $(CACHE)/.jars-user-cache $(SALT_FILE
 # landing, then `pricing nightly` ingests them, updates the panel, retrains when due and prices the
 # next day. The last night's prices are also judged against the simulator's true demand. After the
 # first night, 30 % of the SKUs enter a price experiment (half keep their prices), read out at the end.
+# One competitor delivers its own listings (id, title, brand, size) instead of our SKU: the nightly job
+# matches them by their text, and the listings it would not match are shown at the end.
 demo: setup ## simulate a market, then run the nightly job on it for several nights (tables under ./demo)
 	rm -rf $(DEMO_DIR)
 	$(BIN)/pricing simulate --skus $(DEMO_SKUS) --days $(DEMO_DAYS) simulate.start_date=$(DEMO_START) \
-		paths.landing=$(DEMO_DIR)/market paths.truth=$(DEMO_DIR)/truth
+		simulate.listing_competitors=1 paths.landing=$(DEMO_DIR)/market paths.truth=$(DEMO_DIR)/truth
 	set -e; last=$$(date -d "$(DEMO_START) + $$(( $(DEMO_DAYS) - 1 )) days" +%F); \
 	for back in $$(seq $$(( $(DEMO_NIGHTS) - 1 )) -1 0); do \
 		night=$$(date -d "$$last - $$back days" +%F); \
@@ -84,6 +86,7 @@ demo: setup ## simulate a market, then run the nightly job on it for several nig
 		fi; \
 	done; \
 	$(BIN)/pricing experiment readout --lakehouse $(DEMO_DIR)/lakehouse --name demo-holdout; \
+	$(BIN)/pricing listings review --lakehouse $(DEMO_DIR)/lakehouse --limit 10; \
 	report=$(abspath $(DEMO_DIR))/lakehouse/reports/night-$$last.html; test -f $$report; \
 	echo "The last night's report (open it in a browser): $$report"
 

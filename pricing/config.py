@@ -226,10 +226,11 @@ class MatchingConfig(_Strict):
     # Calibrated on simulated listings (bench/listing_match.py): the cosine a match needs, and its lead
     # over the runner-up that passes the same checks.
     threshold: float = Field(0.5, ge=-1, le=1)
-    min_margin: float = Field(0.05, ge=0, le=2)
+    min_margin: float = Field(0.05, gt=0, le=2)
     size_tolerance: float = Field(0.02, ge=0, lt=1)
-    # Brand words in more than this share of catalogue brands (``brand`` in ``Brand Acme``) are no evidence.
-    brand_stop_share: float = Field(0.3, gt=0, le=1)
+    # A brand word in more than this share of the catalogue's brands (and in 3 or more), such as ``brand`` in
+    # ``Brand Acme``, is no evidence of a brand.
+    brand_stop_share: float = Field(0.5, gt=0, le=1)
     hashed_dim: int = Field(
         1024, ge=64
     )  # the hashed n-gram fallback's size (the encoder: features.text_encoder)

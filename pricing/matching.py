@@ -170,12 +170,16 @@ def score_pairs(
     stop = F.array(*[F.lit(w) for w in stop_words]).cast("array<string>")
     l_brand = F.array_except(F.col("l.brand_tokens"), stop)
     l_words = F.when(F.size(l_brand) > 0, l_brand).otherwise(F.array_except(F.col("l.title_tokens"), stop))
-    blocks_l = listings.alias("l").select(F.col("_id"), F.explode(l_words).alias("_token")).where(
-        ~F.col("_token").rlike("^[0-9.,]+$")
+    blocks_l = (
+        listings.alias("l")
+        .select(F.col("_id"), F.explode(l_words).alias("_token"))
+        .where(~F.col("_token").rlike("^[0-9.,]+$"))
     )
     c_brand = F.array_except(F.col("c.brand_tokens"), stop)
-    blocks_c = catalog.alias("c").select(F.col("_id").alias("sku"), F.explode(c_brand).alias("_token")).where(
-        ~F.col("_token").rlike("^[0-9.,]+$")
+    blocks_c = (
+        catalog.alias("c")
+        .select(F.col("_id").alias("sku"), F.explode(c_brand).alias("_token"))
+        .where(~F.col("_token").rlike("^[0-9.,]+$"))
     )
     pairs = blocks_l.join(blocks_c, "_token").select("_id", "sku").distinct()
     joined = pairs.join(listings.alias("l"), "_id").join(
@@ -337,13 +341,14 @@ def match_listings(
     catalog = catalog_df.select(F.col("sku").alias("_id"), *TEXT_COLUMNS)
     described_l = describe_texts(texts.where(F.col("title").isNotNull()), encoder, mcfg.hashed_dim).cache()
     described_c = describe_texts(catalog, encoder, mcfg.hashed_dim).cache()
-    n_brands = described_c.count()
+    brands = described_c.select("brand_tokens").distinct()
+    n_brands = brands.count()
     stop_words = [
         r["_token"]
-        for r in described_c.select(F.explode(F.array_distinct("brand_tokens")).alias("_token"))
+        for r in brands.select(F.explode("brand_tokens").alias("_token"))
         .groupBy("_token")
         .count()
-        .where(F.col("count") > mcfg.brand_stop_share * max(n_brands, 1))
+        .where((F.col("count") > mcfg.brand_stop_share * n_brands) & (F.col("count") >= 3))
         .collect()
     ]
     scored = score_pairs(described_l, described_c, stop_words, mcfg).cache()
@@ -417,6 +422,11 @@ def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | 
     competitor_df = io.read_table(spark, silver_path, SOURCES["competitor_prices"].silver_schema).where(
         F.col(BATCH_ID) <= F.lit(-1 if watermark is None else watermark)
     )
+    if "competitor_sku" not in io.read_table(spark, silver_path).columns or (
+        competitor_df.where(F.col("sku").isNull()).limit(1).count() == 0
+    ):
+        report.seconds = time.monotonic() - started
+        return report  # no competitor delivers listings: nothing to match
     catalog_df = io.read_table(spark, lakehouse.silver("catalog"), SOURCES["catalog"].silver_schema)
     overrides_df = io.read_table(spark, tables.overrides, LISTING_OVERRIDES_SCHEMA)
     matches, unmatched = match_listings(competitor_df, catalog_df, overrides_df, cfg.features, cfg.matching)

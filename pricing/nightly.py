@@ -1,6 +1,7 @@
 """`pricing nightly`: one night of the pipeline, locked, idempotent and crash-safe.
 
-The night of ``run_date`` (whose data has landed) runs ingest -> features -> train (when due) ->
+The night of ``run_date`` (whose data has landed) runs ingest -> match (competitor listings, when a
+competitor delivers them) -> features -> train (when due) ->
 score (prices for ``run_date + 1``) -> reconcile -> maintain -> report (pricing.night_report), and
 records every stage in ``audit/runs`` (one row per night, written when it starts and when it ends).
 The night's run id is ``nightly-<run_date>``, so every write of a night is keyed on the same id however
@@ -11,6 +12,8 @@ Why running a night again (after a crash, or by mistake) is safe, stage by stage
 - A night that succeeded is skipped outright: nothing is written.
 - ingest: files are marked done only by the ledger commit; a batch killed before it is redone under
   the same batch id, and each of its writes replaces that batch's rows.
+- match: rewrites the matches and the review queue whole from silver and the people's decisions; an
+  unchanged match keeps its batch, so a re-run changes nothing.
 - features: the panel is MERGEd on (sku, date) from the last committed feature run's watermark; the
   stage is done once ``audit/feature_runs`` holds the night's run id.
 - train: the MLflow run carries the night's run id as a tag. A finished run is reused; one that
@@ -43,6 +46,7 @@ from pricing.config import PricingConfig
 from pricing.features import GoldTables, run_features
 from pricing.ingest import Lakehouse, run_ingest, stale_sources
 from pricing.lock import LakehouseLock
+from pricing.matching import run_matching
 from pricing.model.dataset import model_inputs, with_history
 from pricing.model.predict import foreign_model
 from pricing.model.train import evaluate, promote, run_train, wape
@@ -335,6 +339,12 @@ class NightlyRun:
                 "run the night again (ingest.max_staleness_days=0 turns the check off)"
             )
 
+    def _match(self) -> tuple[str, int | None, str]:
+        report = run_matching(self.spark, self.cfg, self.root)
+        if not report.listings:
+            return "skipped", None, "no competitor listings to match"
+        return "done", report.matched, report.render()
+
     def _features(self) -> tuple[str, int | None, str]:
         runs = io.read_table(self.spark, GoldTables(self.root).feature_runs, FEATURE_RUNS_SCHEMA)
         earlier = runs.where(F.col("run_id") == self.report.run_id).first()
@@ -544,6 +554,7 @@ class NightlyRun:
             try:
                 self._stage("ingest", self._ingest)
                 self._check_fresh()
+                self._stage("match", self._match)
                 self._stage("features", self._features)
                 self._stage("train", self._train)
                 self._stage("score", self._score)

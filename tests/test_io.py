@@ -23,6 +23,16 @@ def test_existing_table_gains_new_nullable_columns(spark: SparkSession, tmp_path
     assertDataFrameEqual(io.read_table(spark, path), expected, checkRowOrder=False)
 
 
+def test_a_column_an_earlier_release_required_may_then_be_empty(spark: SparkSession, tmp_path: Path) -> None:
+    # silver competitor_prices: `sku` became optional when listings (competitor_sku, title) arrived.
+    path = str(tmp_path / "t")
+    io.append(spark.createDataFrame([("A", "tent")], OLD), path, OLD, "old table")
+    relaxed = StructType([StructField("sku", StringType()), StructField("title", StringType())])
+    io.append(spark.createDataFrame([(None, "listing")], relaxed), path, relaxed, "new table")
+    expected = spark.createDataFrame([("A", "tent"), (None, "listing")], relaxed)
+    assertDataFrameEqual(io.read_table(spark, path), expected, checkRowOrder=False)
+
+
 def test_a_table_an_earlier_release_wrote_reads_with_the_new_columns(
     spark: SparkSession, tmp_path: Path
 ) -> None:
