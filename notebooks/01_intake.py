@@ -60,3 +60,27 @@ for name in SOURCES:
     )
     print(f"{name:<18} {rows}")
 spark.read.format("delta").load(lakehouse.silver("transactions")).orderBy("order_ts").show(5)
+
+# COMMAND ----------
+
+# MAGIC %md ## Competitor listings: matched to our SKUs, and the review queue
+# MAGIC Competitors that deliver their own ids and titles instead of our SKU (docs/matching.md). Without
+# MAGIC such a competitor the match stage is skipped and these tables do not exist.
+
+# COMMAND ----------
+
+from pricing.matching import ListingTables  # noqa: E402
+
+listings = ListingTables(ctx.lakehouse)
+if io.is_delta_table(spark, listings.matches):
+    matches = spark.read.format("delta").load(listings.matches)
+    matches.groupBy("competitor", "method").agg(
+        F.count("*").alias("listings"), F.round(F.min("score"), 2).alias("lowest_score")
+    ).show()
+    queue = spark.read.format("delta").load(listings.quarantine)
+    queue.groupBy(F.regexp_replace("detail", "[0-9.]+", "n").alias("why")).count().orderBy(
+        F.desc("count")
+    ).show(truncate=False)
+    queue.select("competitor_sku", "title", "size", "detail", "best_sku").show(10, truncate=60)
+else:
+    print("no competitor delivers listings: nothing matched")
