@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pricing import io
 from pricing.config import TrainConfig
 from pricing.ingest import Lakehouse
+from pricing.matching import OVERRIDE, ListingTables
 from pricing.pages import page, png, section, table
 from pricing.review import review_queue
 from pricing.schemas import BATCH_ID, INGESTED_AT
@@ -266,8 +267,41 @@ def _intake(night: _Night) -> str:
                 .orderBy("source", F.desc("count"))
             )
             body += "<h3>Quarantine by reason</h3>" + (table(reasons, 0) if len(reasons) else "<p>None.</p>")
+    body += _listings(night)
     note = "Every row read is in silver, in quarantine (with its reason) or a counted duplicate."
     return section("Intake", body or "<p>No intake recorded.</p>", note=note)
+
+
+def _listings(night: _Night) -> str:
+    """Competitor listings matched to SKUs and the review queue (docs/matching.md), when any exist."""
+    spark, tables = night.spark, ListingTables(night.root)
+    if not io.is_delta_table(spark, tables.matches):
+        return ""
+    matched = _pandas(
+        io.read_table(spark, tables.matches)
+        .groupBy("competitor")
+        .agg(
+            F.count(F.lit(1)).alias("matched"),
+            F.count(F.when(F.col("method") == OVERRIDE, 1)).alias("by_a_person"),
+            F.round(F.min("score"), 2).alias("lowest_score"),
+        )
+    )
+    queue = (
+        _pandas(
+            io.read_table(spark, tables.quarantine)
+            .groupBy("competitor")
+            .agg(F.count(F.lit(1)).alias("unmatched"), F.sum("price_rows").alias("price_rows_held_out"))
+        )
+        if io.is_delta_table(spark, tables.quarantine)
+        else pd.DataFrame(columns=["competitor", "unmatched", "price_rows_held_out"])
+    )
+    both = matched.merge(queue, on="competitor", how="outer").fillna(0)
+    return (
+        "<h3>Competitor listings</h3>"
+        + table(both, 2)
+        + "<p>Listings the matcher would not map stay out of the panel until matched: "
+        "<code>pricing listings review</code>.</p>"
+    )
 
 
 def _stages(night: _Night) -> str:
