@@ -22,11 +22,14 @@ plan -> read -> transform -> write, like every stage:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import reduce
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -49,6 +52,7 @@ from pricing.schemas import (
     COMPETITOR_MATCHES_SCHEMA,
     LISTING_OVERRIDES_SCHEMA,
     LISTING_QUARANTINE_SCHEMA,
+    MATCH_RUNS_SCHEMA,
     SOURCES,
 )
 from pricing.text import MINILM, encoder_name, vectoriser
@@ -95,6 +99,10 @@ class ListingTables:
     def quarantine(self) -> str:
         return io.table_path(self.root, "audit", "listing_quarantine")
 
+    @property
+    def runs(self) -> str:
+        return io.table_path(self.root, "audit", "match_runs")
+
 
 @dataclass
 class MatchReport:
@@ -104,8 +112,14 @@ class MatchReport:
     quarantined: int = 0
     encoder: str = ""
     seconds: float = 0.0
+    skipped: bool = False  # nothing changed since the last run: its tables stand
 
     def render(self) -> str:
+        if self.skipped:
+            return (
+                f"no new listing text, catalogue row, decision or setting: the {self.matched} matches and "
+                f"{self.quarantined} unmatched listings of the last run stand"
+            )
         return (
             f"{self.listings} listings: {self.matched} matched ({self.by_override} by a person's decision), "
             f"{self.quarantined} quarantined as {UNMATCHED_LISTING} [{self.encoder}]"
@@ -429,6 +443,14 @@ def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | 
         return report  # no competitor delivers listings: nothing to match
     catalog_df = io.read_table(spark, lakehouse.silver("catalog"), SOURCES["catalog"].silver_schema)
     overrides_df = io.read_table(spark, tables.overrides, LISTING_OVERRIDES_SCHEMA)
+    state = _inputs_state(spark, competitor_df, catalog_df, tables, cfg)
+    last = _last_run(spark, tables, state["settings"])
+    if last is not None and _unchanged(competitor_df, last, state):
+        report.skipped, report.listings = True, int(last["listings"])
+        report.matched, report.quarantined = int(last["matched"]), int(last["quarantined"])
+        report.seconds = time.monotonic() - started
+        log.info(f"[matching] {report.render()}")
+        return report
     matches, unmatched = match_listings(competitor_df, catalog_df, overrides_df, cfg.features, cfg.matching)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     previous = io.read_table(spark, tables.matches, COMPETITOR_MATCHES_SCHEMA).select(
@@ -474,11 +496,76 @@ def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | 
             or 0
         )
     )
+    io.append(
+        spark.createDataFrame(
+            [
+                (
+                    now,
+                    state["settings"],
+                    state["competitor_batch"],
+                    state["catalog_batch"],
+                    state["overrides_version"],
+                    report.listings,
+                    report.matched,
+                    report.quarantined,
+                )
+            ],
+            MATCH_RUNS_SCHEMA,
+        ),
+        tables.runs,
+        MATCH_RUNS_SCHEMA,
+        "audit/match_runs",
+    )
     matches_df.unpersist()
     quarantine_df.unpersist()
     report.seconds = time.monotonic() - started
     log.info(f"[matching] {report.render()}")
     return report
+
+
+def _inputs_state(
+    spark: SparkSession,
+    competitor_df: DataFrame,
+    catalog_df: DataFrame,
+    tables: ListingTables,
+    cfg: PricingConfig,
+) -> dict[str, Any]:
+    """What a matching run consumes: the newest batches of both sources, the decisions' version, and
+    the settings (encoder and thresholds) it decides with."""
+    batches = competitor_df.agg(F.max(BATCH_ID)).first()
+    catalog = catalog_df.agg(F.max(BATCH_ID)).first()
+    settings = json.dumps(
+        {"encoder": matching_encoder(cfg.features, cfg.matching), **cfg.matching.model_dump()}, sort_keys=True
+    )
+    return {
+        "settings": settings,
+        "competitor_batch": int(batches[0]) if batches and batches[0] is not None else -1,
+        "catalog_batch": int(catalog[0]) if catalog and catalog[0] is not None else -1,
+        "overrides_version": io.latest_version(spark, tables.overrides) or -1,
+    }
+
+
+def _last_run(spark: SparkSession, tables: ListingTables, settings: str) -> Any:
+    runs = io.read_table(spark, tables.runs, MATCH_RUNS_SCHEMA).where(F.col("settings") == settings)
+    return runs.orderBy(F.col("run_at").desc()).first()
+
+
+def _unchanged(competitor_df: DataFrame, last: Any, state: dict[str, Any]) -> bool:
+    """Nothing a run would read differently: no new catalogue batch or decision, and the listing rows
+    that arrived since bring no (competitor, competitor_sku, title, brand, size) not seen before."""
+    if (state["catalog_batch"], state["overrides_version"]) != (
+        last["catalog_batch"],
+        last["overrides_version"],
+    ):
+        return False
+    if state["competitor_batch"] == last["competitor_batch"]:
+        return True
+    key = [*LISTING_KEY, *TEXT_COLUMNS]
+    listed = competitor_df.where(F.col("sku").isNull() & F.col("competitor_sku").isNotNull())
+    new = listed.where(F.col(BATCH_ID) > F.lit(last["competitor_batch"])).select(*key).distinct()
+    seen = listed.where(F.col(BATCH_ID) <= F.lit(last["competitor_batch"])).select(*key).distinct()
+    same = reduce(lambda a, b: a & b, [F.col(f"n.{c}").eqNullSafe(F.col(f"s.{c}")) for c in key])
+    return new.alias("n").join(seen.alias("s"), same, "left_anti").limit(1).count() == 0
 
 
 def decide_listing(

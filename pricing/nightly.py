@@ -343,7 +343,7 @@ class NightlyRun:
         report = run_matching(self.spark, self.cfg, self.root)
         if not report.listings:
             return "skipped", None, "no competitor listings to match"
-        return "done", report.matched, report.render()
+        return ("skipped" if report.skipped else "done"), report.matched, report.render()
 
     def _features(self) -> tuple[str, int | None, str]:
         runs = io.read_table(self.spark, GoldTables(self.root).feature_runs, FEATURE_RUNS_SCHEMA)

@@ -522,3 +522,17 @@ LISTING_QUARANTINE_SCHEMA = StructType(
     + _fields("last_seen:date")
     + _fields("checked_at:timestamp", False)
 )
+
+# One row per matching run that did the work (a night with no new listing text, catalogue row, decision
+# or setting skips it): what it consumed, so the next run knows whether anything changed.
+MATCH_RUNS_SCHEMA = StructType(
+    _fields("run_at:timestamp settings:string", False)
+    + [
+        StructField("competitor_batch", LongType(), False),
+        StructField("catalog_batch", LongType(), False),
+        StructField("overrides_version", LongType(), False),
+        StructField("listings", LongType(), False),
+        StructField("matched", LongType(), False),
+        StructField("quarantined", LongType(), False),
+    ]
+)

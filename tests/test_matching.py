@@ -262,8 +262,16 @@ def test_listings_from_landing_to_the_panel(
         decide_listing(spark, root, "shopx", "never-seen", "B1", "tester")
     assert run_matching(spark, hashed, root).by_override == 1
     first = spark.read.format("delta").load(tables.matches).orderBy("competitor_sku").collect()
-    run_matching(spark, hashed, root)
+    again = run_matching(spark, hashed, root)
+    assert again.skipped and (again.matched, again.quarantined) == (6, 5)
     assert spark.read.format("delta").load(tables.matches).orderBy("competitor_sku").collect() == first
+    # Other settings are another matching: it runs again, and the same data gives the same matches.
+    stricter = hashed.model_copy(update={"matching": hashed.matching.model_copy(update={"threshold": 0.51})})
+    assert not run_matching(spark, stricter, root).skipped
+    kept = {(r.competitor_sku, r.sku) for r in first if r.score is None or r.score >= 0.51}
+    assert {
+        (r.competitor_sku, r.sku) for r in spark.read.format("delta").load(tables.matches).collect()
+    } == kept
 
     # The panel counts shopx's listings under the matched SKUs; unmatched listings stay out.
     run_features(spark, hashed, root)
