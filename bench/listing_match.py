@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 
 from pricing.config import load_config
 from pricing.matching import (
+    brand_stop_words,
     describe_texts,
     listing_texts,
     match_listings,
@@ -100,16 +101,7 @@ def candidates(catalog: DataFrame, competitor: DataFrame, cfg: Any) -> pd.DataFr
     described_c = describe_texts(
         catalog.select(F.col("sku").alias("_id"), "title", "brand", "size"), encoder, mcfg.hashed_dim
     )
-    brands = described_c.select("brand_tokens").distinct()
-    n = brands.count()
-    stop = [
-        r["_token"]
-        for r in brands.select(F.explode("brand_tokens").alias("_token"))
-        .groupBy("_token")
-        .count()
-        .where((F.col("count") > mcfg.brand_stop_share * n) & (F.col("count") >= 3))
-        .collect()
-    ]
+    stop = brand_stop_words(described_c, mcfg)
     scored = score_pairs(described_l, described_c, stop, mcfg).where(F.col("failed").isNull()).toPandas()
     scored = scored.sort_values(["_id", "score"], ascending=[True, False])
     top = scored.groupby("_id").agg(best_sku=("sku", "first"), best=("score", "first"), n=("score", "size"))

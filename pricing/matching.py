@@ -173,6 +173,21 @@ def _has_digit(tokens: Column) -> Column:
     return F.filter(tokens, lambda t: t.rlike("[0-9]"))
 
 
+def brand_stop_words(described_catalog: DataFrame, mcfg: MatchingConfig) -> list[str]:
+    """Brand words in more than ``brand_stop_share`` of the catalogue's distinct brands, and in 3 or
+    more: no evidence of a brand (``brand`` in ``Brand Acme``). A short list, collected."""
+    brands = described_catalog.select("brand_tokens").distinct()
+    n_brands = brands.count()
+    return [
+        r["_token"]
+        for r in brands.select(F.explode("brand_tokens").alias("_token"))
+        .groupBy("_token")
+        .count()
+        .where((F.col("count") > mcfg.brand_stop_share * n_brands) & (F.col("count") >= 3))
+        .collect()
+    ]
+
+
 def score_pairs(
     listings: DataFrame, catalog: DataFrame, stop_words: list[str], mcfg: MatchingConfig
 ) -> DataFrame:
@@ -355,16 +370,7 @@ def match_listings(
     catalog = catalog_df.select(F.col("sku").alias("_id"), *TEXT_COLUMNS)
     described_l = describe_texts(texts.where(F.col("title").isNotNull()), encoder, mcfg.hashed_dim).cache()
     described_c = describe_texts(catalog, encoder, mcfg.hashed_dim).cache()
-    brands = described_c.select("brand_tokens").distinct()
-    n_brands = brands.count()
-    stop_words = [
-        r["_token"]
-        for r in brands.select(F.explode("brand_tokens").alias("_token"))
-        .groupBy("_token")
-        .count()
-        .where((F.col("count") > mcfg.brand_stop_share * n_brands) & (F.col("count") >= 3))
-        .collect()
-    ]
+    stop_words = brand_stop_words(described_c, mcfg)
     scored = score_pairs(described_l, described_c, stop_words, mcfg).cache()
     decisions = listing_decisions(texts, decide(texts, scored, mcfg)).cache()
 
