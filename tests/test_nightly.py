@@ -45,6 +45,7 @@ def test_nights_succeed_with_every_check_and_record_themselves(spark: SparkSessi
         assert night.status == "succeeded" and night.attempt == 1
         assert [s.stage for s in night.stages] == [
             "ingest",
+            "match",
             "features",
             "train",
             "score",
@@ -53,6 +54,8 @@ def test_nights_succeed_with_every_check_and_record_themselves(spark: SparkSessi
             "report",
         ]
         assert night.checks and all(passed for _, passed, _ in night.checks)
+        # No competitor of this market delivers listings: nothing to match.
+        assert _stage(night, "match").status == "skipped"
         assert night.skus_priced == SKUS
         # Every night leaves its report in the lakehouse, recorded in the run log.
         assert night.report_path == f"file:{market.lakehouse}/reports/night-{night.run_date}.html"
