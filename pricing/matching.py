@@ -158,11 +158,16 @@ def describe_texts(df: DataFrame, encoder: str, dim: int, batch_size: int = 64) 
     return df.select("_id", *TEXT_COLUMNS).mapInPandas(run, DESCRIBED_SCHEMA)
 
 
+def is_listing() -> Column:
+    """A competitor row that names the product by the competitor's id instead of our ``sku``."""
+    return F.col("sku").isNull() & F.col("competitor_sku").isNotNull()
+
+
 def listing_texts(competitor_df: DataFrame) -> DataFrame:
     """Silver competitor rows -> one row per listing text: (competitor, competitor_sku, title, brand,
     size, price_rows, last_seen, _id), for rows that carry a ``competitor_sku`` and no ``sku``."""
     return (
-        competitor_df.where(F.col("sku").isNull() & F.col("competitor_sku").isNotNull())
+        competitor_df.where(is_listing())
         .groupBy(*LISTING_KEY, *TEXT_COLUMNS)
         .agg(F.count(F.lit(1)).alias("price_rows"), F.max("observed_date").alias("last_seen"))
         .withColumn("_id", F.sha2(F.to_json(F.struct(*LISTING_KEY, *TEXT_COLUMNS)), 256))
@@ -372,7 +377,10 @@ def match_listings(
     described_c = describe_texts(catalog, encoder, mcfg.hashed_dim).cache()
     stop_words = brand_stop_words(described_c, mcfg)
     scored = score_pairs(described_l, described_c, stop_words, mcfg).cache()
-    decisions = listing_decisions(texts, decide(texts, scored, mcfg)).cache()
+    # Both outputs read the decisions: computed once here, and the inputs cached for them let go.
+    decisions = listing_decisions(texts, decide(texts, scored, mcfg)).localCheckpoint(eager=True)
+    for cached in (texts, described_l, described_c, scored):
+        cached.unpersist()
 
     decided = latest_overrides(overrides_df)
     automatic = decisions.join(decided, LISTING_KEY, "left_anti")
@@ -442,9 +450,7 @@ def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | 
     competitor_df = io.read_table(spark, silver_path, SOURCES["competitor_prices"].silver_schema).where(
         F.col(BATCH_ID) <= F.lit(-1 if watermark is None else watermark)
     )
-    if "competitor_sku" not in io.read_table(spark, silver_path).columns or (
-        competitor_df.where(F.col("sku").isNull()).limit(1).count() == 0
-    ):
+    if competitor_df.where(is_listing()).limit(1).count() == 0:
         report.seconds = time.monotonic() - started
         return report  # no competitor delivers listings: nothing to match
     catalog_df = io.read_table(spark, lakehouse.silver("catalog"), SOURCES["catalog"].silver_schema)
@@ -567,7 +573,7 @@ def _unchanged(competitor_df: DataFrame, last: Any, state: dict[str, Any]) -> bo
     if state["competitor_batch"] == last["competitor_batch"]:
         return True
     key = [*LISTING_KEY, *TEXT_COLUMNS]
-    listed = competitor_df.where(F.col("sku").isNull() & F.col("competitor_sku").isNotNull())
+    listed = competitor_df.where(is_listing())
     new = listed.where(F.col(BATCH_ID) > F.lit(last["competitor_batch"])).select(*key).distinct()
     seen = listed.where(F.col(BATCH_ID) <= F.lit(last["competitor_batch"])).select(*key).distinct()
     same = reduce(lambda a, b: a & b, [F.col(f"n.{c}").eqNullSafe(F.col(f"s.{c}")) for c in key])
@@ -587,22 +593,16 @@ def decide_listing(
 
     Takes effect at the next matching run (each night, or ``pricing listings match``).
     """
-    lakehouse = Lakehouse(root)
-    silver_path = lakehouse.silver("competitor_prices")
-    known = (
-        io.is_delta_table(spark, silver_path)
-        and io.read_table(spark, silver_path)
-        .where((F.col("competitor") == competitor) & (F.col("competitor_sku") == competitor_sku))
-        .limit(1)
-        .count()
-        > 0
-    )
-    if not known:
+
+    def found(source: str, where: Column) -> bool:
+        rows = io.read_table(spark, Lakehouse(root).silver(source), SOURCES[source].silver_schema)
+        return rows.where(where).limit(1).count() > 0
+
+    listing = (F.col("competitor") == competitor) & (F.col("competitor_sku") == competitor_sku)
+    if not found("competitor_prices", listing):
         raise MatchingError(f"no listing {competitor_sku!r} of {competitor!r} in silver competitor_prices")
-    if sku is not None:
-        catalog = io.read_table(spark, lakehouse.silver("catalog"))
-        if catalog.where(F.col("sku") == sku).limit(1).count() == 0:
-            raise MatchingError(f"{sku!r} is not in the catalogue")
+    if sku is not None and not found("catalog", F.col("sku") == sku):
+        raise MatchingError(f"{sku!r} is not in the catalogue")
     row = [
         (competitor, competitor_sku, sku, decided_by, datetime.now(timezone.utc).replace(tzinfo=None), note)
     ]

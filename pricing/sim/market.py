@@ -657,6 +657,8 @@ def competitor_observations(days_df: DataFrame, cfg: SimulateConfig) -> DataFram
     listing_names = listing_competitors(cfg)
     if not listing_names:
         return rows.drop("sku_idx")
+    # Only listing competitors have listings: their rows take one row per listing (and decoy) of the
+    # SKU; the other competitors' rows find none and keep their SKU.
     listings = F.broadcast(
         sku_listings(days_df.sparkSession, cfg).select(
             F.col("sku_idx").cast("long").alias("sku_idx"),
@@ -668,33 +670,20 @@ def competitor_observations(days_df: DataFrame, cfg: SimulateConfig) -> DataFram
             "decoy",
         )
     )
-    listed = rows.where(F.col("competitor").isin(listing_names)).join(listings, ["sku_idx", "competitor"])
-    listed = listed.select(
+    return rows.join(listings, ["sku_idx", "competitor"], "left").select(
         "observed_ts",
         "competitor",
-        F.lit(None).cast("string").alias("sku"),
+        F.when(F.col("competitor_sku").isNull(), F.col("sku")).alias("sku"),
         "competitor_sku",
         F.col("listing_title").alias("title"),
         F.col("listing_brand").alias("brand"),
         F.col("listing_size").alias("size"),
-        F.round(F.col("price") * F.when(F.col("decoy"), 1.15).otherwise(1.0), 2).alias("price"),
+        F.when(F.col("decoy"), F.round(F.col("price") * 1.15, 2)).otherwise(F.col("price")).alias("price"),
         "currency",
         "in_stock",
         "day",
         "dirt",
     )
-    direct = rows.where(~F.col("competitor").isin(listing_names)).select(
-        "observed_ts",
-        "competitor",
-        "sku",
-        *[F.lit(None).cast("string").alias(c) for c in ("competitor_sku", "title", "brand", "size")],
-        "price",
-        "currency",
-        "in_stock",
-        "day",
-        "dirt",
-    )
-    return direct.unionByName(listed)
 
 
 def catalog_cost_missing(cfg: SimulateConfig) -> Column:
