@@ -137,10 +137,11 @@ ROBUSTNESS_DAYS ?= 60
 ROBUSTNESS_SEEDS ?= 1,2,3
 ROBUSTNESS_FAMILIES ?=
 ROBUSTNESS_DECISIONS ?=
+ROBUSTNESS_JOBS ?= 2
 
-robustness: setup ## every evaluation market family x 3 seeds, nightly job from scratch, judged by true demand (~70 min)
+robustness: setup ## every evaluation market family x 3 seeds, nightly job from scratch, judged by true demand (~50 min, two markets at a time)
 	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing evaluate --workdir $(ROBUSTNESS_DIR) \
-		--seeds $(ROBUSTNESS_SEEDS) --skus $(ROBUSTNESS_SKUS) --days $(ROBUSTNESS_DAYS) \
+		--seeds $(ROBUSTNESS_SEEDS) --skus $(ROBUSTNESS_SKUS) --days $(ROBUSTNESS_DAYS) --jobs $(ROBUSTNESS_JOBS) \
 		$(if $(ROBUSTNESS_DECISIONS),--decisions $(ROBUSTNESS_DECISIONS)) \
 		$(if $(ROBUSTNESS_FAMILIES),--families $(ROBUSTNESS_FAMILIES)) --out bench/results/robustness.json
 

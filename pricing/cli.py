@@ -183,11 +183,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             n_days=args.days,
             decisions=parse_list(args.decisions, ()),
             reuse=args.reuse,
+            jobs=args.jobs,
         )
     except ValueError as error:
         print(f"pricing evaluate: {error}", file=sys.stderr)
         return 2
-    cfg, spark = _session(args, [])
+    # Worker processes start their own sessions: this one needs none.
+    cfg, spark = (_config(args, []), None) if plan.jobs > 1 else _session(args, [])
     run_evaluation(spark, cfg, plan, args.workdir, args.out or f"{args.workdir}/robustness.json")
     return 0
 
@@ -503,6 +505,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--reuse",
         action="store_true",
         help="markets whose nightly job already succeeded in --workdir are scored and judged again",
+    )
+    evaluate.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes that evaluate markets side by side, each with its own Spark session",
     )
     evaluate.add_argument(
         "--out", help="the results, JSON with a list `rows` (default: <workdir>/robustness.json)"

