@@ -158,6 +158,7 @@ bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights
 	$(BIN)/python bench/elasticity.py --sweep train.hidden=4,8,16,64 --out bench/results/elasticity_capacity.json
 	$(BIN)/python bench/elasticity_nuisance.py
 	$(BIN)/python bench/scale.py
+	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/python bench/evaluate_jobs.py
 
 # The pictures in docs/ of the review page and of a night's report, from the demo's lakehouse.
 screenshots: setup browser ## screenshots of the review page and the last night's report into docs/img (runs make demo first if needed)
