@@ -146,7 +146,7 @@ robustness: setup ## every evaluation market family x 3 seeds, nightly job from 
 		$(if $(ROBUSTNESS_FAMILIES),--families $(ROBUSTNESS_FAMILIES)) --out bench/results/robustness.json
 
 # Ratios measured side by side in one run, figures as JSON under bench/results/ (docs/benchmarks.md).
-bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights, elasticity, scale (~125 min)
+bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights, elasticity, scale, evaluation workers (~145 min)
 	test -d $(DEMO_DIR)/lakehouse || $(MAKE) demo
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/etl.py
