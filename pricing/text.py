@@ -123,8 +123,9 @@ def ensure_text_embeddings(spark: SparkSession, catalog_df: DataFrame, path: str
     missing_df = texts_df.join(cached.select("text_hash"), "text_hash", "left_anti").cache()
     added = missing_df.count()
     if added:
-        # A night's few new texts in one task: each task loads the encoder into its own worker.
-        tasks = min(missing_df.rdd.getNumPartitions(), math.ceil(added / TEXTS_PER_TASK))
+        # A night's few new texts in one task, a backfill's in several (coalesce never adds partitions):
+        # each task loads the encoder into its own worker.
+        tasks = math.ceil(added / TEXTS_PER_TASK)
         io.append(
             embed_texts(missing_df.coalesce(tasks), cfg), path, TEXT_EMBEDDINGS_SCHEMA, "gold/text_embeddings"
         )
