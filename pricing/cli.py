@@ -7,8 +7,6 @@ Every subcommand takes ``--env`` (conf overlay), ``--conf FILE`` (repeatable) an
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,7 +14,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from pricing.config import ConfigError, PricingConfig, load_config
-from pricing.console import show_progress
+from pricing.console import configure_console
 from pricing.ingest import IngestError, ReconciliationError
 
 if TYPE_CHECKING:
@@ -652,21 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    root = logging.getLogger()
-    if not root.handlers:  # a host that configured logging (a notebook, a test runner) keeps its own
-        warnings = logging.StreamHandler()
-        warnings.setLevel(logging.WARNING)  # the job's own INFO lines go to stdout once (show_progress)
-        warnings.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(warnings)
-        root.setLevel(logging.WARNING)
-    show_progress()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "verbose", False):
-        # Libraries' own notes (MLflow's database set-up and model warnings, TorchDistributor's start and
-        # finish) only with --verbose; the environment carries it to the training processes too.
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-        logging.getLogger("TorchDistributor").setLevel(logging.ERROR)
+    args = build_parser().parse_args(argv)
+    configure_console(verbose=getattr(args, "verbose", False))
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)

@@ -8,6 +8,7 @@ before. Warnings are left to the root logger's handler (the command prints them 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 
@@ -33,3 +34,20 @@ def show_progress() -> None:
         logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)
+
+
+def configure_console(verbose: bool) -> None:
+    """The ``pricing`` command's console: warnings on stderr, the job's progress on stdout, and
+    libraries' own notes (MLflow's database set-up and model warnings, TorchDistributor's start and
+    finish) only when ``verbose``; the environment carries that to the training processes too."""
+    root = logging.getLogger()
+    if not root.handlers:  # a host that configured logging (a notebook, a test runner) keeps its own
+        warnings = logging.StreamHandler()
+        warnings.setLevel(logging.WARNING)  # the job's own INFO lines go to stdout once (show_progress)
+        warnings.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(warnings)
+        root.setLevel(logging.WARNING)
+    show_progress()
+    if not verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        logging.getLogger("TorchDistributor").setLevel(logging.ERROR)

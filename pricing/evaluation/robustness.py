@@ -223,7 +223,7 @@ def run_evaluation(
     plan: EvaluationPlan,
     workdir: str,
     out: str,
-    progress: Callable[[str], None] = print,
+    progress: Callable[[str], None] = log.info,
 ) -> dict[str, Any]:
     """Every family x seed of ``plan`` (see the module docstring); returns and writes the results.
 
@@ -305,7 +305,8 @@ def _run_workers(
     found = [row for path in outs if path.is_file() for row in json.loads(path.read_text())]
     order = {market: k for k, market in enumerate(plan.markets)}
     rows = sorted(found, key=lambda r: order[(r["family"], r["seed"])])  # stable: decisions keep their order
-    missing = [m for m in plan.markets if m not in {(r["family"], r["seed"]) for r in rows}]
+    judged = {(r["family"], r["seed"]) for r in rows}
+    missing = [m for m in plan.markets if m not in judged]
     if missing:
         raise RuntimeError(f"no rows for {missing}: a worker stopped without evaluating them")
     return rows
@@ -338,11 +339,16 @@ def _write(
         "rows": rows,
         "families": {name: FAMILIES[name].description for name in plan.families},
     }
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{out}.partial"
-    Path(tmp).write_text(json.dumps(result, indent=2, default=str))
-    os.replace(tmp, out)
+    write_json(Path(out), result)
     return result
+
+
+def write_json(path: Path, value: Any) -> None:
+    """``value`` as JSON at ``path``, replaced whole: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.partial")
+    tmp.write_text(json.dumps(value, indent=2, default=str))
+    os.replace(tmp, path)
 
 
 def _pct(value: float | None) -> str:

@@ -8,19 +8,30 @@ every market rewrites ``<rows.json>`` with all the rows it has judged.
 
 from __future__ import annotations
 
-import json
-import os
+import logging
 import sys
 from pathlib import Path
 
 from pricing.config import PricingConfig
-from pricing.evaluation.robustness import EvaluationPlan, claim_market, evaluate_market, progress_rows
+from pricing.console import configure_console
+from pricing.evaluation.robustness import (
+    EvaluationPlan,
+    claim_market,
+    evaluate_market,
+    progress_rows,
+    write_json,
+)
+
+# Named, not __name__: run with -m this module is __main__, outside the "pricing" loggers shown.
+log = logging.getLogger("pricing.evaluation.worker")
 
 
 def main(argv: list[str]) -> int:
     root, index, out = Path(argv[0]), int(argv[1]), Path(argv[2])
     plan = EvaluationPlan.from_json((root / "_plan.json").read_text())
     cfg = PricingConfig.model_validate_json((root / "_config.json").read_text())
+    # The same console as the parent's `pricing evaluate`: each market's stage lines included.
+    configure_console(verbose=cfg.spark.verbose)
     from pricing.spark import build_spark
 
     spark = build_spark(cfg.spark)
@@ -29,13 +40,11 @@ def main(argv: list[str]) -> int:
     for k, (family, seed) in enumerate(plan.markets, 1):
         if not claim_market(root, family, seed):
             continue
-        print(f"[evaluate w{index}] {k}/{total}: {family} seed {seed}", flush=True)
+        log.info(f"[evaluate w{index}] {k}/{total}: {family} seed {seed}")
         market_rows = evaluate_market(spark, cfg, family, seed, root / family / f"seed{seed}", plan)
-        progress_rows(market_rows, print, f" w{index}")
+        progress_rows(market_rows, log.info, f" w{index}")
         rows += market_rows
-        tmp = out.with_suffix(".partial")
-        tmp.write_text(json.dumps(rows, default=str))
-        os.replace(tmp, out)
+        write_json(out, rows)
     spark.stop()
     return 0
 
