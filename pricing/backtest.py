@@ -40,7 +40,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DoubleType, StringType, StructField, StructType
 
-from pricing import io
+from pricing import io, tracking
 from pricing.config import PolicyConfig, PricingConfig, SimulateConfig
 from pricing.model.train import elasticity_error
 from pricing.nightly import run_nightly
@@ -503,8 +503,10 @@ class Backtest:
         import mlflow
 
         mlflow.set_tracking_uri(self.cfg.train.tracking_uri)
-        mlflow.set_experiment("pricing-backtest")
-        with mlflow.start_run(run_name=f"backtest-{report.first_night}-{report.nights}n") as run:
+        with mlflow.start_run(
+            experiment_id=tracking.experiment_id(self.cfg.train, "pricing-backtest", "backtest"),
+            run_name=f"backtest-{report.first_night}-{report.nights}n",
+        ) as run:
             mlflow.log_params(
                 {
                     "nights": report.nights,

@@ -23,7 +23,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pricing import io
+from pricing import io, tracking
 from pricing.config import TrainConfig
 from pricing.ingest import Lakehouse
 from pricing.matching import OVERRIDE, ListingTables
@@ -466,17 +466,7 @@ def _log_to_mlflow(tcfg: TrainConfig, run: NightlyReport, report: Path) -> None:
     import mlflow
 
     client = mlflow.MlflowClient(tcfg.tracking_uri)
-    experiment = client.get_experiment_by_name(NIGHTS_EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(
-            NIGHTS_EXPERIMENT,
-            artifact_location=f"{tcfg.artifact_location.rstrip('/')}/nightly"
-            if tcfg.artifact_location
-            else None,
-        )
-    )
+    experiment_id = tracking.experiment_id(tcfg, NIGHTS_EXPERIMENT, "nightly")
     found = client.search_runs([experiment_id], f"tags.`pricing.run_id` = '{run.run_id}'", max_results=1)
     if found:
         run_id = found[0].info.run_id

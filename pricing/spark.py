@@ -45,8 +45,13 @@ def jar_cache_dir(cfg: SparkConfig) -> Path:
     (``$XDG_CACHE_HOME``, else ``~/.cache``), so a command finds them from any working folder."""
     if cfg.jar_cache_dir:
         return Path(cfg.jar_cache_dir).expanduser().resolve()
+    return user_cache_dir() / "ivy"
+
+
+def user_cache_dir() -> Path:
+    """The product's folder in the user's cache (``$XDG_CACHE_HOME``, else ``~/.cache``)."""
     user_cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(user_cache).expanduser().resolve() / "pricing-lakehouse" / "ivy"
+    return Path(user_cache).expanduser().resolve() / "pricing-lakehouse"
 
 
 def _spark_bundled_artifacts() -> set[str]:
@@ -143,6 +148,11 @@ def build_spark(cfg: SparkConfig, use_packages: bool = False) -> SparkSession:
     builder = SparkSession.builder.appName(cfg.app_name)
     if cfg.master and "spark.master" not in _submitted_conf():
         builder = builder.master(cfg.master)
+        if cfg.master.startswith("local") and "spark.sql.warehouse.dir" not in cfg.extra_conf:
+            # The product reads and writes tables by path, but Spark still creates its (empty)
+            # warehouse folder, by default under the folder the command started from. A cluster's
+            # own warehouse is left alone.
+            builder = builder.config("spark.sql.warehouse.dir", str(user_cache_dir() / "spark-warehouse"))
     for key, value in session_conf(cfg, use_packages=use_packages).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

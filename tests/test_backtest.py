@@ -97,6 +97,8 @@ def test_baseline_policies_on_one_market(spark: SparkSession, baselines: tuple[P
     client = mlflow.MlflowClient(cfg.train.tracking_uri)
     run = client.get_run(report.mlflow_run_id or "")
     assert run.data.metrics["oracle.profit"] == pytest.approx(by_policy["oracle"].profit)
+    # Its artifacts go to the configured store, not to ./mlruns under the folder the tests ran from.
+    assert f"{cfg.train.artifact_location}/backtest/" in run.info.artifact_uri
 
 
 def test_report_writes_html_and_plots_and_logs_them(

@@ -78,3 +78,10 @@ def test_rows_of_the_one_commit_since_a_version(spark: SparkSession, tmp_path: P
     io.append(spark.createDataFrame([("E", "mat")], OLD), path, OLD, "t")
     assert io.commit_metrics(spark, path, before) is None  # two writes: neither is known to be ours
     assert io.latest_version(spark, str(tmp_path / "absent")) is None
+
+
+def test_a_local_session_keeps_spark_warehouse_out_of_the_working_folder(spark: SparkSession) -> None:
+    from pricing.spark import user_cache_dir
+
+    warehouse = spark.conf.get("spark.sql.warehouse.dir") or ""
+    assert warehouse.removeprefix("file:").rstrip("/") == str(user_cache_dir() / "spark-warehouse")

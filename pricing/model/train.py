@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-from pricing import io
+from pricing import io, tracking
 from pricing.config import PricingConfig, TrainConfig
 from pricing.features import GoldTables
 from pricing.model.dataset import fit_input_spec, model_inputs, with_history
@@ -278,12 +278,7 @@ def run_train(
     spec = fit_input_spec(train_panel, encoder, text_dim, holdout_start - timedelta(days=1))
 
     mlflow.set_tracking_uri(tcfg.tracking_uri)
-    experiment = mlflow.get_experiment_by_name(tcfg.experiment)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else mlflow.create_experiment(tcfg.experiment, artifact_location=tcfg.artifact_location)
-    )
+    experiment_id = tracking.experiment_id(tcfg, tcfg.experiment)
     lakehouse = io.lakehouse_id(spark, root)
     with mlflow.start_run(
         experiment_id=experiment_id,
