@@ -7,6 +7,7 @@ from their category is estimated from the shop's own prices (empirical Bayes).""
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -259,6 +260,29 @@ def test_a_large_panel_takes_larger_batches_and_a_small_one_trains_as_before() -
     assert _plan(comm, 204_800, small) == StepPlan(1024, 200, 0.04)
     # Unset (how a notebook's WorkerSpec trains): always the configured batch.
     assert _plan(comm, 204_800, _spec()) == StepPlan(256, 800, 0.02)
+
+
+class _EqualRanks(LocalComm):
+    """The collectives of ``size`` processes that each hold the same number of rows."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def allreduce(self, tensor: torch.Tensor, op: str) -> torch.Tensor:
+        return tensor * self.size if op == "sum" else tensor.clone()
+
+
+@pytest.mark.parametrize("processes", [2, 8])
+def test_a_fit_takes_the_same_steps_on_any_number_of_processes(processes: int) -> None:
+    """The processes share the group's batch: each epoch takes the steps one process holding every row
+    would, at its rate (each process taking a whole batch cut a small panel's steps N-fold, and fewer
+    steps are not made up by a larger rate, docs/training.md)."""
+    small = _spec(max_steps_per_epoch=200)
+    for rows in (10_000, 51_200, 204_800, 1_000_000):
+        alone = _plan(LocalComm(), rows, small)
+        shared = _plan(_EqualRanks(processes), rows // processes, small)
+        assert (shared.steps, shared.learning_rate) == (alone.steps, alone.learning_rate), rows
+        assert shared.batch_size == math.ceil(alone.batch_size / processes)
 
 
 def test_larger_batches_still_recover_a_known_elasticity() -> None:

@@ -138,6 +138,8 @@ def test_torch_distributor_trains_registers_and_gates(
     # Where the run's time went, and the batch it trained on (a small panel: the configured one).
     assert {"seconds_prepare", "seconds_fit", "seconds_evaluate", "seconds_register"} <= set(run.data.metrics)
     assert run.data.params["train_poisson_batch_size"] == "128"
+    # Two processes share it: the fit takes the steps one process would.
+    assert run.data.params["train_poisson_process_batch_size"] == "64"
     # What serving the model needs is pinned, torch included (MLflow's own inference missed it).
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     requirements = Path(mlflow.pyfunc.get_model_dependencies("models:/pricing-demand/1")).read_text()

@@ -73,7 +73,8 @@ class WorkerSpec:
     fit_sku_elasticity_sd: bool = False
     lr_decay: str = "linear"  # "linear": the learning rate falls to 0 over the epochs; "none": constant
     # At most this many steps an epoch: a larger panel trains on larger batches (never smaller than
-    # ``batch_size``) at a learning rate scaled by the square root of the batch's growth (see _plan).
+    # ``batch_size``, all processes together) at a learning rate scaled by the square root of the
+    # batch's growth (see _plan).
     max_steps_per_epoch: int | None = None
     tracking_uri: str | None = None
     run_id: str | None = None
@@ -336,21 +337,26 @@ class StepPlan:
 
 
 def _plan(comm: _Comm, rows: int, spec: WorkerSpec) -> StepPlan:
-    """Batch size, steps per epoch and learning rate for a process holding ``rows`` rows.
+    """Batch size per process, steps per epoch and learning rate for a process holding ``rows`` rows.
 
-    Up to ``spec.max_steps_per_epoch`` steps an epoch the batch is ``spec.batch_size``. A larger panel
-    takes larger batches instead of more steps: a step's fixed cost (a few milliseconds of operator
-    dispatch and, across processes, one allreduce) is then spread over more rows. The learning rate
-    grows with the square root of the batch (the gradient's noise falls with it; Adam's steps are
-    already normalised), so small panels, the evaluation markets among them, train exactly as before.
+    The group's batch (every process's together, whose gradients are averaged into one step) is
+    ``spec.batch_size``, split over the processes, so a fit takes as many steps, of the same size, on
+    any number of processes. Up to ``spec.max_steps_per_epoch`` steps an epoch; a larger panel takes a
+    larger group batch instead of more steps (a step's fixed cost, operator dispatch and one allreduce,
+    is then spread over more rows), at a learning rate grown with the square root of the batch (the
+    gradient's noise falls with it; Adam's steps are already normalised).
+
+    Each process used to take ``batch_size`` rows itself: on N processes a small panel's fit took N
+    times fewer steps, and fewer steps are not made up by a larger rate (docs/training.md, "Steps").
     """
     total = int(comm.allreduce(torch.tensor([rows]), "sum").item())
-    per_process = math.ceil(total / max(comm.size, 1))
-    batch = spec.batch_size
-    if spec.max_steps_per_epoch and per_process > spec.max_steps_per_epoch * batch:
-        batch = math.ceil(per_process / spec.max_steps_per_epoch)
+    world = max(comm.size, 1)
+    group = spec.batch_size
+    if spec.max_steps_per_epoch and total > spec.max_steps_per_epoch * group:
+        group = math.ceil(total / spec.max_steps_per_epoch)
+    batch = math.ceil(group / world)
     steps = int(comm.allreduce(torch.tensor([math.ceil(rows / batch)]), "min").item())
-    return StepPlan(batch, steps, spec.learning_rate * math.sqrt(batch / spec.batch_size))
+    return StepPlan(batch, steps, spec.learning_rate * math.sqrt(group / spec.batch_size))
 
 
 def _fit(
@@ -381,7 +387,9 @@ def _fit(
 
         client = mlflow.MlflowClient(spec.tracking_uri)
         fit = metric.removesuffix("_loss")  # train_poisson, nuisance
-        client.log_param(spec.run_id, f"{fit}_batch_size", plan.batch_size)
+        # The group's batch (all processes together) decides the fit; each process takes its share.
+        client.log_param(spec.run_id, f"{fit}_batch_size", plan.batch_size * max(comm.size, 1))
+        client.log_param(spec.run_id, f"{fit}_process_batch_size", plan.batch_size)
         client.log_param(spec.run_id, f"{fit}_learning_rate", f"{plan.learning_rate:.6g}")
     total_steps = max(1, epochs * steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(
