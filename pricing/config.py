@@ -147,9 +147,9 @@ class TrainConfig(_Strict):
     epochs: int = Field(25, ge=1)
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(0.01, gt=0)
-    # A panel larger than this many batches per process and epoch trains on larger batches (the
-    # learning rate scaled by the square root of the growth) instead of more steps; smaller panels
-    # are untouched (docs/training.md, "Large panels").
+    # A panel larger than this many batches an epoch trains on larger batches (the learning rate
+    # scaled by the square root of the growth) instead of more steps; smaller panels are untouched.
+    # The batch is the group's, split over the processes (docs/training.md, "Large panels").
     max_steps_per_epoch: int = Field(200, ge=1)
     # "linear": the rate falls to 0 over the epochs. At a constant rate the last steps' noise stays in
     # the weights, most in those only a little price variation pins down (elasticities), docs/training.md.
