@@ -145,7 +145,10 @@ class TrainConfig(_Strict):
     local_mode: bool = True  # TorchDistributor: torchrun on the driver (True) or a barrier job on executors
     use_gpu: bool = False  # CUDA + NCCL when True (falls back to CPU + Gloo when no GPU is visible)
     epochs: int = Field(25, ge=1)
-    batch_size: int = Field(256, ge=1)
+    # The group's batch, split over num_processes (so a fit takes the same steps on any number of
+    # processes). 512 is what the default 2 processes took before the split (256 each); 256 was
+    # measured too and lost 0.86 % on one evaluation market (docs/training.md, "Large panels").
+    batch_size: int = Field(512, ge=1)
     learning_rate: float = Field(0.01, gt=0)
     # A panel larger than this many batches an epoch trains on larger batches (the learning rate
     # scaled by the square root of the growth) instead of more steps; smaller panels are untouched.
