@@ -148,10 +148,10 @@ def build_spark(cfg: SparkConfig, use_packages: bool = False) -> SparkSession:
     builder = SparkSession.builder.appName(cfg.app_name)
     if cfg.master and "spark.master" not in _submitted_conf():
         builder = builder.master(cfg.master)
-        if cfg.master.startswith("local") and "spark.sql.warehouse.dir" not in cfg.extra_conf:
+        if cfg.master.startswith("local"):
             # The product reads and writes tables by path, but Spark still creates its (empty)
             # warehouse folder, by default under the folder the command started from. A cluster's
-            # own warehouse is left alone.
+            # own warehouse is left alone; spark.extra_conf, set after, still wins.
             builder = builder.config("spark.sql.warehouse.dir", str(user_cache_dir() / "spark-warehouse"))
     for key, value in session_conf(cfg, use_packages=use_packages).items():
         builder = builder.config(key, value)

@@ -10,6 +10,7 @@ from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
 from pricing import io
+from pricing.spark import user_cache_dir
 
 OLD = StructType([StructField("sku", StringType(), False), StructField("title", StringType())])
 NEW = StructType([*OLD.fields, StructField("promo", BooleanType())])
@@ -81,7 +82,5 @@ def test_rows_of_the_one_commit_since_a_version(spark: SparkSession, tmp_path: P
 
 
 def test_a_local_session_keeps_spark_warehouse_out_of_the_working_folder(spark: SparkSession) -> None:
-    from pricing.spark import user_cache_dir
-
     warehouse = spark.conf.get("spark.sql.warehouse.dir") or ""
     assert warehouse.removeprefix("file:").rstrip("/") == str(user_cache_dir() / "spark-warehouse")

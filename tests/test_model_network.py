@@ -254,12 +254,12 @@ def test_a_large_panel_takes_larger_batches_and_a_small_one_trains_as_before() -
     comm = LocalComm()
     small = _spec(max_steps_per_epoch=200)
     # Up to 200 batches of 256 nothing changes (the evaluation markets and the demo are far below).
-    assert _plan(comm, 51_200, small) == StepPlan(256, 200, 0.02)
-    assert _plan(comm, 10_000, small) == StepPlan(256, 40, 0.02)
+    assert _plan(comm, 51_200, small) == StepPlan(256, 200, 0.02, 256)
+    assert _plan(comm, 10_000, small) == StepPlan(256, 40, 0.02, 256)
     # Above, the batch grows to keep 200 steps, the learning rate with its square root.
-    assert _plan(comm, 204_800, small) == StepPlan(1024, 200, 0.04)
+    assert _plan(comm, 204_800, small) == StepPlan(1024, 200, 0.04, 1024)
     # Unset (how a notebook's WorkerSpec trains): always the configured batch.
-    assert _plan(comm, 204_800, _spec()) == StepPlan(256, 800, 0.02)
+    assert _plan(comm, 204_800, _spec()) == StepPlan(256, 800, 0.02, 256)
 
 
 class _EqualRanks(LocalComm):
@@ -282,6 +282,7 @@ def test_a_fit_takes_the_same_steps_on_any_number_of_processes(processes: int) -
         alone = _plan(LocalComm(), rows, small)
         shared = _plan(_EqualRanks(processes), rows // processes, small)
         assert (shared.steps, shared.learning_rate) == (alone.steps, alone.learning_rate), rows
+        assert shared.group_batch_size == alone.group_batch_size == alone.batch_size
         assert shared.batch_size == math.ceil(alone.batch_size / processes)
 
 

@@ -331,9 +331,10 @@ class TrainingDiverged(RuntimeError):
 class StepPlan:
     """How one fit walks its data: the same on every process, or an allreduce would wait forever."""
 
-    batch_size: int
+    batch_size: int  # each process's share of the group's batch
     steps: int  # per epoch
     learning_rate: float
+    group_batch_size: int  # every process's rows of one step together
 
 
 def _plan(comm: _Comm, rows: int, spec: WorkerSpec) -> StepPlan:
@@ -356,7 +357,7 @@ def _plan(comm: _Comm, rows: int, spec: WorkerSpec) -> StepPlan:
         group = math.ceil(total / spec.max_steps_per_epoch)
     batch = math.ceil(group / world)
     steps = int(comm.allreduce(torch.tensor([math.ceil(rows / batch)]), "min").item())
-    return StepPlan(batch, steps, spec.learning_rate * math.sqrt(group / spec.batch_size))
+    return StepPlan(batch, steps, spec.learning_rate * math.sqrt(group / spec.batch_size), group)
 
 
 def _fit(
@@ -388,7 +389,7 @@ def _fit(
         client = mlflow.MlflowClient(spec.tracking_uri)
         fit = metric.removesuffix("_loss")  # train_poisson, nuisance
         # The group's batch (all processes together) decides the fit; each process takes its share.
-        client.log_param(spec.run_id, f"{fit}_batch_size", plan.batch_size * max(comm.size, 1))
+        client.log_param(spec.run_id, f"{fit}_batch_size", plan.group_batch_size)
         client.log_param(spec.run_id, f"{fit}_process_batch_size", plan.batch_size)
         client.log_param(spec.run_id, f"{fit}_learning_rate", f"{plan.learning_rate:.6g}")
     total_steps = max(1, epochs * steps)
