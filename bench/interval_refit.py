@@ -9,6 +9,10 @@ as the judge reads it. Figures side by side in one run: ``bench/results/interval
 
     python bench/interval_refit.py --workdir demo-robustness --variants "fixed:fit_sku_elasticity_sd=0" \
         "eb:fit_sku_elasticity_sd=1"
+
+Besides WorkerSpec fields, a variant may set ``promo=drop_days`` (train without the promotion days) or
+``promo=blank_input`` (every row read as no promotion): whether the promotion input, which moves with
+the deepest price cuts, is where an elasticity's error comes from.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch
 from pricing.config import load_config
 from pricing.evaluation.families import true_elasticity
 from pricing.evaluation.judge import ELASTICITY_FLOOR
+from pricing.model.dataset import NUMERIC_FEATURES
 from pricing.model.distributed import LocalComm, Nuisance, WorkerSpec, fit_ensemble, model_state, read_shard
 from pricing.model.network import NetSpec
 from pricing.model.predict import LoadedModel
@@ -50,14 +55,32 @@ def _with(spec: WorkerSpec, settings: dict[str, str]) -> WorkerSpec:
     return spec
 
 
+def _promo_rows(data: dict[str, torch.Tensor], how: str | None) -> dict[str, torch.Tensor]:
+    """The training rows with the promotion days dropped or the promotion input blanked."""
+    if how is None:
+        return data
+    column = data["numeric"][:, NUMERIC_FEATURES.index("promo")]
+    off = column.min()  # the standardised value of "no promotion"
+    if how == "drop_days":
+        keep = column <= off + 1e-6
+        return {name: tensor[keep] for name, tensor in data.items()}
+    if how == "blank_input":
+        numeric = data["numeric"].clone()
+        numeric[:, NUMERIC_FEATURES.index("promo")] = off
+        return {**data, "numeric": numeric}
+    raise ValueError(f"promo={how!r}: drop_days or blank_input")
+
+
 def refit(market: Path, settings: dict[str, str]) -> dict[str, Any]:
     """One market under one variant: the interval's coverage, width and the elasticity's error."""
     cfg = load_config(overrides=[])
     train_dir = _latest(f"{market}/lakehouse/model_data/*/train")
     saved = json.loads(Path(_latest(f"{market}/mlartifacts/**/config.json")).read_text())
+    settings = dict(settings)
+    promo = settings.pop("promo", None)
     spec = _with(worker_spec(cfg.train, saved["net"], train_dir), settings)
     torch.manual_seed(spec.seed)
-    data = read_shard(train_dir, 0, 1)
+    data = _promo_rows(read_shard(train_dir, 0, 1), promo)
     net = NetSpec(**saved["net"])
     started = time.perf_counter()
     ensemble, _, _ = fit_ensemble(LocalComm(), data, net, spec)
