@@ -86,7 +86,11 @@ def refit(market: Path, settings: dict[str, str]) -> dict[str, Any]:
     ensemble, _, _ = fit_ensemble(LocalComm(), data, net, spec)
     state = model_state(LocalComm(), ensemble, Nuisance(net), data, net, spec)
     seconds = time.perf_counter() - started
-    config = {**model_config(cfg.train, saved["net"]), "elasticity_interval": spec.elasticity_interval}
+    config = {
+        **model_config(cfg.train, saved["net"]),
+        "elasticity_interval": spec.elasticity_interval,
+        "ensemble_size": spec.ensemble_size,
+    }
     holdout = pd.read_parquet(train_dir.removesuffix("/train") + "/holdout")
     last = holdout.sort_values("date").groupby("sku").tail(1).reset_index(drop=True)
     predicted = pd.concat([last[["sku"]], LoadedModel(state, config).predict(last)], axis=1)
