@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,26 @@ def gold_market(spark: SparkSession, cfg: PricingConfig, root: Path) -> Path:
         env.setenv(cfg.ingest.pii_salt_env, "t" * 32)  # fixed: the same pseudonyms every run
         run_ingest(spark, cfg, str(root / "landing"), str(root / "lakehouse"))
     run_features(spark, cfg, str(root / "lakehouse"))
+    return root / "lakehouse"
+
+
+# The clean small shop the scoring and training tests share (simulated, ingested and built once).
+SHOP = ["simulate.n_skus=10", "simulate.n_days=40", "simulate.dirt.corrupt_files=false"]
+
+
+@pytest.fixture(scope="session")
+def gold_shop(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SHOP's market under a session folder (landing/, truth/, lakehouse/ to its gold panel); a module
+    that writes takes its own copy (:func:`copy_shop`)."""
+    root = tmp_path_factory.mktemp("gold_shop")
+    gold_market(spark, load_config("local", overrides=TEST_OVERRIDES + SHOP), root)
+    return root
+
+
+def copy_shop(shop: Path, root: Path) -> Path:
+    """A copy of the shared shop's folders under ``root`` (Delta tables copy as files); returns its
+    lakehouse."""
+    shutil.copytree(shop, root, dirs_exist_ok=True)
     return root / "lakehouse"
 
 

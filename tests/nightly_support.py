@@ -23,7 +23,7 @@ NIGHTLY_OVERRIDES = [
     "train.holdout_days=7",
 ]
 
-SKUS, DAYS, START = 8, 70, date(2026, 6, 1)
+SKUS, DAYS, START = 8, 40, date(2026, 6, 1)
 FIRST_NIGHT = START + timedelta(days=DAYS - 3)
 
 

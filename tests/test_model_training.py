@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from conftest import TEST_OVERRIDES, gold_market
+from conftest import TEST_OVERRIDES, copy_shop
 from pyspark.sql import SparkSession
 
 from pricing import io
@@ -20,7 +20,6 @@ from pricing.model.train import TrainReport, elasticity_error, run_train
 from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
 from pricing.text import encoder_name
 
-MARKET = ["simulate.n_skus=12", "simulate.n_days=42", "simulate.dirt.corrupt_files=false"]
 SMALL_MODEL = [
     "train.epochs=6",
     "train.ensemble_size=2",
@@ -31,9 +30,10 @@ SMALL_MODEL = [
 
 
 @pytest.fixture(scope="module")
-def market(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def market(gold_shop: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The shared shop (conftest.SHOP), copied: training writes its shards and elasticities there."""
     root = tmp_path_factory.mktemp("model_market")
-    return root, gold_market(spark, load_config("local", overrides=TEST_OVERRIDES + MARKET), root)
+    return root, copy_shop(gold_shop, root)
 
 
 def _config(root: Path, *overrides: str) -> PricingConfig:

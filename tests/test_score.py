@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TEST_OVERRIDES, gold_market
+from conftest import SHOP, TEST_OVERRIDES, copy_shop
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -40,7 +40,7 @@ from pricing.score import (
     whatif,
 )
 
-MARKET = ["simulate.n_skus=10", "simulate.n_days=40", "simulate.dirt.corrupt_files=false"]
+MARKET = SHOP
 SMALL_MODEL = ["train.epochs=4", "train.ensemble_size=2", "train.hidden=16", "train.holdout_days=7"]
 BINDING = {
     "none",
@@ -61,11 +61,10 @@ BINDING = {
 
 
 @pytest.fixture(scope="module")
-def market(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def market(spark: SparkSession, gold_shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small simulated market with its gold panel and one registered champion model."""
     root = tmp_path_factory.mktemp("score_market")
-    cfg = _config(root)
-    run_train(spark, cfg, str(gold_market(spark, cfg, root)))
+    run_train(spark, _config(root), str(copy_shop(gold_shop, root)))
     return root
 
 
