@@ -22,7 +22,7 @@ from pricing.sim import simulate_market
 START = date(2026, 6, 1)
 MARKET = TEST_OVERRIDES + [
     "simulate.n_skus=8",
-    "simulate.n_days=26",
+    "simulate.n_days=36",
     f"simulate.start_date={START}",
     "simulate.dirt.duplicate_rate=0",
     "simulate.dirt.corrupt_files=false",
@@ -55,55 +55,55 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     staging, landing, lakehouse = tmp_path / "staging", tmp_path / "landing", str(tmp_path / "lakehouse")
     simulate_market(spark, cfg.simulate, str(staging), str(tmp_path / "truth"))
     gold = GoldTables(lakehouse)
-    day = [START + timedelta(days=i) for i in range(26)]
+    day = [START + timedelta(days=i) for i in range(36)]
 
-    _deliver(staging, landing, day[24])
+    _deliver(staging, landing, day[34])
     run_ingest(spark, cfg, str(landing), lakehouse)
-    first = run_features(spark, cfg, lakehouse, run_date=day[24])
-    assert (first.mode, first.rows_in_panel) == ("full", 8 * 25)
+    first = run_features(spark, cfg, lakehouse, run_date=day[34])
+    assert (first.mode, first.rows_in_panel) == ("full", 8 * 35)
     before_late = (
         spark.read.format("delta")
         .load(gold.sku_day)
-        .where((F.col("sku") == "SKU-00001") & (F.col("date") == day[17]))
+        .where((F.col("sku") == "SKU-00001") & (F.col("date") == day[19]))
         .first()
     )
 
-    # Night 26: the new day arrives, plus a late file with a sale from day 18.
-    _deliver(staging, landing, day[25])
+    # Night 36: the new day arrives, plus a late file with a sale from day 20.
+    _deliver(staging, landing, day[35])
     write_csv(
         landing / "transactions" / "late" / "store-sync.csv",
         ["order_id", "order_ts", "sku", "quantity", "unit_price"],
-        [["LATE-1", f"{day[17]}T15:00:00Z", "SKU-00001", 4, str(before_late.price)]],
+        [["LATE-1", f"{day[19]}T15:00:00Z", "SKU-00001", 4, str(before_late.price)]],
     )
     run_ingest(spark, cfg, str(landing), lakehouse)
-    incremental = run_features(spark, cfg, lakehouse, run_date=day[25])
+    incremental = run_features(spark, cfg, lakehouse, run_date=day[35])
     incremental_version = _latest_version(spark, gold.sku_day)
     assert incremental.mode == "incremental"
     assert incremental.skus_recomputed == 8
-    assert incremental.rows_in_panel == 8 * 26
+    assert incremental.rows_in_panel == 8 * 36
 
-    rebuild = run_features(spark, cfg, lakehouse, run_date=day[25], full=True)
-    assert rebuild.mode == "full" and rebuild.rows_written == 8 * 26
+    rebuild = run_features(spark, cfg, lakehouse, run_date=day[35], full=True)
+    assert rebuild.mode == "full" and rebuild.rows_written == 8 * 36
     incremental_df = spark.read.format("delta").option("versionAsOf", incremental_version).load(gold.sku_day)
     rebuilt_df = spark.read.format("delta").load(gold.sku_day)
     assertDataFrameEqual(incremental_df, rebuilt_df, checkRowOrder=False)
 
-    # The late sale moved day 18 and the windows after it, only for its SKU.
-    after_late = rebuilt_df.where((F.col("sku") == "SKU-00001") & (F.col("date") == day[17])).first()
+    # The late sale moved day 20 and the windows after it, only for its SKU.
+    after_late = rebuilt_df.where((F.col("sku") == "SKU-00001") & (F.col("date") == day[19])).first()
     assert after_late.units_sold == before_late.units_sold + 4
-    # Work done, from Delta's MERGE metrics: 8 new rows + SKU-00001 from day 18 on (8 rows updated).
+    # Work done, from Delta's MERGE metrics: 8 new rows + SKU-00001 from day 20 on (16 rows updated).
     assert int(incremental.metrics["numTargetRowsInserted"]) == 8
-    assert int(incremental.metrics["numTargetRowsUpdated"]) == 8
+    assert int(incremental.metrics["numTargetRowsUpdated"]) == 16
     assert incremental.rows_written <= 0.1 * rebuild.rows_written
 
     # The same night again with nothing new: nothing recomputed, nothing written, the panel unchanged.
     panel_version = _latest_version(spark, gold.sku_day)
-    again = run_features(spark, cfg, lakehouse, run_date=day[25])
+    again = run_features(spark, cfg, lakehouse, run_date=day[35])
     assert (again.mode, again.skus_recomputed, again.rows_written, again.rows_in_panel) == (
         "incremental",
         0,
         0,
-        8 * 26,
+        8 * 36,
     )
     assert _latest_version(spark, gold.sku_day) == panel_version
 
