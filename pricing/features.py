@@ -339,10 +339,14 @@ def _affected_ranges(
     last_run_date: date,
     run_date: date,
     promo_reach_days: int = 0,
+    new_days: DataFrame | None = None,
 ) -> DataFrame:
-    """(sku, start): the earliest day whose features can have changed since the last run, per SKU."""
+    """(sku, start): the earliest day whose features can have changed since the last run, per SKU.
+
+    ``new_days``: (sku, start) of the new rows' earliest days, when the caller has them already.
+    """
     new_rows = (F.col(BATCH_ID) > since_batch) & (F.col(BATCH_ID) <= up_to_batch)
-    starts = _earliest_days(silver, new_rows, "start")
+    starts = [new_days] if new_days is not None else _earliest_days(silver, new_rows, "start")
     transactions_df = silver["transactions"]
     if transactions_df is not None and promo_reach_days:
         # A promoted sale can flag the unsold days of its promotion before it (with_promotion_spells).
@@ -370,8 +374,11 @@ def _earliest_days(silver: dict[str, DataFrame | None], rows: Column, name: str)
     ]
 
 
-def _first_dates(silver: dict[str, DataFrame | None], batch_filter: Column) -> DataFrame:
-    firsts = _earliest_days(silver, batch_filter, "first_date")
+def _first_dates(
+    silver: dict[str, DataFrame | None], batch_filter: Column, earliest: DataFrame | None = None
+) -> DataFrame:
+    """(sku, first_date) among ``batch_filter``'s rows; ``earliest``: the daily sources' part, if known."""
+    firsts = [earliest] if earliest is not None else _earliest_days(silver, batch_filter, "first_date")
     catalog_df = silver["catalog"]
     if catalog_df is not None:
         firsts.append(
@@ -421,18 +428,35 @@ def run_features(
     mode = "full" if last is None else "incremental"
 
     seen = F.col(BATCH_ID) <= watermark
+    new_days: DataFrame | None = None
     if last is None:
         calendar_df = _first_dates(silver, seen)
         ranges_df = calendar_df.select("sku", F.col("first_date").alias("start"))
     else:
         since_batch, last_run_date = last
         known_df = io.read_table(spark, gold.sku_calendar)
-        new_firsts = _first_dates(silver, (F.col(BATCH_ID) > since_batch) & seen)
+        new_rows = (F.col(BATCH_ID) > since_batch) & seen
+        # The new rows' earliest day per SKU serves both the calendar and the affected ranges: one
+        # filtered scan of each source instead of two.
+        new_days = (
+            reduce(DataFrame.unionByName, _earliest_days(silver, new_rows, "day"))
+            .groupBy("sku")
+            .agg(F.min("day").alias("day"))
+            .cache()
+        )
+        new_firsts = _first_dates(silver, new_rows, new_days.withColumnRenamed("day", "first_date"))
         calendar_df = (
             known_df.unionByName(new_firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
         )
         ranges_df = _affected_ranges(
-            silver, calendar_df, since_batch, watermark, last_run_date, run_date, fcfg.promo_reach_days
+            silver,
+            calendar_df,
+            since_batch,
+            watermark,
+            last_run_date,
+            run_date,
+            fcfg.promo_reach_days,
+            new_days.withColumnRenamed("day", "start"),
         )
     calendar_df = calendar_df.where(F.col("first_date") <= F.lit(run_date)).cache()
     # Recompute from `start`, reading `lookback_days` before it (never before the SKU's first day).
@@ -503,6 +527,8 @@ def run_features(
     io.overwrite(calendar_df, gold.sku_calendar, SKU_CALENDAR_SCHEMA, "gold/sku_calendar")
     calendar_df.unpersist()
     ranges_df.unpersist()
+    if new_days is not None:
+        new_days.unpersist()
     ensure_text_embeddings(spark, silver["catalog"], gold.text_embeddings, fcfg)
     report = FeatureReport(
         run_id=run_id or uuid.uuid4().hex,
