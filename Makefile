@@ -146,7 +146,7 @@ robustness: setup ## every evaluation market family x 3 seeds, nightly job from 
 		$(if $(ROBUSTNESS_FAMILIES),--families $(ROBUSTNESS_FAMILIES)) --out bench/results/robustness.json
 
 # Ratios measured side by side in one run, figures as JSON under bench/results/ (docs/benchmarks.md).
-bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights, elasticity, scale, evaluation workers (~145 min)
+bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights, elasticity, scale, evaluation workers (~150 min)
 	test -d $(DEMO_DIR)/lakehouse || $(MAKE) demo
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/etl.py
@@ -154,6 +154,7 @@ bench: setup ## benchmarks: ETL vs DuckDB, scoring, training, incremental nights
 	$(BIN)/python bench/training.py --lakehouse $(DEMO_DIR)/lakehouse
 	$(BIN)/python bench/incremental.py
 	$(BIN)/python bench/ingest.py
+	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/python bench/maintain.py
 	$(BIN)/python bench/elasticity.py
 	$(BIN)/python bench/elasticity.py --sweep train.hidden=4,8,16,64 --out bench/results/elasticity_capacity.json
 	$(BIN)/python bench/elasticity_nuisance.py

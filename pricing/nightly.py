@@ -30,6 +30,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -42,7 +43,7 @@ from pyspark.sql import functions as F
 
 import pricing
 from pricing import io
-from pricing.config import PricingConfig
+from pricing.config import NightlyConfig, PricingConfig
 from pricing.features import GoldTables, run_features
 from pricing.ingest import Lakehouse, run_ingest, stale_sources
 from pricing.lock import LakehouseLock
@@ -282,6 +283,34 @@ def _vacuum(spark: SparkSession, location: str, retain_hours: int, mode: str) ->
     spark.sql(statement)
 
 
+def maintain_tables(spark: SparkSession, root: str, jobs: list[str], ncfg: NightlyConfig) -> list[str]:
+    """OPTIMIZE and/or VACUUM (``jobs``) every Delta table under ``root``, ``ncfg.parallel_maintenance``
+    tables at a time; returns the tables."""
+    tables = delta_tables(spark, root)
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+
+    def tidy(location: str) -> None:
+        if "optimize" in jobs:
+            DeltaTable.forPath(spark, location).optimize().executeCompaction()
+        if "vacuum" in jobs:
+            _vacuum(spark, location, ncfg.vacuum_retain_hours, ncfg.vacuum_mode)
+
+    # Delta refuses to keep less than 7 days unless told; a shorter retention is a choice made in
+    # config. Set once for the whole pass: the threads below share the session's conf.
+    if "vacuum" in jobs:
+        spark.conf.set(check, str(ncfg.vacuum_retain_hours >= 168).lower())
+    try:
+        # Tables are independent, and each operation is mostly small jobs and commits, so several at
+        # a time keep both cores busy (docs/benchmarks.md, "Table maintenance").
+        with ThreadPoolExecutor(ncfg.parallel_maintenance, thread_name_prefix="maintain") as pool:
+            for _ in pool.map(tidy, tables):
+                pass
+    finally:
+        if "vacuum" in jobs:
+            spark.conf.unset(check)
+    return tables
+
+
 class NightlyRun:
     """One night of the pipeline; :meth:`run` does it (see the module docstring)."""
 
@@ -479,19 +508,7 @@ class NightlyRun:
         jobs = [operation for operation, every in cadence if due(operation, every)]
         if not jobs:
             return "skipped", None, "not due"
-        tables = delta_tables(self.spark, self.root)
-        check = "spark.databricks.delta.retentionDurationCheck.enabled"
-        for location in tables:
-            if "optimize" in jobs:
-                DeltaTable.forPath(self.spark, location).optimize().executeCompaction()
-            if "vacuum" in jobs:
-                # Delta refuses to keep less than 7 days unless told; a shorter retention is
-                # a choice made in config.
-                self.spark.conf.set(check, str(ncfg.vacuum_retain_hours >= 168).lower())
-                try:
-                    _vacuum(self.spark, location, ncfg.vacuum_retain_hours, ncfg.vacuum_mode)
-                finally:
-                    self.spark.conf.unset(check)
+        tables = maintain_tables(self.spark, self.root, jobs, ncfg)
         self.report.maintenance = jobs
         return "done", None, f"{' + '.join(jobs)} ({ncfg.vacuum_mode}) of {len(tables)} tables"
 
