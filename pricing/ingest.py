@@ -181,7 +181,8 @@ def _history(
     path = lakehouse.silver(contract.name)
     if not contract.date_column or not io.is_delta_table(spark, path):
         return None
-    silver_df = io.read_table(spark, path)
+    # With the declared schema: a table an earlier release wrote lacks the newer columns the checks use.
+    silver_df = io.read_table(spark, path, contract.silver_schema)
     latest = io.first_value(silver_df.agg(F.max(contract.date_column)))
     if latest is None:
         return None

@@ -217,3 +217,39 @@ def test_missing_pii_secret_refuses_to_run(
     monkeypatch.delenv(cfg.ingest.pii_salt_env, raising=False)
     with pytest.raises(IngestError, match=cfg.ingest.pii_salt_env):
         run_ingest(spark, cfg, str(tmp_path / "landing"), str(tmp_path / "lakehouse"))
+
+
+def test_a_silver_table_an_earlier_release_wrote_takes_the_next_batch(
+    spark: SparkSession, cfg: PricingConfig, pii_salt: str, tmp_path: Path
+) -> None:
+    # silver/competitor_prices as releases before competitor listings wrote it (no competitor_sku,
+    # title, brand, size): the next intake judges its outliers against that history and upgrades it.
+    landing, lakehouse = tmp_path / "landing", Lakehouse(str(tmp_path / "lakehouse"))
+    write_catalog(landing, ["A", "B"])
+    tx_header = ["order_id", "order_ts", "sku", "quantity", "unit_price"]
+    competitor_header = ["observed_ts", "competitor", "sku", "price"]
+    for day in (1, 2):
+        write_csv(
+            landing / "transactions" / f"day={day}" / "tx.csv",
+            tx_header,
+            [[f"O{day}", f"2026-06-0{day}T10:00:00Z", "A", 1, "20.00"]],
+        )
+        write_csv(
+            landing / "competitor_prices" / f"day={day}" / "rival.csv",
+            competitor_header,
+            [[f"2026-06-0{day}T09:00:00Z", "rival", sku, "19.00"] for sku in ("A", "B")],
+        )
+        if day == 1:
+            run_ingest(spark, cfg, str(landing), lakehouse.root)
+            path = lakehouse.silver("competitor_prices")
+            listing_columns = ["competitor_sku", "title", "brand", "size"]
+            old = spark.read.format("delta").load(path).drop(*listing_columns)
+            old.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+            assert not set(listing_columns) & set(spark.read.format("delta").load(path).columns)
+    report = run_ingest(spark, cfg, str(landing), lakehouse.root)
+    assert report.balanced
+    counts = {r.source: (r.rows_read, r.rows_silver) for r in report.results}
+    assert counts == {"transactions": (1, 1), "competitor_prices": (2, 2)}
+    silver = spark.read.format("delta").load(lakehouse.silver("competitor_prices"))
+    assert set(listing_columns) <= set(silver.columns)
+    assert silver.count() == 4 and silver.where(F.col("competitor_sku").isNotNull()).count() == 0
