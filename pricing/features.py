@@ -338,15 +338,15 @@ def _affected_ranges(
     up_to_batch: int,
     last_run_date: date,
     run_date: date,
-    promo_reach_days: int = 0,
-    new_days: DataFrame | None = None,
+    promo_reach_days: int,
+    new_days: DataFrame,
 ) -> DataFrame:
     """(sku, start): the earliest day whose features can have changed since the last run, per SKU.
 
-    ``new_days``: (sku, start) of the new rows' earliest days, when the caller has them already.
+    ``new_days``: (sku, start), the new rows' earliest day in the daily sources (``_earliest_days``).
     """
     new_rows = (F.col(BATCH_ID) > since_batch) & (F.col(BATCH_ID) <= up_to_batch)
-    starts = [new_days] if new_days is not None else _earliest_days(silver, new_rows, "start")
+    starts = [new_days]
     transactions_df = silver["transactions"]
     if transactions_df is not None and promo_reach_days:
         # A promoted sale can flag the unsold days of its promotion before it (with_promotion_spells).
