@@ -23,6 +23,7 @@ from pricing.config import load_config
 from pricing.features import run_features
 from pricing.ingest import run_ingest
 from pricing.sim import simulate_market
+from pricing.sim.deliver import deliver
 from pricing.spark import build_spark
 
 START = date(2026, 6, 1)
@@ -40,19 +41,6 @@ MARKET = [
 ]
 
 
-def _deliver(staging: Path, landing: Path, last_day: date) -> None:
-    """Copy every landing folder up to ``last_day`` (catalog and FX whole) into the landing zone."""
-    for source_dir in staging.iterdir():
-        for item in source_dir.iterdir():
-            if item.name.startswith("day=") and date.fromisoformat(item.name[4:]) > last_day:
-                continue
-            target = landing / source_dir.name / item.name
-            if target.exists():
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            (shutil.copytree if item.is_dir() else shutil.copy)(item, target)
-
-
 def main() -> None:
     label = sys.argv[1] if len(sys.argv) > 1 else "checkout"
     copies = int(sys.argv[2]) if len(sys.argv) > 2 else 4
@@ -63,10 +51,10 @@ def main() -> None:
     staging, landing, lakehouse = base / "staging", base / "landing", base / "lakehouse"
     days = [START + timedelta(days=i) for i in range(36)]
     simulate_market(spark, cfg.simulate, str(staging), str(base / "truth"))
-    _deliver(staging, landing, days[34])
+    deliver(spark, str(staging), str(landing), days[34])
     run_ingest(spark, cfg, str(landing), str(lakehouse))
     run_features(spark, cfg, str(lakehouse), run_date=days[34])
-    _deliver(staging, landing, days[35])
+    deliver(spark, str(staging), str(landing), days[35])
     run_ingest(spark, cfg, str(landing), str(lakehouse))
     runs = []
     for i in range(copies):
