@@ -6,6 +6,8 @@ gold panel in one process, each into its own throwaway MLflow store (so each is 
 champion to gate against), alternating which side goes first ("after" on the first repeat, so the
 session's warm-up counts against it). "Before" is ``train.max_steps_per_epoch`` set so
 high that the batch never grows, which is how every panel trained until this bench's change.
+``--before KEY=VALUE`` replaces that (``--before train.max_steps_per_epoch=200`` is the shipped plan),
+and ``--after KEY=VALUE`` adds to the after side: two settings of the same code side by side.
 
 With ``--against REF`` the two sides are two versions of the code instead, both with their shipped
 plan: "before" runs this bench (``--sides after``) from a worktree of REF, "after" from this checkout,
@@ -63,6 +65,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default="bench/results/training_panel.json")
     parser.add_argument("--after", action="append", default=[], metavar="KEY=VALUE", help="after side only")
+    parser.add_argument(
+        "--before",
+        action="append",
+        metavar="KEY=VALUE",
+        help="before side only, instead of batch 256 throughout (e.g. train.max_steps_per_epoch=200)",
+    )
     parser.add_argument("--sides", default="after,before", help="which sides to run (default: both)")
     parser.add_argument("--against", help="git ref: before = that code, after = this checkout")
     parser.add_argument("overrides", nargs="*", help="key=value applied to both sides")
@@ -71,7 +79,7 @@ def main() -> None:
         runs = _against(args)
         _summarise(runs, {"before": [f"code {_sha(args.against)}"], "after": [f"code {_sha('HEAD')}"]}, args)
         return
-    sides = {**SIDES, "after": [*SIDES["after"], *args.after]}
+    sides = {"before": args.before or SIDES["before"], "after": [*SIDES["after"], *args.after]}
     runs: list[dict[str, Any]] = []
     spark = None
     for repeat in range(args.repeats):

@@ -159,6 +159,10 @@ class TrainConfig(_Strict):
     lr_decay: Literal["linear", "none"] = "linear"
     weight_decay: float = Field(1e-4, ge=0)
     ensemble_size: int = Field(3, ge=1)
+    # The title's text vector reaches the network as its first this many principal components (fitted
+    # on the training SKUs' titles, saved with the model); 0: the whole vector. The vector's matrix
+    # product was 40 % of a large panel's training step (docs/training.md, "Large panels").
+    text_components: int = Field(0, ge=0)
     hidden: int = Field(64, ge=4)
     embedding_dim: int = Field(8, ge=1)
     holdout_days: int = Field(14, ge=1)

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from conftest import TEST_OVERRIDES, copy_shop
@@ -14,7 +15,7 @@ from pyspark.sql import SparkSession
 from pricing import io
 from pricing.config import PricingConfig, load_config
 from pricing.features import GoldTables
-from pricing.model.dataset import fit_input_spec, model_inputs, text_vectors, with_history
+from pricing.model.dataset import fit_input_spec, model_inputs, text_basis, text_vectors, with_history
 from pricing.model.distributed import read_shard
 from pricing.model.train import TrainReport, elasticity_error, run_train
 from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
@@ -85,6 +86,23 @@ def _check_distributed(report: TrainReport, loss_falls: bool = True) -> None:
     first, second = report.param_checksums
     assert first == second  # both workers end with identical weights
     assert report.holdout_wape < 1.0
+
+
+def test_text_basis_is_the_principal_axes_of_the_titles(spark: SparkSession) -> None:
+    rng = np.random.default_rng(3)
+    # Six titles in 5 dimensions whose spread lies mostly along two directions.
+    vectors = rng.normal(size=(6, 2)) @ rng.normal(size=(2, 5)) * 3 + rng.normal(size=(6, 5)) * 0.01
+    titles = spark.createDataFrame(
+        [(f"t{i}", "enc", [float(x) for x in v]) for i, v in enumerate(vectors)], TEXT_EMBEDDINGS_SCHEMA
+    )
+    basis = np.array(text_basis(titles, 5, 2))
+    assert basis.shape == (5, 2)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(2), atol=1e-9)
+    # The same plane as numpy's leading eigenvectors of the titles' covariance.
+    axes = np.linalg.eigh(np.cov(vectors, rowvar=False))[1][:, ::-1][:, :2]
+    np.testing.assert_allclose(np.abs(axes.T @ basis), np.eye(2), atol=1e-6)
+    # Nothing to project where the vectors are no longer than the components asked for.
+    assert text_basis(titles, 5, 5) is None and text_basis(titles, 5, 0) is None
 
 
 def test_training_shards_carry_each_text_once_and_read_back_the_same_rows(
@@ -165,14 +183,20 @@ def test_horovod_on_spark_trains_with_two_processes(
 ) -> None:
     root, lakehouse = market
     # The debiased fit (cross-fitted nuisances, then the ensemble) on Horovod; the naive one above.
-    cfg = _config(tmp_path, "train.backend=horovod", "train.debias=true")
+    # Both sides see the titles through 4 principal components, which the saved model applies itself.
+    projected = ["train.debias=true", "train.text_components=4"]
+    cfg = _config(tmp_path, "train.backend=horovod", *projected)
     report = run_train(spark, cfg, str(lakehouse), str(root / "truth"))
     _check_distributed(report, loss_falls=False)
+    mlflow.set_tracking_uri(cfg.train.tracking_uri)
+    served = mlflow.pyfunc.load_model(f"models:/pricing-demand/{report.model_version}")
+    basis = served.unwrap_python_model().model.text_basis
+    assert basis is not None and basis.shape[1] == 4 and basis.shape[0] > 4
     # Switching the backend must not change the model: the same seed trains the same weights. The
     # twin asks for GPUs too: where none is visible it trains on the CPU with Gloo, as CI must.
     twin = run_train(
         spark,
-        _config(tmp_path, "train.backend=torch_distributor", "train.debias=true", "train.use_gpu=true"),
+        _config(tmp_path, "train.backend=torch_distributor", *projected, "train.use_gpu=true"),
         str(lakehouse),
         str(root / "truth"),
     )

@@ -231,3 +231,20 @@ def text_vectors(embeddings_df: DataFrame, spec: InputSpec) -> DataFrame:
         .dropDuplicates(["text_hash"])
         .select("text_hash", F.col("embedding").cast(ArrayType(FloatType())).alias("text"))
     )
+
+
+def text_basis(embeddings_df: DataFrame, text_dim: int, components: int) -> list[list[float]] | None:
+    """The first ``components`` principal axes of the vectors in ``embeddings_df.embedding``, as the rows
+    of a (text_dim, components) matrix; None where the vectors have no more dimensions than that.
+
+    Spark ML's PCA: the covariance is aggregated where the rows are, only text_dim² numbers reach the
+    driver. Like its transform, the projection does not centre (the first layer's bias takes the offset).
+    """
+    if components <= 0 or text_dim <= components:
+        return None
+    from pyspark.ml.feature import PCA
+    from pyspark.ml.functions import array_to_vector
+
+    vectors = embeddings_df.select(array_to_vector(F.col("embedding")).alias("vector"))
+    fitted = PCA(k=components, inputCol="vector").fit(vectors)
+    return [[float(x) for x in row] for row in fitted.pc.toArray()]

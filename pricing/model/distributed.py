@@ -76,6 +76,9 @@ class WorkerSpec:
     # ``batch_size``, all processes together) at a learning rate scaled by the square root of the
     # batch's growth (see _plan).
     max_steps_per_epoch: int | None = None
+    # Rows of a (text_dim, k) matrix: each row's text vector is projected onto it once, after reading
+    # (train.text_components); None: the whole vector.
+    text_basis: list[list[float]] | None = None
     tracking_uri: str | None = None
     run_id: str | None = None
 
@@ -803,6 +806,9 @@ def model_state(
 ) -> bytes:
     """The trained weights as :class:`~pricing.model.predict.LoadedModel` reads them."""
     weights: dict[str, Any] = {"ensemble": ensemble.state_dict(), "nuisance": nuisance.state_dict()}
+    basis = text_basis_tensor(spec.text_basis)
+    if basis is not None:
+        weights["text_basis"] = basis  # LoadedModel projects the text vectors it is given the same way
     if spec.elasticity_interval == "laplace":  # the same on every rank: its allreduces all take part
         prior_sd = ensemble.sku_elasticity_sd or spec.sku_elasticity_sd
         # The prior sd tells LoadedModel how much of the category's uncertainty reaches each SKU.
@@ -821,6 +827,11 @@ def model_state(
     return buffer.getvalue()
 
 
+def text_basis_tensor(basis: list[list[float]] | None) -> torch.Tensor | None:
+    """``WorkerSpec.text_basis`` as a float32 (text_dim, k) tensor, or None."""
+    return None if basis is None else torch.tensor(basis, dtype=torch.float32)
+
+
 def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     """Train on this process's shard; return the weights, losses and every rank's checksums."""
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
@@ -829,6 +840,10 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     torch.manual_seed(spec.seed)
     net_spec = NetSpec(**spec.net)
     data = {k: v.to(device) for k, v in read_shard(spec.train_dir, comm.rank, comm.size).items()}
+    basis = text_basis_tensor(spec.text_basis)
+    if basis is not None and data:
+        # Once per row here, not once per row and step in every member's first layer.
+        data["text"] = data["text"] @ basis.to(device)
 
     if spec.debias:
         nuisance, nuisance_history = cross_fit_nuisances(comm, data, net_spec, spec)

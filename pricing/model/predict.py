@@ -46,6 +46,8 @@ class LoadedModel:
         # uncertainty to every SKU).
         prior_sd = weights.get("elasticity_sku_prior_sd") if laplace else None
         self.sku_prior_sd: float | None = float(prior_sd[0]) if prior_sd is not None else None
+        # Models trained with train.text_components see each title's vector through this projection.
+        self.text_basis: torch.Tensor | None = weights.get("text_basis")
         level = float(config.get("interval_level", 0.9))
         self.z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
         self.ensemble.eval()
@@ -54,6 +56,8 @@ class LoadedModel:
     @torch.no_grad()
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         batch = _tensors(frame)
+        if self.text_basis is not None:
+            batch["text"] = batch["text"] @ self.text_basis
         offset = base = None
         if self.debias:
             # For any row, each nuisance is the average of its two cross-fitted folds.

@@ -22,7 +22,7 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 from pricing import io, tracking
 from pricing.config import PricingConfig, TrainConfig
 from pricing.features import GoldTables
-from pricing.model.dataset import fit_input_spec, model_inputs, with_history
+from pricing.model.dataset import fit_input_spec, model_inputs, text_basis, with_history
 from pricing.model.distributed import WorkerSpec, run_distributed
 from pricing.model.network import NetSpec
 from pricing.model.predict import (
@@ -208,9 +208,14 @@ def sku_elasticities(predictions_df: DataFrame) -> DataFrame:
 
 
 def worker_spec(
-    tcfg: TrainConfig, net: dict[str, Any], train_dir: str, run_id: str | None = None
+    tcfg: TrainConfig,
+    net: dict[str, Any],
+    train_dir: str,
+    run_id: str | None = None,
+    text_basis: list[list[float]] | None = None,
 ) -> WorkerSpec:
-    """What every training process gets from the configuration (``run_id``: its MLflow run, if any)."""
+    """What every training process gets from the configuration (``run_id``: its MLflow run, if any;
+    ``text_basis``: the text's projection, :func:`pricing.model.dataset.text_basis`)."""
     return WorkerSpec(
         train_dir=train_dir,
         net=net,
@@ -231,6 +236,7 @@ def worker_spec(
         elasticity_interval=tcfg.elasticity_interval,
         backend=tcfg.backend,
         use_gpu=tcfg.use_gpu,
+        text_basis=text_basis,
         tracking_uri=tcfg.tracking_uri,
         run_id=run_id,
     )
@@ -291,11 +297,17 @@ def run_train(
             f"{data_dir}/train"
         )
         model_inputs(holdout_panel, embeddings, spec).write.parquet(f"{data_dir}/holdout")
+        # The training SKUs' titles, each once, decide the text's principal axes.
+        basis = text_basis(
+            embeddings.join(train_panel.select("text_hash").distinct(), "text_hash"),
+            text_dim,
+            tcfg.text_components,
+        )
         net = NetSpec(
             n_skus=len(spec.skus),
             n_categories=len(spec.categories),
             n_brands=len(spec.brands),
-            text_dim=text_dim,
+            text_dim=text_dim if basis is None else len(basis[0]),
             n_numeric=len(spec.numeric_features),
             embedding_dim=tcfg.embedding_dim,
             hidden=tcfg.hidden,
@@ -305,7 +317,7 @@ def run_train(
                 [spec.numeric_features.index(f"dow_{d}") for d in range(7)] if tcfg.sku_weekday_sd > 0 else []
             ),
         ).to_dict()
-        worker = worker_spec(tcfg, net, f"{data_dir}/train", run_id)
+        worker = worker_spec(tcfg, net, f"{data_dir}/train", run_id, text_basis=basis)
         mlflow.log_params(
             {
                 **{k: v for k, v in tcfg.model_dump().items() if k != "tracking_uri"},
