@@ -334,6 +334,7 @@ def _write(
             "score.gain_confidence": cfg.score.gain_confidence,
             "train.debias": cfg.train.debias,
             "train.elasticity_interval": cfg.train.elasticity_interval,
+            "train.text_components": cfg.train.text_components,
         },
         "seconds": round(seconds, 1),
         "rows": rows,
