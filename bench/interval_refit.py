@@ -75,12 +75,18 @@ def refit(market: Path, settings: dict[str, str]) -> dict[str, Any]:
     """One market under one variant: the interval's coverage, width and the elasticity's error."""
     cfg = load_config(overrides=[])
     train_dir = _latest(f"{market}/lakehouse/model_data/*/train")
-    saved = json.loads(Path(_latest(f"{market}/mlartifacts/**/config.json")).read_text())
+    config_path = Path(_latest(f"{market}/mlartifacts/**/config.json"))
+    saved = json.loads(config_path.read_text())
+    # A model trained with train.text_components saw the titles through its saved projection.
+    basis = torch.load(config_path.with_name("weights.pt"), weights_only=True).get("text_basis")
     settings = dict(settings)
     promo = settings.pop("promo", None)
-    spec = _with(worker_spec(cfg.train, saved["net"], train_dir), settings)
+    text_basis = basis.tolist() if basis is not None else None
+    spec = _with(worker_spec(cfg.train, saved["net"], train_dir, text_basis=text_basis), settings)
     torch.manual_seed(spec.seed)
     data = _promo_rows(read_shard(train_dir, 0, 1), promo)
+    if basis is not None:
+        data["text"] = data["text"] @ basis
     net = NetSpec(**saved["net"])
     started = time.perf_counter()
     ensemble, _, _ = fit_ensemble(LocalComm(), data, net, spec)
