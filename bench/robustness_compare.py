@@ -16,15 +16,11 @@ from typing import Any
 
 from results_io import write_results
 
+from pricing.evaluation.robustness import ROW_KEYS
+
 BAND = (0.85, 0.95)
-PER_MARKET = [
-    "profit_vs_keep",
-    "uplift_share",
-    "interval_coverage",
-    "elasticity_mae",
-    "elasticity_bias",
-    "wape",
-]
+# Every figure a result row is required to carry, after the keys that name the market and rule.
+PER_MARKET = [k for k in ROW_KEYS if k not in ("family", "seed", "decision")]
 
 
 def _rows(path: str) -> dict[tuple[str, int], dict[str, Any]]:
