@@ -189,6 +189,13 @@ def _history(
     return silver_df.where(F.col(contract.date_column) >= F.date_sub(F.lit(latest), days))
 
 
+# A batch's intermediates (its rows as read, flagged, classified, rejected) are kept on local disk, not in
+# the heap. A first backfill is larger than the driver's memory, and the heap is shared with what Spark's
+# memory manager does not count, such as Parquet writers' row groups: cached in memory, 1.2 GB of
+# clickstream JSON ran a 4 GB driver out of memory (docs/benchmarks.md, bench/results/backfill.json).
+SPILLED = StorageLevel.DISK_ONLY
+
+
 def ingest_source(
     spark: SparkSession,
     cfg: PricingConfig,
@@ -216,7 +223,7 @@ def ingest_source(
             break
         # The files are read once: the rows written to bronze are the ones counted and parsed.
         bronze_df = io.check_schema(bronze_df, contract.bronze_schema, f"bronze/{contract.name}").persist(
-            StorageLevel.MEMORY_AND_DISK
+            SPILLED
         )
         try:
             io.replace_where(
@@ -307,15 +314,15 @@ def _to_silver(
     # Judge against history written by earlier batches only, so a re-run sees what the first run saw.
     if history_df is not None:
         history_df = history_df.where(F.col(BATCH_ID) != batch_id)
-    flagged_df = flag_outliers(parsed_df, history_df, contract, cfg.ingest.anomaly).persist()
+    flagged_df = flag_outliers(parsed_df, history_df, contract, cfg.ingest.anomaly).persist(SPILLED)
     silver_path = lakehouse.silver(contract.name)
-    quarantine_df = quarantine_rows(flagged_df, contract).persist()
+    quarantine_df = quarantine_rows(flagged_df, contract).persist(SPILLED)
     try:
         result.rows_quarantined = quarantine_df.count()
         silver_df = io.read_table(spark, silver_path, contract.silver_schema)
         classified_df = classify_against_silver(
             flagged_df.where(F.size(REASONS) == 0), silver_df, contract, batch_id
-        ).persist()
+        ).persist(SPILLED)
         try:
             status_counts: dict[str, int] = dict(classified_df.groupBy(ROW_STATUS).count().collect())
             changes_df = classified_df.where(F.col(ROW_STATUS).isin("new", "update"))
