@@ -477,8 +477,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
+# Maps from setting names to text values, whose names have dots of their own.
+SETTING_MAPS = ("spark.extra_conf",)
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn ``["a.b=1", "c=x"]`` into ``{"a": {"b": 1}, "c": "x"}`` (values parsed as YAML)."""
+    """Turn ``["a.b=1", "c=x"]`` into ``{"a": {"b": 1}, "c": "x"}`` (values parsed as YAML).
+
+    Under ``spark.extra_conf.`` the rest of the key is one Spark setting and its value stays text:
+    ``spark.extra_conf.spark.sql.adaptive.enabled=true`` sets ``{"spark.sql.adaptive.enabled": "true"}``.
+    """
     nested: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw_value = item.partition("=")
@@ -487,6 +495,11 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         value = yaml.safe_load(raw_value) if raw_value.strip() else None
         node = nested
         parts = key.strip().split(".")
+        for prefix in SETTING_MAPS:
+            # A Spark setting's own name has dots: all of it after the prefix is one key, its value text.
+            if key.strip().startswith(f"{prefix}.") and len(key.strip()) > len(prefix) + 1:
+                parts = [*prefix.split("."), key.strip()[len(prefix) + 1 :]]
+                value = raw_value.strip()
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):

@@ -87,6 +87,24 @@ def test_malformed_override_and_missing_overlay() -> None:
         load_config("local", conf_files=["/nonexistent/site.yaml"])
 
 
+def test_spark_settings_as_overrides_keep_their_dotted_names() -> None:
+    cfg = load_config(
+        "local",
+        overrides=[
+            "spark.extra_conf.spark.sql.adaptive.enabled=false",
+            "spark.extra_conf.spark.sql.files.maxPartitionBytes=64m",
+            "spark.shuffle_partitions=8",
+        ],
+    )
+    assert cfg.spark.extra_conf == {
+        "spark.sql.adaptive.enabled": "false",
+        "spark.sql.files.maxPartitionBytes": "64m",
+    }
+    assert cfg.spark.shuffle_partitions == 8
+    with pytest.raises(ConfigError, match="extra_conf"):
+        load_config("local", overrides=["spark.extra_conf=7"])
+
+
 def test_multiline_sources_are_landing_sources() -> None:
     assert set(get_args(SourceName)) == set(SOURCES)
     with pytest.raises(ConfigError, match="csv_multiline_sources"):
