@@ -191,8 +191,9 @@ def _history(
 
 # A batch's intermediates (its rows as read, flagged, classified, rejected) are kept on local disk, not in
 # the heap. A first backfill is larger than the driver's memory, and the heap is shared with what Spark's
-# memory manager does not count, such as Parquet writers' row groups: cached in memory, 1.2 GB of
-# clickstream JSON ran a 4 GB driver out of memory (docs/benchmarks.md, bench/results/backfill.json).
+# memory manager does not count, such as Parquet writers' row groups. Cached in memory, 1.2 GB of
+# clickstream JSON ran a 1 GB driver out of heap every time and a 4 GB one once in two runs
+# (docs/benchmarks.md, bench/results/backfill_1g.json).
 SPILLED = StorageLevel.DISK_ONLY
 
 
