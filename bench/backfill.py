@@ -18,39 +18,16 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from code_versions import REPO, ref_worktree, run_pricing, sha
 from results_io import write_results
 
-REPO = Path(__file__).resolve().parents[1]
 SOURCE_LINE = re.compile(r"^\[ingest\] (\w+): (\d+) rows read, (\d+) to silver, (\d+) quarantined")
 OUT_OF_MEMORY = ("java.lang.OutOfMemoryError", "UNABLE_TO_ACQUIRE_MEMORY")
-
-
-def _run(code: Path, args: list[str], env: dict[str, str], log: Path) -> tuple[int, float, str]:
-    """Run ``pricing ARGS`` with ``code`` first on the path; return exit code, wall seconds, output."""
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "pricing.cli", *args],
-        env={**env, "PYTHONPATH": str(code)},
-        cwd=code,
-        capture_output=True,
-        text=True,
-    )
-    seconds = time.monotonic() - started
-    log.write_text(done.stdout + done.stderr)
-    return done.returncode, seconds, done.stdout + done.stderr
-
-
-def _sha(ref: str) -> str:
-    done = subprocess.run(["git", "rev-parse", ref], cwd=REPO, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def _landing_bytes(landing: Path) -> dict[str, int]:
@@ -80,12 +57,9 @@ def main() -> None:
     logs = workdir / "logs"
     logs.mkdir()
     env = {**os.environ, "PRICING_PII_SALT": os.environ.get("PRICING_PII_SALT", secrets.token_hex(24))}
-    before_sha, after_sha = _sha(args.against), _sha("HEAD")
-    before_code = workdir / "before-code"
-    subprocess.run(["git", "worktree", "add", "--detach", str(before_code), before_sha], cwd=REPO, check=True)
-    (before_code / ".cache").symlink_to(REPO / ".cache")
+    before_sha, after_sha = sha(args.against), sha("HEAD")
     runs: list[dict[str, Any]] = []
-    try:
+    with ref_worktree(before_sha, workdir / "before-code") as before_code:
         if args.landing:
             landing = Path(args.landing).resolve()
         else:
@@ -99,9 +73,9 @@ def main() -> None:
             ]
             deliver = ["deliver", "--market", str(market), "--landing", str(landing), "--through", str(last)]
             for step, command in (("simulate", [*simulate, *paths]), ("deliver", deliver)):
-                rc, _, _ = _run(REPO, command, env, logs / f"{step}.log")
-                if rc != 0:
-                    raise SystemExit(f"{step} failed ({rc}); see {logs / f'{step}.log'}")
+                _, done = run_pricing(REPO, command, env, logs / f"{step}.log")
+                if done.returncode != 0:
+                    raise SystemExit(f"{step} failed ({done.returncode}); see {logs / f'{step}.log'}")
         for memory in args.memory.split(","):
             for side, code in (("before", before_code), ("after", REPO)):
                 lakehouse = workdir / f"lakehouse-{side}-{memory}"
@@ -109,22 +83,21 @@ def main() -> None:
                     "ingest", "--landing", str(landing), "--lakehouse", str(lakehouse),
                     f"spark.driver_memory={memory}",
                 ]  # fmt: skip
-                rc, seconds, out = _run(code, command, env, logs / f"{side}-{memory}.log")
-                silver = {m[1]: int(m[3]) for m in map(SOURCE_LINE.match, out.splitlines()) if m}
+                seconds, done = run_pricing(code, command, env, logs / f"{side}-{memory}.log")
+                oom = any(marker in done.stdout + done.stderr for marker in OUT_OF_MEMORY)
+                silver = {m[1]: int(m[3]) for m in map(SOURCE_LINE.match, done.stdout.splitlines()) if m}
                 run = {
                     "side": side,
                     "driver_memory": memory,
-                    "exit_code": rc,
-                    "out_of_memory": any(marker in out for marker in OUT_OF_MEMORY),
+                    "exit_code": done.returncode,
+                    "out_of_memory": oom,
                     "wall_seconds": round(seconds, 1),
                     "rows_to_silver": silver,
                 }
                 runs.append(run)
-                print(f"{side} @ {memory}: exit {rc}, {seconds:.0f} s, out of memory {run['out_of_memory']}")
+                print(f"{side} @ {memory}: exit {done.returncode}, {seconds:.0f} s, out of memory {oom}")
                 shutil.rmtree(lakehouse, ignore_errors=True)
         landing_bytes = _landing_bytes(landing)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(before_code)], cwd=REPO, check=False)
 
     ratios: dict[str, float | None] = {}
     for memory in args.memory.split(","):

@@ -20,33 +20,21 @@ import re
 import secrets
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from code_versions import REPO, ref_worktree, run_pricing, sha
 from results_io import write_results
 
-REPO = Path(__file__).resolve().parents[1]
 STAGE_LINE = re.compile(r"^\[nightly\] (\w+): (\w+) in ([0-9.]+)s")
 
 
 def _pricing(code: Path, args: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
     """Run ``pricing ARGS`` with ``code`` first on the path; return the wall seconds and the output."""
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "pricing.cli", *args],
-        env={**env, "PYTHONPATH": str(code)},
-        cwd=code,
-        capture_output=True,
-        text=True,
-    )
-    seconds = time.monotonic() - started
-    log.write_text(done.stdout + done.stderr)
+    seconds, done = run_pricing(code, args, env, log)
     if done.returncode != 0:
         raise SystemExit(f"pricing {' '.join(args)} failed ({done.returncode}); see {log}")
     return seconds, done.stdout
@@ -66,11 +54,6 @@ def _deliver(market: Path, base: Path, through: date) -> list[str]:
     return ["deliver", "--market", str(market), "--landing", str(base / "landing"), "--through", str(through)]
 
 
-def _sha(ref: str) -> str:
-    done = subprocess.run(["git", "rev-parse", ref], cwd=REPO, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", required=True, help="git ref of the 'before' code (e.g. a commit)")
@@ -85,12 +68,8 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     env = {**os.environ, "PRICING_PII_SALT": os.environ.get("PRICING_PII_SALT", secrets.token_hex(24))}
-    before_sha, after_sha = _sha(args.against), _sha("HEAD")
-    before_code = workdir / "before-code"
-    subprocess.run(["git", "worktree", "add", "--detach", str(before_code), before_sha], cwd=REPO, check=True)
-    # A ref from before the JARs moved to the user cache looks for them in its own .cache/ivy.
-    (before_code / ".cache").symlink_to(REPO / ".cache")
-    try:
+    before_sha, after_sha = sha(args.against), sha("HEAD")
+    with ref_worktree(before_sha, workdir / "before-code") as before_code:
         start = date.fromisoformat(args.start)
         last = start + timedelta(days=args.days - 1)
         # Every night runs at the same paths (the file ledger knows files by path): the state after the
@@ -136,8 +115,6 @@ def main() -> None:
                     }
                 )
                 print(f"{side} #{repeat}: {seconds:.1f} s wall, stages {stages}", flush=True)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(before_code)], cwd=REPO, check=False)
 
     def median(side: str, value: Callable[[dict[str, Any]], float]) -> float:
         return round(statistics.median(value(r) for r in runs if r["side"] == side), 2)

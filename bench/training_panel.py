@@ -38,13 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from code_versions import REPO, ref_worktree, sha
 from results_io import write_results
 from run_config import run_config
 
 from pricing.model.train import run_train
 from pricing.spark import build_spark
-
-REPO = Path(__file__).resolve().parents[1]
 
 SIDES = {"before": ["train.max_steps_per_epoch=1000000000"], "after": []}
 QUALITY = [
@@ -77,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.against:
         runs = _against(args)
-        _summarise(runs, {"before": [f"code {_sha(args.against)}"], "after": [f"code {_sha('HEAD')}"]}, args)
+        _summarise(runs, {"before": [f"code {sha(args.against)}"], "after": [f"code {sha('HEAD')}"]}, args)
         return
     sides = {"before": args.before or SIDES["before"], "after": [*SIDES["after"], *args.after]}
     runs: list[dict[str, Any]] = []
@@ -155,21 +154,11 @@ def _summarise(runs: list[dict[str, Any]], sides: dict[str, list[str]], args: ar
     write_results(results, args.out, ["median", "ratio_after_over_before"], torch=torch.__version__)
 
 
-def _sha(ref: str) -> str:
-    done = subprocess.run(["git", "rev-parse", ref], cwd=REPO, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 def _against(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each side a fresh process of this bench (its shipped plan) under its own code, alternating."""
     work = Path(tempfile.mkdtemp(prefix="bench-training-panel-ref-"))
-    before_code = work / "code"
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(before_code), _sha(args.against)], cwd=REPO, check=True
-    )
-    (before_code / ".cache").symlink_to(REPO / ".cache")
     runs: list[dict[str, Any]] = []
-    try:
+    with ref_worktree(args.against, work / "code") as before_code:
         for repeat in range(args.repeats):
             order = [("after", REPO), ("before", before_code)]
             for side, code in order if repeat % 2 == 0 else order[::-1]:
@@ -186,8 +175,6 @@ def _against(args: argparse.Namespace) -> list[dict[str, Any]]:
                 )
                 runs.append({**run, "side": side, "repeat": repeat})
                 print(f"{side:>6} #{repeat}: {run.get('seconds')} s", flush=True)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(before_code)], cwd=REPO, check=False)
     return runs
 
 
