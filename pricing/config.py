@@ -492,14 +492,16 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         key, sep, raw_value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override must look like key=value, got {item!r}")
-        value = yaml.safe_load(raw_value) if raw_value.strip() else None
+        name = key.strip()
+        value: Any
+        prefix = next((p for p in SETTING_MAPS if name.startswith(f"{p}.") and len(name) > len(p) + 1), None)
+        if prefix:
+            # A Spark setting's own name has dots: all of it after the prefix is one key, its value text
+            # (which need not be YAML: "-XX:OnOutOfMemoryError=kill: %p" is not).
+            parts, value = [*prefix.split("."), name[len(prefix) + 1 :]], raw_value.strip()
+        else:
+            parts, value = name.split("."), (yaml.safe_load(raw_value) if raw_value.strip() else None)
         node = nested
-        parts = key.strip().split(".")
-        for prefix in SETTING_MAPS:
-            # A Spark setting's own name has dots: all of it after the prefix is one key, its value text.
-            if key.strip().startswith(f"{prefix}.") and len(key.strip()) > len(prefix) + 1:
-                parts = [*prefix.split("."), key.strip()[len(prefix) + 1 :]]
-                value = raw_value.strip()
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):

@@ -93,12 +93,14 @@ def test_spark_settings_as_overrides_keep_their_dotted_names() -> None:
         overrides=[
             "spark.extra_conf.spark.sql.adaptive.enabled=false",
             "spark.extra_conf.spark.sql.files.maxPartitionBytes=64m",
+            "spark.extra_conf.spark.driver.extraJavaOptions=-Dx=a: b: c",
             "spark.shuffle_partitions=8",
         ],
     )
     assert cfg.spark.extra_conf == {
         "spark.sql.adaptive.enabled": "false",
         "spark.sql.files.maxPartitionBytes": "64m",
+        "spark.driver.extraJavaOptions": "-Dx=a: b: c",
     }
     assert cfg.spark.shuffle_partitions == 8
     with pytest.raises(ConfigError, match="extra_conf"):
