@@ -7,8 +7,8 @@ lakehouse. The landing is either ``--landing`` (kept as it is) or a market simul
 ``--days``, delivered whole).
 
 Writes ``bench/results/backfill.json``: per run the exit code, whether the JVM ran out of memory, the wall
-seconds and the rows each source wrote to silver; per heap size the after/before wall ratio where both
-finished.
+seconds and the rows each source wrote to silver; per heap size the median wall seconds of each side
+(``--repeats`` runs a side, alternating) and the after/before ratio of the medians where every run finished.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=80)
     parser.add_argument("--start", default="2026-06-01")
     parser.add_argument("--memory", default="4g", help="driver heap sizes to try, comma-separated")
+    parser.add_argument("--repeats", type=int, default=1, help="runs a side per heap size, alternating")
     parser.add_argument("--workdir", default=None, help="default: a temporary folder, removed after")
     parser.add_argument("--out", default="bench/results/backfill.json")
     args = parser.parse_args()
@@ -76,19 +78,20 @@ def main() -> None:
                 _, done = run_pricing(REPO, command, env, logs / f"{step}.log")
                 if done.returncode != 0:
                     raise SystemExit(f"{step} failed ({done.returncode}); see {logs / f'{step}.log'}")
-        for memory in args.memory.split(","):
+        for memory, repeat in ((m, r) for m in args.memory.split(",") for r in range(args.repeats)):
             for side, code in (("before", before_code), ("after", REPO)):
                 lakehouse = workdir / f"lakehouse-{side}-{memory}"
                 command = [
                     "ingest", "--landing", str(landing), "--lakehouse", str(lakehouse),
                     f"spark.driver_memory={memory}",
                 ]  # fmt: skip
-                seconds, done = run_pricing(code, command, env, logs / f"{side}-{memory}.log")
+                seconds, done = run_pricing(code, command, env, logs / f"{side}-{memory}-{repeat}.log")
                 oom = any(marker in done.stdout + done.stderr for marker in OUT_OF_MEMORY)
                 silver = {m[1]: int(m[3]) for m in map(SOURCE_LINE.match, done.stdout.splitlines()) if m}
                 run = {
                     "side": side,
                     "driver_memory": memory,
+                    "repeat": repeat,
                     "exit_code": done.returncode,
                     "out_of_memory": oom,
                     "wall_seconds": round(seconds, 1),
@@ -100,12 +103,19 @@ def main() -> None:
         landing_bytes = _landing_bytes(landing)
 
     ratios: dict[str, float | None] = {}
+    medians: dict[str, dict[str, float | None]] = {}
     for memory in args.memory.split(","):
-        pair = {r["side"]: r for r in runs if r["driver_memory"] == memory}
-        finished = all(pair[s]["exit_code"] == 0 for s in ("before", "after"))
-        ratios[memory] = (
-            round(pair["after"]["wall_seconds"] / pair["before"]["wall_seconds"], 3) if finished else None
-        )
+        sides = {
+            side: [r for r in runs if r["driver_memory"] == memory and r["side"] == side]
+            for side in ("before", "after")
+        }
+        finished = all(r["exit_code"] == 0 for side_runs in sides.values() for r in side_runs)
+        medians[memory] = {
+            side: statistics.median(r["wall_seconds"] for r in side_runs) if finished else None
+            for side, side_runs in sides.items()
+        }
+        before_s, after_s = medians[memory]["before"], medians[memory]["after"]
+        ratios[memory] = round(after_s / before_s, 3) if before_s and after_s else None
     results: dict[str, Any] = {
         "landing": str(args.landing)
         if args.landing
@@ -114,10 +124,18 @@ def main() -> None:
         "before": before_sha,
         "after": after_sha,
         "runs": runs,
-        "finished": {f"{r['side']}@{r['driver_memory']}": r["exit_code"] == 0 for r in runs},
+        "finished": {f"{r['side']}@{r['driver_memory']}#{r['repeat']}": r["exit_code"] == 0 for r in runs},
+        "median_wall_seconds": medians,
+        # Every finished run, either side, wrote the same rows to each silver table.
+        "same_silver_rows": len(
+            {str(sorted(r["rows_to_silver"].items())) for r in runs if r["exit_code"] == 0}
+        )
+        == 1,
         "wall_ratio_after_over_before": ratios,
     }
-    write_results(results, args.out, ["finished", "wall_ratio_after_over_before"])
+    write_results(
+        results, args.out, ["median_wall_seconds", "wall_ratio_after_over_before", "same_silver_rows"]
+    )
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
 

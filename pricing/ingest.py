@@ -45,6 +45,7 @@ from pricing.silver import (
     classify_against_silver,
     flag_outliers,
     fx_daily_rates,
+    judged_columns,
     parse_bronze,
     quarantine_rows,
 )
@@ -315,7 +316,9 @@ def _to_silver(
     # Judge against history written by earlier batches only, so a re-run sees what the first run saw.
     if history_df is not None:
         history_df = history_df.where(F.col(BATCH_ID) != batch_id)
-    flagged_df = flag_outliers(parsed_df, history_df, contract, cfg.ingest.anomaly).persist(SPILLED)
+    flagged_df = judged_columns(
+        flag_outliers(parsed_df, history_df, contract, cfg.ingest.anomaly), contract
+    ).persist(SPILLED)
     silver_path = lakehouse.silver(contract.name)
     quarantine_df = quarantine_rows(flagged_df, contract).persist(SPILLED)
     try:

@@ -336,6 +336,17 @@ def flag_outliers(
     return df.drop(*[c for c in df.columns if c.startswith("_m_")])
 
 
+def judged_columns(flagged_df: DataFrame, contract: SourceContract) -> DataFrame:
+    """Only the columns classification (the silver row) and the quarantine read from judged rows.
+
+    Ingest keeps the judged batch on disk between the two; the parse's raw and intermediate columns
+    would more than double what it writes there (docs/benchmarks.md).
+    """
+    silver = [f.name for f in contract.silver_schema.fields]
+    lineage = [c for c in (REASONS, RAW_RECORD, SOURCE_FILE, INGESTED_AT, BATCH_ID) if c not in silver]
+    return flagged_df.select(*silver, *lineage)
+
+
 def quarantine_rows(parsed_df: DataFrame, contract: SourceContract) -> DataFrame:
     """Rows with at least one violation, in the quarantine table's shape."""
     return parsed_df.where(F.size(REASONS) > 0).select(

@@ -16,7 +16,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig
 from pricing.ingest import IngestError, Lakehouse, run_ingest
-from pricing.schemas import TRANSACTIONS
+from pricing.landing import json_to_bronze_rows
+from pricing.schemas import CLICKSTREAM, TRANSACTIONS
 
 HEADER = [
     "order_id",
@@ -200,6 +201,41 @@ def test_every_format_lands_in_the_same_typed_silver_rows(
     assert {r.sku: r.unit_cost_missing for r in catalog_silver.collect()} == {"A": False, "B": True}
     # Optional sources absent: no tables for them, and the run still succeeded.
     assert not Path(lakehouse.silver("clickstream")).exists()
+
+
+def test_json_lines_become_bronze_rows_however_their_keys_are_spelled(spark: SparkSession) -> None:
+    # Lines that spell only contract columns take plain look-ups, the others the lowered map: both
+    # must give what the contract says (values as their JSON text, extras kept, bad lines corrupt).
+    lines = [
+        '{"event_id":"e1","event_ts":"2026-06-01T10:00:00Z","sku":"A","event_type":"view",'
+        '"session_id":"s1","customer_id":"c1","price_shown":9.99}',
+        '{"event_id":"e2","sku":"B","price_shown":null}',
+        '{"Event_ID":"e3"," sku ":"C","EVENT_TYPE":"cart"}',
+        '{"event_id":"e4","sku":"D","Referrer":"ads","nested":{"a":1}}',
+        "not json at all",
+        "{}",
+    ]
+    lines_df = spark.createDataFrame(
+        [(v, "file:/l/f.json") for v in lines], "value string, _file_path string"
+    )
+    at = datetime(2026, 6, 2, 3, 0)
+    bronze = json_to_bronze_rows(lines_df, CLICKSTREAM, 7, at)
+    none: dict[str, str] = {}
+    expected = [
+        ("e1", "2026-06-01T10:00:00Z", "A", "view", "s1", "c1", "9.99", none, None),
+        ("e2", None, "B", None, None, None, None, none, None),
+        ("e3", None, "C", "cart", None, None, None, none, None),
+        ("e4", None, "D", None, None, None, None, {"Referrer": "ads", "nested": '{"a":1}'}, None),
+        (None, None, None, None, None, None, None, none, "not json at all"),
+        (None, None, None, None, None, None, None, none, None),
+    ]
+    assertDataFrameEqual(
+        bronze,
+        spark.createDataFrame(
+            [(*row, "file:/l/f.json", at, 7) for row in expected], CLICKSTREAM.bronze_schema
+        ),
+        checkRowOrder=False,
+    )
 
 
 def test_required_source_missing_fails_clearly(
