@@ -111,7 +111,7 @@ def main() -> None:
         }
         finished = all(r["exit_code"] == 0 for side_runs in sides.values() for r in side_runs)
         medians[memory] = {
-            side: statistics.median(r["wall_seconds"] for r in side_runs) if finished else None
+            side: round(statistics.median(r["wall_seconds"] for r in side_runs), 1) if finished else None
             for side, side_runs in sides.items()
         }
         before_s, after_s = medians[memory]["before"], medians[memory]["after"]

@@ -340,11 +340,14 @@ def judged_columns(flagged_df: DataFrame, contract: SourceContract) -> DataFrame
     """Only the columns classification (the silver row) and the quarantine read from judged rows.
 
     Ingest keeps the judged batch on disk between the two; the parse's raw and intermediate columns
-    would more than double what it writes there (docs/benchmarks.md).
+    would more than double what it writes there, and every clean row would carry its delivered record
+    as JSON (docs/benchmarks.md).
     """
     silver = [f.name for f in contract.silver_schema.fields]
-    lineage = [c for c in (REASONS, RAW_RECORD, SOURCE_FILE, INGESTED_AT, BATCH_ID) if c not in silver]
-    return flagged_df.select(*silver, *lineage)
+    lineage = [c for c in (REASONS, SOURCE_FILE, INGESTED_AT, BATCH_ID) if c not in silver]
+    # The quarantine reads the delivered record of rejected rows only: a clean row's is never built.
+    raw = F.when(F.size(REASONS) > 0, F.col(RAW_RECORD)).alias(RAW_RECORD)
+    return flagged_df.select(*silver, *lineage, raw)
 
 
 def quarantine_rows(parsed_df: DataFrame, contract: SourceContract) -> DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig
 from pricing.ingest import IngestReport, Lakehouse, run_ingest
+from pricing.landing import json_to_bronze_rows
+from pricing.schemas import CLICKSTREAM
+from pricing.silver import RAW_RECORD, REASONS, judged_columns, parse_bronze
 
 HEADER = ["order_id", "order_ts", "sku", "quantity", "unit_price", "currency", "customer_id"]
 TS = "2026-06-01T12:00:00Z"
@@ -192,3 +196,34 @@ def test_sources_ingested_one_by_one_write_the_same_tables(
         *[lambda t, s=source: t.silver(s) for source in ("fx_rates", "catalog", "transactions")],
     ):
         assertDataFrameEqual(written(table(lakehouse)), written(table(serial)))
+
+
+def test_judged_rows_keep_the_silver_row_and_only_a_rejected_rows_record(spark: SparkSession) -> None:
+    bronze = json_to_bronze_rows(
+        spark.createDataFrame(
+            [
+                ('{"event_id":"e1","event_ts":"2026-06-01T10:00:00Z","sku":"A","event_type":"view"}',),
+                ('{"event_id":"e2","event_ts":"2026-06-01T11:00:00Z","event_type":"view"}',),
+                (
+                    '{"event_id":"e3","event_ts":"2026-06-01T12:00:00Z","sku":"B","event_type":"view",'
+                    '"price_shown":"-3"}',
+                ),
+            ],
+            "value string",
+        ).withColumn("_file_path", F.lit("file:/l/c.json")),
+        CLICKSTREAM,
+        1,
+        datetime(2026, 6, 2),
+    )
+    parsed = parse_bronze(
+        bronze, CLICKSTREAM, base_currency="EUR", fx_daily_df=None, pii_salt="s" * 32,
+        max_abs_quantity=1000, max_price=10_000.0,
+    )  # fmt: skip
+    judged = judged_columns(parsed, CLICKSTREAM)
+    silver = [f.name for f in CLICKSTREAM.silver_schema.fields]
+    assert judged.columns[: len(silver)] == silver
+    assert set(judged.columns[len(silver) :]) <= {REASONS, RAW_RECORD, "_source_file", "_ingested_at"}
+    rows = {r["event_id"]: r for r in judged.collect()}
+    assert rows["e1"][REASONS] == [] and rows["e1"][RAW_RECORD] is None
+    for rejected in ("e2", "e3"):
+        assert rows[rejected][REASONS] and f'"event_id":"{rejected}"' in rows[rejected][RAW_RECORD]
