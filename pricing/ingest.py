@@ -190,7 +190,7 @@ def _history(
     return silver_df.where(F.col(contract.date_column) >= F.date_sub(F.lit(latest), days))
 
 
-# A batch's intermediates (its rows as read, flagged, classified, rejected) are kept on local disk, not in
+# A batch's intermediates (its rows as judged, classified, rejected) are kept on local disk, not in
 # the heap. A first backfill is larger than the driver's memory, and the heap is shared with what Spark's
 # memory manager does not count, such as Parquet writers' row groups. Cached in memory, 1.2 GB of
 # clickstream JSON ran a 1 GB driver out of heap every time and a 4 GB one once in two runs
@@ -223,10 +223,7 @@ def ingest_source(
         )
         if bronze_df is None:
             break
-        # The files are read once: the rows written to bronze are the ones counted and parsed.
-        bronze_df = io.check_schema(bronze_df, contract.bronze_schema, f"bronze/{contract.name}").persist(
-            SPILLED
-        )
+        bronze_df = io.check_schema(bronze_df, contract.bronze_schema, f"bronze/{contract.name}")
         try:
             io.replace_where(
                 bronze_df,
@@ -238,7 +235,6 @@ def ingest_source(
             )
             break
         except Exception as error:  # noqa: BLE001 - only a file Spark names as unreadable is retried
-            bronze_df.unpersist()
             bad = failed_read(error, covered)
             if bad is None:
                 raise
@@ -250,13 +246,15 @@ def ingest_source(
     result.files_ingested = len(covered)
     rows_per_file: dict[str, int] = {}
     if bronze_df is not None:
-        try:
-            per_file = bronze_df.groupBy("_source_file").count().collect()
-            rows_per_file = {_file_key(r["_source_file"]): int(r["count"]) for r in per_file}
-            result.rows_read = sum(rows_per_file.values())
-            _to_silver(spark, cfg, lakehouse, contract, bronze_df, batch_id, salt, result)
-        finally:
-            bronze_df.unpersist()
+        # The files are read once: what is counted and parsed is the batch as bronze now holds it, read
+        # back from the version just written (columnar, only the columns each step needs). Keeping the
+        # rows as read on disk instead cost more than this read (docs/benchmarks.md).
+        written = io.latest_version(spark, lakehouse.bronze(contract.name))
+        bronze_df = io.read_version(spark, lakehouse.bronze(contract.name), written).where(batch_filter)
+        per_file = bronze_df.groupBy("_source_file").count().collect()
+        rows_per_file = {_file_key(r["_source_file"]): int(r["count"]) for r in per_file}
+        result.rows_read = sum(rows_per_file.values())
+        _to_silver(spark, cfg, lakehouse, contract, bronze_df, batch_id, salt, result)
 
     result.ledger_rows = [
         (

@@ -120,6 +120,14 @@ def read_table(spark: SparkSession, path: str, schema: StructType | None = None)
     return df.select("*", *[F.lit(None).cast(f.dataType).alias(f.name) for f in newer]) if newer else df
 
 
+def read_version(spark: SparkSession, path: str, version: int | None) -> DataFrame:
+    """The Delta table at ``path`` as of commit ``version`` (None: the newest)."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(path)
+
+
 def check_schema(df: DataFrame, schema: StructType, what: str) -> DataFrame:
     """Select ``schema``'s columns in order and fail loudly if any is missing or mistyped."""
     actual = {f.name: f.dataType for f in df.schema.fields}
