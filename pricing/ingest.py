@@ -249,8 +249,9 @@ def ingest_source(
         # The files are read once: what is counted and parsed is the batch as bronze now holds it, read
         # back from the version just written (columnar, only the columns each step needs). Keeping the
         # rows as read on disk instead cost more than this read (docs/benchmarks.md).
-        written = io.latest_version(spark, lakehouse.bronze(contract.name))
-        bronze_df = io.read_version(spark, lakehouse.bronze(contract.name), written).where(batch_filter)
+        bronze_path = lakehouse.bronze(contract.name)
+        written = io.latest_version(spark, bronze_path)
+        bronze_df = io.read_table(spark, bronze_path, version=written).where(batch_filter)
         per_file = bronze_df.groupBy("_source_file").count().collect()
         rows_per_file = {_file_key(r["_source_file"]): int(r["count"]) for r in per_file}
         result.rows_read = sum(rows_per_file.values())

@@ -108,24 +108,22 @@ def ensure_table(
     return table
 
 
-def read_table(spark: SparkSession, path: str, schema: StructType | None = None) -> DataFrame:
-    """Read a Delta table; with ``schema``, an absent table reads as empty and a table an earlier
-    release wrote reads with the schema's newer nullable columns as nulls (until a write adds them)."""
+def read_table(
+    spark: SparkSession, path: str, schema: StructType | None = None, version: int | None = None
+) -> DataFrame:
+    """Read a Delta table (as of commit ``version``, else its newest); with ``schema``, an absent table
+    reads as empty and a table an earlier release wrote reads with the schema's newer nullable columns
+    as nulls (until a write adds them)."""
     if schema is not None and not is_delta_table(spark, path):
         return spark.createDataFrame([], schema)
-    df = spark.read.format("delta").load(path)
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    df = reader.load(path)
     if schema is None:
         return df
     newer = [f for f in schema.fields if f.nullable and f.name not in df.columns]
     return df.select("*", *[F.lit(None).cast(f.dataType).alias(f.name) for f in newer]) if newer else df
-
-
-def read_version(spark: SparkSession, path: str, version: int | None) -> DataFrame:
-    """The Delta table at ``path`` as of commit ``version`` (None: the newest)."""
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    return reader.load(path)
 
 
 def check_schema(df: DataFrame, schema: StructType, what: str) -> DataFrame:
