@@ -108,8 +108,14 @@ def _calendar() -> list[date]:
 def run_spark(spark: Any, source: Path, out: Path) -> dict[str, float]:
     started = time.monotonic()
     spark.read.parquet(str(source)).createOrReplaceTempView("transactions")
-    spark.createDataFrame(list(FX.items()), "currency string, rate double").createOrReplaceTempView("fx")
-    spark.createDataFrame([(d,) for d in _calendar()], "day date").createOrReplaceTempView("calendar")
+    # The two lookup tables as SQL literals, so the planner knows they are a few rows and broadcasts
+    # them. Made with createDataFrame from Python rows they were RDD scans of unknown size: fx took a
+    # sort-merge join that shuffled every transaction line, and the calendar a cartesian product.
+    rates = ", ".join(f"('{currency}', CAST({rate} AS DOUBLE))" for currency, rate in FX.items())
+    spark.sql(f"SELECT * FROM VALUES {rates} AS fx(currency, rate)").createOrReplaceTempView("fx")
+    days = _calendar()
+    calendar = f"SELECT explode(sequence(DATE'{days[0]}', DATE'{days[-1]}')) AS day"
+    spark.sql(calendar).createOrReplaceTempView("calendar")
     spark.sql(SQL).write.mode("overwrite").parquet(str(out))
     seconds = time.monotonic() - started
     check = spark.read.parquet(str(out)).selectExpr("count(*)", "sum(units)", "sum(revenue)").first()
@@ -146,7 +152,13 @@ def main() -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-etl-"))
     cfg = load_config("local", overrides=[f"spark.master=local[{args.threads}]"])
     spark = build_spark(cfg.spark)
-    results: dict[str, Any] = {"threads": args.threads, "repeat": args.repeat, "sizes": {}}
+    results: dict[str, Any] = {
+        "threads": args.threads,
+        "repeat": args.repeat,
+        # DuckDB's own speed moves between releases: the ratio means little without both versions.
+        "versions": {"spark": spark.version, "duckdb": duckdb.__version__},
+        "sizes": {},
+    }
     for rows in [int(s) for s in args.sizes.split(",")]:
         source = workdir / f"transactions-{rows}"
         if not source.exists():
