@@ -5,7 +5,9 @@ intervals and true elasticities (the judge's table), the champion's per-category
 (``elasticity_category_sd`` in its weights) and recomputes each SKU's interval with another prior sd
 of the category's elasticity (``train.category_elasticity_sd``), without retraining: a category's
 price information is ``1/sd² - 1/prior²`` of the stored sd, and only that term of the interval's
-variance changes (exact up to the clamp that keeps the point estimate inside its interval). Also
+variance changes (exact up to the clamp that keeps the point estimate inside its interval). With
+``--allowances``, also each interval widened by a constant sd in the softplus's argument that does not
+shrink with the data (an allowance for the estimator's bias), at the trained prior. Also
 reads the training run's holdout response slope (``price_change_slope``), the one calibration check
 that works without ground truth, to see whether it tracks the interval's misses.
 Writes ``bench/results/interval_prior.json``.
@@ -40,8 +42,11 @@ def _elasticity(argument: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, argument)
 
 
-def market_coverage(spark: Any, cfg: Any, market: Path, priors: list[float]) -> dict[str, Any]:
-    """Coverage and mean width of the 90 % interval at each prior sd, for one evaluated market."""
+def market_coverage(
+    spark: Any, cfg: Any, market: Path, priors: list[float], allowances: tuple[float, ...] = ()
+) -> dict[str, Any]:
+    """Coverage and mean width of the 90 % interval at each prior sd (and each bias allowance), for one
+    evaluated market."""
     found = json.loads((market / "truth" / "family.json").read_text())
     lakehouse = str(market / "lakehouse")
     judged = judged_skus(
@@ -83,6 +88,11 @@ def market_coverage(spark: Any, cfg: Any, market: Path, priors: list[float]) -> 
         low, high = _elasticity(centre + z * spread), _elasticity(centre - z * spread)
         row[f"coverage@{prior}"] = round(float(((truth >= low) & (truth <= high)).mean()), 3)
         row[f"width@{prior}"] = round(float((high - low).mean()), 3)
+    for allowance in allowances:
+        spread = np.sqrt(sd**2 + allowance**2)
+        low, high = _elasticity(centre + z * spread), _elasticity(centre - z * spread)
+        row[f"coverage+{allowance}"] = round(float(((truth >= low) & (truth <= high)).mean()), 3)
+        row[f"width+{allowance}"] = round(float((high - low).mean()), 3)
     return row
 
 
@@ -90,9 +100,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="demo-robustness", help="a `pricing evaluate` workdir")
     parser.add_argument("--priors", default="3.0,2.0,1.65,1.2,1.0,0.8")
+    parser.add_argument(
+        "--allowances", default="", help="constant sds added to the interval's argument, e.g. 0.2,0.4"
+    )
     parser.add_argument("--out", default="bench/results/interval_prior.json")
     args = parser.parse_args()
     priors = [float(p) for p in args.priors.split(",")]
+    allowances = tuple(float(a) for a in args.allowances.split(",") if a)
     cfg = load_config()
     spark = build_spark(cfg.spark)
     rows = []
@@ -100,7 +114,7 @@ def main() -> None:
         if not (market / "nightly.json").exists():
             continue  # a market whose night did not finish
         mlflow.set_tracking_uri(f"sqlite:///{(market / 'mlflow.db').resolve()}")
-        rows.append(market_coverage(spark, cfg, market, priors))
+        rows.append(market_coverage(spark, cfg, market, priors, allowances))
         cells = "  ".join(
             f"{p}: {rows[-1][f'coverage@{p}']:.2f}/{rows[-1][f'width@{p}']:.1f}" for p in priors
         )
@@ -116,9 +130,25 @@ def main() -> None:
         }
         for prior in priors
     }
+    skus = max(1, sum(r["skus"] for r in rows))
+    by_allowance = {
+        str(allowance): {
+            "markets_in_0.85_0.95": sum(0.85 <= r[f"coverage+{allowance}"] <= 0.95 for r in rows),
+            "pooled_coverage": round(
+                sum(r[f"coverage+{allowance}"] * r["skus"] for r in rows) / skus,
+                3,
+            ),
+            "mean_width": round(float(np.mean([r[f"width+{allowance}"] for r in rows])), 3),
+        }
+        for allowance in allowances
+    }
     for prior, figures in summary.items():
         print(f"prior sd {prior}: {figures}")
+    for allowance, figures in by_allowance.items():
+        print(f"bias allowance {allowance}: {figures}")
     results = {"workdir": args.workdir, "markets": len(rows), "by_prior": summary, "rows": rows}
+    if allowances:
+        results["by_allowance"] = by_allowance
     write_results(results, args.out, ["by_prior"])
 
 
