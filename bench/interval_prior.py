@@ -85,15 +85,27 @@ def market_coverage(
     for prior in priors:
         variance = sd**2 - (category_sd**2).mean(0) + (1.0 / (1.0 / prior**2 + information)).mean(0)
         spread = np.sqrt(np.clip(variance, 1e-12, None))
-        low, high = _elasticity(centre + z * spread), _elasticity(centre - z * spread)
-        row[f"coverage@{prior}"] = round(float(((truth >= low) & (truth <= high)).mean()), 3)
-        row[f"width@{prior}"] = round(float((high - low).mean()), 3)
+        row[f"coverage@{prior}"], row[f"width@{prior}"] = _coverage_width(centre, z * spread, truth)
     for allowance in allowances:
-        spread = np.sqrt(sd**2 + allowance**2)
-        low, high = _elasticity(centre + z * spread), _elasticity(centre - z * spread)
-        row[f"coverage+{allowance}"] = round(float(((truth >= low) & (truth <= high)).mean()), 3)
-        row[f"width+{allowance}"] = round(float((high - low).mean()), 3)
+        half = z * np.sqrt(sd**2 + allowance**2)
+        row[f"coverage+{allowance}"], row[f"width+{allowance}"] = _coverage_width(centre, half, truth)
     return row
+
+
+def _coverage_width(centre: np.ndarray, half: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Coverage of ``truth`` and mean width of the intervals ``centre +- half`` (in the argument)."""
+    low, high = _elasticity(centre + half), _elasticity(centre - half)
+    return round(float(((truth >= low) & (truth <= high)).mean()), 3), round(float((high - low).mean()), 3)
+
+
+def _summary(rows: list[dict[str, Any]], coverage: str, width: str) -> dict[str, Any]:
+    """Over the markets: how many have ``coverage`` inside 0.85-0.95, pooled coverage, mean ``width``."""
+    skus = max(1, sum(r["skus"] for r in rows))
+    return {
+        "markets_in_0.85_0.95": sum(0.85 <= r[coverage] <= 0.95 for r in rows),
+        "pooled_coverage": round(sum(r[coverage] * r["skus"] for r in rows) / skus, 3),
+        "mean_width": round(float(np.mean([r[width] for r in rows])), 3),
+    }
 
 
 def main() -> None:
@@ -119,29 +131,8 @@ def main() -> None:
             f"{p}: {rows[-1][f'coverage@{p}']:.2f}/{rows[-1][f'width@{p}']:.1f}" for p in priors
         )
         print(f"{market.parent.name:18s} {market.name}  coverage/width  {cells}", flush=True)
-    summary = {
-        str(prior): {
-            "markets_in_0.85_0.95": sum(0.85 <= r[f"coverage@{prior}"] <= 0.95 for r in rows),
-            "pooled_coverage": round(
-                sum(r[f"coverage@{prior}"] * r["skus"] for r in rows) / max(1, sum(r["skus"] for r in rows)),
-                3,
-            ),
-            "mean_width": round(float(np.mean([r[f"width@{prior}"] for r in rows])), 3),
-        }
-        for prior in priors
-    }
-    skus = max(1, sum(r["skus"] for r in rows))
-    by_allowance = {
-        str(allowance): {
-            "markets_in_0.85_0.95": sum(0.85 <= r[f"coverage+{allowance}"] <= 0.95 for r in rows),
-            "pooled_coverage": round(
-                sum(r[f"coverage+{allowance}"] * r["skus"] for r in rows) / skus,
-                3,
-            ),
-            "mean_width": round(float(np.mean([r[f"width+{allowance}"] for r in rows])), 3),
-        }
-        for allowance in allowances
-    }
+    summary = {str(prior): _summary(rows, f"coverage@{prior}", f"width@{prior}") for prior in priors}
+    by_allowance = {str(a): _summary(rows, f"coverage+{a}", f"width+{a}") for a in allowances}
     for prior, figures in summary.items():
         print(f"prior sd {prior}: {figures}")
     for allowance, figures in by_allowance.items():

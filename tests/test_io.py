@@ -81,6 +81,19 @@ def test_rows_of_the_one_commit_since_a_version(spark: SparkSession, tmp_path: P
     assert io.latest_version(spark, str(tmp_path / "absent")) is None
 
 
+def test_a_table_reads_as_of_a_version_with_the_newer_columns(spark: SparkSession, tmp_path: Path) -> None:
+    # The intake reads its batch back from the bronze version it wrote, whatever a later commit added.
+    path = str(tmp_path / "t")
+    io.append(spark.createDataFrame([("A", "tent")], OLD), path, OLD, "t")
+    written = io.latest_version(spark, path)
+    io.append(spark.createDataFrame([("B", "shoe", True)], NEW), path, NEW, "t")
+    as_written = spark.createDataFrame([("A", "tent")], OLD)
+    assertDataFrameEqual(io.read_table(spark, path, version=written), as_written)
+    expected = spark.createDataFrame([("A", "tent", None)], NEW)
+    assertDataFrameEqual(io.read_table(spark, path, NEW, version=written), expected)
+    assert io.read_table(spark, path).count() == 2
+
+
 def test_a_local_session_keeps_spark_warehouse_out_of_the_working_folder(spark: SparkSession) -> None:
     warehouse = spark.conf.get("spark.sql.warehouse.dir") or ""
     assert warehouse.removeprefix("file:").rstrip("/") == str(user_cache_dir() / "spark-warehouse")
