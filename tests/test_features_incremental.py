@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from pricing import io
 from pricing.config import load_config
 from pricing.features import GoldTables, run_features
 from pricing.ingest import run_ingest
@@ -46,10 +47,6 @@ def _deliver(staging: Path, landing: Path, last_day: date) -> None:
                 shutil.copy(item, target)
 
 
-def _latest_version(spark: SparkSession, path: str) -> int:
-    return int(spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["version"])
-
-
 def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: str, tmp_path: Path) -> None:
     cfg = load_config("local", overrides=MARKET)
     staging, landing, lakehouse = tmp_path / "staging", tmp_path / "landing", str(tmp_path / "lakehouse")
@@ -77,7 +74,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     )
     run_ingest(spark, cfg, str(landing), lakehouse)
     incremental = run_features(spark, cfg, lakehouse, run_date=day[35])
-    incremental_version = _latest_version(spark, gold.sku_day)
+    incremental_version = io.latest_version(spark, gold.sku_day)
     assert incremental.mode == "incremental"
     assert incremental.skus_recomputed == 8
     assert incremental.rows_in_panel == 8 * 36
@@ -97,7 +94,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     assert incremental.rows_written <= 0.1 * rebuild.rows_written
 
     # The same night again with nothing new: nothing recomputed, nothing written, the panel unchanged.
-    panel_version = _latest_version(spark, gold.sku_day)
+    panel_version = io.latest_version(spark, gold.sku_day)
     again = run_features(spark, cfg, lakehouse, run_date=day[35])
     assert (again.mode, again.skus_recomputed, again.rows_written, again.rows_in_panel) == (
         "incremental",
@@ -105,7 +102,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
         0,
         8 * 36,
     )
-    assert _latest_version(spark, gold.sku_day) == panel_version
+    assert io.latest_version(spark, gold.sku_day) == panel_version
 
 
 def test_features_need_silver(spark: SparkSession, tmp_path: Path) -> None:
