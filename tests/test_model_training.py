@@ -204,3 +204,58 @@ def test_horovod_on_spark_trains_with_two_processes(
     if twin.device == "cpu":  # a GPU's float arithmetic differs from the CPU's in the last bits
         assert report.losses == pytest.approx(twin.losses, rel=1e-5)
         assert report.param_checksums[0] == pytest.approx(twin.param_checksums[0], rel=1e-4)
+
+
+def test_the_price_response_slope_reads_the_price_part_of_held_out_changes(spark: SparkSession) -> None:
+    """Three SKUs, elasticity -2, prices moving every day; the model also predicts a day effect.
+
+    Where the day effect did not happen, the actual changes follow the model's price part exactly:
+    the price response slope is 1 while the plain response slope falls below it. Where demand
+    answers prices 1.5 times as strongly as the model says, the price response slope reads 1.5.
+    """
+    from datetime import date, timedelta
+
+    from pricing.model.train import price_change_metrics
+
+    elasticity, days = -2.0, 21
+    log_price = [0.1 * ((d * 7) % 5 - 2) for d in range(days)]  # moves of 0.1 to 0.4 every day
+    day_effect = [0.3 * ((d * 3) % 4 - 1.5) for d in range(days)]
+
+    def rows(
+        response: float, day_effect_happens: bool
+    ) -> list[tuple[str, date, float, float, float, float, float]]:
+        out = []
+        for sku, level in (("A", 2.0), ("B", 2.5), ("C", 3.0)):
+            for d in range(days):
+                predicted = level + elasticity * log_price[d] + day_effect[d]
+                actual = (
+                    level
+                    + response * elasticity * log_price[d]
+                    + (day_effect[d] if day_effect_happens else 0)
+                )
+                # log(units + 0.5) is the log the metrics take, so these changes are exact.
+                out.append(
+                    (
+                        sku,
+                        date(2026, 3, 1) + timedelta(days=d),
+                        float(np.exp(actual) - 0.5),
+                        float(np.exp(predicted) - 0.5),
+                        log_price[d],
+                        elasticity,
+                        1.0,
+                    )
+                )
+        return out
+
+    schema = (
+        "sku string, date date, units double, expected_units double, log_price_ratio double,"
+        " elasticity double, weight double"
+    )
+    right = price_change_metrics(spark.createDataFrame(rows(1.0, day_effect_happens=False), schema))
+    assert right["price_change_rows"] == 3 * (days - 1)
+    assert right["price_response_slope"] == pytest.approx(1.0, abs=1e-6)
+    assert right["price_response_slope_se"] == pytest.approx(0.0, abs=1e-6)
+    assert right["price_change_slope"] < 0.9  # the day effect that did not happen pulls it down
+
+    too_inelastic = price_change_metrics(spark.createDataFrame(rows(1.5, day_effect_happens=True), schema))
+    assert too_inelastic["price_response_slope"] == pytest.approx(1.5, abs=1e-6)

@@ -80,7 +80,9 @@ class TrainReport:
             lines.append(
                 f"holdout days after a price move: {self.metrics['price_change_rows']:.0f}, WAPE "
                 f"{self.metrics['price_change_wape']:.3f}, response slope "
-                f"{self.metrics['price_change_slope']:.2f} (1 = right on average)"
+                f"{self.metrics['price_change_slope']:.2f}, price response slope "
+                f"{self.metrics.get('price_response_slope', float('nan')):.2f} "
+                f"± {self.metrics.get('price_response_slope_se', float('nan')):.2f} (1 = right on average)"
             )
         if self.elasticity_mae is not None:
             lines.append(
@@ -161,6 +163,12 @@ def price_change_metrics(predictions_df: DataFrame) -> dict[str, float]:
     those days; ``price_change_slope``, the slope of the actual day-over-day change in log units on
     the predicted one (1: the predicted response is right on average; below 1: it overstates what a
     price move does; above 1: it understates it); ``price_change_corr``, their correlation.
+
+    ``price_response_slope`` (and its standard error ``price_response_slope_se``): the same actual
+    change regressed on the predicted change split in two, its price part (the row's elasticity times
+    the change in log price) and the rest (weekday, traffic, competitors...), with an intercept; the
+    price part's coefficient. 1: the elasticities are right on average; above 1: too inelastic; below
+    1: too elastic. Unlike ``price_change_slope`` it is not pulled below 1 by the rest's errors.
     """
     by_day = Window.partitionBy("sku").orderBy("date")
     before = {c: F.lag(c).over(by_day) for c in ("log_price_ratio", "units", "expected_units", "weight")}
@@ -173,19 +181,45 @@ def price_change_metrics(predictions_df: DataFrame) -> dict[str, float]:
     )
     actual = F.log((F.col("units") + 0.5) / (F.col("prev_units") + 0.5))
     predicted = F.log((F.col("expected_units") + 0.5) / (F.col("prev_expected_units") + 0.5))
+    price = F.col("elasticity") * (F.col("log_price_ratio") - F.col("prev_log_price_ratio"))
+    terms = {"1": F.lit(1.0), "p": price, "r": predicted - price, "y": actual}
+    # The regression's sums of products, in the same pass: X'X and X'y for X = (1, p, r), and y'y.
+    pairs = [(a, b) for i, a in enumerate(terms) for b in list(terms)[i:]]
     row = moved.agg(
         F.count("*"),
         F.try_divide(F.sum(F.abs(F.col("units") - F.col("expected_units"))), F.sum("units")),
         F.try_divide(F.covar_pop(actual, predicted), F.var_pop(predicted)),
         F.try_divide(F.covar_pop(actual, predicted), F.stddev_pop(actual) * F.stddev_pop(predicted)),
+        *[F.sum(terms[a] * terms[b]) for a, b in pairs],
     ).first()
     assert row is not None
+    slope, slope_se = _price_response(dict(zip(pairs, row[4:], strict=True)), int(row[0]))
     return {
         "price_change_rows": float(row[0]),
         "price_change_wape": float(row[1]) if row[1] is not None else float("nan"),
         "price_change_slope": float(row[2]) if row[2] is not None else float("nan"),
         "price_change_corr": float(row[3]) if row[3] is not None else float("nan"),
+        "price_response_slope": slope,
+        "price_response_slope_se": slope_se,
     }
+
+
+def _price_response(sums: dict[tuple[str, str], float | None], n: int) -> tuple[float, float]:
+    """Least squares of y on (1, p, r) from their sums of products: p's coefficient and its se."""
+    if n < 4 or any(v is None for v in sums.values()):
+        return float("nan"), float("nan")
+
+    def s(a: str, b: str) -> float:
+        return float(sums.get((a, b), sums.get((b, a))))  # type: ignore[arg-type]
+
+    xtx = np.array([[s(a, b) for b in "1pr"] for a in "1pr"])
+    xty = np.array([s(a, "y") for a in "1pr"])
+    if np.linalg.cond(xtx) > 1e12:
+        return float("nan"), float("nan")
+    inverse = np.linalg.inv(xtx)
+    beta = inverse @ xty
+    residual_ss = max(s("y", "y") - float(beta @ xty), 0.0)
+    return float(beta[1]), float(np.sqrt(residual_ss / (n - 3) * inverse[1, 1]))
 
 
 def evaluate(holdout_df: DataFrame, loader: Any) -> DataFrame:

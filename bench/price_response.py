@@ -1,0 +1,165 @@
+"""Whether the holdout's price moves can tell a market's elasticity bias, on a ``pricing evaluate`` workdir.
+
+For every market of the workdir (``make robustness`` leaves one per family x seed), rebuilds the
+champion's holdout as its training run did (the last ``train.holdout_days`` of the panel, the same
+inputs), predicts it with the champion and computes the training run's price-change metrics
+(``pricing.model.train.price_change_metrics``): ``price_change_slope``, the actual day-over-day change
+in log units regressed on the predicted one, and ``price_response_slope``, the same change regressed on
+the prediction's price part (elasticity x change in log price) and its rest. Neither needs ground
+truth. Beside them, from the judge's table (true elasticities), the market's elasticity bias and the
+interval's coverage, and the coverage of each interval stretched by the price response slope where
+the slope is clear of 1 by ``--z`` standard errors: ``[min(low, b low), max(high, b high)]``.
+Writes ``bench/results/price_response.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from pyspark.sql import functions as F
+from results_io import write_results
+
+from pricing import io
+from pricing.config import PricingConfig
+from pricing.evaluation.judge import ELASTICITY_FLOOR, judged_skus
+from pricing.features import GoldTables
+from pricing.model.dataset import fit_input_spec, model_inputs, with_history
+from pricing.model.train import evaluate, price_change_metrics
+from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
+from pricing.spark import build_spark
+from pricing.text import encoder_name
+
+# Fewer moved holdout days than this say too little (the champion gate's own threshold).
+MIN_ROWS = 30
+
+
+def holdout_metrics(spark: Any, cfg: PricingConfig, market: Path) -> dict[str, float]:
+    """The price-change metrics of ``market``'s champion on the holdout its training run used."""
+    root = io.qualify(spark, str(market / "lakehouse"))
+    gold = GoldTables(root)
+    panel = with_history(gold.read_sku_day(spark, cfg.features))
+    end = io.first_value(panel.agg(F.max("date")))
+    start = end - timedelta(days=cfg.train.holdout_days - 1)
+    encoder = encoder_name(cfg.features)
+    embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA).where(
+        F.col("encoder") == encoder
+    )
+    text_dim = int(io.first_value(embeddings.select(F.size("embedding"))) or 0)
+    spec = fit_input_spec(
+        panel.where(F.col("date") < F.lit(start)), encoder, text_dim, start - timedelta(days=1)
+    )
+    holdout = model_inputs(panel.where(F.col("date") >= F.lit(start)), embeddings, spec)
+    uri, name = f"sqlite:///{(market / 'mlflow.db').resolve()}", cfg.train.model_name
+
+    def load() -> Any:
+        mlflow.set_tracking_uri(uri)  # in the executors' Python workers too
+        return mlflow.pyfunc.load_model(f"models:/{name}@champion")
+
+    return price_change_metrics(evaluate(holdout, load))
+
+
+def market_row(spark: Any, cfg: PricingConfig, market: Path, zs: list[float]) -> dict[str, Any]:
+    found = json.loads((market / "truth" / "family.json").read_text())
+    metrics = holdout_metrics(spark, cfg, market)
+    judged = judged_skus(
+        spark,
+        str(market / "lakehouse"),
+        found["truth"],
+        date.fromisoformat(found["price_date"]),
+        cfg.policy,
+        cfg.simulate,
+    ).select("elasticity", "elasticity_low", "elasticity_high", "true_elasticity")
+    frame = judged.toPandas()
+    low, high, truth = (frame[c].to_numpy() for c in ("elasticity_low", "elasticity_high", "true_elasticity"))
+    slope, se = metrics["price_response_slope"], metrics["price_response_slope_se"]
+    row: dict[str, Any] = {
+        "family": found["name"],
+        "seed": found["seed"],
+        "skus": len(frame),
+        **{k: round(v, 4) for k, v in metrics.items()},
+        # As the judge counts it: a true elasticity beyond the floor (near a choke price) at the floor.
+        "elasticity_bias": round(
+            float((frame["elasticity"] - np.maximum(truth, ELASTICITY_FLOOR)).mean()), 3
+        ),
+        "mean_elasticity": round(float(frame["elasticity"].mean()), 3),
+        "coverage": round(float(((truth >= low) & (truth <= high)).mean()), 3),
+        "width": round(float((high - low).mean()), 3),
+    }
+    for z in zs:
+        clear = metrics["price_change_rows"] >= MIN_ROWS and np.isfinite(slope) and abs(slope - 1) > z * se
+        lo, hi = (np.minimum(low, slope * low), np.maximum(high, slope * high)) if clear else (low, high)
+        row[f"stretched@{z}"] = bool(clear)
+        row[f"coverage@{z}"] = round(float(((truth >= lo) & (truth <= hi)).mean()), 3)
+        row[f"width@{z}"] = round(float((hi - lo).mean()), 3)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="demo-robustness", help="a `pricing evaluate` workdir")
+    parser.add_argument(
+        "--z", default="1,2", help="standard errors the slope must be from 1 to stretch by it"
+    )
+    parser.add_argument("--out", default="bench/results/price_response.json")
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    zs = [float(z) for z in args.z.split(",")]
+    # The settings the workdir's nights ran with (`pricing evaluate` records them).
+    cfg = PricingConfig.model_validate_json((workdir / "_config.json").read_text())
+    spark = build_spark(cfg.spark)
+    rows = []
+    for market in sorted(workdir.glob("*/seed*")):
+        if not (market / "nightly.json").exists():
+            continue  # a market whose night did not finish
+        rows.append(market_row(spark, cfg, market, zs))
+        r = rows[-1]
+        print(
+            f"{r['family']:18s} {r['seed']}  moved {r['price_change_rows']:4.0f}  slope "
+            f"{r['price_change_slope']:5.2f}  price response {r['price_response_slope']:5.2f} "
+            f"± {r['price_response_slope_se']:.2f}  bias {r['elasticity_bias']:+.2f}  coverage "
+            f"{r['coverage']:.2f} -> " + ", ".join(f"{r[f'coverage@{z}']:.2f}" for z in zs),
+            flush=True,
+        )
+    informative = [
+        r for r in rows if r["price_change_rows"] >= MIN_ROWS and r["price_response_slope_se"] < 0.3
+    ]
+
+    def corr(rows_: list[dict[str, Any]], a: str, b: str) -> float | None:
+        if len(rows_) < 3:
+            return None
+        return round(float(np.corrcoef([r[a] for r in rows_], [r[b] for r in rows_])[0, 1]), 3)
+
+    skus = max(1, sum(r["skus"] for r in rows))
+    summary: dict[str, Any] = {
+        "markets": len(rows),
+        "informative_markets (moved >= 30, se < 0.3)": len(informative),
+        "corr_bias_price_response_slope (informative)": corr(
+            informative, "elasticity_bias", "price_response_slope"
+        ),
+        "corr_bias_price_change_slope (informative)": corr(
+            informative, "elasticity_bias", "price_change_slope"
+        ),
+        "markets_in_0.85_0.95": sum(0.85 <= r["coverage"] <= 0.95 for r in rows),
+        "pooled_coverage": round(sum(r["coverage"] * r["skus"] for r in rows) / skus, 3),
+        "mean_width": round(float(np.mean([r["width"] for r in rows])), 3),
+    }
+    for z in zs:
+        summary[f"stretched@{z}"] = {
+            "markets_stretched": sum(r[f"stretched@{z}"] for r in rows),
+            "markets_in_0.85_0.95": sum(0.85 <= r[f"coverage@{z}"] <= 0.95 for r in rows),
+            "pooled_coverage": round(sum(r[f"coverage@{z}"] * r["skus"] for r in rows) / skus, 3),
+            "mean_width": round(float(np.mean([r[f"width@{z}"] for r in rows])), 3),
+        }
+    write_results(
+        {"workdir": args.workdir, "z": args.z, "summary": summary, "rows": rows}, args.out, ["summary"]
+    )
+
+
+if __name__ == "__main__":
+    main()
