@@ -187,6 +187,10 @@ class TrainConfig(_Strict):
     # response unless the base can explain it per SKU (docs/training.md).
     sku_weekday_sd: float = Field(0.3, ge=0)
     interval_level: float = Field(0.9, gt=0, lt=1)
+    # Stretch every SKU's interval by the holdout's price response slope s (to [min(low, s low),
+    # max(high, s high)]) where s is this many standard errors from 1; 0 turns it off. Measured offline
+    # only (docs/benchmarks.md, "What the holdout's price moves can tell"): off until judged on the family.
+    interval_stretch_z: float = Field(0.0, ge=0)
     # The Laplace interval's prior sd of a category's elasticity (in the softplus's argument): where no
     # price of the category ever moved, the head's value is a guess, and an interval this wide spans
     # the elasticities retail demand shows, from about -0.3 to -5 (docs/training.md).

@@ -195,6 +195,32 @@ def test_laplace_interval_is_wide_where_the_sku_own_prices_say_little() -> None:
     ensemble_only = LoadedModel(buffer.getvalue(), config).predict(_frame([1, 2]))
     assert (ensemble_only["elasticity_high"] - ensemble_only["elasticity_low"] < width).all()
 
+    # A model whose holdout said its elasticities are too inelastic (slope 1.3) stretches each interval
+    # towards 1.3 x, on the elastic side only; one that said too elastic (0.7), on the other side.
+    laplace_config = {**config, "elasticity_interval": "laplace"}
+    for slope in (1.3, 0.7):
+        stretched = LoadedModel(buffer.getvalue(), {**laplace_config, "interval_stretch": slope}).predict(
+            _frame([1, 2])
+        )
+        assert np.allclose(stretched["elasticity"], laplace["elasticity"])
+        assert np.allclose(stretched["expected_units"], laplace["expected_units"])
+        low, high = laplace["elasticity_low"], laplace["elasticity_high"]
+        assert np.allclose(stretched["elasticity_low"], np.minimum(low, slope * low))
+        assert np.allclose(stretched["elasticity_high"], np.maximum(high, slope * high))
+        assert (stretched["elasticity_high"] - stretched["elasticity_low"] > width).all()
+
+
+def test_intervals_stretch_only_where_the_holdout_slope_is_clear_of_one() -> None:
+    from pricing.model.train import interval_stretch
+
+    clear = {"price_change_rows": 400.0, "price_response_slope": 1.2, "price_response_slope_se": 0.05}
+    assert interval_stretch(clear, 1.5) == pytest.approx(1.2)
+    assert interval_stretch(clear, 0.0) == 1.0  # off
+    assert interval_stretch({**clear, "price_response_slope_se": 0.2}, 1.5) == 1.0  # inside 1.5 se
+    assert interval_stretch({**clear, "price_change_rows": 12.0}, 1.5) == 1.0  # too few moved days
+    assert interval_stretch({**clear, "price_response_slope": float("nan")}, 1.5) == 1.0
+    assert interval_stretch({**clear, "price_response_slope": -0.5}, 1.5) == 1.0  # not a response
+
 
 def _spec(**changes: object) -> WorkerSpec:
     base = WorkerSpec(

@@ -48,6 +48,8 @@ class LoadedModel:
         self.sku_prior_sd: float | None = float(prior_sd[0]) if prior_sd is not None else None
         # Models trained with train.text_components see each title's vector through this projection.
         self.text_basis: torch.Tensor | None = weights.get("text_basis")
+        # The holdout's price response slope where training found it clear of 1 (train.interval_stretch_z).
+        self.stretch = float(config.get("interval_stretch", 1.0))
         level = float(config.get("interval_level", 0.9))
         self.z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
         self.ensemble.eval()
@@ -87,6 +89,10 @@ class LoadedModel:
             sd = torch.sqrt(variance.mean(0) + argument.var(0, unbiased=False))
             low = torch.minimum(-torch.nn.functional.softplus(centre + self.z * sd).float(), mean)
             high = torch.maximum(-torch.nn.functional.softplus(centre - self.z * sd).float(), mean)
+        if self.stretch != 1.0:
+            # Towards what the held-out price moves say: more elastic above 1, less below; never narrower.
+            low = torch.minimum(low, self.stretch * low)
+            high = torch.maximum(high, self.stretch * high)
         return pd.DataFrame(
             {
                 "expected_units": per_member_units.mean(0).numpy().astype(np.float64),

@@ -204,6 +204,15 @@ def price_change_metrics(predictions_df: DataFrame) -> dict[str, float]:
     }
 
 
+def interval_stretch(changes: dict[str, float], z: float) -> float:
+    """The factor the elasticity intervals stretch by: the price response slope where the holdout
+    has at least :data:`MIN_PRICE_CHANGE_ROWS` moved days and the slope is over ``z`` standard errors
+    from 1; else 1 (also when ``z`` is 0, off)."""
+    slope, se = changes.get("price_response_slope", np.nan), changes.get("price_response_slope_se", np.nan)
+    clear = z > 0 and changes.get("price_change_rows", 0) >= MIN_PRICE_CHANGE_ROWS and abs(slope - 1) > z * se
+    return float(slope) if clear and np.isfinite(slope) and slope > 0 else 1.0
+
+
 def _price_response(sums: dict[tuple[str, str], float | None], n: int) -> tuple[float, float]:
     """Least squares of y on (1, p, r) from their sums of products: p's coefficient and its se."""
     if n < 4 or any(v is None for v in sums.values()):
@@ -371,6 +380,13 @@ def run_train(
 
         holdout_df = spark.read.parquet(f"{data_dir}/holdout")
         predictions = evaluate(holdout_df, lambda: LoadedModel(state, config)).cache()
+        changes = price_change_metrics(predictions)
+        stretch = interval_stretch(changes, tcfg.interval_stretch_z)
+        if stretch != 1.0:
+            # The intervals (what scoring and gold/elasticities read) as the stretched model gives them.
+            predictions.unpersist()
+            config = {**config, "interval_stretch": stretch}
+            predictions = evaluate(holdout_df, lambda: LoadedModel(state, config)).cache()
         holdout_wape = wape(predictions, "expected_units")
         naive_wape = wape(predictions.where(F.col("seasonal_naive").isNotNull()), "seasonal_naive")
         elasticities = sku_elasticities(predictions).cache()
@@ -380,7 +396,8 @@ def run_train(
             "final_train_poisson_loss": result["losses"][-1],
             "train_samples_per_s": result["samples_per_s"],
             "sku_elasticity_sd_fitted": result["sku_elasticity_sd"],
-            **price_change_metrics(predictions),
+            **changes,
+            "interval_stretch": stretch,
         }
         elasticity_mae = None
         if truth_dir:
