@@ -8,7 +8,8 @@ in log units regressed on the predicted one, and ``price_response_slope``, the s
 the prediction's price part (elasticity x change in log price) and its rest. Neither needs ground
 truth. Beside them, from the judge's table (true elasticities), the market's elasticity bias and the
 interval's coverage, and the coverage of each interval stretched by the price response slope where
-the slope is clear of 1 by ``--z`` standard errors: ``[min(low, b low), max(high, b high)]``.
+the slope is clear of 1 by ``--z`` standard errors: ``[min(low, b low), max(high, b high)]``; and
+shifted instead, both bounds times b with the point estimate kept inside.
 Writes ``bench/results/price_response.json``.
 """
 
@@ -97,6 +98,13 @@ def market_row(spark: Any, cfg: PricingConfig, market: Path, zs: list[float]) ->
         row[f"stretched@{z}"] = bool(clear)
         row[f"coverage@{z}"] = round(float(((truth >= lo) & (truth <= hi)).mean()), 3)
         row[f"width@{z}"] = round(float((hi - lo).mean()), 3)
+        # Shifted instead: both bounds times s, the point estimate kept inside.
+        estimate = frame["elasticity"].to_numpy()
+        lo, hi = (
+            (np.minimum(slope * low, estimate), np.maximum(slope * high, estimate)) if clear else (low, high)
+        )
+        row[f"coverage_shifted@{z}"] = round(float(((truth >= lo) & (truth <= hi)).mean()), 3)
+        row[f"width_shifted@{z}"] = round(float((hi - lo).mean()), 3)
     return row
 
 
@@ -155,6 +163,11 @@ def main() -> None:
             "markets_in_0.85_0.95": sum(0.85 <= r[f"coverage@{z}"] <= 0.95 for r in rows),
             "pooled_coverage": round(sum(r[f"coverage@{z}"] * r["skus"] for r in rows) / skus, 3),
             "mean_width": round(float(np.mean([r[f"width@{z}"] for r in rows])), 3),
+        }
+        summary[f"shifted@{z}"] = {
+            "markets_in_0.85_0.95": sum(0.85 <= r[f"coverage_shifted@{z}"] <= 0.95 for r in rows),
+            "pooled_coverage": round(sum(r[f"coverage_shifted@{z}"] * r["skus"] for r in rows) / skus, 3),
+            "mean_width": round(float(np.mean([r[f"width_shifted@{z}"] for r in rows])), 3),
         }
     write_results(
         {"workdir": args.workdir, "z": args.z, "summary": summary, "rows": rows}, args.out, ["summary"]
