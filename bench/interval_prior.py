@@ -98,7 +98,7 @@ def _coverage_width(centre: np.ndarray, half: np.ndarray, truth: np.ndarray) -> 
     return round(float(((truth >= low) & (truth <= high)).mean()), 3), round(float((high - low).mean()), 3)
 
 
-def _summary(rows: list[dict[str, Any]], coverage: str, width: str) -> dict[str, Any]:
+def coverage_summary(rows: list[dict[str, Any]], coverage: str, width: str) -> dict[str, Any]:
     """Over the markets: how many have ``coverage`` inside 0.85-0.95, pooled coverage, mean ``width``."""
     skus = max(1, sum(r["skus"] for r in rows))
     return {
@@ -131,8 +131,8 @@ def main() -> None:
             f"{p}: {rows[-1][f'coverage@{p}']:.2f}/{rows[-1][f'width@{p}']:.1f}" for p in priors
         )
         print(f"{market.parent.name:18s} {market.name}  coverage/width  {cells}", flush=True)
-    summary = {str(prior): _summary(rows, f"coverage@{prior}", f"width@{prior}") for prior in priors}
-    by_allowance = {str(a): _summary(rows, f"coverage+{a}", f"width+{a}") for a in allowances}
+    summary = {str(prior): coverage_summary(rows, f"coverage@{prior}", f"width@{prior}") for prior in priors}
+    by_allowance = {str(a): coverage_summary(rows, f"coverage+{a}", f"width+{a}") for a in allowances}
     for prior, figures in summary.items():
         print(f"prior sd {prior}: {figures}")
     for allowance, figures in by_allowance.items():

@@ -17,45 +17,34 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
-from pyspark.sql import functions as F
+from interval_prior import coverage_summary
 from results_io import write_results
 
 from pricing import io
 from pricing.config import PricingConfig
 from pricing.evaluation.judge import ELASTICITY_FLOOR, judged_skus
-from pricing.features import GoldTables
-from pricing.model.dataset import fit_input_spec, model_inputs, with_history
-from pricing.model.train import evaluate, price_change_metrics
-from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
+from pricing.model.dataset import model_inputs
+from pricing.model.predict import stretch_interval
+from pricing.model.train import (
+    MIN_PRICE_CHANGE_ROWS,
+    evaluate,
+    interval_stretch,
+    model_panels,
+    price_change_metrics,
+)
 from pricing.spark import build_spark
-from pricing.text import encoder_name
-
-# Fewer moved holdout days than this say too little (the champion gate's own threshold).
-MIN_ROWS = 30
 
 
 def holdout_metrics(spark: Any, cfg: PricingConfig, market: Path) -> dict[str, float]:
     """The price-change metrics of ``market``'s champion on the holdout its training run used."""
-    root = io.qualify(spark, str(market / "lakehouse"))
-    gold = GoldTables(root)
-    panel = with_history(gold.read_sku_day(spark, cfg.features))
-    end = io.first_value(panel.agg(F.max("date")))
-    start = end - timedelta(days=cfg.train.holdout_days - 1)
-    encoder = encoder_name(cfg.features)
-    embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA).where(
-        F.col("encoder") == encoder
-    )
-    text_dim = int(io.first_value(embeddings.select(F.size("embedding"))) or 0)
-    spec = fit_input_spec(
-        panel.where(F.col("date") < F.lit(start)), encoder, text_dim, start - timedelta(days=1)
-    )
-    holdout = model_inputs(panel.where(F.col("date") >= F.lit(start)), embeddings, spec)
+    panels = model_panels(spark, cfg, io.qualify(spark, str(market / "lakehouse")))
+    holdout = model_inputs(panels.holdout, panels.embeddings, panels.spec)
     uri, name = f"sqlite:///{(market / 'mlflow.db').resolve()}", cfg.train.model_name
 
     def load() -> Any:
@@ -78,7 +67,6 @@ def market_row(spark: Any, cfg: PricingConfig, market: Path, zs: list[float]) ->
     ).select("elasticity", "elasticity_low", "elasticity_high", "true_elasticity")
     frame = judged.toPandas()
     low, high, truth = (frame[c].to_numpy() for c in ("elasticity_low", "elasticity_high", "true_elasticity"))
-    slope, se = metrics["price_response_slope"], metrics["price_response_slope_se"]
     row: dict[str, Any] = {
         "family": found["name"],
         "seed": found["seed"],
@@ -89,23 +77,25 @@ def market_row(spark: Any, cfg: PricingConfig, market: Path, zs: list[float]) ->
             float((frame["elasticity"] - np.maximum(truth, ELASTICITY_FLOOR)).mean()), 3
         ),
         "mean_elasticity": round(float(frame["elasticity"].mean()), 3),
-        "coverage": round(float(((truth >= low) & (truth <= high)).mean()), 3),
-        "width": round(float((high - low).mean()), 3),
     }
+    row["coverage"], row["width"] = _coverage_width(low, high, truth)
+    estimate = frame["elasticity"].to_numpy()
     for z in zs:
-        clear = metrics["price_change_rows"] >= MIN_ROWS and np.isfinite(slope) and abs(slope - 1) > z * se
-        lo, hi = (np.minimum(low, slope * low), np.maximum(high, slope * high)) if clear else (low, high)
-        row[f"stretched@{z}"] = bool(clear)
-        row[f"coverage@{z}"] = round(float(((truth >= lo) & (truth <= hi)).mean()), 3)
-        row[f"width@{z}"] = round(float((hi - lo).mean()), 3)
-        # Shifted instead: both bounds times s, the point estimate kept inside.
-        estimate = frame["elasticity"].to_numpy()
-        lo, hi = (
-            (np.minimum(slope * low, estimate), np.maximum(slope * high, estimate)) if clear else (low, high)
+        stretch = interval_stretch(metrics, z)
+        row[f"stretched@{z}"] = stretch != 1.0
+        row[f"coverage@{z}"], row[f"width@{z}"] = _coverage_width(
+            *stretch_interval(low, high, stretch), truth
         )
-        row[f"coverage_shifted@{z}"] = round(float(((truth >= lo) & (truth <= hi)).mean()), 3)
-        row[f"width_shifted@{z}"] = round(float((hi - lo).mean()), 3)
+        # Shifted instead: both bounds times the slope, the point estimate kept inside (at 1, as is).
+        row[f"coverage_shifted@{z}"], row[f"width_shifted@{z}"] = _coverage_width(
+            np.minimum(stretch * low, estimate), np.maximum(stretch * high, estimate), truth
+        )
     return row
+
+
+def _coverage_width(low: np.ndarray, high: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Coverage of ``truth`` by the intervals ``[low, high]`` and their mean width."""
+    return round(float(((truth >= low) & (truth <= high)).mean()), 3), round(float((high - low).mean()), 3)
 
 
 def main() -> None:
@@ -135,7 +125,9 @@ def main() -> None:
             flush=True,
         )
     informative = [
-        r for r in rows if r["price_change_rows"] >= MIN_ROWS and r["price_response_slope_se"] < 0.3
+        r
+        for r in rows
+        if r["price_change_rows"] >= MIN_PRICE_CHANGE_ROWS and r["price_response_slope_se"] < 0.3
     ]
 
     def corr(rows_: list[dict[str, Any]], a: str, b: str) -> float | None:
@@ -143,7 +135,6 @@ def main() -> None:
             return None
         return round(float(np.corrcoef([r[a] for r in rows_], [r[b] for r in rows_])[0, 1]), 3)
 
-    skus = max(1, sum(r["skus"] for r in rows))
     summary: dict[str, Any] = {
         "markets": len(rows),
         "informative_markets (moved >= 30, se < 0.3)": len(informative),
@@ -153,22 +144,14 @@ def main() -> None:
         "corr_bias_price_change_slope (informative)": corr(
             informative, "elasticity_bias", "price_change_slope"
         ),
-        "markets_in_0.85_0.95": sum(0.85 <= r["coverage"] <= 0.95 for r in rows),
-        "pooled_coverage": round(sum(r["coverage"] * r["skus"] for r in rows) / skus, 3),
-        "mean_width": round(float(np.mean([r["width"] for r in rows])), 3),
+        **coverage_summary(rows, "coverage", "width"),
     }
     for z in zs:
         summary[f"stretched@{z}"] = {
             "markets_stretched": sum(r[f"stretched@{z}"] for r in rows),
-            "markets_in_0.85_0.95": sum(0.85 <= r[f"coverage@{z}"] <= 0.95 for r in rows),
-            "pooled_coverage": round(sum(r[f"coverage@{z}"] * r["skus"] for r in rows) / skus, 3),
-            "mean_width": round(float(np.mean([r[f"width@{z}"] for r in rows])), 3),
+            **coverage_summary(rows, f"coverage@{z}", f"width@{z}"),
         }
-        summary[f"shifted@{z}"] = {
-            "markets_in_0.85_0.95": sum(0.85 <= r[f"coverage_shifted@{z}"] <= 0.95 for r in rows),
-            "pooled_coverage": round(sum(r[f"coverage_shifted@{z}"] * r["skus"] for r in rows) / skus, 3),
-            "mean_width": round(float(np.mean([r[f"width_shifted@{z}"] for r in rows])), 3),
-        }
+        summary[f"shifted@{z}"] = coverage_summary(rows, f"coverage_shifted@{z}", f"width_shifted@{z}")
     write_results(
         {"workdir": args.workdir, "z": args.z, "summary": summary, "rows": rows}, args.out, ["summary"]
     )

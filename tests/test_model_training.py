@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from datetime import date, timedelta
 from pathlib import Path
 
 import mlflow
@@ -17,7 +18,7 @@ from pricing.config import PricingConfig, load_config
 from pricing.features import GoldTables
 from pricing.model.dataset import fit_input_spec, model_inputs, text_basis, text_vectors, with_history
 from pricing.model.distributed import read_shard
-from pricing.model.train import TrainReport, elasticity_error, run_train
+from pricing.model.train import TrainReport, elasticity_error, price_change_metrics, run_train
 from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
 from pricing.text import encoder_name
 
@@ -213,10 +214,6 @@ def test_the_price_response_slope_reads_the_price_part_of_held_out_changes(spark
     the price response slope is 1 while the plain response slope falls below it. Where demand
     answers prices 1.5 times as strongly as the model says, the price response slope reads 1.5.
     """
-    from datetime import date, timedelta
-
-    from pricing.model.train import price_change_metrics
-
     elasticity, days = -2.0, 21
     log_price = [0.1 * ((d * 7) % 5 - 2) for d in range(days)]  # moves of 0.1 to 0.4 every day
     day_effect = [0.3 * ((d * 3) % 4 - 1.5) for d in range(days)]

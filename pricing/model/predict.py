@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 import numpy as np
@@ -20,6 +20,15 @@ from pricing.model.distributed import Ensemble, Nuisance
 from pricing.model.network import NetSpec
 
 PREDICTION_COLUMNS = ["expected_units", "elasticity", "elasticity_low", "elasticity_high"]
+# Interval bounds: torch tensors here, numpy arrays in the benches.
+T = TypeVar("T", torch.Tensor, np.ndarray)
+
+
+def stretch_interval(low: T, high: T, factor: float) -> tuple[T, T]:
+    """An elasticity interval (bounds at or below 0) stretched by ``factor``, towards what the held-out
+    price moves say: ``[min(low, factor low), max(high, factor high)]``, more elastic above 1, less
+    below; never narrower."""
+    return low * max(1.0, factor), high * min(1.0, factor)
 
 
 class LoadedModel:
@@ -90,9 +99,7 @@ class LoadedModel:
             low = torch.minimum(-torch.nn.functional.softplus(centre + self.z * sd).float(), mean)
             high = torch.maximum(-torch.nn.functional.softplus(centre - self.z * sd).float(), mean)
         if self.stretch != 1.0:
-            # Towards what the held-out price moves say: more elastic above 1, less below; never narrower.
-            low = torch.minimum(low, self.stretch * low)
-            high = torch.maximum(high, self.stretch * high)
+            low, high = stretch_interval(low, high, self.stretch)
         return pd.DataFrame(
             {
                 "expected_units": per_member_units.mean(0).numpy().astype(np.float64),

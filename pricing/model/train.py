@@ -7,7 +7,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 from pricing import io, tracking
 from pricing.config import PricingConfig, TrainConfig
 from pricing.features import GoldTables
-from pricing.model.dataset import fit_input_spec, model_inputs, text_basis, with_history
+from pricing.model.dataset import InputSpec, fit_input_spec, model_inputs, text_basis, with_history
 from pricing.model.distributed import WorkerSpec, run_distributed
 from pricing.model.network import NetSpec
 from pricing.model.predict import (
@@ -296,6 +296,47 @@ def model_config(tcfg: TrainConfig, net: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class ModelPanels:
+    """The gold panel split as training uses it: days before ``holdout_start`` train, the last
+    ``train.holdout_days`` (through ``end``) are held out; the text embeddings and the input spec."""
+
+    train: DataFrame
+    holdout: DataFrame
+    holdout_start: date
+    end: date
+    encoder: str
+    embeddings: DataFrame
+    text_dim: int
+    spec: InputSpec
+
+
+def model_panels(spark: SparkSession, cfg: PricingConfig, root: str) -> ModelPanels:
+    """The lakehouse ``root``'s panel split for training (what a run's holdout was, read again)."""
+    gold = GoldTables(root)
+    panel = with_history(gold.read_sku_day(spark, cfg.features))
+    end = io.first_value(panel.agg(F.max("date")))
+    if end is None:
+        raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
+    holdout_start = end - timedelta(days=cfg.train.holdout_days - 1)
+    train_panel = panel.where(F.col("date") < F.lit(holdout_start))
+    encoder = encoder_name(cfg.features)
+    embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA).where(
+        F.col("encoder") == encoder
+    )
+    text_dim = int(io.first_value(embeddings.select(F.size("embedding"))) or 0)
+    return ModelPanels(
+        train=train_panel,
+        holdout=panel.where(F.col("date") >= F.lit(holdout_start)),
+        holdout_start=holdout_start,
+        end=end,
+        encoder=encoder,
+        embeddings=embeddings,
+        text_dim=text_dim,
+        spec=fit_input_spec(train_panel, encoder, text_dim, holdout_start - timedelta(days=1)),
+    )
+
+
 def run_train(
     spark: SparkSession,
     cfg: PricingConfig,
@@ -310,63 +351,51 @@ def run_train(
     started = time.monotonic()
     tcfg = cfg.train
     root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    gold = GoldTables(root)
-    panel = with_history(gold.read_sku_day(spark, cfg.features))
-    end = io.first_value(panel.agg(F.max("date")))
-    if end is None:
-        raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
-    holdout_start = end - timedelta(days=tcfg.holdout_days - 1)
-    train_panel = panel.where(F.col("date") < F.lit(holdout_start))
-    holdout_panel = panel.where(F.col("date") >= F.lit(holdout_start))
-
-    encoder = encoder_name(cfg.features)
-    embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA).where(
-        F.col("encoder") == encoder
-    )
-    text_dim = int(io.first_value(embeddings.select(F.size("embedding"))) or 0)
-    spec = fit_input_spec(train_panel, encoder, text_dim, holdout_start - timedelta(days=1))
+    panels = model_panels(spark, cfg, root)
 
     mlflow.set_tracking_uri(tcfg.tracking_uri)
     experiment_id = tracking.experiment_id(tcfg, tcfg.experiment)
     lakehouse = io.lakehouse_id(spark, root)
     with mlflow.start_run(
         experiment_id=experiment_id,
-        tags={**(tags or {}), "panel_end": end.isoformat(), LAKEHOUSE_ID_TAG: lakehouse},
+        tags={**(tags or {}), "panel_end": panels.end.isoformat(), LAKEHOUSE_ID_TAG: lakehouse},
     ) as run:
         run_id = run.info.run_id
         data_dir = io.table_path(root, "model_data", run_id)
         shards = max(2, tcfg.num_processes * 2)
-        model_inputs(train_panel, embeddings, spec).repartition(shards, "sku", "date").write.parquet(
-            f"{data_dir}/train"
-        )
-        model_inputs(holdout_panel, embeddings, spec).write.parquet(f"{data_dir}/holdout")
+        model_inputs(panels.train, panels.embeddings, panels.spec).repartition(
+            shards, "sku", "date"
+        ).write.parquet(f"{data_dir}/train")
+        model_inputs(panels.holdout, panels.embeddings, panels.spec).write.parquet(f"{data_dir}/holdout")
         # The training SKUs' titles, each once, decide the text's principal axes.
         basis = text_basis(
-            embeddings.join(train_panel.select("text_hash").distinct(), "text_hash"),
-            text_dim,
+            panels.embeddings.join(panels.train.select("text_hash").distinct(), "text_hash"),
+            panels.text_dim,
             tcfg.text_components,
         )
         net = NetSpec(
-            n_skus=len(spec.skus),
-            n_categories=len(spec.categories),
-            n_brands=len(spec.brands),
-            text_dim=text_dim if basis is None else len(basis[0]),
-            n_numeric=len(spec.numeric_features),
+            n_skus=len(panels.spec.skus),
+            n_categories=len(panels.spec.categories),
+            n_brands=len(panels.spec.brands),
+            text_dim=panels.text_dim if basis is None else len(basis[0]),
+            n_numeric=len(panels.spec.numeric_features),
             embedding_dim=tcfg.embedding_dim,
             hidden=tcfg.hidden,
             elasticity_inputs=list(tcfg.elasticity_inputs),
             elasticity_prior=tcfg.elasticity_prior,
             weekday_columns=(
-                [spec.numeric_features.index(f"dow_{d}") for d in range(7)] if tcfg.sku_weekday_sd > 0 else []
+                [panels.spec.numeric_features.index(f"dow_{d}") for d in range(7)]
+                if tcfg.sku_weekday_sd > 0
+                else []
             ),
         ).to_dict()
         worker = worker_spec(tcfg, net, f"{data_dir}/train", run_id, text_basis=basis)
         mlflow.log_params(
             {
                 **{k: v for k, v in tcfg.model_dump().items() if k != "tracking_uri"},
-                "encoder": encoder,
-                "text_dim": text_dim,
-                "holdout_start": holdout_start.isoformat(),
+                "encoder": panels.encoder,
+                "text_dim": panels.text_dim,
+                "holdout_start": panels.holdout_start.isoformat(),
                 "train_rows_files": shards,
             }
         )
@@ -429,7 +458,7 @@ def run_train(
             }
             paths["weights"].write_bytes(state)
             paths["config"].write_text(json.dumps(config))
-            paths["input_spec"].write_text(spec.to_json())
+            paths["input_spec"].write_text(panels.spec.to_json())
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=DemandPyfunc(),
