@@ -38,13 +38,12 @@ from run_config import market_overrides, run_config, simulated_panel
 
 from pricing.model.distributed import (
     LocalComm,
-    Nuisance,
     cross_fit_nuisances,
     fit_ensemble,
     model_state,
     read_shard,
 )
-from pricing.model.network import NetSpec
+from pricing.model.network import NetSpec, Nuisance
 from pricing.model.predict import LoadedModel
 from pricing.model.train import (
     elasticity_error,

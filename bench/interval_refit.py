@@ -34,8 +34,8 @@ from pricing.config import load_config
 from pricing.evaluation.families import true_elasticity
 from pricing.evaluation.judge import ELASTICITY_FLOOR
 from pricing.model.dataset import NUMERIC_FEATURES
-from pricing.model.distributed import LocalComm, Nuisance, WorkerSpec, fit_ensemble, model_state, read_shard
-from pricing.model.network import NetSpec
+from pricing.model.distributed import LocalComm, WorkerSpec, fit_ensemble, model_state, read_shard
+from pricing.model.network import NetSpec, Nuisance
 from pricing.model.predict import LoadedModel
 from pricing.model.train import model_config, worker_spec
 

@@ -21,9 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pricing.model.distributed import (
-    Ensemble,
     LocalComm,
-    Nuisance,
     StepPlan,
     TrainingDiverged,
     WorkerSpec,
@@ -35,7 +33,7 @@ from pricing.model.distributed import (
     fit_sku_prior_sd,
     read_shard,
 )
-from pricing.model.network import DemandNet, NetSpec, poisson_loss
+from pricing.model.network import DemandNet, Ensemble, NetSpec, Nuisance, poisson_loss
 from pricing.model.predict import LoadedModel
 
 SPEC = NetSpec(n_skus=5, n_categories=2, n_brands=3, text_dim=4, n_numeric=3, hidden=16)

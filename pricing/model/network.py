@@ -165,3 +165,67 @@ def poisson_loss(
         per_row = torch.where(censored > 0, -torch.log(survival.clamp_min(1e-30)), per_row)
         weight = torch.where((censored > 0) & (units <= 0), torch.zeros_like(weight), weight)
     return (per_row * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+class Ensemble(nn.Module):
+    """K demand networks trained together (one allreduce per step) on bootstrap weights."""
+
+    def __init__(self, spec: NetSpec, members: int, debias: bool = False) -> None:
+        super().__init__()
+        self.members = nn.ModuleList([DemandNet(spec) for _ in range(members)])
+        # The SKU deviations' prior sd the members were last trained under, where fit_ensemble
+        # estimated it (None: the configured one).
+        self.sku_elasticity_sd: float | None = None
+        if debias:
+            # The debiased fit takes its base from the demand nuisance: the members' own trunk and base
+            # head stay out of training (and out of the allreduce).
+            for member in self.members:
+                assert isinstance(member, DemandNet)
+                unused = [
+                    getattr(member, n) for n in ("category", "brand") if n not in member.elasticity_inputs
+                ] + ([member.sku_weekday] if member.weekday_columns else [])
+                for part in (member.sku, member.trunk, member.base_head, *unused):
+                    part.requires_grad_(False)
+
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        offset: torch.Tensor | None,
+        base: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = [
+            m(
+                **net_inputs(batch),
+                log_price_ratio=batch["log_price_ratio"],
+                price_offset=offset,
+                base_offset=base,
+            )
+            for m in self.members
+        ]
+        return torch.stack([o[0] for o in outputs]), torch.stack([o[1] for o in outputs])
+
+
+class Nuisance(nn.Module):
+    """The cross-fitted nuisances of double ML, two folds each (fold f is fitted on fold f's rows).
+
+    ``price``: E[log(p/p_ref) | x] (squared error); ``demand``: log E[units | x] (Poisson), both
+    without the day's own price.
+    """
+
+    def __init__(self, spec: NetSpec) -> None:
+        super().__init__()
+        self.price = nn.ModuleList([DemandNet(spec) for _ in range(2)])
+        self.demand = nn.ModuleList([DemandNet(spec) for _ in range(2)])
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(price, demand) predictions of each fold model, each of shape (2, batch)."""
+        zero = torch.zeros_like(batch["log_price_ratio"])
+        # A DemandNet at log_price_ratio = 0 is just its base(x): reuse it as the regression head.
+        price = torch.stack([m(**net_inputs(batch), log_price_ratio=zero)[0] for m in self.price])
+        demand = torch.stack([m(**net_inputs(batch), log_price_ratio=zero)[0] for m in self.demand])
+        return price, demand
+
+
+def net_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch's inputs a :class:`DemandNet` takes besides the price."""
+    return {k: batch[k] for k in ("sku", "category", "brand", "text", "numeric")}

@@ -16,8 +16,7 @@ import pandas as pd
 import torch
 
 from pricing.model.dataset import InputSpec
-from pricing.model.distributed import Ensemble, Nuisance
-from pricing.model.network import NetSpec
+from pricing.model.network import Ensemble, NetSpec, Nuisance
 
 PREDICTION_COLUMNS = ["expected_units", "elasticity", "elasticity_low", "elasticity_high"]
 # Interval bounds: torch tensors here, numpy arrays in the benches.
