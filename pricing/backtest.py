@@ -41,7 +41,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DoubleType, StringType, StructField, StructType
 
 from pricing import io, tracking
-from pricing.config import PolicyConfig, PricingConfig, SimulateConfig
+from pricing.config import PolicyConfig, PricingConfig, SimulateConfig, derive
 from pricing.model.train import elasticity_error
 from pricing.nightly import run_nightly
 from pricing.optimize import apply_endings, candidate_grid, choose_prices, price_band
@@ -205,7 +205,7 @@ class Backtest:
         self.spark, self.cfg, self.log = spark, cfg, log
         self.workdir = workdir.rstrip("/")
         bcfg = cfg.backtest
-        self.sim: SimulateConfig = cfg.simulate.model_copy(update={"n_days": bcfg.history_days + bcfg.nights})
+        self.sim: SimulateConfig = derive(cfg.simulate, {"n_days": bcfg.history_days + bcfg.nights})
         self.first_night = self.sim.start_date + timedelta(days=bcfg.history_days)
         self.nights = [self.first_night + timedelta(days=k) for k in range(bcfg.nights)]
         self.market, self.truth = f"{self.workdir}/market", f"{self.workdir}/truth"
@@ -233,7 +233,7 @@ class Backtest:
         if family not in FAMILIES:
             raise ValueError(f"unknown backtest.family {family!r}; choose from {sorted(FAMILIES)}")
         # An evaluation market simulates one day past its history: the backtest's last night.
-        history = self.sim.model_copy(update={"n_days": self.sim.n_days - 1})
+        history = derive(self.sim, {"n_days": self.sim.n_days - 1})
         generate_market(self.spark, FAMILIES[family], history, self.market, self.truth)
 
     def _policy_dir(self, policy: str) -> str:
@@ -299,25 +299,24 @@ class Backtest:
 
     def _model_cfg(self, policy: str) -> PricingConfig:
         base = self._policy_dir(policy)
-        train = self.cfg.train.model_copy(
-            update={
-                "debias": {"model_naive": False, "model_debiased": True}.get(policy, self.cfg.train.debias),
-                "tracking_uri": f"sqlite:///{Path(base).resolve()}/mlflow.db",
-                "artifact_location": f"{Path(base).resolve()}/mlartifacts",
-            }
-        )
         share = self.cfg.backtest.exploration_share if policy == "model_explore" else 0.0
-        update: dict[str, Any] = {"exploration_share": share}
+        score: dict[str, Any] = {"exploration_share": share}
         if self.cfg.backtest.apply == "recommended":
             # Every change inside the guardrails is approved, so the system's own price tables (the
             # price in force it starts from tomorrow) hold what the market saw.
-            update.update(auto_approve_max_change=1.0, review_skus=[], review_unknown_skus=False)
-        score = self.cfg.score.model_copy(update=update)
-        # The backtest's own report covers its nights; one HTML file per simulated night would only cost.
-        nightly = self.cfg.nightly.model_copy(update={"report": False})
-        return self.cfg.model_copy(
-            update={"train": train, "score": score, "simulate": self.sim, "nightly": nightly}
-        )
+            score.update(auto_approve_max_change=1.0, review_skus=[], review_unknown_skus=False)
+        changes = {
+            "train": {
+                "debias": {"model_naive": False, "model_debiased": True}.get(policy, self.cfg.train.debias),
+                "tracking_uri": f"sqlite:///{Path(base).resolve()}/mlflow.db",
+                "artifact_location": f"{Path(base).resolve()}/mlartifacts",
+            },
+            "score": score,
+            "simulate": self.sim.model_dump(),
+            # The backtest's own report covers its nights; one HTML file per simulated night would only cost.
+            "nightly": {"report": False},
+        }
+        return derive(self.cfg, changes)
 
     def _system_prices(self, lakehouse: str, day: date) -> DataFrame:
         recs = io.read_table(self.spark, io.table_path(lakehouse, "gold", "price_recommendations")).where(

@@ -12,14 +12,15 @@ import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Defaults pass the validators too, so a default and the same value from YAML are equal.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 LAKEHOUSE_STORE = "lakehouse"
@@ -102,6 +103,17 @@ class CatalogConfig(_Strict):
     default_margin: float = Field(0.35, ge=0, lt=1)
 
 
+# The US's public and main retail holidays, 2026-2027: features.holidays' default (and conf/base.yaml's).
+US_HOLIDAYS = tuple(
+    date(year, month, day)
+    for year, days in {
+        2026: [(1, 1), (5, 25), (7, 4), (9, 7), (11, 26), (11, 27), (12, 25)],
+        2027: [(1, 1), (5, 31), (7, 5), (9, 6), (11, 25), (11, 26), (12, 24)],
+    }.items()
+    for month, day in days
+)
+
+
 class FeaturesConfig(_Strict):
     """The gold SKU x day panel: window lengths, forward-fill horizon, holidays, text encoder."""
 
@@ -115,7 +127,7 @@ class FeaturesConfig(_Strict):
     # later or earlier in the same run of one price. Later sales can thus change an earlier day's flag,
     # so each incremental run recomputes this many more days.
     promo_reach_days: int = Field(7, ge=0)
-    holidays: list[date] = Field(default_factory=list)
+    holidays: list[date] = Field(default_factory=lambda: list(US_HOLIDAYS))
     text_encoder: Literal["auto", "minilm", "hashed"] = "auto"
     hashed_text_dim: int = Field(64, ge=8)
     embedding_batch_size: int = Field(64, ge=1)
@@ -513,6 +525,23 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = child
         node[parts[-1]] = value
     return nested
+
+
+_Config = TypeVar("_Config", bound=BaseModel)
+
+
+def derive(config: _Config, changes: dict[str, Any]) -> _Config:
+    """``config`` with ``changes`` (nested like :func:`parse_overrides`' result) merged in and validated
+    again, so a configuration derived in code obeys the rules a loaded one does (pydantic's
+    ``model_copy(update=...)`` checks nothing).
+
+    Raises:
+        ConfigError: a changed key is unknown or its value invalid.
+    """
+    try:
+        return type(config).model_validate(_deep_merge(config.model_dump(), changes))
+    except ValidationError as error:
+        raise ConfigError(str(error)) from error
 
 
 def load_config(

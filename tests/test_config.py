@@ -6,7 +6,15 @@ from typing import get_args
 
 import pytest
 
-from pricing.config import ConfigError, SourceName, load_config, parse_overrides
+from pricing.config import (
+    ConfigError,
+    PolicyConfig,
+    PricingConfig,
+    SourceName,
+    derive,
+    load_config,
+    parse_overrides,
+)
 from pricing.schemas import SOURCES
 
 
@@ -76,6 +84,27 @@ def test_unknown_key_in_file_is_rejected(tmp_path: Path) -> None:
 def test_invalid_values_are_rejected(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config("local", overrides=[override])
+
+
+def test_base_yaml_states_the_code_defaults() -> None:
+    """A setting read from conf/base.yaml and the same setting left to the code mean one value, so a
+    notebook that builds a config section in code prices as the nightly job does."""
+    assert load_config("test") == PricingConfig(env="test")
+    assert load_config("test").policy.price_endings == [0.49, 0.99] == PolicyConfig().price_endings
+
+
+def test_a_derived_config_is_validated_like_a_loaded_one() -> None:
+    cfg = load_config("local")
+    assert derive(cfg, {}) == cfg
+    derived = derive(cfg, {"score": {"exploration_share": 0.1}, "simulate": {"n_days": 30}})
+    assert (derived.score.exploration_share, derived.simulate.n_days) == (0.1, 30)
+    assert derived.score.model_copy(update={"exploration_share": cfg.score.exploration_share}) == cfg.score
+    assert derive(cfg.simulate, {"n_skus": 7}).n_skus == 7
+    # What model_copy(update=...) would let through.
+    with pytest.raises(ConfigError, match="n_skus"):
+        derive(cfg, {"simulate": {"n_skus": 0}})
+    with pytest.raises(ConfigError, match="n_skuz"):
+        derive(cfg.simulate, {"n_skuz": 5})
 
 
 def test_malformed_override_and_missing_overlay() -> None:

@@ -41,7 +41,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-from pricing.config import SimulateConfig
+from pricing.config import SimulateConfig, derive
 from pricing.sim.closed_loop import CURVE_COLUMNS
 from pricing.sim.market import (
     SKU_DAY_SCHEMA,
@@ -514,7 +514,7 @@ def generate_market(
     """
     market, truth = market.rstrip("/"), truth.rstrip("/")
     days = cfg.n_days + 1
-    full = cfg.model_copy(update={"n_days": days})
+    full = derive(cfg, {"n_days": days})
     if family.demand == "simulator":
         summary = simulate_market(spark, full, market, f"{truth}/_simulator").rows
         params_df = spark.read.parquet(f"{truth}/_simulator/sku_params")
