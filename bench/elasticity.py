@@ -24,6 +24,7 @@ from results_io import write_results
 from run_config import market_overrides, run_config, simulated_panel
 
 from pricing.model.train import run_train
+from pricing.sim.truth import training_vs_truth
 from pricing.spark import build_spark
 
 FITS = {"naive": "false", "debiased": "true"}
@@ -39,7 +40,8 @@ def fit_pair(
     per_fit: dict[str, Any] = {}
     for fit, debias in FITS.items():
         cfg = run_config(base, *market, *settings, f"train.debias={debias}")
-        report = run_train(spark, cfg, lakehouse, truth_dir=truth)
+        report = run_train(spark, cfg, lakehouse)
+        training_vs_truth(spark, report, lakehouse, truth, cfg.train.tracking_uri)
         print(f"{base.name} {settings}, {fit} fit:\n{report.render()}", flush=True)
         per_fit[fit] = {
             "elasticity_mae": report.elasticity_mae,

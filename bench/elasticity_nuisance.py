@@ -46,7 +46,6 @@ from pricing.model.distributed import (
 from pricing.model.network import NetSpec, Nuisance
 from pricing.model.predict import LoadedModel
 from pricing.model.train import (
-    elasticity_error,
     evaluate,
     model_config,
     run_train,
@@ -54,6 +53,7 @@ from pricing.model.train import (
     worker_spec,
 )
 from pricing.sim.market import expected_log_price_multiplier
+from pricing.sim.truth import elasticity_error, training_vs_truth
 from pricing.spark import build_spark
 
 FITS = ("naive", "debiased", "debiased_true_price_rule")
@@ -157,7 +157,8 @@ def main() -> None:
         )
         spark = spark or build_spark(cfg.spark)
         lakehouse, truth = simulated_panel(spark, cfg, base)
-        report = run_train(spark, cfg, lakehouse, truth_dir=truth)
+        report = run_train(spark, cfg, lakehouse)
+        training_vs_truth(spark, report, lakehouse, truth, cfg.train.tracking_uri)
         data_dir = f"{lakehouse}/model_data/{report.run_id}"
         with_true_price_rule(f"{data_dir}/train", truth, str(base / "train_true_m"))
         data = read_shard(str(base / "train_true_m"), 0, 1, extra_columns=("true_m",))

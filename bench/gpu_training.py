@@ -54,6 +54,7 @@ def prepare(args: argparse.Namespace) -> None:
 
     from pricing.model.distributed import read_shard
     from pricing.model.train import model_config, run_train, worker_spec
+    from pricing.sim.truth import training_vs_truth
     from pricing.spark import build_spark
 
     os.environ.setdefault("PRICING_PII_SALT", secrets.token_hex(24))
@@ -63,7 +64,8 @@ def prepare(args: argparse.Namespace) -> None:
     cfg = run_config(work, *market_overrides(args.skus, args.days, args.seed), *args.overrides)
     spark = build_spark(cfg.spark)
     lakehouse, truth = simulated_panel(spark, cfg, work)
-    report = run_train(spark, cfg, lakehouse, truth_dir=truth)
+    report = run_train(spark, cfg, lakehouse)
+    training_vs_truth(spark, report, lakehouse, truth, cfg.train.tracking_uri)
     data_dir = Path(lakehouse, "model_data", report.run_id)
     shutil.copytree(data_dir / "train", bundle / "train", ignore=shutil.ignore_patterns("_*", ".*"))
     spark.read.parquet(str(data_dir / "holdout")).write.mode("overwrite").parquet(str(work / "holdout"))
@@ -173,8 +175,9 @@ def evaluate(args: argparse.Namespace) -> None:
     from run_config import run_config
 
     from pricing.model.predict import LoadedModel
-    from pricing.model.train import elasticity_error, sku_elasticities, wape
     from pricing.model.train import evaluate as predict_holdout
+    from pricing.model.train import sku_elasticities, wape
+    from pricing.sim.truth import elasticity_error
     from pricing.spark import build_spark
 
     os.environ.setdefault("PRICING_PII_SALT", secrets.token_hex(24))

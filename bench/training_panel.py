@@ -43,6 +43,7 @@ from results_io import write_results
 from run_config import run_config
 
 from pricing.model.train import run_train
+from pricing.sim.truth import training_vs_truth
 from pricing.spark import build_spark
 
 SIDES = {"before": ["train.max_steps_per_epoch=1000000000"], "after": []}
@@ -93,7 +94,8 @@ def main() -> None:
                 spark = spark or build_spark(cfg.spark)
                 started = time.monotonic()
                 try:
-                    report = run_train(spark, cfg, truth_dir=args.truth)
+                    report = run_train(spark, cfg)
+                    training_vs_truth(spark, report, args.lakehouse, args.truth, cfg.train.tracking_uri)
                 except Exception as error:  # noqa: BLE001 - a side that cannot train is a result too
                     run = {
                         "side": side,

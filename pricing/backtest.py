@@ -42,13 +42,13 @@ from pyspark.sql.types import DateType, DoubleType, StringType, StructField, Str
 
 from pricing import io, tracking
 from pricing.config import PolicyConfig, PricingConfig, SimulateConfig, derive
-from pricing.model.train import elasticity_error
 from pricing.nightly import run_nightly
 from pricing.optimize import apply_endings, candidate_grid, choose_prices, price_band
 from pricing.sim import simulate_market
 from pricing.sim.closed_loop import CURVE_COLUMNS, realise_day, true_units
 from pricing.sim.deliver import deliver
 from pricing.sim.market import SKU_DAY_SCHEMA, catalog_cost_missing, fx_rates, write_daily_sources
+from pricing.sim.truth import elasticity_error
 
 MODEL_POLICIES = ("model_naive", "model_debiased", "model_explore")
 BASELINE_POLICIES = ("keep", "cost_plus", "competitor_median", "oracle")

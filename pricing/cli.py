@@ -7,6 +7,7 @@ Every subcommand takes ``--env`` (conf overlay), ``--conf FILE`` (repeatable) an
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 from pricing.config import ConfigError, PricingConfig, load_config
 from pricing.console import configure_console
 from pricing.ingest import IngestError, ReconciliationError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -118,7 +121,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     extra = [f"train.backend={args.backend}"] if args.backend else []
     cfg, spark = _session(args, _lakehouse(args) + extra)
-    run_train(spark, cfg, truth_dir=args.truth)
+    report = run_train(spark, cfg)
+    if args.truth:
+        from pricing.sim.truth import training_vs_truth
+
+        # Judged from what the run wrote, after it: training itself never reads ground truth.
+        if training_vs_truth(spark, report, cfg.paths.lakehouse, args.truth, cfg.train.tracking_uri):
+            log.info(report.render_truth())
     return 0
 
 
@@ -126,7 +135,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from pricing.score import run_score
 
     cfg, spark = _session(args, _lakehouse(args))
-    run_score(spark, cfg, price_date=args.price_date, truth_dir=args.truth)
+    report = run_score(spark, cfg, price_date=args.price_date)
+    if args.truth:
+        from pricing.sim.truth import night_vs_truth, render_night
+
+        truth = night_vs_truth(spark, cfg.paths.lakehouse, report.price_date, args.truth, cfg.simulate)
+        log.info(render_night(truth))
     return 0
 
 
@@ -137,13 +151,20 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
     extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("lakehouse", args.lakehouse)) if v]
     cfg, spark = _session(args, extra)
     try:
-        run_nightly(spark, cfg, args.run_date, truth_dir=args.truth)
+        night = run_nightly(spark, cfg, args.run_date)
     except LockHeld as error:
         print(f"pricing nightly refused: {error}", file=sys.stderr)
         return 3
     except NightlyError as error:
         print(f"pricing nightly failed: {error}", file=sys.stderr)
         return 1
+    if args.truth:
+        from pricing.sim.truth import night_vs_truth, priced_day, render_night
+
+        # The simulator's expected profit is for the day right after its last simulated day.
+        if priced_day(spark, args.truth) == night.price_date:
+            truth = night_vs_truth(spark, cfg.paths.lakehouse, night.price_date, args.truth, cfg.simulate)
+            log.info(f"[nightly] {render_night(truth)}")
     return 0
 
 

@@ -321,9 +321,8 @@ class NightlyRun:
         run_date: date,
         landing: str | None = None,
         lakehouse_root: str | None = None,
-        truth_dir: str | None = None,
     ) -> None:
-        self.spark, self.cfg, self.truth_dir = spark, cfg, truth_dir
+        self.spark, self.cfg = spark, cfg
         self.landing = io.qualify(spark, landing or cfg.paths.landing)
         self.root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
         self.report = NightlyReport(run_date, night_run_id(run_date), run_date + timedelta(days=1))
@@ -428,19 +427,8 @@ class NightlyRun:
         )
 
     def _score(self) -> tuple[str, int | None, str]:
-        truth = self.truth_dir
-        if truth:
-            days = self.spark.read.parquet(f"{truth}/sku_day")
-            last = io.first_value(days.agg(F.max("date")))
-            # The simulator's expected profit is for the day right after its last simulated day.
-            truth = truth if last is not None and last + timedelta(days=1) == self.report.price_date else None
         report = run_score(
-            self.spark,
-            self.cfg,
-            self.root,
-            price_date=self.report.price_date,
-            truth_dir=truth,
-            run_id=self.report.run_id,
+            self.spark, self.cfg, self.root, price_date=self.report.price_date, run_id=self.report.run_id
         )
         self.report.model_version, self.report.skus_priced = report.model_version, report.skus
         statuses = ", ".join(f"{n} {k}" for k, n in sorted(report.by_status.items()))
@@ -648,7 +636,6 @@ def run_nightly(
     run_date: date,
     landing: str | None = None,
     lakehouse_root: str | None = None,
-    truth_dir: str | None = None,
 ) -> NightlyReport:
     """Run the night of ``run_date`` (see :class:`NightlyRun`)."""
-    return NightlyRun(spark, cfg, run_date, landing, lakehouse_root, truth_dir).run()
+    return NightlyRun(spark, cfg, run_date, landing, lakehouse_root).run()

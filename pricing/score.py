@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -524,7 +524,6 @@ class ScoreReport:
     expected_profit_current: float
     expected_profit_recommended: float
     seconds: float
-    truth: dict[str, float] = field(default_factory=dict)
     expected_gain: float = 0.0
     expected_gain_low: float = 0.0
     gain_confidence: float = 0.9
@@ -544,13 +543,6 @@ class ScoreReport:
             f"{self.expected_gain:,.0f}, at least {self.expected_gain_low:,.0f} with "
             f"{self.gain_confidence:.0%} confidence per SKU",
         ]
-        if self.truth:
-            t = self.truth
-            lines.append(
-                f"expected profit under true demand: current {t['true_profit_current']:,.0f}, "
-                f"recommended {t['true_profit_recommended']:,.0f} ({t['true_uplift']:+.1%}), "
-                f"final {t['true_profit_final']:,.0f}"
-            )
         return "\n".join(lines)
 
 
@@ -602,7 +594,6 @@ def run_score(
     cfg: PricingConfig,
     lakehouse_root: str | None = None,
     price_date: date | None = None,
-    truth_dir: str | None = None,
     run_id: str | None = None,
 ) -> ScoreReport:
     """Score every SKU for ``price_date`` (default: the day after the panel) and MERGE the prices."""
@@ -684,10 +675,6 @@ def run_score(
             else cfg.score.gain_confidence
         ),
     )
-    if truth_dir:
-        from pricing.sim.market import true_profit
-
-        report.truth = true_profit(night, truth_dir, cfg.simulate)
     night.unpersist()
     report.seconds = time.monotonic() - started
     log.info(report.render())

@@ -18,8 +18,9 @@ from pricing.config import PricingConfig, load_config
 from pricing.features import GoldTables
 from pricing.model.dataset import fit_input_spec, model_inputs, text_basis, text_vectors, with_history
 from pricing.model.distributed import read_shard
-from pricing.model.train import TrainReport, elasticity_error, price_change_metrics, run_train
+from pricing.model.train import TrainReport, price_change_metrics, run_train
 from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
+from pricing.sim.truth import elasticity_error, training_vs_truth
 from pricing.text import encoder_name
 
 SMALL_MODEL = [
@@ -143,14 +144,19 @@ def test_torch_distributor_trains_registers_and_gates(
     spark: SparkSession, market: tuple[Path, Path], tmp_path: Path
 ) -> None:
     root, lakehouse = market
-    good = run_train(
-        spark, _config(tmp_path, "train.backend=torch_distributor"), str(lakehouse), str(root / "truth")
-    )
+    cfg = _config(tmp_path, "train.backend=torch_distributor")
+    good = run_train(spark, cfg, str(lakehouse))
     _check_distributed(good)
     assert (good.model_version, good.alias) == ("1", "champion")
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert {"holdout_wape", "seasonal_naive_wape"} <= set(client.get_run(good.run_id).data.metrics)
+    # Training never reads ground truth; `pricing train --truth` judges what it wrote, into its run.
+    assert "elasticity_mae" not in client.get_run(good.run_id).data.metrics
+    errors = training_vs_truth(spark, good, str(lakehouse), str(root / "truth"), cfg.train.tracking_uri)
     run = client.get_run(good.run_id)
-    assert {"holdout_wape", "seasonal_naive_wape", "elasticity_mae"} <= set(run.data.metrics)
+    assert errors["elasticity_mae"] > 0
+    assert run.data.metrics["elasticity_mae"] == pytest.approx(errors["elasticity_mae"])
+    assert good.elasticity_mae == errors["elasticity_mae"] and "elasticity vs truth" in good.render()
     assert (
         len(client.get_metric_history(good.run_id, "train_poisson_loss")) == 6
     )  # one per epoch, rank 0 only
@@ -170,7 +176,6 @@ def test_torch_distributor_trains_registers_and_gates(
         spark,
         _config(tmp_path, "train.epochs=1", "train.learning_rate=1e-7"),
         str(lakehouse),
-        str(root / "truth"),
     )
     assert weak.alias == "challenger"
     assert weak.champion_wape is not None and weak.holdout_wape > weak.champion_wape
@@ -182,12 +187,12 @@ def test_torch_distributor_trains_registers_and_gates(
 def test_horovod_on_spark_trains_with_two_processes(
     spark: SparkSession, market: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    root, lakehouse = market
+    _, lakehouse = market
     # The debiased fit (cross-fitted nuisances, then the ensemble) on Horovod; the naive one above.
     # Both sides see the titles through 4 principal components, which the saved model applies itself.
     projected = ["train.debias=true", "train.text_components=4"]
     cfg = _config(tmp_path, "train.backend=horovod", *projected)
-    report = run_train(spark, cfg, str(lakehouse), str(root / "truth"))
+    report = run_train(spark, cfg, str(lakehouse))
     _check_distributed(report, loss_falls=False)
     mlflow.set_tracking_uri(cfg.train.tracking_uri)
     served = mlflow.pyfunc.load_model(f"models:/pricing-demand/{report.model_version}")
@@ -199,7 +204,6 @@ def test_horovod_on_spark_trains_with_two_processes(
         spark,
         _config(tmp_path, "train.backend=torch_distributor", *projected, "train.use_gpu=true"),
         str(lakehouse),
-        str(root / "truth"),
     )
     assert twin.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
     if twin.device == "cpu":  # a GPU's float arithmetic differs from the CPU's in the last bits

@@ -39,6 +39,7 @@ from pricing.score import (
     scoring_inputs,
     whatif,
 )
+from pricing.sim.truth import night_vs_truth
 
 MARKET = SHOP
 SMALL_MODEL = ["train.epochs=4", "train.ensemble_size=2", "train.hidden=16", "train.holdout_days=7"]
@@ -105,7 +106,7 @@ def test_every_sku_gets_a_price_inside_its_guardrails(
 ) -> None:
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
     cfg = _config(market, f"score.decision={decision}", lakehouse=lakehouse)
-    report = run_score(spark, cfg, truth_dir=str(market / "truth"))
+    report = run_score(spark, cfg)
     rows = _night(spark, lakehouse).toPandas()
     skus = spark.read.format("delta").load(f"{lakehouse}/gold/sku_day").select("sku").distinct().count()
     assert len(rows) == skus == report.skus
@@ -129,7 +130,9 @@ def test_every_sku_gets_a_price_inside_its_guardrails(
     assert (np.diff(gains, axis=1) >= -1e-9).all()
     kept = np.isclose(scored["recommended_price"], scored["current_price"])
     assert (gains[kept] == 0).all() and (gains[~kept, 1] > 0).all()
-    assert set(report.truth) >= {"true_profit_current", "true_profit_recommended"}
+    # `pricing score --truth` judges the written night afterwards (scoring never reads ground truth).
+    truth = night_vs_truth(spark, str(lakehouse), report.price_date, str(market / "truth"), cfg.simulate)
+    assert truth["true_profit_current"] > 0 and truth["true_profit_recommended"] > 0
     # The price in force downstream: one row per SKU, the night's final price.
     current = io.read_table(spark, PriceTables(io.qualify(spark, str(lakehouse))).current_prices).toPandas()
     assert sorted(current["sku"]) == sorted(rows["sku"])

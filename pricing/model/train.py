@@ -85,15 +85,19 @@ class TrainReport:
                 f"± {self.metrics.get('price_response_slope_se', float('nan')):.2f} (1 = right on average)"
             )
         if self.elasticity_mae is not None:
-            lines.append(
-                f"elasticity vs truth: MAE {self.elasticity_mae:.3f}, bias "
-                f"{self.metrics.get('elasticity_bias', float('nan')):+.3f}, interval coverage "
-                f"{self.metrics.get('elasticity_interval_coverage', float('nan')):.2f}; "
-                f"category means off by {self.metrics.get('elasticity_category_mae', float('nan')):.3f}, "
-                f"SKU deviations by {self.metrics.get('elasticity_within_mae', float('nan')):.3f} "
-                f"(0 for every SKU: {self.metrics.get('elasticity_within_floor_mae', float('nan')):.3f})"
-            )
+            lines.append(self.render_truth())
         return "\n".join(lines)
+
+    def render_truth(self) -> str:
+        """The elasticities against a simulated market's truth (``pricing.sim.truth``), once judged."""
+        return (
+            f"elasticity vs truth: MAE {self.elasticity_mae:.3f}, bias "
+            f"{self.metrics.get('elasticity_bias', float('nan')):+.3f}, interval coverage "
+            f"{self.metrics.get('elasticity_interval_coverage', float('nan')):.2f}; "
+            f"category means off by {self.metrics.get('elasticity_category_mae', float('nan')):.3f}, "
+            f"SKU deviations by {self.metrics.get('elasticity_within_mae', float('nan')):.3f} "
+            f"(0 for every SKU: {self.metrics.get('elasticity_within_floor_mae', float('nan')):.3f})"
+        )
 
 
 def wape(df: DataFrame, forecast: str) -> float:
@@ -104,49 +108,6 @@ def wape(df: DataFrame, forecast: str) -> float:
         .first()
     )
     return float(row[0] / row[1]) if row and row[1] else float("nan")
-
-
-def elasticity_error(elasticities_df: DataFrame, truth_params_df: DataFrame) -> dict[str, float] | None:
-    """Per-SKU elasticities vs the simulator's (``sku_params``); None when no SKU matches.
-
-    Returns the MAE, the mean signed error (bias), the share of true values inside the interval, and
-    the MAE split in two (both averaged over SKUs):
-
-    - ``elasticity_category_mae``: error of each category's mean elasticity (what pooling must get right);
-    - ``elasticity_within_mae``: error of each SKU's deviation from its category's mean (what only the
-      SKU's own price history can tell), next to ``elasticity_within_floor_mae``, the same error for
-      deviations estimated as 0. Below the floor, the per-SKU estimates carry information; above it,
-      they add more noise than signal.
-    """
-    truth = truth_params_df.select("sku", "category", F.col("elasticity").alias("true"))
-    by_category = Window.partitionBy("category")
-    joined = (
-        elasticities_df.join(truth, "sku")
-        .withColumn("_cat_est", F.avg("elasticity").over(by_category))
-        .withColumn("_cat_true", F.avg("true").over(by_category))
-    )
-    error = F.col("elasticity") - F.col("true")
-    inside = F.col("true").between(F.col("elasticity_low"), F.col("elasticity_high")).cast("double")
-    true_deviation = F.col("true") - F.col("_cat_true")
-    within = F.col("elasticity") - F.col("_cat_est") - true_deviation
-    row = joined.agg(
-        F.avg(F.abs(error)),
-        F.avg(error),
-        F.avg(inside),
-        F.avg(F.abs(F.col("_cat_est") - F.col("_cat_true"))),
-        F.avg(F.abs(within)),
-        F.avg(F.abs(true_deviation)),
-    ).first()
-    if row is None or row[0] is None:
-        return None
-    return {
-        "elasticity_mae": float(row[0]),
-        "elasticity_bias": float(row[1]),
-        "elasticity_interval_coverage": float(row[2]),
-        "elasticity_category_mae": float(row[3]),
-        "elasticity_within_mae": float(row[4]),
-        "elasticity_within_floor_mae": float(row[5]),
-    }
 
 
 # A holdout day's price "moved" when it differs from the SKU's previous holdout day by more than this.
@@ -204,13 +165,16 @@ def price_change_metrics(predictions_df: DataFrame) -> dict[str, float]:
     }
 
 
-def interval_stretch(changes: dict[str, float], z: float) -> float:
+def interval_stretch(changes: dict[str, float], z: float, to_bound: bool = False) -> float:
     """The factor the elasticity intervals stretch by: the price response slope where the holdout
     has at least :data:`MIN_PRICE_CHANGE_ROWS` moved days and the slope is over ``z`` standard errors
-    from 1; else 1 (also when ``z`` is 0, off)."""
+    from 1; else 1 (also when ``z`` is 0, off). With ``to_bound``, the slope's ``z``-se bound nearest
+    1 (``s - z se`` above 1, ``s + z se`` below): only as far as the evidence clearly reaches."""
     slope, se = changes.get("price_response_slope", np.nan), changes.get("price_response_slope_se", np.nan)
     clear = z > 0 and changes.get("price_change_rows", 0) >= MIN_PRICE_CHANGE_ROWS and abs(slope - 1) > z * se
-    return float(slope) if clear and np.isfinite(slope) and slope > 0 else 1.0
+    if not (clear and np.isfinite(slope) and slope > 0):
+        return 1.0
+    return float(slope - np.sign(slope - 1) * z * se) if to_bound else float(slope)
 
 
 def _price_response(sums: dict[tuple[str, str], float | None], n: int) -> tuple[float, float]:
@@ -341,7 +305,6 @@ def run_train(
     spark: SparkSession,
     cfg: PricingConfig,
     lakehouse_root: str | None = None,
-    truth_dir: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> TrainReport:
     """Train the demand model on the gold panel, evaluate on a time-based holdout, register, gate.
@@ -428,12 +391,6 @@ def run_train(
             **changes,
             "interval_stretch": stretch,
         }
-        elasticity_mae = None
-        if truth_dir:
-            errors = elasticity_error(elasticities, spark.read.parquet(f"{truth_dir}/sku_params"))
-            assert errors is not None
-            elasticity_mae = errors["elasticity_mae"]
-            metrics.update(errors)
         phases["seconds_evaluate"] = time.monotonic() - started - sum(phases.values())
         mlflow.log_metrics(metrics)
 
@@ -489,7 +446,7 @@ def run_train(
         holdout_wape=holdout_wape,
         seasonal_naive_wape=naive_wape,
         champion_wape=champion_wape,
-        elasticity_mae=elasticity_mae,
+        elasticity_mae=None,
         seconds=time.monotonic() - started,
         metrics=metrics,
     )
