@@ -9,7 +9,9 @@ the prediction's price part (elasticity x change in log price) and its rest. Nei
 truth. Beside them, from the judge's table (true elasticities), the market's elasticity bias and the
 interval's coverage, and the coverage of each interval stretched by the price response slope where
 the slope is clear of 1 by ``--z`` standard errors: ``[min(low, b low), max(high, b high)]``; and
-shifted instead, both bounds times b with the point estimate kept inside.
+shifted instead, both bounds times b with the point estimate kept inside; and stretched by the slope's
+bound nearest 1 (``b - z se`` above 1), only as far as the evidence clearly reaches. Per market also
+the 90th percentile of error over half-width, which says how much narrower its intervals could be.
 Writes ``bench/results/price_response.json``.
 """
 
@@ -54,7 +56,9 @@ def holdout_metrics(spark: Any, cfg: PricingConfig, market: Path) -> dict[str, f
     return price_change_metrics(evaluate(holdout, load))
 
 
-def market_row(spark: Any, cfg: PricingConfig, market: Path, zs: list[float]) -> dict[str, Any]:
+def market_row(
+    spark: Any, cfg: PricingConfig, market: Path, zs: list[float], arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
     found = json.loads((market / "truth" / "family.json").read_text())
     metrics = holdout_metrics(spark, cfg, market)
     judged = judged_skus(
@@ -80,6 +84,15 @@ def market_row(spark: Any, cfg: PricingConfig, market: Path, zs: list[float]) ->
     }
     row["coverage"], row["width"] = _coverage_width(low, high, truth)
     estimate = frame["elasticity"].to_numpy()
+    # How wide the intervals are for the errors they must hold: the 90th percentile of each SKU's
+    # error over its interval's half-width on the error's side (1: exactly 90 % inside; 0.6: the
+    # intervals could be 40 % narrower and still hold 90 %). No widening helps a market below 1.
+    side = np.where(truth < estimate, estimate - low, high - estimate)
+    row["error_to_halfwidth_q90"] = round(
+        float(np.quantile(np.abs(truth - estimate) / np.maximum(side, 1e-9), 0.9)), 3
+    )
+    key = f"{found['name']}/{found['seed']}"
+    arrays.update({f"{key}/{c}": frame[c].to_numpy() for c in frame.columns})
     for z in zs:
         stretch = interval_stretch(metrics, z)
         row[f"stretched@{z}"] = stretch != 1.0
@@ -89,6 +102,11 @@ def market_row(spark: Any, cfg: PricingConfig, market: Path, zs: list[float]) ->
         # Shifted instead: both bounds times the slope, the point estimate kept inside (at 1, as is).
         row[f"coverage_shifted@{z}"], row[f"width_shifted@{z}"] = _coverage_width(
             np.minimum(stretch * low, estimate), np.maximum(stretch * high, estimate), truth
+        )
+        # Stretched by the slope's bound nearest 1 instead (s - z se above 1, s + z se below).
+        bound = interval_stretch(metrics, z, to_bound=True)
+        row[f"coverage_bound@{z}"], row[f"width_bound@{z}"] = _coverage_width(
+            *stretch_interval(low, high, bound), truth
         )
     return row
 
@@ -105,23 +123,32 @@ def main() -> None:
         "--z", default="1,2", help="standard errors the slope must be from 1 to stretch by it"
     )
     parser.add_argument("--out", default="bench/results/price_response.json")
+    parser.add_argument(
+        "--arrays",
+        help="also save each market's per-SKU intervals and true elasticities here (.npz), to try "
+        "other interval rules without rebuilding the holdouts",
+    )
     args = parser.parse_args()
     workdir = Path(args.workdir)
     zs = [float(z) for z in args.z.split(",")]
     # The settings the workdir's nights ran with (`pricing evaluate` records them).
     cfg = PricingConfig.model_validate_json((workdir / "_config.json").read_text())
     spark = build_spark(cfg.spark)
-    rows = []
+    rows, arrays = [], {}
     for market in sorted(workdir.glob("*/seed*")):
         if not (market / "nightly.json").exists():
             continue  # a market whose night did not finish
-        rows.append(market_row(spark, cfg, market, zs))
+        rows.append(market_row(spark, cfg, market, zs, arrays))
         r = rows[-1]
         print(
             f"{r['family']:18s} {r['seed']}  moved {r['price_change_rows']:4.0f}  slope "
             f"{r['price_change_slope']:5.2f}  price response {r['price_response_slope']:5.2f} "
             f"± {r['price_response_slope_se']:.2f}  bias {r['elasticity_bias']:+.2f}  coverage "
-            f"{r['coverage']:.2f} -> " + ", ".join(f"{r[f'coverage@{z}']:.2f}" for z in zs),
+            f"{r['coverage']:.2f} -> "
+            + ", ".join(f"{r[f'coverage@{z}']:.2f}" for z in zs)
+            + " (bound "
+            + ", ".join(f"{r[f'coverage_bound@{z}']:.2f}" for z in zs)
+            + ")",
             flush=True,
         )
     informative = [
@@ -145,6 +172,10 @@ def main() -> None:
             informative, "elasticity_bias", "price_change_slope"
         ),
         **coverage_summary(rows, "coverage", "width"),
+        # Markets whose intervals are wider than their errors need (over 0.95 inside): only a narrower
+        # interval brings them in, which the holdout's slope cannot tell.
+        "markets_over_0.95": sum(r["coverage"] > 0.95 for r in rows),
+        "markets_under_0.85": sum(r["coverage"] < 0.85 for r in rows),
     }
     for z in zs:
         summary[f"stretched@{z}"] = {
@@ -152,6 +183,9 @@ def main() -> None:
             **coverage_summary(rows, f"coverage@{z}", f"width@{z}"),
         }
         summary[f"shifted@{z}"] = coverage_summary(rows, f"coverage_shifted@{z}", f"width_shifted@{z}")
+        summary[f"bound@{z}"] = coverage_summary(rows, f"coverage_bound@{z}", f"width_bound@{z}")
+    if args.arrays:
+        np.savez_compressed(args.arrays, **arrays)
     write_results(
         {"workdir": args.workdir, "z": args.z, "summary": summary, "rows": rows}, args.out, ["summary"]
     )
