@@ -22,6 +22,17 @@ from pyspark.sql.types import (
 )
 
 from pricing.config import AnomalyConfig
+from pricing.rules import (
+    BAD_TYPE,
+    DERIVED,
+    MISSING_FIELD,
+    OUTLIER_MEASURES,
+    UNKNOWN_CURRENCY,
+    UNPARSEABLE,
+    VALUE_RULES,
+    Limits,
+    outlier_subject,
+)
 from pricing.schemas import (
     BATCH_ID,
     CORRUPT_RECORD,
@@ -31,17 +42,6 @@ from pricing.schemas import (
     SOURCE_FILE,
     SourceContract,
 )
-
-# Quarantine reasons, in priority order (a row's `reason` is the first that applies).
-UNPARSEABLE = "unparseable"
-MISSING_FIELD = "missing_field"
-BAD_TYPE = "bad_type"
-UNKNOWN_CURRENCY = "unknown_currency"
-INVALID_QUANTITY = "invalid_quantity"
-INVALID_PRICE = "invalid_price"
-INVALID_VALUE = "invalid_value"
-PRICE_OUTLIER = "price_outlier"
-QUANTITY_OUTLIER = "quantity_outlier"
 
 REASONS = "_reasons"  # array<struct<reason, detail>>
 RAW_RECORD = "_raw_record"
@@ -147,15 +147,8 @@ def parse_bronze(
 
     if contract.date_column and contract.date_from:
         df = df.withColumn(contract.date_column, F.to_date(contract.date_from))
-    if contract.name == "transactions":
-        df = df.withColumn("line_key", F.coalesce(F.col("line_id"), F.col("sku")))
-        df = df.withColumn("list_price", F.coalesce("list_price", "unit_price"))
-    if contract.name == "clickstream":
-        df = df.withColumn("event_type", F.lower("event_type"))
-    if contract.name == "fx_rates":
-        df = df.withColumn("currency", F.upper("currency"))
-    if contract.name == "catalog":
-        df = df.withColumn("unit_cost_missing", F.col("unit_cost").isNull())
+    for derived in DERIVED.get(contract.name, ()):
+        df = df.withColumn(derived.column, derived.value())
 
     if contract.has_currency:
         assert contract.money_date is not None, f"{contract.name}: has_currency needs money_date"
@@ -212,45 +205,11 @@ def pseudonymise(column: Column, salt: str) -> Column:
 
 
 def _value_checks(contract: SourceContract, max_abs_quantity: int, max_price: float) -> list[Column]:
-    def price_check(name: str, allow_zero: bool = False) -> Column:
-        value = F.col(name)
-        too_low = value < 0 if allow_zero else value <= 0
-        return _check(
-            too_low | (value > max_price),
-            INVALID_PRICE,
-            F.concat(F.lit(f"{name}="), value.cast("string"), F.lit(f" outside (0, {max_price:g}]")),
-        )
-
-    checks: list[Column] = []
-    if contract.name == "transactions":
-        quantity = F.col("quantity")
-        checks.append(
-            _check(
-                (quantity == 0) | (F.abs(quantity) > max_abs_quantity),
-                INVALID_QUANTITY,
-                F.concat(F.lit("quantity="), quantity.cast("string")),
-            )
-        )
-        checks += [price_check("unit_price"), price_check("list_price")]
-    elif contract.name == "catalog":
-        checks += [price_check("unit_cost", allow_zero=True)]
-        checks += [price_check(name) for name in ("map_price", "min_price", "max_price")]
-        checks.append(_check(F.col("min_price") > F.col("max_price"), INVALID_PRICE, "min_price > max_price"))
-    elif contract.name == "clickstream":
-        checks.append(price_check("price_shown"))
-    elif contract.name == "competitor_prices":
-        checks.append(price_check("price"))
-    elif contract.name == "inventory":
-        checks.append(
-            _check(
-                (F.col("on_hand") < 0) | (F.col("on_order") < 0),
-                INVALID_QUANTITY,
-                F.concat(F.lit("on_hand="), F.col("on_hand").cast("string")),
-            )
-        )
-    elif contract.name == "fx_rates":
-        checks.append(_check(F.col("rate") <= 0, INVALID_VALUE, "rate must be positive"))
-    return checks
+    limits = Limits(max_abs_quantity, max_price)
+    return [
+        _check(rule.violated(limits), rule.reason, rule.detail(limits))
+        for rule in VALUE_RULES.get(contract.name, ())
+    ]
 
 
 def _robust_z(value: Column, median: Column, mad: Column, min_scale: float) -> Column:
@@ -270,29 +229,14 @@ def flag_outliers(
     silver rows of the same source), so one bad batch cannot make its own outliers look normal.
     SKUs with fewer than ``cfg.min_observations`` observations are not judged.
     """
-    measures: dict[str, tuple[Column, str, float]] = {}
-    if contract.name == "transactions":
-        measures["price"] = (
-            F.log(F.col("unit_price").cast("double")),
-            PRICE_OUTLIER,
-            cfg.min_log_price_scale,
-        )
-        measures["quantity"] = (
-            F.abs(F.col("quantity")).cast("double"),
-            QUANTITY_OUTLIER,
-            cfg.min_quantity_scale,
-        )
-    elif contract.name == "competitor_prices":
-        measures["price"] = (F.log(F.col("price").cast("double")), PRICE_OUTLIER, cfg.min_log_price_scale)
+    measures = {
+        m.name: (m.value(), m.reason, float(getattr(cfg, m.min_scale)))
+        for m in OUTLIER_MEASURES.get(contract.name, ())
+    }
     if not measures:
         return parsed_df
 
-    # Judged per product: our SKU, or for a competitor's listing its own id.
-    subject = (
-        F.coalesce(F.col("sku"), F.concat_ws("|", F.lit("listing"), "competitor", "competitor_sku"))
-        if contract.name == "competitor_prices"
-        else F.col("sku")
-    )
+    subject = outlier_subject(contract.name)
     key = "_m_key"
     parsed_df = parsed_df.withColumn(key, subject)
     value_cols = [expr.alias(f"_m_{name}") for name, (expr, _, _) in measures.items()]
