@@ -43,7 +43,7 @@ from pyspark.sql.types import DateType, DoubleType, StringType, StructField, Str
 from pricing import io, tracking
 from pricing.config import PolicyConfig, PricingConfig, SimulateConfig, derive
 from pricing.nightly import run_nightly
-from pricing.optimize import apply_endings, candidate_grid, choose_prices, price_band
+from pricing.optimize import apply_endings, candidates_with_current, choose_prices, price_band
 from pricing.sim import simulate_market
 from pricing.sim.closed_loop import CURVE_COLUMNS, realise_day, true_units
 from pricing.sim.deliver import deliver
@@ -166,10 +166,7 @@ def _baseline_prices(
             band = price_band(f.assign(elasticity_low=np.nan, elasticity_high=np.nan), pcfg)
             floor, ceiling = band["price_floor"].to_numpy(float), band["price_ceiling"].to_numpy(float)
             if policy == "oracle":
-                grid = candidate_grid(band, grid_points, pcfg.price_endings)
-                inside = (current >= floor - 1e-9) & (current <= ceiling + 1e-9)
-                kept = pd.DataFrame({"row": np.flatnonzero(inside), "candidate_price": current[inside]})
-                grid = pd.concat([grid, kept], ignore_index=True).drop_duplicates(ignore_index=True)
+                grid = candidates_with_current(band, current, grid_points, pcfg.price_endings)
                 rows = grid["row"].to_numpy()
                 expanded = f.iloc[rows].reset_index(drop=True)
                 units = true_units(expanded, grid["candidate_price"].to_numpy(float))

@@ -184,6 +184,22 @@ def candidate_grid(band: pd.DataFrame, points: int, endings: list[float]) -> pd.
     return long.drop_duplicates(ignore_index=True)
 
 
+def candidates_with_current(
+    band: pd.DataFrame, current: np.ndarray, points: int, endings: list[float]
+) -> pd.DataFrame:
+    """:func:`candidate_grid` plus each row's current price (``current``, indexed like the band's
+    index) wherever its band allows it: keeping today's price is always a candidate then. The one
+    candidate set of scoring and of the backtest's oracle."""
+    grid = candidate_grid(band, points, endings)
+    rows = band.index.to_numpy()
+    price = current[rows]
+    inside = (price >= band["price_floor"].to_numpy(float) - 1e-9) & (
+        price <= band["price_ceiling"].to_numpy(float) + 1e-9
+    )
+    kept = pd.DataFrame({"row": rows[inside], "candidate_price": price[inside]})
+    return pd.concat([grid, kept], ignore_index=True).drop_duplicates(ignore_index=True)
+
+
 def gain_bounds(candidates: pd.DataFrame, interval_z: float, gain_z: float) -> pd.DataFrame:
     """Add each candidate's expected profit gain over the current price and its interval.
 

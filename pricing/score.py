@@ -34,7 +34,7 @@ from pricing.model.dataset import InputSpec, model_inputs, with_history
 from pricing.model.predict import LoadedModel, foreign_model
 from pricing.optimize import (
     BAND_INPUTS,
-    candidate_grid,
+    candidates_with_current,
     choose_prices,
     gain_bounds,
     posterior_gains,
@@ -252,12 +252,9 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
             binding = np.where(band["band_note"] == "infeasible", "infeasible", "no_model").astype(object)
             scorable = usable & (band["band_note"] != "infeasible").to_numpy()
             if scorable.any():
-                grid = candidate_grid(band[scorable], scfg.grid_points, policy.price_endings)
-                # Keeping today's price is always a candidate when the band allows it.
-                keep = scorable & (current >= band["price_floor"].to_numpy() - 1e-9)
-                keep &= current <= band["price_ceiling"].to_numpy() + 1e-9
-                kept = pd.DataFrame({"row": np.flatnonzero(keep), "candidate_price": current[keep]})
-                grid = pd.concat([grid, kept], ignore_index=True).drop_duplicates(ignore_index=True)
+                grid = candidates_with_current(
+                    band[scorable], current, scfg.grid_points, policy.price_endings
+                )
                 rows = grid["row"].to_numpy()
                 expanded = frame.iloc[rows].reset_index(drop=True)
                 expanded["log_price_ratio"] = np.log(

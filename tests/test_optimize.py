@@ -14,6 +14,7 @@ from pricing.config import PolicyConfig
 from pricing.optimize import (
     apply_endings,
     candidate_grid,
+    candidates_with_current,
     choose_prices,
     gain_bounds,
     posterior_gains,
@@ -103,6 +104,22 @@ def test_endings_stay_inside_the_band() -> None:
         [0.49, 0.99],
     )
     assert prices.tolist() == [101.49, 100.2, 95.02]  # no x.49/x.99 inside the last two bands
+
+
+def test_the_current_price_is_a_candidate_wherever_its_band_allows_it() -> None:
+    # Rows 1-3 of a batch (row 0 was not scorable): current inside, outside, and on a grid point.
+    band = pd.DataFrame(
+        {"price_floor": [10.0, 10.0, 10.0], "price_ceiling": [12.0, 12.0, 12.0]}, index=[1, 2, 3]
+    )
+    current = np.array([99.0, 11.13, 12.5, 12.0])
+    candidates = candidates_with_current(band, current, 3, [0.0])
+    grid = candidate_grid(band, 3, [0.0])
+    assert grid.groupby("row")["candidate_price"].apply(list).to_dict() == {
+        r: [10.0, 11.0, 12.0] for r in (1, 2, 3)
+    }
+    by_row = candidates.groupby("row")["candidate_price"].apply(list).to_dict()
+    assert by_row == {1: [10.0, 11.0, 12.0, 11.13], 2: [10.0, 11.0, 12.0], 3: [10.0, 11.0, 12.0]}
+    assert 0 not in by_row
 
 
 def test_choose_prices_maximises_expected_profit() -> None:
