@@ -88,9 +88,10 @@ def comparable(spark: SparkSession, root: Path, table: str, digits: int = 6) -> 
 
 def compare(spark: SparkSession, before: Path, after: Path) -> list[dict[str, Any]]:
     rows = []
-    for table in sorted(set(delta_tables(before)) | set(delta_tables(after))):
+    in_before, in_after = set(delta_tables(before)), set(delta_tables(after))
+    for table in sorted(in_before | in_after):
         row: dict[str, Any] = {"table": table}
-        if table not in delta_tables(before) or table not in delta_tables(after):
+        if table not in in_before or table not in in_after:
             row.update(same=False, why="only in one lakehouse")
         else:
             a, b = comparable(spark, before, table), comparable(spark, after, table)

@@ -64,9 +64,13 @@ class TrainReport:
     holdout_wape: float
     seasonal_naive_wape: float
     champion_wape: float | None
-    elasticity_mae: float | None
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def elasticity_mae(self) -> float | None:
+        """Against a simulated market's truth, once ``pricing.sim.truth`` has judged the run."""
+        return self.metrics.get("elasticity_mae")
 
     def render(self) -> str:
         lines = [
@@ -446,7 +450,6 @@ def run_train(
         holdout_wape=holdout_wape,
         seasonal_naive_wape=naive_wape,
         champion_wape=champion_wape,
-        elasticity_mae=None,
         seconds=time.monotonic() - started,
         metrics=metrics,
     )

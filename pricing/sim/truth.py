@@ -8,7 +8,6 @@ tables, and the command, given ``--truth``, then judges those tables here. A tra
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import date, timedelta
 
@@ -20,9 +19,8 @@ from pyspark.sql import functions as F
 from pricing import io
 from pricing.config import SimulateConfig
 from pricing.model.train import TrainReport
+from pricing.score import PriceTables
 from pricing.sim.market import true_profit
-
-log = logging.getLogger(__name__)
 
 
 def elasticity_error(elasticities_df: DataFrame, truth_params_df: DataFrame) -> dict[str, float] | None:
@@ -81,7 +79,6 @@ def training_vs_truth(
     if errors:
         now = int(time.time() * 1000)
         MlflowClient(tracking_uri).log_batch(report.run_id, [Metric(k, v, now, 0) for k, v in errors.items()])
-        report.elasticity_mae = errors["elasticity_mae"]
         report.metrics.update(errors)
     return errors
 
@@ -97,7 +94,7 @@ def night_vs_truth(
 ) -> dict[str, float]:
     """Expected profit of the night ``price_date``'s current, recommended and final prices (as
     ``gold/price_recommendations`` holds them) under the true demand (:func:`true_profit`)."""
-    recommendations = io.table_path(io.qualify(spark, lakehouse_root), "gold", "price_recommendations")
+    recommendations = PriceTables(io.qualify(spark, lakehouse_root)).recommendations
     night = io.read_table(spark, recommendations).where(F.col("price_date") == F.lit(price_date))
     return true_profit(night, truth_dir, cfg)
 
