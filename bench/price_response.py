@@ -56,11 +56,10 @@ def holdout_metrics(spark: Any, cfg: PricingConfig, market: Path) -> dict[str, f
     return price_change_metrics(evaluate(holdout, load))
 
 
-def market_row(
-    spark: Any, cfg: PricingConfig, market: Path, zs: list[float], arrays: dict[str, np.ndarray]
-) -> dict[str, Any]:
+def judged_intervals(spark: Any, cfg: PricingConfig, market: Path) -> tuple[dict[str, Any], Any]:
+    """``market``'s family record and, per priced SKU, the night's elasticity, its interval and the
+    true elasticity, as the judge reads them (pandas)."""
     found = json.loads((market / "truth" / "family.json").read_text())
-    metrics = holdout_metrics(spark, cfg, market)
     judged = judged_skus(
         spark,
         str(market / "lakehouse"),
@@ -68,8 +67,16 @@ def market_row(
         date.fromisoformat(found["price_date"]),
         cfg.policy,
         cfg.simulate,
-    ).select("elasticity", "elasticity_low", "elasticity_high", "true_elasticity")
-    frame = judged.toPandas()
+    ).select("sku", "elasticity", "elasticity_low", "elasticity_high", "true_elasticity")
+    return found, judged.toPandas().sort_values("sku", ignore_index=True)
+
+
+def market_row(
+    spark: Any, cfg: PricingConfig, market: Path, zs: list[float], arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    found, frame = judged_intervals(spark, cfg, market)
+    frame = frame.drop(columns="sku")
+    metrics = holdout_metrics(spark, cfg, market)
     low, high, truth = (frame[c].to_numpy() for c in ("elasticity_low", "elasticity_high", "true_elasticity"))
     row: dict[str, Any] = {
         "family": found["name"],

@@ -594,3 +594,24 @@ def test_a_sku_whose_own_prices_pin_its_elasticity_borrows_little_of_its_categor
     assert borrowed[0] == pytest.approx(old[0])  # prices never moved: the category's doubt is all its own
     assert borrowed[1] < 0.8 * old[1]
     assert borrowed[1] < borrowed[0]
+
+    # The interval's two parts: the still SKU carries its category's whole sd as the shared part, the
+    # moving one little of it; together they are the interval predict gives.
+    buffer = io.BytesIO()
+    torch.save(weights | {"elasticity_sku_prior_sd": torch.tensor([0.35], dtype=torch.float64)}, buffer)
+    model = LoadedModel(buffer.getvalue(), config)
+    parts, interval = model.interval_parts(_frame([1, 2])), model.predict(_frame([1, 2]))
+    assert parts["shared_sd"].iloc[0] == pytest.approx(float(category_sd[0, 1]))  # _frame: category 1
+    assert parts["shared_sd"].iloc[1] < 0.5 * parts["shared_sd"].iloc[0]
+    sd = torch.tensor(np.hypot(parts["own_sd"], parts["shared_sd"]).to_numpy())
+    centre = torch.tensor(parts["centre"].to_numpy())
+    assert np.allclose(
+        -torch.nn.functional.softplus(centre + model.z * sd), interval["elasticity_low"], atol=1e-5
+    )
+    assert np.allclose(
+        -torch.nn.functional.softplus(centre - model.z * sd), interval["elasticity_high"], atol=1e-5
+    )
+    with pytest.raises(ValueError, match="laplace"):
+        LoadedModel(buffer.getvalue(), {**config, "elasticity_interval": "ensemble"}).interval_parts(
+            _frame([1])
+        )

@@ -63,8 +63,8 @@ class LoadedModel:
         self.ensemble.eval()
         self.nuisance.eval()
 
-    @torch.no_grad()
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _forward(self, frame: pd.DataFrame) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The frame's tensors and every member's log expected units and elasticity per row."""
         batch = _tensors(frame)
         if self.text_basis is not None:
             batch["text"] = batch["text"] @ self.text_basis
@@ -74,6 +74,11 @@ class LoadedModel:
             price, demand = self.nuisance(batch)
             offset, base = price.mean(0), demand.mean(0)
         log_mean, elasticity = self.ensemble(batch, offset, base)
+        return batch, log_mean, elasticity
+
+    @torch.no_grad()
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        batch, log_mean, elasticity = self._forward(frame)
         per_member_units = torch.exp(log_mean)
         mean = elasticity.mean(0)
         if self.u_sd is None:
@@ -82,19 +87,12 @@ class LoadedModel:
             # The posterior is Gaussian in the softplus's argument (elasticity = -softplus(arg)),
             # so its quantiles map exactly through the monotone softplus: the interval is wider on
             # the elastic side and never above 0 (a linearisation would squeeze it where the
-            # elasticity is small). Each member's posterior variance of the argument (its SKU's
-            # deviation and, where measured, the share of its category's that it borrows), plus the
+            # elasticity is small). Each member's posterior variance of the argument, plus the
             # members' disagreement.
-            variance = self.u_sd[:, batch["sku"]] ** 2
-            if self.category_sd is not None:
-                # A SKU's own prices pin its elasticity, category and all: of the category's
-                # uncertainty only the share its estimate borrows from the category reaches it,
-                # u_sd² / prior_sd² (normal-normal model; 1 for a SKU whose prices never moved).
-                borrowed = variance / self.sku_prior_sd**2 if self.sku_prior_sd else torch.ones_like(variance)
-                variance = variance + (borrowed * self.category_sd[:, batch["category"]]) ** 2
-            argument = torch.log(torch.expm1(-elasticity.double()).clamp_min(1e-12))
+            own, shared = self._argument_variances(batch)
+            argument = _argument(elasticity)
             centre = argument.mean(0)
-            sd = torch.sqrt(variance.mean(0) + argument.var(0, unbiased=False))
+            sd = torch.sqrt((own + shared).mean(0) + argument.var(0, unbiased=False))
             low = torch.minimum(-torch.nn.functional.softplus(centre + self.z * sd).float(), mean)
             high = torch.maximum(-torch.nn.functional.softplus(centre - self.z * sd).float(), mean)
         if self.stretch != 1.0:
@@ -108,6 +106,46 @@ class LoadedModel:
             },
             index=frame.index,
         )
+
+    def _argument_variances(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's posterior variance of the softplus argument per row, in two parts: the SKU's
+        own deviation's and the share of its category's uncertainty that it borrows (zero where the
+        model carries no category sd), which every SKU of the category shares."""
+        assert self.u_sd is not None
+        own = self.u_sd[:, batch["sku"]] ** 2
+        if self.category_sd is None:
+            return own, torch.zeros_like(own)
+        # A SKU's own prices pin its elasticity, category and all: of the category's uncertainty only
+        # the share its estimate borrows from the category reaches it, u_sd² / prior_sd²
+        # (normal-normal model; 1 for a SKU whose prices never moved).
+        borrowed = own / self.sku_prior_sd**2 if self.sku_prior_sd else torch.ones_like(own)
+        return own, (borrowed * self.category_sd[:, batch["category"]]) ** 2
+
+    @torch.no_grad()
+    def interval_parts(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The elasticity interval's posterior in the softplus argument, per row: its centre, the sd
+        of the part independent from SKU to SKU (the SKU's own deviation and the members'
+        disagreement) and the sd of the part shared by every SKU of the category. ``centre ± z
+        sqrt(own² + shared²)``, mapped through ``-softplus``, is :meth:`predict`'s interval; the shared
+        part is why a market's SKUs are not independent draws. Laplace-interval models only."""
+        if self.u_sd is None:
+            raise ValueError("interval_parts needs a model trained with train.elasticity_interval=laplace")
+        batch, _, elasticity = self._forward(frame)
+        argument = _argument(elasticity)
+        own, shared = self._argument_variances(batch)
+        return pd.DataFrame(
+            {
+                "centre": argument.mean(0).numpy(),
+                "own_sd": torch.sqrt(own.mean(0) + argument.var(0, unbiased=False)).numpy(),
+                "shared_sd": torch.sqrt(shared.mean(0)).numpy(),
+            },
+            index=frame.index,
+        )
+
+
+def _argument(elasticity: torch.Tensor) -> torch.Tensor:
+    """The softplus argument of each member's elasticity (elasticity = -softplus(argument))."""
+    return torch.log(torch.expm1(-elasticity.double()).clamp_min(1e-12))
 
 
 def _tensors(frame: pd.DataFrame) -> dict[str, torch.Tensor]:
