@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from results_io import write_results
 
-from pricing import io
 from pricing.config import load_config
 from pricing.evaluation.judge import judged_skus
+from pricing.lakehouse.tables import SILVER, Lakehouse
 from pricing.spark import build_spark
 
 
@@ -52,7 +52,7 @@ def market_coverage(
     judged = judged_skus(
         spark, lakehouse, found["truth"], date.fromisoformat(found["price_date"]), cfg.policy, cfg.simulate
     )
-    catalog = io.read_table(spark, io.table_path(lakehouse, "silver", "catalog")).select("sku", "category")
+    catalog = Lakehouse(lakehouse).read(spark, SILVER["catalog"]).select("sku", "category")
     frame = (
         judged.select("sku", "elasticity_low", "elasticity_high", "true_elasticity")
         .join(catalog.dropDuplicates(["sku"]), "sku", "left")

@@ -2,7 +2,7 @@
 
 A small market (``--skus`` x ``--days``) runs two nightly jobs with maintenance off, which leaves
 every table of a lakehouse with a few commits. Then, alternating, each side maintains its own fresh
-copy of that lakehouse with ``pricing.nightly.maintain_tables`` (``nightly.parallel_maintenance`` 1
+copy of that lakehouse with ``pricing.lakehouse.maintain.maintain_tables`` (``nightly.parallel_maintenance`` 1
 vs ``--parallel``), ``--rounds`` times, in one warm session. Both sides must leave every table with the
 rows as before it (count and a hash of every row, checked). Prints the ratio of the medians and writes
 ``bench/results/maintain.json``.
@@ -26,7 +26,8 @@ from pyspark.sql import functions as F
 from results_io import write_results
 
 from pricing.config import load_config
-from pricing.nightly import delta_tables, maintain_tables, run_nightly
+from pricing.lakehouse.maintain import delta_tables, maintain_tables
+from pricing.nightly import run_nightly
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
 from pricing.spark import build_spark

@@ -28,9 +28,9 @@ import numpy as np
 from interval_prior import coverage_summary
 from results_io import write_results
 
-from pricing import io
 from pricing.config import PricingConfig
 from pricing.evaluation.judge import ELASTICITY_FLOOR, judged_skus
+from pricing.lakehouse import io
 from pricing.model.dataset import model_inputs
 from pricing.model.predict import stretch_interval
 from pricing.model.train import (

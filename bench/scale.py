@@ -25,7 +25,7 @@ from typing import Any
 from results_io import write_results
 from run_config import run_config
 
-from pricing import io
+from pricing.lakehouse.tables import BRONZE, Lakehouse
 from pricing.nightly import run_nightly
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
@@ -79,8 +79,8 @@ def main() -> None:
         shutil.rmtree(market, ignore_errors=True)  # the landing copy is what the night read
         if size not in sizes:
             continue
-        lines = io.read_table(spark, io.table_path(lakehouse, "bronze", "transactions")).count()
-        clicks = io.read_table(spark, io.table_path(lakehouse, "bronze", "clickstream")).count()
+        lines = Lakehouse(lakehouse).read(spark, BRONZE["transactions"]).count()
+        clicks = Lakehouse(lakehouse).read(spark, BRONZE["clickstream"]).count()
         stages = {
             s.stage: {
                 "seconds": s.seconds,

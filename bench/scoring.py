@@ -21,8 +21,8 @@ import pandas as pd
 from pyspark.sql import functions as F
 from results_io import write_results
 
-from pricing import io
 from pricing.config import load_config
+from pricing.lakehouse import io
 from pricing.score import SCORED_SCHEMA, load_champion, next_night, score_batches, scoring_inputs
 from pricing.spark import build_spark
 

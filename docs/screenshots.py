@@ -15,9 +15,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.serving import make_server
 
-from pricing import io
 from pricing.config import load_config
-from pricing.nightly import runs_table
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import RUNS, Lakehouse
 from pricing.review_app import ReviewPage, build_app
 from pricing.spark import build_spark
 
@@ -61,7 +61,7 @@ def main() -> None:
         browser.quit()
         server.shutdown()
 
-    row = io.read_table(spark, runs_table(root)).orderBy("run_date", ascending=False).first()
+    row = Lakehouse(root).read(spark, RUNS).orderBy("run_date", ascending=False).first()
     if row is None or not row.report_path:
         raise SystemExit(f"{root} has no night with a report: run `make demo` first")
     report = Path(str(row.report_path).removeprefix("file:"))

@@ -8,8 +8,8 @@
 
 from pyspark.sql import functions as F
 
-from pricing import io
-from pricing.ingest import Lakehouse
+from pricing.lakehouse import tables
+from pricing.lakehouse.tables import Lakehouse
 from pricing.notebook import notebook_context
 from pricing.schemas import SOURCES
 
@@ -23,7 +23,7 @@ lakehouse = Lakehouse(ctx.lakehouse)
 
 # COMMAND ----------
 
-reconciliation = spark.read.format("delta").load(lakehouse.reconciliation)
+reconciliation = lakehouse.read(spark, tables.RECONCILIATION)
 reconciliation.orderBy("_batch_id", "source").show(truncate=False)
 assert reconciliation.where("not balanced").count() == 0
 
@@ -33,7 +33,7 @@ assert reconciliation.where("not balanced").count() == 0
 
 # COMMAND ----------
 
-files = spark.read.format("delta").load(lakehouse.ingested_files)
+files = lakehouse.read(spark, tables.INGESTED_FILES)
 files.groupBy("source", "status").agg(F.count("*").alias("files"), F.sum("rows_read").alias("rows")).show()
 files.where("status = 'failed'").select("source", "path", "error").show(truncate=100)
 
@@ -43,7 +43,7 @@ files.where("status = 'failed'").select("source", "path", "error").show(truncate
 
 # COMMAND ----------
 
-quarantine = spark.read.format("delta").load(lakehouse.quarantine)
+quarantine = lakehouse.read(spark, tables.QUARANTINE)
 quarantine.groupBy("source", "reason").count().orderBy("source", F.desc("count")).show(truncate=False)
 quarantine.select("source", "reason", "detail", "raw_record").show(10, truncate=80)
 
@@ -54,12 +54,10 @@ quarantine.select("source", "reason", "detail", "raw_record").show(10, truncate=
 # COMMAND ----------
 
 for name in SOURCES:
-    path = lakehouse.silver(name)
-    rows = (
-        io.read_table(spark, path).count() if io.is_delta_table(spark, path) else "no table (never delivered)"
-    )
+    silver = lakehouse.read_if_exists(spark, tables.SILVER[name])
+    rows = silver.count() if silver is not None else "no table (never delivered)"
     print(f"{name:<18} {rows}")
-spark.read.format("delta").load(lakehouse.silver("transactions")).orderBy("order_ts").show(5)
+lakehouse.read(spark, tables.SILVER["transactions"]).orderBy("order_ts").show(5)
 
 # COMMAND ----------
 
@@ -69,15 +67,12 @@ spark.read.format("delta").load(lakehouse.silver("transactions")).orderBy("order
 
 # COMMAND ----------
 
-from pricing.matching import ListingTables  # noqa: E402
-
-listings = ListingTables(ctx.lakehouse)
-if io.is_delta_table(spark, listings.matches):
-    matches = spark.read.format("delta").load(listings.matches)
+if lakehouse.exists(spark, tables.COMPETITOR_MATCHES):
+    matches = lakehouse.read(spark, tables.COMPETITOR_MATCHES)
     matches.groupBy("competitor", "method").agg(
         F.count("*").alias("listings"), F.round(F.min("score"), 2).alias("lowest_score")
     ).show()
-    queue = spark.read.format("delta").load(listings.quarantine)
+    queue = lakehouse.read(spark, tables.LISTING_QUARANTINE)
     queue.groupBy(F.regexp_replace("detail", "[0-9.]+", "n").alias("why")).count().orderBy(
         F.desc("count")
     ).show(truncate=False)

@@ -8,13 +8,13 @@
 
 from pyspark.sql import functions as F
 
-from pricing.features import GoldTables
+from pricing.lakehouse.tables import FEATURE_RUNS, SKU_DAY, Lakehouse
 from pricing.notebook import notebook_context
 
 ctx = notebook_context()
 spark = ctx.spark
-gold = GoldTables(ctx.lakehouse)
-panel = spark.read.format("delta").load(gold.sku_day)
+lakehouse = Lakehouse(ctx.lakehouse)
+panel = lakehouse.read(spark, SKU_DAY)
 
 # COMMAND ----------
 
@@ -69,4 +69,4 @@ panel.where(F.col("sku") == sku).orderBy("date").select(
 
 # COMMAND ----------
 
-spark.read.format("delta").load(gold.feature_runs).orderBy("finished_at").show(truncate=False)
+lakehouse.read(spark, FEATURE_RUNS).orderBy("finished_at").show(truncate=False)

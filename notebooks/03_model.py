@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 
-from pricing import io
+from pricing.lakehouse.tables import ELASTICITIES, Lakehouse
 from pricing.notebook import notebook_context
 
 ctx = notebook_context()
@@ -51,9 +51,7 @@ assert versions["aliases"].str.contains("champion").sum() == 1
 
 # COMMAND ----------
 
-elasticities = (
-    spark.read.format("delta").load(io.table_path(ctx.lakehouse, "gold", "elasticities")).toPandas()
-).sort_values("elasticity")
+elasticities = (Lakehouse(ctx.lakehouse).read(spark, ELASTICITIES).toPandas()).sort_values("elasticity")
 assert (elasticities["elasticity"] <= 0).all()
 fig, ax = plt.subplots(figsize=(9, 3))
 ax.errorbar(

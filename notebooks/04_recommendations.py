@@ -10,12 +10,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from pyspark.sql import functions as F
 
+from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, Lakehouse
 from pricing.notebook import notebook_context
-from pricing.score import PriceTables, whatif
+from pricing.score import whatif
 
 ctx = notebook_context()
 spark = ctx.spark
-recommendations = spark.read.format("delta").load(PriceTables(ctx.lakehouse).recommendations)
+recommendations = Lakehouse(ctx.lakehouse).read(spark, PRICE_RECOMMENDATIONS)
 night = recommendations.agg(F.max("price_date")).first()[0]
 tonight = recommendations.where(F.col("price_date") == night).cache()
 print(f"prices for {night}: {tonight.count()} SKUs")

@@ -6,16 +6,15 @@
 
 # COMMAND ----------
 
-from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from pricing.nightly import runs_table
+from pricing.lakehouse.tables import CURRENT_PRICES, PRICE_RECOMMENDATIONS, RUNS, Lakehouse
 from pricing.notebook import notebook_context
-from pricing.score import PriceTables
 
 ctx = notebook_context()
 spark = ctx.spark
-runs = spark.read.format("delta").load(runs_table(ctx.lakehouse))
+lakehouse = Lakehouse(ctx.lakehouse)
+runs = lakehouse.read(spark, RUNS)
 runs.select(
     "run_date", "price_date", "status", "attempt", "model_version", "retrained", "skus_priced", "seconds"
 ).orderBy("run_date").show(truncate=False)
@@ -37,11 +36,10 @@ runs.select("run_date", F.explode("checks").alias("check")).select("run_date", "
 
 # COMMAND ----------
 
-current = PriceTables(ctx.lakehouse).current_prices
-history = DeltaTable.forPath(spark, current).history().select("version", "timestamp", "operation")
+history = lakehouse.history(spark, CURRENT_PRICES).select("version", "timestamp", "operation")
 history.orderBy("version").show(truncate=False)
 for version in [r.version for r in history.where("operation = 'MERGE'").orderBy("version").collect()]:
-    as_of = spark.read.format("delta").option("versionAsOf", version).load(current)
+    as_of = lakehouse.read(spark, CURRENT_PRICES, version=version)
     dates = sorted({str(r.effective_date) for r in as_of.select("effective_date").distinct().collect()})
     print(f"version {version}: {as_of.count()} SKUs, effective dates {dates}")
 
@@ -51,7 +49,7 @@ for version in [r.version for r in history.where("operation = 'MERGE'").orderBy(
 
 # COMMAND ----------
 
-recommendations = spark.read.format("delta").load(PriceTables(ctx.lakehouse).recommendations)
+recommendations = lakehouse.read(spark, PRICE_RECOMMENDATIONS)
 sku = recommendations.select(F.min("sku")).first()[0]
 recommendations.where(F.col("sku") == sku).select(
     "price_date", "current_price", "recommended_price", "final_price", "status", "binding_constraint"

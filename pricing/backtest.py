@@ -40,8 +40,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DoubleType, StringType, StructField, StructType
 
-from pricing import io, tracking
+from pricing import tracking
 from pricing.config import PolicyConfig, PricingConfig, SimulateConfig, derive
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, RUNS, Lakehouse
 from pricing.nightly import run_nightly
 from pricing.optimize import apply_endings, candidates_with_current, choose_prices, price_band
 from pricing.sim import simulate_market
@@ -316,8 +318,10 @@ class Backtest:
         return derive(self.cfg, changes)
 
     def _system_prices(self, lakehouse: str, day: date) -> DataFrame:
-        recs = io.read_table(self.spark, io.table_path(lakehouse, "gold", "price_recommendations")).where(
-            F.col("price_date") == F.lit(day)
+        recs = (
+            Lakehouse(lakehouse)
+            .read(self.spark, PRICE_RECOMMENDATIONS)
+            .where(F.col("price_date") == F.lit(day))
         )
         # The market sees the final price (with backtest.apply=recommended every change is approved).
         final = F.col("final_price")
@@ -436,10 +440,12 @@ class Backtest:
         )
 
     def _elasticity_error(self, policy: str) -> tuple[float | None, float | None]:
-        path = io.table_path(f"{self._policy_dir(policy)}/lakehouse", "gold", "elasticities")
-        if not io.is_delta_table(self.spark, path):
+        elasticities = Lakehouse(f"{self._policy_dir(policy)}/lakehouse").read_if_exists(
+            self.spark, ELASTICITIES
+        )
+        if elasticities is None:
             return None, None
-        errors = elasticity_error(io.read_table(self.spark, path), self.params_raw)
+        errors = elasticity_error(elasticities, self.params_raw)
         return (errors["elasticity_mae"], errors["elasticity_bias"]) if errors else (None, None)
 
     def _summarise(self) -> BacktestReport:
@@ -488,9 +494,7 @@ class Backtest:
                 result.wape = t["abs_error_model"] / t["units_uncensored"]
                 result.seasonal_naive_wape = t["abs_error_seasonal_naive"] / t["units_uncensored"]
                 result.elasticity_mae, result.elasticity_bias = self._elasticity_error(policy)
-                runs = io.read_table(
-                    self.spark, io.table_path(f"{self._policy_dir(policy)}/lakehouse", "audit", "runs")
-                )
+                runs = Lakehouse(f"{self._policy_dir(policy)}/lakehouse").read(self.spark, RUNS)
                 result.retrains = runs.where(F.col("retrained")).count()
             report.policies.append(result)
         return report

@@ -278,9 +278,9 @@ def _cmd_override(args: argparse.Namespace) -> int:
 def _cmd_review(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pricing import io
+    from pricing.lakehouse import io
+    from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, Lakehouse
     from pricing.review import ReviewError, latest_price_date, review_queue
-    from pricing.score import PriceTables
 
     cfg, spark = _session(args, _lakehouse(args))
     root = io.qualify(spark, cfg.paths.lakehouse)
@@ -299,7 +299,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
         print(f"pricing review: {error}", file=sys.stderr)
         return 1
     night = args.price_date or latest
-    recommendations = io.read_table(spark, PriceTables(root).recommendations)
+    recommendations = Lakehouse(root).read(spark, PRICE_RECOMMENDATIONS)
     statuses: dict[str, int] = {
         r[0]: int(r[1])
         for r in recommendations.where(f"price_date = DATE'{night}'")

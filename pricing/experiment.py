@@ -28,12 +28,17 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from pricing import io
-from pricing.features import GoldTables
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import (
+    EXPERIMENT_ASSIGNMENTS,
+    EXPERIMENT_READOUTS,
+    EXPERIMENTS,
+    PRICE_RECOMMENDATIONS,
+    SKU_DAY,
+    Lakehouse,
+)
 from pricing.schemas import (
-    EXPERIMENT_ASSIGNMENTS_SCHEMA,
     EXPERIMENT_READOUTS_SCHEMA,
-    EXPERIMENTS_SCHEMA,
 )
 
 log = logging.getLogger(__name__)
@@ -53,25 +58,6 @@ SALES_LEVELS = 3
 
 class ExperimentError(ValueError):
     """An experiment that cannot be started or read out as asked."""
-
-
-@dataclass(frozen=True)
-class ExperimentTables:
-    """Where one lakehouse's experiment tables live."""
-
-    root: str
-
-    @property
-    def experiments(self) -> str:
-        return io.table_path(self.root, "gold", "experiments")
-
-    @property
-    def assignments(self) -> str:
-        return io.table_path(self.root, "gold", "experiment_assignments")
-
-    @property
-    def readouts(self) -> str:
-        return io.table_path(self.root, "gold", "experiment_readouts")
 
 
 def _hash(*columns: Any) -> Any:
@@ -156,17 +142,17 @@ def assign_arms(units_df: DataFrame, name: str, seed: int, share: float) -> Data
 
 def running_experiments(spark: SparkSession, root: str, price_date: date) -> DataFrame:
     """The experiments whose nights include ``price_date``."""
-    tables = ExperimentTables(root)
-    return io.read_table(spark, tables.experiments, EXPERIMENTS_SCHEMA).where(
-        (F.col("start_date") <= F.lit(price_date)) & (F.col("end_date") >= F.lit(price_date))
+    return (
+        Lakehouse(root)
+        .read_declared(spark, EXPERIMENTS)
+        .where((F.col("start_date") <= F.lit(price_date)) & (F.col("end_date") >= F.lit(price_date)))
     )
 
 
 def controls_on(spark: SparkSession, root: str, price_date: date) -> DataFrame:
     """The SKUs (sku) in the control arm of an experiment running on ``price_date``."""
-    tables = ExperimentTables(root)
     running = running_experiments(spark, root, price_date).select(F.col("name").alias("experiment"))
-    assigned = io.read_table(spark, tables.assignments, EXPERIMENT_ASSIGNMENTS_SCHEMA)
+    assigned = Lakehouse(root).read_declared(spark, EXPERIMENT_ASSIGNMENTS)
     return assigned.join(running, "experiment").where(F.col("arm") == ARMS[1]).select("sku").distinct()
 
 
@@ -224,17 +210,18 @@ def start_experiment(
     if days < 1 or pre_days < 1:
         raise ExperimentError("--days and --pre-days must be at least 1")
     root = io.qualify(spark, root)
-    tables = ExperimentTables(root)
-    existing = io.read_table(spark, tables.experiments, EXPERIMENTS_SCHEMA).cache()
+    lakehouse = Lakehouse(root)
+    existing = lakehouse.read_declared(spark, EXPERIMENTS).cache()
     cached = [existing]
     try:
         if existing.where(F.col("name") == name).limit(1).count():
             raise ExperimentError(f"an experiment named {name!r} already exists")
         # The first night whose prices are not set yet: after the panel, and after the last night priced.
         first_open = next_night(spark, root)
-        priced = io.table_path(root, "gold", "price_recommendations")
-        if io.is_delta_table(spark, priced):
-            last_priced = io.first_value(io.read_table(spark, priced).agg(F.max("price_date")))
+        if lakehouse.exists(spark, PRICE_RECOMMENDATIONS):
+            last_priced = io.first_value(
+                lakehouse.read(spark, PRICE_RECOMMENDATIONS).agg(F.max("price_date"))
+            )
             if last_priced is not None:
                 first_open = max(first_open, last_priced + timedelta(days=1))
         if start < first_open:
@@ -246,11 +233,11 @@ def start_experiment(
             (F.col("start_date") <= F.lit(end)) & (F.col("end_date") >= F.lit(start))
         )
         busy = (
-            io.read_table(spark, tables.assignments, EXPERIMENT_ASSIGNMENTS_SCHEMA)
+            lakehouse.read_declared(spark, EXPERIMENT_ASSIGNMENTS)
             .join(overlapping.select(F.col("name").alias("experiment")), "experiment")
             .select("sku")
         )
-        panel = io.read_table(spark, GoldTables(root).sku_day)
+        panel = lakehouse.read(spark, SKU_DAY)
         pre = panel.where(
             (F.col("date") >= F.lit(start - timedelta(days=pre_days))) & (F.col("date") < F.lit(start))
         ).join(busy, "sku", "left_anti")
@@ -282,12 +269,8 @@ def start_experiment(
             )
         # Assignments first (replacing any a crashed start left), the experiment row last: a split is
         # only in force once its experiment exists.
-        io.replace_where(
-            assigned,
-            tables.assignments,
-            EXPERIMENT_ASSIGNMENTS_SCHEMA,
-            f"experiment = '{name.replace(chr(39), chr(39) * 2)}'",
-            "gold/experiment_assignments",
+        lakehouse.replace_where(
+            EXPERIMENT_ASSIGNMENTS, assigned, f"experiment = '{name.replace(chr(39), chr(39) * 2)}'"
         )
         row = spark.createDataFrame(
             [
@@ -308,7 +291,7 @@ def start_experiment(
             "name string, unit string, share double, seed long, start_date date, end_date date, days int, "
             "pre_days int, control string, units_treatment long, units_control long",
         ).withColumn("created_at", F.current_timestamp())
-        io.append(row, tables.experiments, EXPERIMENTS_SCHEMA, "gold/experiments")
+        lakehouse.append(EXPERIMENTS, row)
     finally:
         for frame in cached:
             frame.unpersist()
@@ -520,17 +503,13 @@ def experiment_effects(outcomes_df: DataFrame, level: float = 0.9, by_segment: b
 
 def list_experiments(spark: SparkSession, root: str) -> pd.DataFrame:
     """Every experiment of the lakehouse, newest first."""
-    table = io.read_table(spark, ExperimentTables(io.qualify(spark, root)).experiments, EXPERIMENTS_SCHEMA)
+    table = Lakehouse(io.qualify(spark, root)).read_declared(spark, EXPERIMENTS)
     return table.orderBy(F.col("created_at").desc()).drop("seed").toPandas()
 
 
 def read_experiment(spark: SparkSession, root: str, name: str) -> dict[str, Any]:
     """The ``gold/experiments`` row of ``name`` as a dict."""
-    found = (
-        io.read_table(spark, ExperimentTables(root).experiments, EXPERIMENTS_SCHEMA)
-        .where(F.col("name") == name)
-        .collect()
-    )
+    found = Lakehouse(root).read_declared(spark, EXPERIMENTS).where(F.col("name") == name).collect()
     if not found:
         raise ExperimentError(f"no experiment named {name!r} in {root}")
     return found[0].asDict()
@@ -548,17 +527,16 @@ def readout(
     at most the experiment's last night); append the rows to ``gold/experiment_readouts`` (unless not
     ``record``) and return them."""
     root = io.qualify(spark, root)
-    tables = ExperimentTables(root)
+    lakehouse = Lakehouse(root)
     experiment = read_experiment(spark, root, name) if name != EXPLORATION else None
-    panel_path = GoldTables(root).sku_day
-    if not io.is_delta_table(spark, panel_path):
-        raise ExperimentError(f"{panel_path} does not exist: nothing to read out")
-    panel = io.read_table(spark, panel_path)
+    if not lakehouse.exists(spark, SKU_DAY):
+        raise ExperimentError(f"{lakehouse.path(SKU_DAY)} does not exist: nothing to read out")
+    panel = lakehouse.read(spark, SKU_DAY)
     last = io.first_value(panel.agg(F.max("date")))
     if last is None:
         raise ExperimentError("gold/sku_day is empty: nothing to read out")
     if experiment is None:
-        recommendations = io.read_table(spark, io.table_path(root, "gold", "price_recommendations"))
+        recommendations = lakehouse.read(spark, PRICE_RECOMMENDATIONS)
         start = io.first_value(
             recommendations.where(F.col("binding_constraint") == PRICE_TEST).agg(F.min("price_date"))
         )
@@ -570,7 +548,7 @@ def readout(
     else:
         start, unit, pre_days = experiment["start_date"], experiment["unit"], int(experiment["pre_days"])
         through = min(through or last, last, experiment["end_date"])
-        assignments = io.read_table(spark, tables.assignments, EXPERIMENT_ASSIGNMENTS_SCHEMA).where(
+        assignments = lakehouse.read_declared(spark, EXPERIMENT_ASSIGNMENTS).where(
             F.col("experiment") == name
         )
         outcomes = unit_outcomes(panel, assignments, start, through, pre_days)
@@ -591,7 +569,7 @@ def readout(
             effects[[f.name for f in EXPERIMENT_READOUTS_SCHEMA.fields if f.name != "computed_at"]],
             StructType(EXPERIMENT_READOUTS_SCHEMA.fields[:-1]),
         ).withColumn("computed_at", F.current_timestamp())
-        io.append(rows, tables.readouts, EXPERIMENT_READOUTS_SCHEMA, "gold/experiment_readouts")
+        lakehouse.append(EXPERIMENT_READOUTS, rows)
     return effects
 
 
@@ -643,7 +621,6 @@ __all__ = [
     "CONTROL_REASON",
     "ExperimentError",
     "EXPLORATION",
-    "ExperimentTables",
     "assign_arms",
     "controls_on",
     "experiment_effects",

@@ -20,14 +20,20 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.window import WindowSpec
 
-from pricing import io
 from pricing.config import FeaturesConfig, PricingConfig
-from pricing.ingest import Lakehouse, latest_batch_id
+from pricing.ingest import latest_batch_id
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import (
+    FEATURE_RUNS,
+    SILVER,
+    SKU_CALENDAR,
+    SKU_DAY,
+    Lakehouse,
+)
 from pricing.matching import read_matches, resolve_listings
 from pricing.schemas import (
     BATCH_ID,
     FEATURE_RUNS_SCHEMA,
-    SKU_CALENDAR_SCHEMA,
     SOURCES,
     sku_day_schema,
 )
@@ -294,39 +300,19 @@ class FeatureReport:
         )
 
 
-@dataclass(frozen=True)
-class GoldTables:
-    root: str
-
-    @property
-    def sku_day(self) -> str:
-        return io.table_path(self.root, "gold", "sku_day")
-
-    def read_sku_day(self, spark: SparkSession, cfg: FeaturesConfig) -> DataFrame:
-        """The panel with every column this release declares: one an earlier release wrote reads its
-        newer columns as nulls until a features run adds them (model inputs need them all)."""
-        return io.read_table(spark, self.sku_day, sku_day_schema(cfg.lags, cfg.windows))
-
-    @property
-    def sku_calendar(self) -> str:
-        return io.table_path(self.root, "gold", "sku_calendar")
-
-    @property
-    def text_embeddings(self) -> str:
-        return io.table_path(self.root, "gold", "text_embeddings")
-
-    @property
-    def feature_runs(self) -> str:
-        return io.table_path(self.root, "audit", "feature_runs")
+def read_sku_day(spark: SparkSession, lakehouse: Lakehouse, cfg: FeaturesConfig) -> DataFrame:
+    """The panel with every column this release declares: one an earlier release wrote reads its newer
+    columns as nulls until a features run adds them (model inputs need them all)."""
+    return lakehouse.read_declared(spark, SKU_DAY, sku_day_schema(cfg.lags, cfg.windows))
 
 
 def _silver(spark: SparkSession, lakehouse: Lakehouse, source: str) -> DataFrame | None:
-    path = lakehouse.silver(source)
-    return io.read_table(spark, path) if io.is_delta_table(spark, path) else None
+    table = SILVER[source]
+    return lakehouse.read(spark, table) if lakehouse.exists(spark, table) else None
 
 
-def _last_run(spark: SparkSession, gold: GoldTables) -> tuple[int, date] | None:
-    runs = io.read_table(spark, gold.feature_runs, FEATURE_RUNS_SCHEMA)
+def _last_run(spark: SparkSession, lakehouse: Lakehouse) -> tuple[int, date] | None:
+    runs = lakehouse.read_declared(spark, FEATURE_RUNS)
     last = runs.orderBy(F.col("finished_at").desc()).select("batch_watermark", "run_date").first()
     return (int(last[0]), last[1]) if last else None
 
@@ -406,7 +392,7 @@ def run_features(
     """
     started = time.monotonic()
     root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    lakehouse, gold = Lakehouse(root), GoldTables(root)
+    lakehouse = Lakehouse(root)
     fcfg = cfg.features
     schema = sku_day_schema(fcfg.lags, fcfg.windows)
     silver = {name: _silver(spark, lakehouse, name) for name in SOURCES}
@@ -424,7 +410,7 @@ def run_features(
         run_date = io.first_value(silver["transactions"].agg(F.max("order_date")))
         if run_date is None:
             raise RuntimeError("silver transactions are empty: nothing to build features from")
-    last = None if full or not io.is_delta_table(spark, gold.sku_day) else _last_run(spark, gold)
+    last = None if full or not lakehouse.exists(spark, SKU_DAY) else _last_run(spark, lakehouse)
     mode = "full" if last is None else "incremental"
 
     seen = F.col(BATCH_ID) <= watermark
@@ -434,7 +420,7 @@ def run_features(
         ranges_df = calendar_df.select("sku", F.col("first_date").alias("start"))
     else:
         since_batch, last_run_date = last
-        known_df = io.read_table(spark, gold.sku_calendar)
+        known_df = lakehouse.read(spark, SKU_CALENDAR)
         new_rows = (F.col(BATCH_ID) > since_batch) & seen
         # The new rows' earliest day per SKU serves both the calendar and the affected ranges: one
         # filtered scan of each source instead of two.
@@ -503,44 +489,37 @@ def run_features(
     metrics: dict[str, str] = {}
     rows_written = 0
     if mode == "full":
-        io.overwrite(update_df, gold.sku_day, schema, "gold/sku_day", cluster_by=["date"])
-        metrics = io.last_operation_metrics(spark, gold.sku_day)
+        lakehouse.overwrite(SKU_DAY, update_df, schema)
+        metrics = io.last_operation_metrics(spark, lakehouse.path(SKU_DAY))
         rows_written = int(metrics.get("numOutputRows", 0))
-        io.assert_unique(spark, gold.sku_day, ["sku", "date"], "gold/sku_day")
+        lakehouse.assert_unique(spark, SKU_DAY)
     elif skus:
         touched = f"date >= DATE'{earliest}'"
-        io.merge_by_key(
-            update_df,
-            gold.sku_day,
-            schema,
-            ["sku", "date"],
-            "true",
-            "gold/sku_day",
-            target_condition=f"t.{touched}",
-        )
-        metrics = io.last_operation_metrics(spark, gold.sku_day)
+        lakehouse.merge(SKU_DAY, update_df, "true", schema, target_condition=f"t.{touched}")
+        metrics = io.last_operation_metrics(spark, lakehouse.path(SKU_DAY))
         rows_written = int(metrics.get("numTargetRowsInserted", 0)) + int(
             metrics.get("numTargetRowsUpdated", 0)
         )
-        io.assert_unique(spark, gold.sku_day, ["sku", "date"], "gold/sku_day", where=touched)
+        lakehouse.assert_unique(spark, SKU_DAY, where=touched)
 
-    io.overwrite(calendar_df, gold.sku_calendar, SKU_CALENDAR_SCHEMA, "gold/sku_calendar")
+    lakehouse.overwrite(SKU_CALENDAR, calendar_df)
     calendar_df.unpersist()
     ranges_df.unpersist()
     if new_days is not None:
         new_days.unpersist()
-    ensure_text_embeddings(spark, silver["catalog"], gold.text_embeddings, fcfg)
+    ensure_text_embeddings(spark, silver["catalog"], lakehouse, fcfg)
     report = FeatureReport(
         run_id=run_id or uuid.uuid4().hex,
         run_date=run_date,
         mode=mode,
         skus_recomputed=skus,
         rows_written=rows_written,
-        rows_in_panel=io.read_table(spark, gold.sku_day).count(),
+        rows_in_panel=lakehouse.read(spark, SKU_DAY).count(),
         metrics=metrics,
         seconds=time.monotonic() - started,
     )
-    io.append(
+    lakehouse.append(
+        FEATURE_RUNS,
         spark.createDataFrame(
             [
                 (
@@ -555,9 +534,6 @@ def run_features(
             ],
             FEATURE_RUNS_SCHEMA,
         ),
-        gold.feature_runs,
-        FEATURE_RUNS_SCHEMA,
-        "audit/feature_runs",
     )
     log.info(report.render())
     return report

@@ -27,8 +27,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
-from pricing import io
 from pricing.config import IngestConfig, PricingConfig
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import BRONZE, INGESTED_FILES, QUARANTINE, RECONCILIATION, SILVER, Lakehouse
 from pricing.landing import FileError, LandingFile, failed_read, list_landing_files, read_new_files
 from pricing.schemas import (
     BATCH_ID,
@@ -110,31 +111,6 @@ class IngestReport:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Lakehouse:
-    """Paths of the intake's tables under one lakehouse root."""
-
-    root: str
-
-    def bronze(self, source: str) -> str:
-        return io.table_path(self.root, "bronze", source)
-
-    def silver(self, source: str) -> str:
-        return io.table_path(self.root, "silver", source)
-
-    @property
-    def quarantine(self) -> str:
-        return io.table_path(self.root, "audit", "quarantine")
-
-    @property
-    def ingested_files(self) -> str:
-        return io.table_path(self.root, "audit", "ingested_files")
-
-    @property
-    def reconciliation(self) -> str:
-        return io.table_path(self.root, "audit", "reconciliation")
-
-
 def pii_salt(cfg: IngestConfig) -> str:
     """The pseudonymisation secret, only ever from the environment.
 
@@ -159,7 +135,7 @@ def _file_key(path: str) -> str:
 
 def latest_batch_id(spark: SparkSession, lakehouse: Lakehouse) -> int | None:
     """The newest batch the ledger has committed, or None before the first ingest."""
-    ledger = io.read_table(spark, lakehouse.ingested_files, INGESTED_FILES_SCHEMA)
+    ledger = lakehouse.read_declared(spark, INGESTED_FILES)
     latest = io.first_value(ledger.agg(F.max(BATCH_ID)))
     return None if latest is None else int(latest)
 
@@ -171,7 +147,7 @@ def next_batch_id(spark: SparkSession, lakehouse: Lakehouse) -> int:
 
 def _known_files(spark: SparkSession, lakehouse: Lakehouse) -> set[tuple[str, str, int, int]]:
     """(source, path, size, mtime) of every file in the ledger: file metadata, not data."""
-    ledger = io.read_table(spark, lakehouse.ingested_files, INGESTED_FILES_SCHEMA)
+    ledger = lakehouse.read_declared(spark, INGESTED_FILES)
     rows = ledger.select("source", "path", "size_bytes", "modification_time").collect()
     return {(r.source, r.path, r.size_bytes, r.modification_time) for r in rows}
 
@@ -179,11 +155,11 @@ def _known_files(spark: SparkSession, lakehouse: Lakehouse) -> set[tuple[str, st
 def _history(
     spark: SparkSession, lakehouse: Lakehouse, contract: SourceContract, days: int
 ) -> DataFrame | None:
-    path = lakehouse.silver(contract.name)
-    if not contract.date_column or not io.is_delta_table(spark, path):
+    silver = SILVER[contract.name]
+    if not contract.date_column or not lakehouse.exists(spark, silver):
         return None
     # With the declared schema: a table an earlier release wrote lacks the newer columns the checks use.
-    silver_df = io.read_table(spark, path, contract.silver_schema)
+    silver_df = lakehouse.read_declared(spark, silver)
     latest = io.first_value(silver_df.agg(F.max(contract.date_column)))
     if latest is None:
         return None
@@ -223,16 +199,9 @@ def ingest_source(
         )
         if bronze_df is None:
             break
-        bronze_df = io.check_schema(bronze_df, contract.bronze_schema, f"bronze/{contract.name}")
+        bronze_df = io.check_schema(bronze_df, contract.bronze_schema, BRONZE[contract.name].label)
         try:
-            io.replace_where(
-                bronze_df,
-                lakehouse.bronze(contract.name),
-                contract.bronze_schema,
-                batch_filter,
-                f"bronze/{contract.name}",
-                partition_by=[BATCH_ID],
-            )
+            lakehouse.replace_where(BRONZE[contract.name], bronze_df, batch_filter)
             break
         except Exception as error:  # noqa: BLE001 - only a file Spark names as unreadable is retried
             bad = failed_read(error, covered)
@@ -249,9 +218,8 @@ def ingest_source(
         # The files are read once: what is counted and parsed is the batch as bronze now holds it, read
         # back from the version just written (columnar, only the columns each step needs). Keeping the
         # rows as read on disk instead cost more than this read (docs/benchmarks.md).
-        bronze_path = lakehouse.bronze(contract.name)
-        written = io.latest_version(spark, bronze_path)
-        bronze_df = io.read_table(spark, bronze_path, version=written).where(batch_filter)
+        written = io.latest_version(spark, lakehouse.path(BRONZE[contract.name]))
+        bronze_df = lakehouse.read(spark, BRONZE[contract.name], version=written).where(batch_filter)
         per_file = bronze_df.groupBy("_source_file").count().collect()
         rows_per_file = {_file_key(r["_source_file"]): int(r["count"]) for r in per_file}
         result.rows_read = sum(rows_per_file.values())
@@ -298,10 +266,11 @@ def _to_silver(
     result: SourceResult,
 ) -> None:
     batch_filter = f"{BATCH_ID} = {batch_id}"
-    fx_path = lakehouse.silver(FX_RATES.name)
     fx_daily_df = None
-    if contract.has_currency and io.is_delta_table(spark, fx_path):
-        fx_daily_df = fx_daily_rates(io.read_table(spark, fx_path), cfg.ingest.fx_max_staleness_days)
+    if contract.has_currency and lakehouse.exists(spark, SILVER[FX_RATES.name]):
+        fx_daily_df = fx_daily_rates(
+            lakehouse.read(spark, SILVER[FX_RATES.name]), cfg.ingest.fx_max_staleness_days
+        )
     parsed_df = parse_bronze(
         batch_df,
         contract,
@@ -318,11 +287,12 @@ def _to_silver(
     flagged_df = judged_columns(
         flag_outliers(parsed_df, history_df, contract, cfg.ingest.anomaly), contract
     ).persist(SPILLED)
-    silver_path = lakehouse.silver(contract.name)
+    silver = SILVER[contract.name]
+    silver_path = lakehouse.path(silver)
     quarantine_df = quarantine_rows(flagged_df, contract).persist(SPILLED)
     try:
         result.rows_quarantined = quarantine_df.count()
-        silver_df = io.read_table(spark, silver_path, contract.silver_schema)
+        silver_df = lakehouse.read_declared(spark, silver)
         classified_df = classify_against_silver(
             flagged_df.where(F.size(REASONS) == 0), silver_df, contract, batch_id
         ).persist(SPILLED)
@@ -331,23 +301,10 @@ def _to_silver(
             changes_df = classified_df.where(F.col(ROW_STATUS).isin("new", "update"))
             before = io.latest_version(spark, silver_path)
             if contract.upsert:
-                io.merge_by_key(
-                    changes_df,
-                    silver_path,
-                    contract.silver_schema,
-                    contract.key,
-                    "true",
-                    f"silver/{contract.name}",
-                )
+                lakehouse.merge(silver, changes_df, "true")
             else:
                 # Classification already removed every key silver holds, so an append is exact.
-                io.append(
-                    changes_df,
-                    silver_path,
-                    contract.silver_schema,
-                    f"silver/{contract.name}",
-                    cluster_by=[contract.date_column] if contract.date_column else [],
-                )
+                lakehouse.append(silver, changes_df)
             written = _written_rows(spark, silver_path, before)
         finally:
             classified_df.unpersist()
@@ -376,16 +333,17 @@ def _write_quarantine(
     """
     parts = [r.quarantine_df for r in results if r.quarantine_df is not None]
     try:
-        if not parts and not io.is_delta_table(spark, lakehouse.quarantine):
+        quarantine = lakehouse.path(QUARANTINE)
+        if not parts and not lakehouse.exists(spark, QUARANTINE):
             return
         rows_df = (
             reduce(DataFrame.unionByName, parts) if parts else spark.createDataFrame([], QUARANTINE_SCHEMA)
         )
         batch_filter = f"{BATCH_ID} = {batch_id}"
-        before = io.latest_version(spark, lakehouse.quarantine)
-        io.replace_where(rows_df, lakehouse.quarantine, QUARANTINE_SCHEMA, batch_filter, "audit/quarantine")
-        if _written_rows(spark, lakehouse.quarantine, before) != sum(r.rows_quarantined for r in results):
-            table = io.read_table(spark, lakehouse.quarantine).where(batch_filter)
+        before = io.latest_version(spark, quarantine)
+        lakehouse.replace_where(QUARANTINE, rows_df, batch_filter)
+        if _written_rows(spark, quarantine, before) != sum(r.rows_quarantined for r in results):
+            table = lakehouse.read(spark, QUARANTINE).where(batch_filter)
             counted: dict[str, int] = {
                 r["source"]: r["count"] for r in table.groupBy("source").count().collect()
             }
@@ -424,7 +382,7 @@ def stale_sources(
         if not contract.date_column:
             continue  # a dimension (the catalog) is delivered when it changes, not every day
         day = F.col(contract.date_column)
-        silver_df = io.read_table(spark, lakehouse.silver(name), contract.silver_schema)
+        silver_df = lakehouse.read_declared(spark, SILVER[name])
         last = io.first_value(silver_df.where(day <= F.lit(run_date)).agg(F.max(day)))
         if last is None or last <= run_date - timedelta(days=days):
             stale.append((name, last))
@@ -530,17 +488,11 @@ def _write_audit(spark: SparkSession, lakehouse: Lakehouse, report: IngestReport
         )
         for r in report.results
     ]
-    io.replace_where(
-        spark.createDataFrame(reconciliation_rows, RECONCILIATION_SCHEMA),
-        lakehouse.reconciliation,
-        RECONCILIATION_SCHEMA,
-        batch_filter,
-        "audit/reconciliation",
+    lakehouse.replace_where(
+        RECONCILIATION, spark.createDataFrame(reconciliation_rows, RECONCILIATION_SCHEMA), batch_filter
     )
-    io.replace_where(
+    lakehouse.replace_where(
+        INGESTED_FILES,
         spark.createDataFrame([row for r in report.results for row in r.ledger_rows], INGESTED_FILES_SCHEMA),
-        lakehouse.ingested_files,
-        INGESTED_FILES_SCHEMA,
         batch_filter,
-        "audit/ingested_files",
     )

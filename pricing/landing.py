@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pricing.config import local_path
-from pricing.io import hadoop_fs, jvm
+from pricing.lakehouse.io import hadoop_fs, jvm
 from pricing.schemas import (
     BATCH_ID,
     CORRUPT_RECORD,

@@ -23,7 +23,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from pricing import io
+from pricing.lakehouse import io
 
 
 class LockHeld(RuntimeError):

@@ -43,17 +43,22 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from pricing import io
 from pricing.config import FeaturesConfig, MatchingConfig, PricingConfig
-from pricing.ingest import Lakehouse, latest_batch_id
+from pricing.ingest import latest_batch_id
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import (
+    COMPETITOR_MATCH_OVERRIDES,
+    COMPETITOR_MATCHES,
+    LISTING_QUARANTINE,
+    MATCH_RUNS,
+    SILVER,
+    Lakehouse,
+)
 from pricing.listing_text import describe
 from pricing.schemas import (
     BATCH_ID,
-    COMPETITOR_MATCHES_SCHEMA,
     LISTING_OVERRIDES_SCHEMA,
-    LISTING_QUARANTINE_SCHEMA,
     MATCH_RUNS_SCHEMA,
-    SOURCES,
 )
 from pricing.text import MINILM, encoder_name, vectoriser
 
@@ -79,29 +84,6 @@ DESCRIBED_SCHEMA = StructType(
 
 class MatchingError(RuntimeError):
     """A request the listing tables cannot take (an unknown listing or SKU)."""
-
-
-@dataclass(frozen=True)
-class ListingTables:
-    """Where one lakehouse's listing tables live."""
-
-    root: str
-
-    @property
-    def matches(self) -> str:
-        return io.table_path(self.root, "silver", "competitor_matches")
-
-    @property
-    def overrides(self) -> str:
-        return io.table_path(self.root, "silver", "competitor_match_overrides")
-
-    @property
-    def quarantine(self) -> str:
-        return io.table_path(self.root, "audit", "listing_quarantine")
-
-    @property
-    def runs(self) -> str:
-        return io.table_path(self.root, "audit", "match_runs")
 
 
 @dataclass
@@ -433,30 +415,31 @@ def resolve_listings(competitor_df: DataFrame, matches_df: DataFrame) -> DataFra
 
 
 def read_matches(spark: SparkSession, root: str) -> DataFrame:
-    return io.read_table(spark, ListingTables(root).matches, COMPETITOR_MATCHES_SCHEMA)
+    return Lakehouse(root).read_declared(spark, COMPETITOR_MATCHES)
 
 
 def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | None = None) -> MatchReport:
     """Match every competitor listing in silver; write the matches and the review queue."""
     started = time.monotonic()
     root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    lakehouse, tables = Lakehouse(root), ListingTables(root)
+    lakehouse = Lakehouse(root)
     report = MatchReport(encoder=matching_encoder(cfg.features, cfg.matching))
-    silver_path = lakehouse.silver("competitor_prices")
-    if not io.is_delta_table(spark, silver_path) or not io.is_delta_table(spark, lakehouse.silver("catalog")):
+    if not lakehouse.exists(spark, SILVER["competitor_prices"]) or not lakehouse.exists(
+        spark, SILVER["catalog"]
+    ):
         report.seconds = time.monotonic() - started
         return report
     watermark = latest_batch_id(spark, lakehouse)
-    competitor_df = io.read_table(spark, silver_path, SOURCES["competitor_prices"].silver_schema).where(
+    competitor_df = lakehouse.read_declared(spark, SILVER["competitor_prices"]).where(
         F.col(BATCH_ID) <= F.lit(-1 if watermark is None else watermark)
     )
     if competitor_df.where(is_listing()).limit(1).count() == 0:
         report.seconds = time.monotonic() - started
         return report  # no competitor delivers listings: nothing to match
-    catalog_df = io.read_table(spark, lakehouse.silver("catalog"), SOURCES["catalog"].silver_schema)
-    overrides_df = io.read_table(spark, tables.overrides, LISTING_OVERRIDES_SCHEMA)
-    state = _inputs_state(spark, competitor_df, catalog_df, tables, cfg)
-    last = _last_run(spark, tables, state["settings"])
+    catalog_df = lakehouse.read_declared(spark, SILVER["catalog"])
+    overrides_df = lakehouse.read_declared(spark, COMPETITOR_MATCH_OVERRIDES)
+    state = _inputs_state(spark, competitor_df, catalog_df, lakehouse, cfg)
+    last = _last_run(spark, lakehouse, state["settings"])
     if last is not None and _unchanged(competitor_df, last, state):
         report.skipped, report.listings = True, int(last["listings"])
         report.matched, report.quarantined = int(last["matched"]), int(last["quarantined"])
@@ -465,7 +448,7 @@ def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | 
         return report
     matches, unmatched = match_listings(competitor_df, catalog_df, overrides_df, cfg.features, cfg.matching)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    previous = io.read_table(spark, tables.matches, COMPETITOR_MATCHES_SCHEMA).select(
+    previous = lakehouse.read_declared(spark, COMPETITOR_MATCHES).select(
         *LISTING_KEY,
         F.col("sku").alias("_p_sku"),
         F.col("method").alias("_p_method"),
@@ -490,8 +473,8 @@ def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | 
         .cache()
     )
     quarantine_df = unmatched.withColumn("checked_at", F.lit(now)).cache()
-    io.overwrite(matches_df, tables.matches, COMPETITOR_MATCHES_SCHEMA, "silver/competitor_matches")
-    io.overwrite(quarantine_df, tables.quarantine, LISTING_QUARANTINE_SCHEMA, "audit/listing_quarantine")
+    lakehouse.overwrite(COMPETITOR_MATCHES, matches_df)
+    lakehouse.overwrite(LISTING_QUARANTINE, quarantine_df)
     counts = (
         matches_df.groupBy()
         .agg(F.count(F.lit(1)).alias("n"), F.count(F.when(F.col("method") == OVERRIDE, 1)).alias("manual"))
@@ -508,7 +491,8 @@ def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | 
             or 0
         )
     )
-    io.append(
+    lakehouse.append(
+        MATCH_RUNS,
         spark.createDataFrame(
             [
                 (
@@ -524,9 +508,6 @@ def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | 
             ],
             MATCH_RUNS_SCHEMA,
         ),
-        tables.runs,
-        MATCH_RUNS_SCHEMA,
-        "audit/match_runs",
     )
     matches_df.unpersist()
     quarantine_df.unpersist()
@@ -539,7 +520,7 @@ def _inputs_state(
     spark: SparkSession,
     competitor_df: DataFrame,
     catalog_df: DataFrame,
-    tables: ListingTables,
+    lakehouse: Lakehouse,
     cfg: PricingConfig,
 ) -> dict[str, Any]:
     """What a matching run consumes: the newest batches of both sources, the decisions' version, and
@@ -553,12 +534,12 @@ def _inputs_state(
         "settings": settings,
         "competitor_batch": int(batches[0]) if batches and batches[0] is not None else -1,
         "catalog_batch": int(catalog[0]) if catalog and catalog[0] is not None else -1,
-        "overrides_version": io.latest_version(spark, tables.overrides) or -1,
+        "overrides_version": io.latest_version(spark, lakehouse.path(COMPETITOR_MATCH_OVERRIDES)) or -1,
     }
 
 
-def _last_run(spark: SparkSession, tables: ListingTables, settings: str) -> Any:
-    runs = io.read_table(spark, tables.runs, MATCH_RUNS_SCHEMA).where(F.col("settings") == settings)
+def _last_run(spark: SparkSession, lakehouse: Lakehouse, settings: str) -> Any:
+    runs = lakehouse.read_declared(spark, MATCH_RUNS).where(F.col("settings") == settings)
     return runs.orderBy(F.col("run_at").desc()).first()
 
 
@@ -595,7 +576,7 @@ def decide_listing(
     """
 
     def found(source: str, where: Column) -> bool:
-        rows = io.read_table(spark, Lakehouse(root).silver(source), SOURCES[source].silver_schema)
+        rows = Lakehouse(root).read_declared(spark, SILVER[source])
         return rows.where(where).limit(1).count() > 0
 
     listing = (F.col("competitor") == competitor) & (F.col("competitor_sku") == competitor_sku)
@@ -606,21 +587,16 @@ def decide_listing(
     row = [
         (competitor, competitor_sku, sku, decided_by, datetime.now(timezone.utc).replace(tzinfo=None), note)
     ]
-    io.append(
-        spark.createDataFrame(row, LISTING_OVERRIDES_SCHEMA),
-        ListingTables(root).overrides,
-        LISTING_OVERRIDES_SCHEMA,
-        "silver/competitor_match_overrides",
-    )
+    Lakehouse(root).append(COMPETITOR_MATCH_OVERRIDES, spark.createDataFrame(row, LISTING_OVERRIDES_SCHEMA))
 
 
 def review_queue(spark: SparkSession, root: str, limit: int = 50) -> pd.DataFrame:
     """The unmatched listings, most price rows first (a small table for people)."""
-    path = ListingTables(root).quarantine
-    if not io.is_delta_table(spark, path):
+    lakehouse = Lakehouse(root)
+    if not lakehouse.exists(spark, LISTING_QUARANTINE):
         return pd.DataFrame()
     return (
-        io.read_table(spark, path, LISTING_QUARANTINE_SCHEMA)
+        lakehouse.read_declared(spark, LISTING_QUARANTINE)
         .orderBy(F.col("price_rows").desc(), *LISTING_KEY)
         .select(
             *LISTING_KEY,

@@ -23,14 +23,23 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pricing import io, tracking
+from pricing import tracking
 from pricing.config import TrainConfig
-from pricing.ingest import Lakehouse
-from pricing.matching import OVERRIDE, ListingTables
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import (
+    COMPETITOR_MATCHES,
+    EXPERIMENTS,
+    LISTING_QUARANTINE,
+    PRICE_RECOMMENDATIONS,
+    QUARANTINE,
+    RECONCILIATION,
+    SILVER,
+    Lakehouse,
+)
+from pricing.matching import OVERRIDE
 from pricing.pages import page, png, section, table
 from pricing.review import review_queue
 from pricing.schemas import BATCH_ID, INGESTED_AT
-from pricing.score import PriceTables
 
 if TYPE_CHECKING:
     from pricing.nightly import NightlyReport
@@ -54,12 +63,8 @@ def _pandas(df: DataFrame) -> pd.DataFrame:
 
 
 def _titles(spark: SparkSession, root: str) -> DataFrame | None:
-    path = Lakehouse(root).silver("catalog")
-    return (
-        io.read_table(spark, path).select("sku", "title", "category")
-        if io.is_delta_table(spark, path)
-        else None
-    )
+    catalog = Lakehouse(root).read_if_exists(spark, SILVER["catalog"])
+    return catalog.select("sku", "title", "category") if catalog is not None else None
 
 
 def _with_titles(rows: DataFrame, titles: DataFrame | None) -> DataFrame:
@@ -81,10 +86,12 @@ class _Night:
 
     @property
     def prices(self) -> DataFrame | None:
-        path = PriceTables(self.root).recommendations
-        if not io.is_delta_table(self.spark, path):
+        lakehouse = Lakehouse(self.root)
+        if not lakehouse.exists(self.spark, PRICE_RECOMMENDATIONS):
             return None
-        return io.read_table(self.spark, path).where(F.col("price_date") == F.lit(self.run.price_date))
+        return lakehouse.read(self.spark, PRICE_RECOMMENDATIONS).where(
+            F.col("price_date") == F.lit(self.run.price_date)
+        )
 
 
 def _summary(night: _Night) -> str:
@@ -233,8 +240,8 @@ def _intake(night: _Night) -> str:
     spark, run, lakehouse = night.spark, night.run, Lakehouse(night.root)
     until = run.finished_at or datetime.now()
     body = ""
-    if io.is_delta_table(spark, lakehouse.reconciliation):
-        batches = io.read_table(spark, lakehouse.reconciliation).where(
+    if lakehouse.exists(spark, RECONCILIATION):
+        batches = lakehouse.read(spark, RECONCILIATION).where(
             (F.col(INGESTED_AT) >= F.lit(run.started_at)) & (F.col(INGESTED_AT) <= F.lit(until))
         )
         sums = [
@@ -257,10 +264,10 @@ def _intake(night: _Night) -> str:
         body += "<h3>Reconciliation</h3>" + (
             table(recon, 0) if len(recon) else "<p>No new files this night.</p>"
         )
-        if io.is_delta_table(spark, lakehouse.quarantine) and len(recon):
+        if lakehouse.exists(spark, QUARANTINE) and len(recon):
             ids = batches.select("source", BATCH_ID)
             reasons = _pandas(
-                io.read_table(spark, lakehouse.quarantine)
+                lakehouse.read(spark, QUARANTINE)
                 .join(ids, ["source", BATCH_ID])
                 .groupBy("source", "reason")
                 .count()
@@ -274,11 +281,11 @@ def _intake(night: _Night) -> str:
 
 def _listings(night: _Night) -> str:
     """Competitor listings matched to SKUs and the review queue (docs/matching.md), when any exist."""
-    spark, tables = night.spark, ListingTables(night.root)
-    if not io.is_delta_table(spark, tables.matches):
+    spark, lakehouse = night.spark, Lakehouse(night.root)
+    if not lakehouse.exists(spark, COMPETITOR_MATCHES):
         return ""
     matched = _pandas(
-        io.read_table(spark, tables.matches)
+        lakehouse.read(spark, COMPETITOR_MATCHES)
         .groupBy("competitor")
         .agg(
             F.count(F.lit(1)).alias("matched"),
@@ -288,11 +295,11 @@ def _listings(night: _Night) -> str:
     )
     queue = (
         _pandas(
-            io.read_table(spark, tables.quarantine)
+            lakehouse.read(spark, LISTING_QUARANTINE)
             .groupBy("competitor")
             .agg(F.count(F.lit(1)).alias("unmatched"), F.sum("price_rows").alias("price_rows_held_out"))
         )
-        if io.is_delta_table(spark, tables.quarantine)
+        if lakehouse.exists(spark, LISTING_QUARANTINE)
         else pd.DataFrame(columns=["competitor", "unmatched", "price_rows_held_out"])
     )
     both = matched.merge(queue, on="competitor", how="outer").fillna(0)
@@ -355,15 +362,13 @@ def _model(night: _Night) -> str:
 def _experiments(night: _Night) -> str:
     """Each experiment running on the priced night, or ended in the week before it: its readout so far
     (computed here from the panel, not recorded) and a plot of the effects with their intervals."""
-    from pricing.experiment import ExperimentTables, readout
-    from pricing.schemas import EXPERIMENTS_SCHEMA
+    from pricing.experiment import readout
 
-    spark, price_date = night.spark, night.run.price_date
-    path = ExperimentTables(night.root).experiments
-    if not io.is_delta_table(spark, path):
+    spark, price_date, lakehouse = night.spark, night.run.price_date, Lakehouse(night.root)
+    if not lakehouse.exists(spark, EXPERIMENTS):
         return ""
     recent = _pandas(
-        io.read_table(spark, path, EXPERIMENTS_SCHEMA)
+        lakehouse.read_declared(spark, EXPERIMENTS)
         .where(
             (F.col("start_date") <= F.lit(price_date))
             & (F.col("end_date") >= F.date_sub(F.lit(price_date), 7))

@@ -30,30 +30,40 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 import pricing
-from pricing import io
-from pricing.config import NightlyConfig, PricingConfig
-from pricing.features import GoldTables, run_features
-from pricing.ingest import Lakehouse, run_ingest, stale_sources
+from pricing.config import PricingConfig
+from pricing.features import read_sku_day, run_features
+from pricing.ingest import run_ingest, stale_sources
+from pricing.lakehouse import io
+from pricing.lakehouse.maintain import maintain_tables
+from pricing.lakehouse.tables import (
+    CURRENT_PRICES,
+    FEATURE_RUNS,
+    PRICE_RECOMMENDATIONS,
+    RECONCILIATION,
+    RUNS,
+    SKU_CALENDAR,
+    SKU_DAY,
+    TEXT_EMBEDDINGS,
+    Lakehouse,
+)
 from pricing.lock import LakehouseLock
 from pricing.matching import run_matching
 from pricing.model.dataset import model_inputs, with_history
 from pricing.model.predict import foreign_model
 from pricing.model.train import evaluate, promote, run_train, wape
 from pricing.night_report import write_night_report
-from pricing.schemas import FEATURE_RUNS_SCHEMA, RUNS_SCHEMA, TEXT_EMBEDDINGS_SCHEMA
-from pricing.score import PriceTables, load_champion, run_score
+from pricing.schemas import RUNS_SCHEMA
+from pricing.score import load_champion, run_score
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +72,6 @@ RUN_TAG = "nightly_run_id"
 
 class NightlyError(RuntimeError):
     """The night cannot run (e.g. a later night already ran) or a reconciliation check failed."""
-
-
-def runs_table(root: str) -> str:
-    """``<lakehouse>/audit/runs``: one row per night."""
-    return io.table_path(root, "audit", "runs")
 
 
 def night_run_id(run_date: date) -> str:
@@ -156,12 +161,10 @@ class NightlyReport:
 def _save_run(spark: SparkSession, root: str, report: NightlyReport) -> None:
     """Replace the night's one ``audit/runs`` row in one commit (a replaceWhere writes only the new row,
     where a MERGE would first join the whole table)."""
-    io.replace_where(
+    Lakehouse(root).replace_where(
+        RUNS,
         spark.createDataFrame([report.row()], RUNS_SCHEMA),
-        runs_table(root),
-        RUNS_SCHEMA,
         f"run_date = DATE'{report.run_date.isoformat()}'",
-        "audit/runs",
     )
 
 
@@ -233,14 +236,14 @@ def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date:
         return None
     champion = load_champion(tcfg, cfg.score.model_alias, lakehouse)
     assert champion is not None
-    gold = GoldTables(root)
+    tables = Lakehouse(root)
     # One day earlier than the window: the previous day's traffic is an input.
-    panel = gold.read_sku_day(spark, cfg.features).where(
+    panel = read_sku_day(spark, tables, cfg.features).where(
         F.col("date").between(F.lit(start - timedelta(days=1)), F.lit(run_date))
     )
     rows = model_inputs(
         with_history(panel).where(F.col("date") >= F.lit(start)),
-        io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA),
+        tables.read_declared(spark, TEXT_EMBEDDINGS),
         champion.input_spec,
     )
     shipped = spark.sparkContext.broadcast(champion)
@@ -251,64 +254,6 @@ def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date:
             f"(> x{ncfg.drift_max_wape_ratio})"
         )
     return None
-
-
-def delta_tables(spark: SparkSession, root: str) -> list[str]:
-    """Every Delta table under the lakehouse root (``<layer>/<name>`` with a ``_delta_log``)."""
-    fs, path = io.hadoop_fs(spark, root)
-    found = []
-    for layer in fs.listStatus(path):
-        if not layer.isDirectory() or layer.getPath().getName().startswith(("_", ".")):
-            continue
-        for table in fs.listStatus(layer.getPath()):
-            location = str(table.getPath().toString())
-            if table.isDirectory() and io.is_delta_table(spark, location):
-                found.append(location)
-    return sorted(found)
-
-
-def _vacuum(spark: SparkSession, location: str, retain_hours: int, mode: str) -> None:
-    """VACUUM LITE (files the log removed) or FULL (also never-committed files, e.g. of killed writers).
-
-    LITE falls back to FULL when the log no longer covers everything since the last VACUUM.
-    """
-    statement = f"VACUUM delta.`{location}` RETAIN {retain_hours} HOURS"
-    if mode == "lite":
-        try:
-            spark.sql(f"{statement} LITE")
-            return
-        except Exception as error:  # DELTA_CANNOT_VACUUM_LITE
-            if "LITE" not in str(error):
-                raise
-    spark.sql(statement)
-
-
-def maintain_tables(spark: SparkSession, root: str, jobs: list[str], ncfg: NightlyConfig) -> list[str]:
-    """OPTIMIZE and/or VACUUM (``jobs``) every Delta table under ``root``, ``ncfg.parallel_maintenance``
-    tables at a time; returns the tables."""
-    tables = delta_tables(spark, root)
-    check = "spark.databricks.delta.retentionDurationCheck.enabled"
-
-    def tidy(location: str) -> None:
-        if "optimize" in jobs:
-            DeltaTable.forPath(spark, location).optimize().executeCompaction()
-        if "vacuum" in jobs:
-            _vacuum(spark, location, ncfg.vacuum_retain_hours, ncfg.vacuum_mode)
-
-    # Delta refuses to keep less than 7 days unless told; a shorter retention is a choice made in
-    # config. Set once for the whole pass: the threads below share the session's conf.
-    if "vacuum" in jobs:
-        spark.conf.set(check, str(ncfg.vacuum_retain_hours >= 168).lower())
-    try:
-        # Tables are independent, and each operation is mostly small jobs and commits, so several at
-        # a time keep both cores busy (docs/benchmarks.md, "Table maintenance").
-        with ThreadPoolExecutor(ncfg.parallel_maintenance, thread_name_prefix="maintain") as pool:
-            for _ in pool.map(tidy, tables):
-                pass
-    finally:
-        if "vacuum" in jobs:
-            spark.conf.unset(check)
-    return tables
 
 
 class NightlyRun:
@@ -374,7 +319,7 @@ class NightlyRun:
         return ("skipped" if report.skipped else "done"), report.matched, report.render()
 
     def _features(self) -> tuple[str, int | None, str]:
-        runs = io.read_table(self.spark, GoldTables(self.root).feature_runs, FEATURE_RUNS_SCHEMA)
+        runs = Lakehouse(self.root).read_declared(self.spark, FEATURE_RUNS)
         earlier = runs.where(F.col("run_id") == self.report.run_id).first()
         if earlier is not None:
             return "skipped", None, f"done by an earlier attempt ({earlier.rows_written} rows written)"
@@ -436,17 +381,17 @@ class NightlyRun:
 
     def _reconcile(self) -> tuple[str, int | None, str]:
         spark, root, night = self.spark, self.root, self.report
-        lakehouse, gold, prices = Lakehouse(root), GoldTables(root), PriceTables(root)
+        lakehouse = Lakehouse(root)
         checks: list[tuple[str, bool, str | None]] = []
-        unbalanced = io.count_where(spark, lakehouse.reconciliation, "NOT balanced")
+        unbalanced = io.count_where(spark, lakehouse.path(RECONCILIATION), "NOT balanced")
         checks.append(("ingest_balanced", unbalanced == 0, f"{unbalanced} unbalanced source batches"))
-        expected = io.read_table(spark, gold.sku_calendar).where(F.col("first_date") <= F.lit(night.run_date))
-        panel_day = io.read_table(spark, gold.sku_day).where(F.col("date") == F.lit(night.run_date))
+        expected = lakehouse.read(spark, SKU_CALENDAR).where(F.col("first_date") <= F.lit(night.run_date))
+        panel_day = lakehouse.read(spark, SKU_DAY).where(F.col("date") == F.lit(night.run_date))
         missing_panel = expected.join(panel_day, "sku", "left_anti").count()
         checks.append(
             ("panel_complete", missing_panel == 0, f"{missing_panel} SKUs without a row for {night.run_date}")
         )
-        recommendations = io.read_table(spark, prices.recommendations).where(
+        recommendations = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(
             F.col("price_date") == F.lit(night.price_date)
         )
         priced = panel_day.where(F.col("price").isNotNull()).select("sku")
@@ -464,7 +409,7 @@ class NightlyRun:
         ).count()
         checks.append(("guardrails_held", outside == 0, f"{outside} recommendations outside their band"))
         stale = (
-            io.read_table(spark, prices.current_prices)
+            lakehouse.read(spark, CURRENT_PRICES)
             .join(recommendations.select("sku", "final_price"), "sku")
             .where(F.col("effective_date") == F.lit(night.price_date))
             .where(F.abs(F.col("price") - F.col("final_price")) > tolerance)
@@ -529,7 +474,7 @@ class NightlyRun:
         ) as lock:
             if lock.taken_over is not None:
                 log.info(f"[nightly] took over a stale lock of {lock.taken_over.describe()}")
-            runs = io.read_table(self.spark, runs_table(self.root), RUNS_SCHEMA)
+            runs = Lakehouse(self.root).read_declared(self.spark, RUNS)
             previous = (
                 runs.where(F.col("run_date") != F.lit(night.run_date))
                 .select("run_date", "status", "maintenance")
@@ -619,7 +564,7 @@ def report_night(
     root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
     ttl = cfg.nightly.lock_ttl_minutes * 60
     with LakehouseLock(spark, root, "nightly", ttl, "nightly report"):
-        runs = io.read_table(spark, runs_table(root), RUNS_SCHEMA)
+        runs = Lakehouse(root).read_declared(spark, RUNS)
         chosen = runs.where(F.col("run_date") == F.lit(run_date)) if run_date else runs
         row = chosen.orderBy(F.desc("run_date")).first()
         if row is None:

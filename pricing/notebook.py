@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from pricing import io
 from pricing.config import PricingConfig, load_config
 from pricing.console import show_progress
+from pricing.lakehouse import io
 from pricing.spark import build_spark
 
 

@@ -19,9 +19,18 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pricing import io
 from pricing.backtest import MODEL_POLICIES, BacktestReport
 from pricing.config import PricingConfig
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import (
+    ELASTICITIES,
+    PRICE_RECOMMENDATIONS,
+    QUARANTINE,
+    RECONCILIATION,
+    RUNS,
+    Lakehouse,
+    Table,
+)
 from pricing.pages import page, png, section
 from pricing.pages import table as _table
 from pricing.sim.market import DEMAND_PARAMS, log_expected_demand
@@ -52,9 +61,8 @@ class _Report:
     def lakehouse(self, policy: str) -> str:
         return f"{self.workdir}/policies/{policy}/lakehouse"
 
-    def table(self, policy: str, layer: str, name: str) -> DataFrame | None:
-        path = io.table_path(self.lakehouse(policy), layer, name)
-        return io.read_table(self.spark, path) if io.is_delta_table(self.spark, path) else None
+    def table(self, policy: str, table: Table) -> DataFrame | None:
+        return Lakehouse(self.lakehouse(policy)).read_if_exists(self.spark, table)
 
     def add(self, title: str, body: str, image: tuple[str, str] | None = None, note: str = "") -> None:
         self.sections.append(section(title, body, image, note))
@@ -91,7 +99,7 @@ class _Report:
     def price_curves(self) -> None:
         if self.system is None:
             return
-        recs = self.table(self.system, "gold", "price_recommendations")
+        recs = self.table(self.system, PRICE_RECOMMENDATIONS)
         if recs is None:
             return
         last = io.first_value(recs.agg(F.max("price_date")))
@@ -155,7 +163,7 @@ class _Report:
     def elasticities(self) -> None:
         frames = {}
         for policy in self.models:
-            table = self.table(policy, "gold", "elasticities")
+            table = self.table(policy, ELASTICITIES)
             if table is not None:
                 frames[policy] = _pandas(
                     table.join(self.params.select("sku", F.col("elasticity").alias("true")), "sku").limit(
@@ -186,7 +194,7 @@ class _Report:
     def forecast(self) -> None:
         series = []
         for policy in self.models:
-            recs = self.table(policy, "gold", "price_recommendations")
+            recs = self.table(policy, PRICE_RECOMMENDATIONS)
             realised = Path(f"{self.workdir}/policies/{policy}/realised")
             if recs is None or not realised.exists():
                 continue
@@ -223,8 +231,8 @@ class _Report:
     def intake(self) -> None:
         if self.system is None:
             return
-        recon = self.table(self.system, "audit", "reconciliation")
-        quarantine = self.table(self.system, "audit", "quarantine")
+        recon = self.table(self.system, RECONCILIATION)
+        quarantine = self.table(self.system, QUARANTINE)
         body = ""
         if recon is not None:
             totals = _pandas(
@@ -258,7 +266,7 @@ class _Report:
     def timings(self) -> None:
         if self.system is None:
             return
-        runs = self.table(self.system, "audit", "runs")
+        runs = self.table(self.system, RUNS)
         if runs is None:
             return
         stages = (

@@ -17,14 +17,10 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from pricing import io
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import PRICE_DECISIONS, PRICE_OVERRIDES, PRICE_RECOMMENDATIONS, Lakehouse
 from pricing.lock import LakehouseLock
-from pricing.schemas import (
-    PRICE_DECISIONS_SCHEMA,
-    PRICE_OVERRIDES_SCHEMA,
-    PRICE_RECOMMENDATIONS_SCHEMA,
-)
-from pricing.score import PriceTables, add_override, apply_decisions, apply_overrides, publish_current_prices
+from pricing.score import add_override, apply_decisions, apply_overrides, publish_current_prices
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +141,10 @@ def decidable(night_df: DataFrame, decision: str) -> DataFrame:
 
 def latest_price_date(spark: SparkSession, root: str) -> date:
     """The newest night with recommendations: the only one whose prices a decision may still change."""
-    tables = PriceTables(root)
-    if not io.is_delta_table(spark, tables.recommendations):
+    lakehouse = Lakehouse(root)
+    if not lakehouse.exists(spark, PRICE_RECOMMENDATIONS):
         raise ReviewError(f"{root} has no price recommendations yet: run `pricing nightly` first")
-    latest = io.first_value(io.read_table(spark, tables.recommendations).agg(F.max("price_date")))
+    latest = io.first_value(lakehouse.read(spark, PRICE_RECOMMENDATIONS).agg(F.max("price_date")))
     if latest is None:
         raise ReviewError(f"{root} has no price recommendations yet: run `pricing nightly` first")
     return latest
@@ -204,10 +200,10 @@ def _chosen(night_df: DataFrame, decision: str, selection: Selection) -> DataFra
 def apply_night_decisions(spark: SparkSession, root: str, price_date: date) -> int:
     """Bring the night's rows in ``gold/price_recommendations`` and ``gold/current_prices`` in line with
     its overrides and decision history; returns how many recommendations changed."""
-    tables = PriceTables(root)
-    night = io.read_table(spark, tables.recommendations).where(F.col("price_date") == F.lit(price_date))
-    decisions = io.read_table(spark, tables.decisions, PRICE_DECISIONS_SCHEMA)
-    overrides = io.read_table(spark, tables.overrides, PRICE_OVERRIDES_SCHEMA)
+    lakehouse = Lakehouse(root)
+    night = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(price_date))
+    decisions = lakehouse.read_declared(spark, PRICE_DECISIONS)
+    overrides = lakehouse.read_declared(spark, PRICE_OVERRIDES)
     before = night.select("sku", F.col("status").alias("_status"), F.col("final_price").alias("_final"))
     changed = (
         apply_decisions(apply_overrides(night, overrides, price_date), decisions, price_date)
@@ -218,22 +214,15 @@ def apply_night_decisions(spark: SparkSession, root: str, price_date: date) -> i
     try:
         updated = changed.count()
         if updated:
-            io.merge_by_key(
-                changed,
-                tables.recommendations,
-                PRICE_RECOMMENDATIONS_SCHEMA,
-                ["sku", "price_date"],
-                "true",
-                "gold/price_recommendations",
-                cluster_by=["price_date"],
-                target_condition=f"t.price_date = DATE'{price_date}'",
+            lakehouse.merge(
+                PRICE_RECOMMENDATIONS, changed, "true", target_condition=f"t.price_date = DATE'{price_date}'"
             )
     finally:
         changed.unpersist()
     # Compared with the whole night, so a run that stopped between the two tables is completed here.
     publish_current_prices(
-        io.read_table(spark, tables.recommendations).where(F.col("price_date") == F.lit(price_date)),
-        tables.current_prices,
+        lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(price_date)),
+        lakehouse,
         updated_at=F.current_timestamp(),
         only_changes=True,
     )
@@ -265,10 +254,10 @@ def decide(
     if not author.strip():
         raise ReviewError("a decision needs an --author")
     root = io.qualify(spark, root)
-    tables = PriceTables(root)
+    lakehouse = Lakehouse(root)
     with LakehouseLock(spark, root, "nightly", lock_ttl_s, f"{decision} prices by {author}"):
         night_date = _night_to_decide(spark, root, price_date)
-        night = io.read_table(spark, tables.recommendations).where(F.col("price_date") == F.lit(night_date))
+        night = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(night_date))
         decision_id = uuid.uuid4().hex
         rows = (
             _chosen(night, decision, selection)
@@ -293,7 +282,7 @@ def decide(
             count = rows.count()
             first = [r.sku for r in rows.select("sku").orderBy("sku").limit(10).collect()]
             if count:
-                io.append(rows, tables.decisions, PRICE_DECISIONS_SCHEMA, "gold/price_decisions")
+                lakehouse.append(PRICE_DECISIONS, rows)
                 apply_night_decisions(spark, root, night_date)
         finally:
             rows.unpersist()
@@ -327,10 +316,10 @@ def override(
     if not price > 0 or round(price, 2) != price:
         raise ReviewError(f"a price is positive whole cents, got {price}")
     root = io.qualify(spark, root)
-    tables = PriceTables(root)
+    lakehouse = Lakehouse(root)
     with LakehouseLock(spark, root, "nightly", lock_ttl_s, f"override of {sku} by {author}"):
         night_date = _night_to_decide(spark, root, price_date)
-        night = io.read_table(spark, tables.recommendations).where(F.col("price_date") == F.lit(night_date))
+        night = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(night_date))
         row = night.where(F.col("sku") == sku).first()
         if row is None:
             raise ReviewError(f"nothing changed: {sku} has no price for {night_date}")
@@ -363,7 +352,7 @@ def override(
             "decision_id string, sku string, price_date date, decision string, status_before string, "
             "current_price double, recommended_price double, final_price double, author string, note string",
         ).withColumn("decided_at", F.current_timestamp())
-        io.append(history, tables.decisions, PRICE_DECISIONS_SCHEMA, "gold/price_decisions")
+        lakehouse.append(PRICE_DECISIONS, history)
         apply_night_decisions(spark, root, night_date)
     report = DecisionReport("overridden", night_date, decision_id, 1, [sku], author)
     log.info(report.render())
@@ -372,7 +361,7 @@ def override(
 
 def decision_history(spark: SparkSession, root: str, price_date: date | None = None) -> DataFrame:
     """Every recorded decision (of ``price_date`` when given), newest first."""
-    history = io.read_table(spark, PriceTables(io.qualify(spark, root)).decisions, PRICE_DECISIONS_SCHEMA)
+    history = Lakehouse(io.qualify(spark, root)).read_declared(spark, PRICE_DECISIONS)
     if price_date is not None:
         history = history.where(F.col("price_date") == F.lit(price_date))
     return history.orderBy(F.col("decided_at").desc(), "sku")

@@ -23,12 +23,12 @@ from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html, no_upda
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pricing import io
 from pricing.config import PricingConfig
-from pricing.ingest import Lakehouse
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, SILVER, Lakehouse
 from pricing.lock import LockHeld
 from pricing.review import ReviewError, Selection, change, decide, latest_price_date, override
-from pricing.score import PriceTables, whatif
+from pricing.score import whatif
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ReviewPage:
 
     def __init__(self, spark: SparkSession, cfg: PricingConfig, root: str) -> None:
         self.spark, self.cfg, self.root = spark, cfg, io.qualify(spark, root)
-        self.tables = PriceTables(self.root)
+        self.lakehouse = Lakehouse(self.root)
         self.lock = threading.Lock()  # one Spark request at a time from the server's threads
 
     @property
@@ -70,13 +70,14 @@ class ReviewPage:
         return latest_price_date(self.spark, self.root)
 
     def rows(self, price_date: date) -> DataFrame:
-        night = io.read_table(self.spark, self.tables.recommendations).where(
+        night = self.lakehouse.read(self.spark, PRICE_RECOMMENDATIONS).where(
             F.col("price_date") == F.lit(price_date)
         )
-        catalog = Lakehouse(self.root).silver("catalog")
-        if io.is_delta_table(self.spark, catalog):
+        if self.lakehouse.exists(self.spark, SILVER["catalog"]):
             night = night.join(
-                io.read_table(self.spark, catalog).select("sku", "title", "category"), "sku", "left"
+                self.lakehouse.read(self.spark, SILVER["catalog"]).select("sku", "title", "category"),
+                "sku",
+                "left",
             )
         else:
             night = night.withColumn("title", F.lit(None).cast("string")).withColumn(

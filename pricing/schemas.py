@@ -337,6 +337,16 @@ def sku_day_schema(lags: list[int], windows: list[int]) -> StructType:
     return StructType(fields)
 
 
+# gold/elasticities: the champion's elasticity and interval per SKU, rewritten by each training run.
+ELASTICITIES_SCHEMA = StructType(
+    [
+        StructField("sku", StringType(), False),
+        StructField("elasticity", DoubleType(), False),
+        StructField("elasticity_low", DoubleType(), False),
+        StructField("elasticity_high", DoubleType(), False),
+    ]
+)
+
 TEXT_EMBEDDINGS_SCHEMA = StructType(
     [
         StructField("text_hash", StringType(), nullable=False),

@@ -26,10 +26,19 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StructField, StructType
 
-from pricing import io
 from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
 from pricing.experiment import CONTROL_REASON, PRICE_TEST, controls_on
-from pricing.features import GoldTables, next_day_rows
+from pricing.features import next_day_rows, read_sku_day
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import (
+    CURRENT_PRICES,
+    PRICE_DECISIONS,
+    PRICE_OVERRIDES,
+    PRICE_RECOMMENDATIONS,
+    SKU_DAY,
+    TEXT_EMBEDDINGS,
+    Lakehouse,
+)
 from pricing.model.dataset import InputSpec, model_inputs, with_history
 from pricing.model.predict import LoadedModel, foreign_model
 from pricing.optimize import (
@@ -41,11 +50,7 @@ from pricing.optimize import (
     price_band,
 )
 from pricing.schemas import (
-    CURRENT_PRICES_SCHEMA,
-    PRICE_DECISIONS_SCHEMA,
-    PRICE_OVERRIDES_SCHEMA,
     PRICE_RECOMMENDATIONS_SCHEMA,
-    TEXT_EMBEDDINGS_SCHEMA,
 )
 
 log = logging.getLogger(__name__)
@@ -89,29 +94,6 @@ SCORED_SCHEMA = StructType(
 
 
 @dataclass(frozen=True)
-class PriceTables:
-    """Where the price tables of one lakehouse live."""
-
-    root: str
-
-    @property
-    def recommendations(self) -> str:
-        return io.table_path(self.root, "gold", "price_recommendations")
-
-    @property
-    def overrides(self) -> str:
-        return io.table_path(self.root, "gold", "price_overrides")
-
-    @property
-    def current_prices(self) -> str:
-        return io.table_path(self.root, "gold", "current_prices")
-
-    @property
-    def decisions(self) -> str:
-        return io.table_path(self.root, "gold", "price_decisions")
-
-
-@dataclass(frozen=True)
 class Champion:
     """A registered model version, read once on the driver: weights, configuration, input spec."""
 
@@ -127,7 +109,7 @@ class Champion:
 
 def load_champion(tcfg: TrainConfig, alias: str, lakehouse: str | None = None) -> Champion | None:
     """The model version holding ``alias`` in the registry, or None when there is none yet or when it
-    belongs to a lakehouse other than ``lakehouse`` (an id from :func:`pricing.io.lakehouse_id`)."""
+    belongs to a lakehouse other than ``lakehouse`` (an id from :func:`pricing.lakehouse.io.lakehouse_id`)."""
     mlflow.set_tracking_uri(tcfg.tracking_uri)
     client = mlflow.MlflowClient()
     try:
@@ -434,9 +416,9 @@ def apply_overrides(night_df: DataFrame, overrides_df: DataFrame, price_date: da
 
 
 def publish_current_prices(
-    night_df: DataFrame, path: str, updated_at: Column | None = None, only_changes: bool = False
+    night_df: DataFrame, lakehouse: Lakehouse, updated_at: Column | None = None, only_changes: bool = False
 ) -> None:
-    """MERGE a night's final prices into ``gold/current_prices`` at ``path`` (key sku).
+    """MERGE a night's final prices into ``lakehouse``'s ``gold/current_prices`` (key sku).
 
     A later night's price is never replaced by re-running an earlier night; ``updated_at`` (a Column)
     defaults to the rows' ``created_at``; ``only_changes`` leaves rows whose price and status hold.
@@ -453,7 +435,7 @@ def publish_current_prices(
         "run_id",
         (F.col("created_at") if updated_at is None else updated_at).alias("updated_at"),
     )
-    io.merge_by_key(rows, path, CURRENT_PRICES_SCHEMA, ["sku"], condition, "gold/current_prices")
+    lakehouse.merge(CURRENT_PRICES, rows, condition)
 
 
 def latest_decisions(decisions_df: DataFrame, price_date: date) -> DataFrame:
@@ -545,7 +527,7 @@ class ScoreReport:
 
 def next_night(spark: SparkSession, root: str) -> date:
     """The day after the gold panel's last day: the night scoring prices by default."""
-    last = io.first_value(io.read_table(spark, GoldTables(root).sku_day).agg(F.max("date")))
+    last = io.first_value(Lakehouse(root).read(spark, SKU_DAY).agg(F.max("date")))
     if last is None:
         raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
     return last + timedelta(days=1)
@@ -555,14 +537,14 @@ def scoring_inputs(
     spark: SparkSession, cfg: PricingConfig, root: str, price_date: date, spec: InputSpec | None
 ) -> DataFrame:
     """Model-input rows for ``price_date`` (one per SKU), priced at the price in force."""
-    gold, tables = GoldTables(root), PriceTables(root)
-    panel = gold.read_sku_day(spark, cfg.features)
+    lakehouse = Lakehouse(root)
+    panel = read_sku_day(spark, lakehouse, cfg.features)
     tonight = next_day_rows(panel, price_date, cfg.features)
     # The previous day's traffic is an input: compute it over yesterday's panel row and tonight's.
     yesterday = panel.where(F.col("date") == F.lit(price_date - timedelta(days=1))).select(tonight.columns)
     rows = with_history(yesterday.unionByName(tonight)).where(F.col("date") == F.lit(price_date))
-    if io.is_delta_table(spark, tables.recommendations):
-        in_force = prices_in_force(io.read_table(spark, tables.recommendations), price_date)
+    if lakehouse.exists(spark, PRICE_RECOMMENDATIONS):
+        in_force = prices_in_force(lakehouse.read(spark, PRICE_RECOMMENDATIONS), price_date)
         rows = (
             rows.join(in_force, "sku", "left")
             .withColumn("price", F.coalesce("price_in_force", "price"))
@@ -582,7 +564,7 @@ def scoring_inputs(
             "unit_cost",
             *_BAND_COLUMNS,
         )
-    embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA)
+    embeddings = lakehouse.read_declared(spark, TEXT_EMBEDDINGS)
     return model_inputs(rows, embeddings, spec, _BAND_COLUMNS)
 
 
@@ -596,7 +578,7 @@ def run_score(
     """Score every SKU for ``price_date`` (default: the day after the panel) and MERGE the prices."""
     started = time.monotonic()
     root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    tables = PriceTables(root)
+    lakehouse = Lakehouse(root)
     price_date = price_date or next_night(spark, root)
     run_id = run_id or uuid.uuid4().hex
     champion = load_champion(cfg.train, cfg.score.model_alias, io.lakehouse_id(spark, root))
@@ -618,8 +600,8 @@ def run_score(
         held = controls_on(spark, root, price_date).select("sku", F.lit(True).alias("held"))
         inputs = inputs.join(held, "sku", "left")
         scored = inputs.mapInPandas(score_batches(loader, cfg.policy, cfg.score), SCORED_SCHEMA)
-        overrides = io.read_table(spark, tables.overrides, PRICE_OVERRIDES_SCHEMA)
-        decisions = io.read_table(spark, tables.decisions, PRICE_DECISIONS_SCHEMA)
+        overrides = lakehouse.read_declared(spark, PRICE_OVERRIDES)
+        decisions = lakehouse.read_declared(spark, PRICE_DECISIONS)
         recommendations = apply_decisions(
             approve(scored, overrides, cfg.score, price_date), decisions, price_date
         ).select(
@@ -629,20 +611,12 @@ def run_score(
             F.current_timestamp().alias("created_at"),
         )
         # Re-scoring a night replaces that night's rows; other nights stay as history.
-        io.merge_by_key(
-            recommendations,
-            tables.recommendations,
-            PRICE_RECOMMENDATIONS_SCHEMA,
-            ["sku", "price_date"],
-            "true",
-            "gold/price_recommendations",
-            cluster_by=["price_date"],
-        )
+        lakehouse.merge(PRICE_RECOMMENDATIONS, recommendations, "true")
     finally:
         spark.conf.set(batch_key, previous) if previous is not None else spark.conf.unset(batch_key)
-    night = io.read_table(spark, tables.recommendations).where(F.col("price_date") == F.lit(price_date))
-    io.assert_unique(spark, tables.recommendations, ["sku", "price_date"], "gold/price_recommendations")
-    publish_current_prices(night, tables.current_prices)
+    night = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(price_date))
+    lakehouse.assert_unique(spark, PRICE_RECOMMENDATIONS)
+    publish_current_prices(night, lakehouse)
     night = night.cache()
     totals = night.agg(
         F.count("*"),
@@ -752,18 +726,10 @@ def add_override(
         [(sku, price_date, float(price), reason, author)],
         "sku string, price_date date, price double, reason string, author string",
     ).withColumn("created_at", F.current_timestamp())
-    io.append(
-        row, PriceTables(io.qualify(spark, root)).overrides, PRICE_OVERRIDES_SCHEMA, "gold/price_overrides"
-    )
+    Lakehouse(io.qualify(spark, root)).append(PRICE_OVERRIDES, row)
 
 
 def remove_overrides(spark: SparkSession, root: str, sku: str, price_date: date | None = None) -> int:
     """Delete ``sku``'s overrides for ``price_date`` (None: its open-ended ones); returns rows removed."""
-    from delta.tables import DeltaTable
-
-    path = PriceTables(io.qualify(spark, root)).overrides
-    if not io.is_delta_table(spark, path):
-        return 0
     when = F.col("price_date").isNull() if price_date is None else F.col("price_date") == F.lit(price_date)
-    DeltaTable.forPath(spark, path).delete((F.col("sku") == sku) & when)
-    return int(io.last_operation_metrics(spark, path).get("numDeletedRows", 0))
+    return Lakehouse(io.qualify(spark, root)).delete(spark, PRICE_OVERRIDES, (F.col("sku") == sku) & when)

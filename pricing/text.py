@@ -19,8 +19,8 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pricing import io
 from pricing.config import FeaturesConfig
+from pricing.lakehouse.tables import TEXT_EMBEDDINGS, Lakehouse
 from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
 
 MINILM = "all-MiniLM-L6-v2"
@@ -113,21 +113,22 @@ def embed_texts(texts_df: DataFrame, cfg: FeaturesConfig) -> DataFrame:
 TEXTS_PER_TASK = 20_000
 
 
-def ensure_text_embeddings(spark: SparkSession, catalog_df: DataFrame, path: str, cfg: FeaturesConfig) -> int:
-    """Encode the catalog texts not yet in the cache table at ``path``; return how many were added."""
+def ensure_text_embeddings(
+    spark: SparkSession, catalog_df: DataFrame, lakehouse: Lakehouse, cfg: FeaturesConfig
+) -> int:
+    """Encode the catalog texts not yet in ``lakehouse``'s ``gold/text_embeddings``; return how many
+    were added."""
     encoder = encoder_name(cfg)
     texts_df = catalog_df.select(text_hash().alias("text_hash"), product_text().alias("text")).dropDuplicates(
         ["text_hash"]
     )
-    cached = io.read_table(spark, path, TEXT_EMBEDDINGS_SCHEMA).where(F.col("encoder") == encoder)
+    cached = lakehouse.read_declared(spark, TEXT_EMBEDDINGS).where(F.col("encoder") == encoder)
     missing_df = texts_df.join(cached.select("text_hash"), "text_hash", "left_anti").cache()
     added = missing_df.count()
     if added:
         # A night's few new texts in one task, a backfill's in several (coalesce never adds partitions):
         # each task loads the encoder into its own worker.
         tasks = math.ceil(added / TEXTS_PER_TASK)
-        io.append(
-            embed_texts(missing_df.coalesce(tasks), cfg), path, TEXT_EMBEDDINGS_SCHEMA, "gold/text_embeddings"
-        )
+        lakehouse.append(TEXT_EMBEDDINGS, embed_texts(missing_df.coalesce(tasks), cfg))
     missing_df.unpersist()
     return added

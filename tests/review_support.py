@@ -9,9 +9,10 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pricing import io
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, Lakehouse
 from pricing.schemas import PRICE_RECOMMENDATIONS_SCHEMA
-from pricing.score import PriceTables, publish_current_prices
+from pricing.score import publish_current_prices
 
 YESTERDAY, NIGHT = date(2026, 3, 1), date(2026, 3, 2)
 
@@ -56,8 +57,8 @@ ROWS = [
 def price_lakehouse(spark: SparkSession, tmp_path: Path) -> str:
     """``ROWS`` as ``gold/price_recommendations``; the night's final prices as ``gold/current_prices``."""
     root = io.qualify(spark, str(tmp_path / "lakehouse"))
-    tables = PriceTables(root)
+    tables = Lakehouse(root)
     night = spark.createDataFrame(ROWS, PRICE_RECOMMENDATIONS_SCHEMA)
-    io.append(night, tables.recommendations, PRICE_RECOMMENDATIONS_SCHEMA, "gold/price_recommendations")
-    publish_current_prices(night.where(F.col("price_date") == F.lit(NIGHT)), tables.current_prices)
+    tables.append(PRICE_RECOMMENDATIONS, night)
+    publish_current_prices(night.where(F.col("price_date") == F.lit(NIGHT)), tables)
     return root

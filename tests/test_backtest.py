@@ -12,9 +12,10 @@ from conftest import TEST_OVERRIDES
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pricing import io
 from pricing.backtest import Backtest, BacktestReport, run_backtest
 from pricing.config import PricingConfig, load_config
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, RUNS, SKU_DAY, Lakehouse
 from pricing.report import write_report
 from pricing.sim.closed_loop import realise_day
 
@@ -129,19 +130,19 @@ def test_the_nightly_job_in_the_loop(
     explore = {p.policy: p for p in report.policies}["model_explore"]
     assert explore.violations == 0
     assert explore.wape is not None and explore.elasticity_mae is not None
-    lakehouse = tmp_path / "bt" / "policies" / "model_explore" / "lakehouse"
-    runs = io.read_table(spark, io.table_path(str(lakehouse), "audit", "runs")).toPandas()
+    lakehouse = Lakehouse(str(tmp_path / "bt" / "policies" / "model_explore" / "lakehouse"))
+    runs = lakehouse.read(spark, RUNS).toPandas()
     # The backfill night and the first backtest night ran (the last night's prices are not needed).
     assert len(runs) == 2 and (runs["status"] == "succeeded").all()
     # The first backtest day's sales came back through the landing files the loop wrote.
     first = Backtest(spark, cfg, str(tmp_path / "bt")).first_night
-    panel = io.read_table(spark, io.table_path(str(lakehouse), "gold", "sku_day"))
+    panel = lakehouse.read(spark, SKU_DAY)
     sold = panel.where(F.col("date") == F.lit(first)).agg(F.sum("units_sold")).first()
     realised = spark.read.parquet(str(tmp_path / "bt" / "policies" / "model_explore" / "realised"))
     truth = realised.where(F.col("date") == F.lit(first)).agg(F.sum("units_sold")).first()
     assert sold is not None and truth is not None and sold[0] > 0
     assert abs(sold[0] - truth[0]) <= 0.05 * truth[0] + 2  # dirt in the files quarantines a few lines
-    recs = io.read_table(spark, io.table_path(str(lakehouse), "gold", "price_recommendations"))
+    recs = lakehouse.read(spark, PRICE_RECOMMENDATIONS)
     assert recs.where(F.col("binding_constraint") == "price_test").count() > 0
 
 

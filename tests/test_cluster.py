@@ -15,6 +15,7 @@ from nightly_support import NIGHTLY_OVERRIDES
 from pyspark.sql import SparkSession
 
 from pricing.config import load_config
+from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, RUNS, Lakehouse
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
 from pricing.spark import session_conf
@@ -62,7 +63,7 @@ def test_nightly_job_on_a_standalone_cluster(spark: SparkSession, tmp_path: Path
     assert f"from {package}" in done.stdout  # the driver ran the shipped package
     assert "Connected to Spark cluster with app ID" in done.stderr  # executors on the worker, not local
 
-    runs = spark.read.format("delta").load(str(lakehouse / "audit/runs")).collect()
+    runs = Lakehouse(str(lakehouse)).read(spark, RUNS).collect()
     assert [(r.run_date, r.status) for r in runs] == [(NIGHT, "succeeded")]
-    prices = spark.read.format("delta").load(str(lakehouse / "gold/price_recommendations"))
+    prices = Lakehouse(str(lakehouse)).read(spark, PRICE_RECOMMENDATIONS)
     assert prices.where(f"price_date = DATE'{NIGHT + timedelta(days=1)}'").count() == SKUS

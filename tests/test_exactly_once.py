@@ -13,7 +13,8 @@ from pyspark.sql import functions as F
 
 from pricing.config import PricingConfig
 from pricing.console import show_progress
-from pricing.ingest import Lakehouse, run_ingest
+from pricing.ingest import run_ingest
+from pricing.lakehouse.tables import INGESTED_FILES, SILVER, Lakehouse
 
 HEADER = ["order_id", "order_ts", "sku", "quantity", "unit_price"]
 
@@ -47,12 +48,12 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
     progress = [line for line in capsys.readouterr().out.splitlines() if "[ingest]" in line]
     assert len(progress) >= 4 and all(line.count("[ingest]") == 1 for line in progress), progress
     assert all(line.startswith("[ingest] ") for line in progress), progress
-    versions = {name: _version(spark, lakehouse.silver(name)) for name in ("catalog", "transactions")}
+    versions = {name: _version(spark, lakehouse.path(SILVER[name])) for name in ("catalog", "transactions")}
 
     second = run_ingest(spark, cfg, str(landing), lakehouse.root)
     assert second.results == []
     assert second.batch_id == first.batch_id + 1
-    assert {name: _version(spark, lakehouse.silver(name)) for name in versions} == versions
+    assert {name: _version(spark, lakehouse.path(SILVER[name])) for name in versions} == versions
 
     # A late file for an older day, and the day-2 file delivered again under another name.
     write_csv(
@@ -74,10 +75,10 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
         0,
     )
 
-    silver = spark.read.format("delta").load(lakehouse.silver("transactions"))
+    silver = lakehouse.read(spark, SILVER["transactions"])
     assert sorted(r.order_id for r in silver.collect()) == ["o0", "o1", "o2", "o3"]
     assert silver.where("order_id = 'o0'").first().order_date.isoformat() == "2026-05-30"
-    ledger = spark.read.format("delta").load(lakehouse.ingested_files)
+    ledger = lakehouse.read(spark, INGESTED_FILES)
     per_file = ledger.groupBy("path").agg(F.count("*").alias("times"), F.max("_batch_id").alias("batch"))
     assert {(Path(r.path).name, r.times, r.batch) for r in per_file.collect()} == {
         ("catalog.csv", 1, first.batch_id),

@@ -14,10 +14,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from pricing import io
 from pricing.config import load_config
-from pricing.features import GoldTables, run_features
+from pricing.features import run_features
 from pricing.ingest import run_ingest
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import SKU_DAY, Lakehouse
 from pricing.sim import simulate_market
 
 START = date(2026, 6, 1)
@@ -51,7 +52,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     cfg = load_config("local", overrides=MARKET)
     staging, landing, lakehouse = tmp_path / "staging", tmp_path / "landing", str(tmp_path / "lakehouse")
     simulate_market(spark, cfg.simulate, str(staging), str(tmp_path / "truth"))
-    gold = GoldTables(lakehouse)
+    tables = Lakehouse(lakehouse)
     day = [START + timedelta(days=i) for i in range(36)]
 
     _deliver(staging, landing, day[34])
@@ -59,10 +60,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     first = run_features(spark, cfg, lakehouse, run_date=day[34])
     assert (first.mode, first.rows_in_panel) == ("full", 8 * 35)
     before_late = (
-        spark.read.format("delta")
-        .load(gold.sku_day)
-        .where((F.col("sku") == "SKU-00001") & (F.col("date") == day[19]))
-        .first()
+        tables.read(spark, SKU_DAY).where((F.col("sku") == "SKU-00001") & (F.col("date") == day[19])).first()
     )
 
     # Night 36: the new day arrives, plus a late file with a sale from day 20.
@@ -74,15 +72,15 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     )
     run_ingest(spark, cfg, str(landing), lakehouse)
     incremental = run_features(spark, cfg, lakehouse, run_date=day[35])
-    incremental_version = io.latest_version(spark, gold.sku_day)
+    incremental_version = io.latest_version(spark, tables.path(SKU_DAY))
     assert incremental.mode == "incremental"
     assert incremental.skus_recomputed == 8
     assert incremental.rows_in_panel == 8 * 36
 
     rebuild = run_features(spark, cfg, lakehouse, run_date=day[35], full=True)
     assert rebuild.mode == "full" and rebuild.rows_written == 8 * 36
-    incremental_df = spark.read.format("delta").option("versionAsOf", incremental_version).load(gold.sku_day)
-    rebuilt_df = spark.read.format("delta").load(gold.sku_day)
+    incremental_df = tables.read(spark, SKU_DAY, version=incremental_version)
+    rebuilt_df = tables.read(spark, SKU_DAY)
     assertDataFrameEqual(incremental_df, rebuilt_df, checkRowOrder=False)
 
     # The late sale moved day 20 and the windows after it, only for its SKU.
@@ -94,7 +92,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     assert incremental.rows_written <= 0.1 * rebuild.rows_written
 
     # The same night again with nothing new: nothing recomputed, nothing written, the panel unchanged.
-    panel_version = io.latest_version(spark, gold.sku_day)
+    panel_version = io.latest_version(spark, tables.path(SKU_DAY))
     again = run_features(spark, cfg, lakehouse, run_date=day[35])
     assert (again.mode, again.skus_recomputed, again.rows_written, again.rows_in_panel) == (
         "incremental",
@@ -102,7 +100,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
         0,
         8 * 36,
     )
-    assert io.latest_version(spark, gold.sku_day) == panel_version
+    assert io.latest_version(spark, tables.path(SKU_DAY)) == panel_version
 
 
 def test_features_need_silver(spark: SparkSession, tmp_path: Path) -> None:

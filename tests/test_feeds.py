@@ -15,8 +15,9 @@ from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig, load_config
-from pricing.ingest import Lakehouse, run_ingest
-from pricing.io import hadoop_fs
+from pricing.ingest import run_ingest
+from pricing.lakehouse.io import hadoop_fs
+from pricing.lakehouse.tables import INGESTED_FILES, QUARANTINE, SILVER, Lakehouse
 from pricing.landing import _list_hadoop, list_landing_files
 from pricing.schemas import SOURCE_FILE
 
@@ -60,19 +61,19 @@ def test_bom_odd_names_multiline_fields_empty_files_crlf_offsets_and_damage_foun
         "catalog": (1, 0),
         "transactions": (3, 1),
     }, [(f.file.path, f.error) for r in report.results for f in r.files_failed]
-    titles = {r.sku: r.title for r in spark.read.format("delta").load(lakehouse.silver("catalog")).collect()}
+    titles = {r.sku: r.title for r in lakehouse.read(spark, SILVER["catalog"]).collect()}
     # The line break inside quotes is kept (the CSV parser writes it as \n, whatever the file used).
     assert titles == {"A": "Tent\nfor two", "B": 'Sock, "wool"\nsize 42'}
     orders = {
         r.order_id: (r.order_ts, r.sku, r.quantity)
-        for r in spark.read.format("delta").load(lakehouse.silver("transactions")).collect()
+        for r in lakehouse.read(spark, SILVER["transactions"]).collect()
     }
     assert orders == {
         "o1": (datetime(2026, 6, 30, 10, 0, 0), "A", 1),
         "o2": (datetime(2026, 6, 30, 21, 59, 59), "B", 2),
         "o3": (datetime(2026, 6, 30, 22, 15, 0), "B", 1),
     }
-    ledger = spark.read.format("delta").load(lakehouse.ingested_files)
+    ledger = lakehouse.read(spark, INGESTED_FILES)
     rows = {Path(r.path).name: (r.status, r.rows_read) for r in ledger.collect()}
     assert rows["nothing.csv"] == ("ingested", 0)
     assert rows["cut.csv.gz"] == ("failed", None)
@@ -98,10 +99,10 @@ def _ingest_fuzzed(
         _write(landing / "transactions" / delivery.name, delivery.data)
     report = run_ingest(spark, cfg, str(landing), lakehouse.root)
 
-    ledger = spark.read.format("delta").load(lakehouse.ingested_files).where("source = 'transactions'")
+    ledger = lakehouse.read(spark, INGESTED_FILES).where("source = 'transactions'")
     by_name = {unquote(Path(r.path).name): r for r in ledger.collect()}
     assert sorted(by_name) == sorted(d.name for d in expected.deliveries)
-    quarantine = spark.read.format("delta").load(lakehouse.quarantine).where("source = 'transactions'")
+    quarantine = lakehouse.read(spark, QUARANTINE).where("source = 'transactions'")
     reasons: dict[str, list[str]] = {}
     for row in quarantine.select(SOURCE_FILE, "reason").collect():
         reasons.setdefault(unquote(Path(row[SOURCE_FILE]).name), []).append(row.reason)
@@ -124,7 +125,7 @@ def _ingest_fuzzed(
     assert tx.rows_duplicate == expected.duplicates
     assert tx.rows_read == tx.rows_silver + tx.rows_quarantined + tx.rows_duplicate
     assert tx.rows_unaccounted == 0
-    silver = spark.read.format("delta").load(lakehouse.silver("transactions"))
+    silver = lakehouse.read(spark, SILVER["transactions"])
     want = spark.createDataFrame(
         [(order_id, *values) for order_id, values in expected.silver.items()],
         "order_id string, order_ts timestamp, sku string, quantity int, unit_price decimal(18,4), "

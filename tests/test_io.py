@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
-from pricing import io
+from pricing.lakehouse import io
 from pricing.spark import user_cache_dir
 
 OLD = StructType([StructField("sku", StringType(), False), StructField("title", StringType())])

@@ -15,7 +15,8 @@ from pyspark.sql.types import StructType
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig
-from pricing.ingest import IngestError, Lakehouse, run_ingest
+from pricing.ingest import IngestError, run_ingest
+from pricing.lakehouse.tables import BRONZE, SILVER, Lakehouse
 from pricing.landing import json_to_bronze_rows
 from pricing.schemas import CLICKSTREAM, TRANSACTIONS
 
@@ -106,7 +107,7 @@ def test_every_format_lands_in_the_same_typed_silver_rows(
         "catalog": (1, 2, 2),
         "transactions": (5, 5, 5),
     }
-    silver = spark.read.format("delta").load(lakehouse.silver("transactions"))
+    silver = lakehouse.read(spark, SILVER["transactions"])
     columns = [
         "order_id",
         "line_id",
@@ -193,14 +194,14 @@ def test_every_format_lands_in_the_same_typed_silver_rows(
     assertDataFrameEqual(silver.select(columns), expected.select(columns), checkRowOrder=False)
     assert silver.schema == TRANSACTIONS.silver_schema
 
-    bronze = spark.read.format("delta").load(lakehouse.bronze("transactions"))
+    bronze = lakehouse.read(spark, BRONZE["transactions"])
     assert bronze.where("order_id = 'o4'").select("_extra").first()[0] == {"coupon": "SAVE10"}
-    catalog_bronze = spark.read.format("delta").load(lakehouse.bronze("catalog"))
+    catalog_bronze = lakehouse.read(spark, BRONZE["catalog"])
     assert sorted(r[0] for r in catalog_bronze.select(F.col("_extra")["Supplier"]).collect()) == ["s1", "s2"]
-    catalog_silver = spark.read.format("delta").load(lakehouse.silver("catalog"))
+    catalog_silver = lakehouse.read(spark, SILVER["catalog"])
     assert {r.sku: r.unit_cost_missing for r in catalog_silver.collect()} == {"A": False, "B": True}
     # Optional sources absent: no tables for them, and the run still succeeded.
-    assert not Path(lakehouse.silver("clickstream")).exists()
+    assert not Path(lakehouse.path(SILVER["clickstream"])).exists()
 
 
 def test_json_lines_become_bronze_rows_however_their_keys_are_spelled(spark: SparkSession) -> None:
@@ -277,7 +278,7 @@ def test_a_silver_table_an_earlier_release_wrote_takes_the_next_batch(
         )
         if day == 1:
             run_ingest(spark, cfg, str(landing), lakehouse.root)
-            path = lakehouse.silver("competitor_prices")
+            path = lakehouse.path(SILVER["competitor_prices"])
             listing_columns = ["competitor_sku", "title", "brand", "size"]
             old = spark.read.format("delta").load(path).drop(*listing_columns)
             old.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
@@ -286,6 +287,6 @@ def test_a_silver_table_an_earlier_release_wrote_takes_the_next_batch(
     assert report.balanced
     counts = {r.source: (r.rows_read, r.rows_silver) for r in report.results}
     assert counts == {"transactions": (1, 1), "competitor_prices": (2, 2)}
-    silver = spark.read.format("delta").load(lakehouse.silver("competitor_prices"))
+    silver = lakehouse.read(spark, SILVER["competitor_prices"])
     assert set(listing_columns) <= set(silver.columns)
     assert silver.count() == 4 and silver.where(F.col("competitor_sku").isNotNull()).count() == 0

@@ -17,10 +17,10 @@ from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig
 from pricing.features import run_features
-from pricing.ingest import Lakehouse, run_ingest
+from pricing.ingest import run_ingest
+from pricing.lakehouse.tables import COMPETITOR_MATCHES, QUARANTINE, SKU_DAY, Lakehouse
 from pricing.listing_text import Size, describe, find_size, fold
 from pricing.matching import (
-    ListingTables,
     MatchingError,
     decide_listing,
     match_listings,
@@ -242,15 +242,13 @@ def test_listings_from_landing_to_the_panel(
     report = run_ingest(spark, hashed, str(tmp_path / "landing"), root)
     competitor = next(r for r in report.results if r.source == "competitor_prices")
     assert (competitor.rows_read, competitor.rows_silver, competitor.rows_quarantined) == (15, 14, 1)
-    quarantined = (
-        spark.read.format("delta").load(Lakehouse(root).quarantine).where("source = 'competitor_prices'")
-    )
+    quarantined = Lakehouse(root).read(spark, QUARANTINE).where("source = 'competitor_prices'")
     assert [r.detail for r in quarantined.collect()] == ["sku and competitor_sku are all missing"]
 
     result = run_matching(spark, hashed, root)
     assert (result.listings, result.matched, result.quarantined) == (11, 5, 6)
-    tables = ListingTables(root)
-    matches = spark.read.format("delta").load(tables.matches)
+    lakehouse = Lakehouse(root)
+    matches = lakehouse.read(spark, COMPETITOR_MATCHES)
     assert matches.where("competitor_sku = 'exact'").first().sku == "A1"
     assert len(review_queue(spark, root)) == 6
 
@@ -261,21 +259,19 @@ def test_listings_from_landing_to_the_panel(
     with pytest.raises(MatchingError, match="no listing"):
         decide_listing(spark, root, "shopx", "never-seen", "B1", "tester")
     assert run_matching(spark, hashed, root).by_override == 1
-    first = spark.read.format("delta").load(tables.matches).orderBy("competitor_sku").collect()
+    first = lakehouse.read(spark, COMPETITOR_MATCHES).orderBy("competitor_sku").collect()
     again = run_matching(spark, hashed, root)
     assert again.skipped and (again.matched, again.quarantined) == (6, 5)
-    assert spark.read.format("delta").load(tables.matches).orderBy("competitor_sku").collect() == first
+    assert lakehouse.read(spark, COMPETITOR_MATCHES).orderBy("competitor_sku").collect() == first
     # Other settings are another matching: it runs again, and the same data gives the same matches.
     stricter = hashed.model_copy(update={"matching": hashed.matching.model_copy(update={"threshold": 0.51})})
     assert not run_matching(spark, stricter, root).skipped
     kept = {(r.competitor_sku, r.sku) for r in first if r.score is None or r.score >= 0.51}
-    assert {
-        (r.competitor_sku, r.sku) for r in spark.read.format("delta").load(tables.matches).collect()
-    } == kept
+    assert {(r.competitor_sku, r.sku) for r in lakehouse.read(spark, COMPETITOR_MATCHES).collect()} == kept
 
     # The panel counts shopx's listings under the matched SKUs; unmatched listings stay out.
     run_features(spark, hashed, root)
-    panel = spark.read.format("delta").load(f"{root}/gold/sku_day").where("date = '2026-06-01'")
+    panel = lakehouse.read(spark, SKU_DAY).where("date = '2026-06-01'")
     competitors = {r.sku: r.n_competitors for r in panel.select("sku", "n_competitors").collect()}
     assert competitors == {"A1": 2, "A2": None, "B1": 1, "B2": 1, "C1": 1}
     lowest = {r.sku: r.comp_min_price for r in panel.select("sku", "comp_min_price").collect()}

@@ -13,9 +13,9 @@ import torch
 from conftest import TEST_OVERRIDES, copy_shop
 from pyspark.sql import SparkSession
 
-from pricing import io
 from pricing.config import PricingConfig, load_config
-from pricing.features import GoldTables
+from pricing.features import read_sku_day
+from pricing.lakehouse.tables import TEXT_EMBEDDINGS, Lakehouse
 from pricing.model.dataset import fit_input_spec, model_inputs, text_basis, text_vectors, with_history
 from pricing.model.distributed import read_shard
 from pricing.model.train import TrainReport, price_change_metrics, run_train
@@ -112,9 +112,9 @@ def test_training_shards_carry_each_text_once_and_read_back_the_same_rows(
 ) -> None:
     _, lakehouse = market
     cfg = _config(tmp_path)
-    gold = GoldTables(str(lakehouse))
-    panel = with_history(gold.read_sku_day(spark, cfg.features))
-    embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA)
+    tables = Lakehouse(str(lakehouse))
+    panel = with_history(read_sku_day(spark, tables, cfg.features))
+    embeddings = tables.read_declared(spark, TEXT_EMBEDDINGS)
     text_dim = len(embeddings.first()["embedding"])
     end = panel.agg({"date": "max"}).first()[0]
     spec = fit_input_spec(panel, encoder_name(cfg.features), text_dim, end)

@@ -11,12 +11,11 @@ import pytest
 from pyspark.sql import SparkSession
 from review_support import NIGHT, price_lakehouse
 
-from pricing import io
 from pricing.cli import main
 from pricing.config import PricingConfig, load_config
-from pricing.ingest import Lakehouse
+from pricing.lakehouse.tables import RUNS, SILVER, Lakehouse
 from pricing.night_report import NIGHTS_EXPERIMENT, render_night
-from pricing.nightly import NightlyReport, Stage, report_night, runs_table
+from pricing.nightly import NightlyReport, Stage, report_night
 from pricing.review import Selection, decide
 from pricing.schemas import RUNS_SCHEMA
 
@@ -41,10 +40,8 @@ def _shop(spark: SparkSession, tmp_path: Path) -> tuple[str, PricingConfig]:
     root = price_lakehouse(spark, tmp_path)
     spark.createDataFrame(
         [("A", HOSTILE, "tents"), ("B", "Plain mug", "kitchen")], "sku string, title string, category string"
-    ).write.format("delta").save(Lakehouse(root).silver("catalog"))
-    io.append(
-        spark.createDataFrame([_night().row()], RUNS_SCHEMA), runs_table(root), RUNS_SCHEMA, "audit/runs"
-    )
+    ).write.format("delta").save(Lakehouse(root).path(SILVER["catalog"]))
+    Lakehouse(root).append(RUNS, spark.createDataFrame([_night().row()], RUNS_SCHEMA))
     store = tmp_path / "mlflow"
     cfg = load_config(
         "local",
@@ -97,7 +94,7 @@ def test_pricing_report_writes_the_file_logs_it_and_records_its_path(
     path = f"{root}/reports/night-{NIGHT - timedelta(days=1)}.html"
     assert capsys.readouterr().out.strip().endswith(path)
     assert Path(path.removeprefix("file:")).read_text().startswith("<!doctype html>")
-    (row,) = io.read_table(spark, runs_table(root)).collect()
+    (row,) = Lakehouse(root).read(spark, RUNS).collect()
     assert row.report_path == path and row.status == "succeeded"
     client = mlflow.MlflowClient(cfg.train.tracking_uri)
     experiment = client.get_experiment_by_name(NIGHTS_EXPERIMENT)

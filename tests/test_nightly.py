@@ -14,12 +14,14 @@ from mlflow import MlflowClient
 from nightly_support import CRASH_DAYS, FIRST_NIGHT, NIGHTLY_OVERRIDES, SKUS, START, Market
 from pyspark.sql import SparkSession
 
-from pricing import io
 from pricing.cli import main
 from pricing.config import load_config
 from pricing.ingest import stale_sources
+from pricing.lakehouse import io
+from pricing.lakehouse.maintain import delta_tables
+from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, RUNS, SKU_DAY, Lakehouse
 from pricing.lock import LakehouseLock, LockHeld
-from pricing.nightly import NightlyError, NightlyReport, delta_tables, run_nightly
+from pricing.nightly import NightlyError, NightlyReport, run_nightly
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
 
@@ -66,13 +68,13 @@ def test_nights_succeed_with_every_check_and_record_themselves(spark: SparkSessi
     assert not market.night2.retrained and _stage(market.night2, "train").status == "skipped"
     assert market.night1.maintenance == [] and market.night2.maintenance == ["optimize", "vacuum"]
 
-    runs = spark.read.format("delta").load(f"{market.lakehouse}/audit/runs").orderBy("run_date").collect()
+    runs = Lakehouse(market.lakehouse).read(spark, RUNS).orderBy("run_date").collect()
     nights = [FIRST_NIGHT, FIRST_NIGHT + timedelta(days=1)]
     assert [(r.run_date, r.price_date, r.status, r.run_id) for r in runs] == [
         (night, night + timedelta(days=1), "succeeded", f"nightly-{night}") for night in nights
     ]
     assert [r.report_path for r in runs] == [market.night1.report_path, market.night2.report_path]
-    prices = spark.read.format("delta").load(f"{market.lakehouse}/gold/price_recommendations")
+    prices = Lakehouse(market.lakehouse).read(spark, PRICE_RECOMMENDATIONS)
     assert sorted(r[0] for r in prices.groupBy("price_date").count().select("count").collect()) == [
         SKUS,
         SKUS,
@@ -94,7 +96,7 @@ def test_a_night_with_one_new_day_reads_and_writes_a_bounded_amount(
     # and text vectors. (What a night reads is bounded by Delta's file skipping, which needs more than
     # one file per table: see make bench.)
     assert _stage(second, "ingest").bytes_written < _stage(first, "ingest").bytes_written / 4
-    panel = DeltaTable.forPath(spark, f"{market.lakehouse}/gold/sku_day").detail().first()
+    panel = DeltaTable.forPath(spark, Lakehouse(market.lakehouse).path(SKU_DAY)).detail().first()
     assert panel is not None
     assert _stage(second, "features").bytes_written <= 1.2 * panel["sizeInBytes"]
     assert _stage(second, "features").bytes_written < _stage(first, "features").bytes_written / 2
@@ -177,7 +179,7 @@ def test_a_night_days_past_the_last_delivery_stops_before_pricing(
 
     with pytest.raises(NightlyError, match=rf"stale data: .*\(transactions: last day {last_day}\)"):
         run_nightly(spark, market.cfg, late, market.landing, lakehouse)
-    row = spark.read.format("delta").load(f"{lakehouse}/audit/runs").where(f"run_date = DATE'{late}'").first()
+    row = Lakehouse(lakehouse).read(spark, RUNS).where(f"run_date = DATE'{late}'").first()
     assert row is not None and row.status == "failed" and "stale data" in row.error
     assert [s.stage for s in row.stages] == ["ingest"]
     assert _versions(spark, lakehouse)[f"file:{lakehouse}/gold/price_recommendations"] == prices_before

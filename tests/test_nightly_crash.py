@@ -24,7 +24,8 @@ from nightly_support import Market, copy_state, crash_config, crash_overrides
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from pricing.nightly import delta_tables, run_nightly
+from pricing.lakehouse.maintain import delta_tables
+from pricing.nightly import run_nightly
 
 pytestmark = pytest.mark.slow
 

@@ -8,14 +8,23 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from delta.tables import DeltaTable
 from landing_files import write_catalog, write_csv
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig
-from pricing.ingest import IngestReport, Lakehouse, run_ingest
+from pricing.ingest import IngestReport, run_ingest
+from pricing.lakehouse.tables import (
+    BRONZE,
+    INGESTED_FILES,
+    QUARANTINE,
+    RECONCILIATION,
+    SILVER,
+    Lakehouse,
+    Table,
+    bronze_silver,
+)
 from pricing.landing import json_to_bronze_rows
 from pricing.schemas import CLICKSTREAM
 from pricing.silver import RAW_RECORD, REASONS, judged_columns, parse_bronze
@@ -63,15 +72,11 @@ def dirty_run(
     return report, Lakehouse(str(root / "lakehouse")), salt
 
 
-def _delta(spark: SparkSession, path: str) -> DataFrame:
-    return spark.read.format("delta").load(path)
-
-
 def test_each_dirt_kind_has_its_reason(
     spark: SparkSession, dirty_run: tuple[IngestReport, Lakehouse, str]
 ) -> None:
     _, lakehouse, _ = dirty_run
-    quarantine = _delta(spark, lakehouse.quarantine).where("source = 'transactions'")
+    quarantine = lakehouse.read(spark, QUARANTINE).where("source = 'transactions'")
     actual = quarantine.where(~F.col("_source_file").endswith("broken.csv")).select(
         F.get_json_object("raw_record", "$.order_id").alias("order_id"), "reason"
     )
@@ -100,7 +105,7 @@ def test_unreadable_files_are_recorded_and_do_not_stop_the_rest(
     spark: SparkSession, dirty_run: tuple[IngestReport, Lakehouse, str]
 ) -> None:
     report, lakehouse, _ = dirty_run
-    ledger = _delta(spark, lakehouse.ingested_files).where("source = 'transactions'")
+    ledger = lakehouse.read(spark, INGESTED_FILES).where("source = 'transactions'")
     failed = {Path(r.path).name: r.error for r in ledger.where("status = 'failed'").collect()}
     assert set(failed) == {"export.csv", "dump.parquet", "notes.txt"}
     assert "binary content" in failed["export.csv"]
@@ -115,7 +120,7 @@ def test_reconciliation_balances_exactly(
     spark: SparkSession, dirty_run: tuple[IngestReport, Lakehouse, str]
 ) -> None:
     report, lakehouse, _ = dirty_run
-    reconciliation = _delta(spark, lakehouse.reconciliation).where("source = 'transactions'")
+    reconciliation = lakehouse.read(spark, RECONCILIATION).where("source = 'transactions'")
     row = reconciliation.first()
     # 22 rows read: 10 history + 9 dirty/eur in orders.csv, 1 re-delivered, 2 in broken.csv.
     assert (
@@ -134,7 +139,7 @@ def test_reconciliation_balances_exactly(
     assert (row.files_ingested, row.files_failed, row.balanced) == (3, 3, True)
     assert report.balanced
     # Every source's rejected rows went in with one commit, the batch's, and the counts are its rows.
-    history = DeltaTable.forPath(spark, lakehouse.quarantine).history()
+    history = lakehouse.history(spark, QUARANTINE)
     writes = history.where("operation = 'WRITE'").collect()
     assert len(writes) == 1
     assert int(writes[0].operationMetrics["numOutputRows"]) == sum(r.rows_quarantined for r in report.results)
@@ -144,7 +149,7 @@ def test_foreign_currency_is_converted_to_base(
     spark: SparkSession, dirty_run: tuple[IngestReport, Lakehouse, str]
 ) -> None:
     _, lakehouse, _ = dirty_run
-    eur = _delta(spark, lakehouse.silver("transactions")).where("order_id = 'eur'").first()
+    eur = lakehouse.read(spark, SILVER["transactions"]).where("order_id = 'eur'").first()
     assert eur.unit_price == Decimal("20.0016")  # 18.52 EUR * 1.08 USD/EUR
 
 
@@ -156,14 +161,14 @@ def test_pii_is_pseudonymised_and_absent_past_bronze(
     def rows_mentioning_customers(df: DataFrame) -> int:
         return df.where(F.to_json(F.struct(*df.columns)).contains("cust-")).count()
 
-    assert rows_mentioning_customers(_delta(spark, lakehouse.bronze("transactions"))) == 21
-    assert rows_mentioning_customers(_delta(spark, lakehouse.silver("transactions"))) == 0
-    assert rows_mentioning_customers(_delta(spark, lakehouse.quarantine)) == 0
-    silver = _delta(spark, lakehouse.silver("transactions"))
+    assert rows_mentioning_customers(lakehouse.read(spark, BRONZE["transactions"])) == 21
+    assert rows_mentioning_customers(lakehouse.read(spark, SILVER["transactions"])) == 0
+    assert rows_mentioning_customers(lakehouse.read(spark, QUARANTINE)) == 0
+    silver = lakehouse.read(spark, SILVER["transactions"])
     assert "customer_id" not in silver.columns
     expected_hash = spark.sql(f"SELECT sha2(concat('{salt}', '|', 'cust-0003'), 256)").first()[0]
     assert silver.where("order_id = 'h3'").first().customer_id_hash == expected_hash
-    quarantined = _delta(spark, lakehouse.quarantine).where(
+    quarantined = lakehouse.read(spark, QUARANTINE).where(
         F.get_json_object("raw_record", "$.order_id") == "q_zero"
     )
     assert (
@@ -185,17 +190,13 @@ def test_sources_ingested_one_by_one_write_the_same_tables(
         serial_report = run_ingest(spark, one_by_one, landing, serial.root)
     assert [r.source for r in serial_report.results] == [r.source for r in report.results]
 
-    def written(path: str) -> DataFrame:
-        return _delta(spark, path).drop("_ingested_at")  # the clock, the one thing allowed to differ
+    def written(tables: Lakehouse, table: Table) -> DataFrame:
+        # The clock, the one thing allowed to differ.
+        return tables.read(spark, table).drop("_ingested_at")
 
-    for table in (
-        lambda t: t.quarantine,
-        lambda t: t.reconciliation,
-        lambda t: t.ingested_files,
-        *[lambda t, s=source: t.bronze(s) for source in ("fx_rates", "catalog", "transactions")],
-        *[lambda t, s=source: t.silver(s) for source in ("fx_rates", "catalog", "transactions")],
-    ):
-        assertDataFrameEqual(written(table(lakehouse)), written(table(serial)))
+    sources = ("fx_rates", "catalog", "transactions")
+    for table in (QUARANTINE, RECONCILIATION, INGESTED_FILES, *bronze_silver(sources)):
+        assertDataFrameEqual(written(lakehouse, table), written(serial, table))
 
 
 def test_judged_rows_keep_the_silver_row_and_only_a_rejected_rows_record(spark: SparkSession) -> None:

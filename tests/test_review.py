@@ -7,18 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from review_support import NIGHT, ROWS, YESTERDAY, price_lakehouse
 
-from pricing import io
 from pricing.cli import main
+from pricing.lakehouse.tables import (
+    CURRENT_PRICES,
+    PRICE_DECISIONS,
+    PRICE_OVERRIDES,
+    PRICE_RECOMMENDATIONS,
+    Lakehouse,
+)
 from pricing.lock import LakehouseLock, LockHeld
 from pricing.review import ReviewError, Selection, decide, decision_history, override, review_queue
 from pricing.schemas import PRICE_DECISIONS_SCHEMA, PRICE_RECOMMENDATIONS_SCHEMA
-from pricing.score import PriceTables, apply_decisions, apply_overrides
+from pricing.score import apply_decisions, apply_overrides
 
 
 @pytest.fixture(scope="module")
@@ -29,24 +34,23 @@ def untouched(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _night(spark: SparkSession, root: str) -> DataFrame:
     return (
-        io.read_table(spark, PriceTables(root).recommendations)
+        Lakehouse(root)
+        .read(spark, PRICE_RECOMMENDATIONS)
         .where(F.col("price_date") == F.lit(NIGHT))
         .select("sku", "status", "final_price")
     )
 
 
 def _current(spark: SparkSession, root: str) -> DataFrame:
-    return io.read_table(spark, PriceTables(root).current_prices).select(
-        "sku", "price", "effective_date", "status"
-    )
+    return Lakehouse(root).read(spark, CURRENT_PRICES).select("sku", "price", "effective_date", "status")
 
 
 def _versions(spark: SparkSession, root: str) -> dict[str, int]:
-    tables = PriceTables(root)
+    tables = Lakehouse(root)
     return {
-        path: int(DeltaTable.forPath(spark, path).history(1).first()["version"])
-        for path in (tables.recommendations, tables.current_prices, tables.decisions)
-        if io.is_delta_table(spark, path)
+        table.label: int(tables.history(spark, table).first()["version"])
+        for table in (PRICE_RECOMMENDATIONS, CURRENT_PRICES, PRICE_DECISIONS)
+        if tables.exists(spark, table)
     }
 
 
@@ -157,7 +161,7 @@ def test_a_decision_that_cannot_be_taken_is_refused_and_changes_nothing(
     with pytest.raises(ReviewError, match=message):
         decide(spark, root, decision, selection, author, price_date=price_date)
     assert _versions(spark, root) == versions
-    assert not io.is_delta_table(spark, PriceTables(root).decisions)
+    assert not Lakehouse(root).exists(spark, PRICE_DECISIONS)
 
 
 def test_a_selection_is_exactly_one_of_skus_a_change_size_or_all() -> None:
@@ -218,7 +222,8 @@ def test_a_decision_recorded_before_a_crash_is_applied_by_the_next_one(
 ) -> None:
     root = price_lakehouse(spark, tmp_path)
     # As if a process died between recording B's approval and applying it.
-    io.append(
+    Lakehouse(root).append(
+        PRICE_DECISIONS,
         spark.createDataFrame(
             [
                 (
@@ -237,9 +242,6 @@ def test_a_decision_recorded_before_a_crash_is_applied_by_the_next_one(
             ],
             PRICE_DECISIONS_SCHEMA,
         ),
-        PriceTables(root).decisions,
-        PRICE_DECISIONS_SCHEMA,
-        "gold/price_decisions",
     )
     decide(spark, root, "approved", Selection(skus=("A",)), "ana")
     assert {r.sku: r.price for r in _current(spark, root).where("sku in ('A', 'B')").collect()} == {
@@ -273,8 +275,8 @@ def test_a_price_set_on_review_is_in_force_at_once_and_kept_by_rescoring(
     assert _night(spark, root).where("sku = 'D'").first() == ("D", "overridden", 45.0)
     current = _current(spark, root).where("sku = 'D'").first()
     assert current is not None and (current.price, current.status) == (45.0, "overridden")
-    tables = PriceTables(root)
-    (recorded,) = io.read_table(spark, tables.overrides).collect()
+    tables = Lakehouse(root)
+    (recorded,) = tables.read(spark, PRICE_OVERRIDES).collect()
     assert (recorded.sku, recorded.price_date, recorded.price, recorded.reason, recorded.author) == (
         "D",
         NIGHT,
@@ -292,7 +294,7 @@ def test_a_price_set_on_review_is_in_force_at_once_and_kept_by_rescoring(
     fresh = spark.createDataFrame(ROWS, PRICE_RECOMMENDATIONS_SCHEMA).where(
         F.col("price_date") == F.lit(NIGHT)
     )
-    again = apply_overrides(fresh, io.read_table(spark, tables.overrides), NIGHT).where("sku = 'D'")
+    again = apply_overrides(fresh, tables.read(spark, PRICE_OVERRIDES), NIGHT).where("sku = 'D'")
     assert again.select("status", "final_price", "override_price", "override_author").first() == (
         "overridden",
         45.0,
@@ -318,4 +320,4 @@ def test_a_price_outside_the_band_or_on_a_stale_night_is_refused(
     with pytest.raises(ReviewError, match=message):
         override(spark, untouched, sku, price, "ana", price_date=price_date)
     assert _versions(spark, untouched) == versions
-    assert not io.is_delta_table(spark, PriceTables(untouched).overrides)
+    assert not Lakehouse(untouched).exists(spark, PRICE_OVERRIDES)

@@ -13,11 +13,16 @@ import pytest
 from pyspark.sql import SparkSession
 from review_support import NIGHT, price_lakehouse
 
-from pricing import io
 from pricing.config import load_config
+from pricing.lakehouse.tables import (
+    CURRENT_PRICES,
+    PRICE_DECISIONS,
+    PRICE_OVERRIDES,
+    PRICE_RECOMMENDATIONS,
+    Lakehouse,
+)
 from pricing.review import decision_history
 from pricing.review_app import ReviewPage, build_app
-from pricing.score import PriceTables
 
 pytestmark = pytest.mark.slow
 
@@ -110,10 +115,10 @@ def test_load_filter_approve_and_refuse_in_a_browser(
     message("refused: nothing changed: 55.00 is outside D's band [32.00, 48.00]")
     assert _versions(spark, root) == versions
 
-    tables = PriceTables(root)
-    night = io.read_table(spark, tables.recommendations).where(f"price_date = DATE'{NIGHT}'")
+    tables = Lakehouse(root)
+    night = tables.read(spark, PRICE_RECOMMENDATIONS).where(f"price_date = DATE'{NIGHT}'")
     assert {r.sku: (r.status, r.final_price) for r in night.collect()}["A"] == ("approved", 11.5)
-    current = io.read_table(spark, tables.current_prices).where("sku = 'A'").first()
+    current = tables.read(spark, CURRENT_PRICES).where("sku = 'A'").first()
     assert current is not None and (current.price, current.status) == (11.5, "approved")
     (decided,) = decision_history(spark, root).collect()
     assert (decided.sku, decided.decision, decided.author, decided.note) == (
@@ -125,12 +130,9 @@ def test_load_filter_approve_and_refuse_in_a_browser(
 
 
 def _versions(spark: SparkSession, root: str) -> dict[str, int]:
-    from delta.tables import DeltaTable
-
-    tables = PriceTables(root)
-    paths = (tables.recommendations, tables.current_prices, tables.decisions, tables.overrides)
+    tables = Lakehouse(root)
     return {
-        p: int(DeltaTable.forPath(spark, p).history(1).first()["version"])  # type: ignore[index]
-        for p in paths
-        if io.is_delta_table(spark, p)
+        t.label: int(tables.history(spark, t).first()["version"])  # type: ignore[index]
+        for t in (PRICE_RECOMMENDATIONS, CURRENT_PRICES, PRICE_DECISIONS, PRICE_OVERRIDES)
+        if tables.exists(spark, t)
     }

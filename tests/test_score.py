@@ -13,24 +13,30 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pricing import io
 from pricing.config import PricingConfig, load_config
 from pricing.experiment import (
     CONTROL_REASON,
     ExperimentError,
-    ExperimentTables,
     controls_on,
     readout,
     render_readout,
     start_experiment,
 )
-from pricing.features import GoldTables
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import (
+    CURRENT_PRICES,
+    EXPERIMENT_ASSIGNMENTS,
+    EXPERIMENT_READOUTS,
+    PRICE_RECOMMENDATIONS,
+    SKU_DAY,
+    TEXT_EMBEDDINGS,
+    Lakehouse,
+)
 from pricing.model.dataset import model_inputs, with_history
 from pricing.model.train import run_train
 from pricing.night_report import render_night
 from pricing.nightly import NightlyReport, retrain_reason
 from pricing.score import (
-    PriceTables,
     add_override,
     load_champion,
     next_night,
@@ -88,16 +94,15 @@ def _fresh_lakehouse(spark: SparkSession, market: Path, tmp_path: Path) -> Path:
     """A copy of the market's gold tables and its id (the same shop), so each test's price tables start
     empty."""
     lakehouse = tmp_path / "lakehouse"
-    for table in ("sku_day", "text_embeddings"):
-        spark.read.format("delta").load(f"{market}/lakehouse/gold/{table}").write.format("delta").save(
-            f"{lakehouse}/gold/{table}"
-        )
+    source, target = Lakehouse(str(market / "lakehouse")), Lakehouse(str(lakehouse))
+    for table in (SKU_DAY, TEXT_EMBEDDINGS):
+        source.read(spark, table).write.format("delta").save(target.path(table))
     shutil.copy(market / "lakehouse" / io.LAKEHOUSE_ID_FILE, lakehouse / io.LAKEHOUSE_ID_FILE)
     return lakehouse
 
 
 def _night(spark: SparkSession, lakehouse: Path) -> DataFrame:
-    return io.read_table(spark, PriceTables(io.qualify(spark, str(lakehouse))).recommendations)
+    return Lakehouse(io.qualify(spark, str(lakehouse))).read(spark, PRICE_RECOMMENDATIONS)
 
 
 @pytest.mark.parametrize("decision", ["lower_bound", "posterior"])
@@ -108,7 +113,7 @@ def test_every_sku_gets_a_price_inside_its_guardrails(
     cfg = _config(market, f"score.decision={decision}", lakehouse=lakehouse)
     report = run_score(spark, cfg)
     rows = _night(spark, lakehouse).toPandas()
-    skus = spark.read.format("delta").load(f"{lakehouse}/gold/sku_day").select("sku").distinct().count()
+    skus = Lakehouse(str(lakehouse)).read(spark, SKU_DAY).select("sku").distinct().count()
     assert len(rows) == skus == report.skus
     assert (rows["model_version"] == "1").all()
     assert set(rows["binding_constraint"]) <= BINDING
@@ -134,7 +139,7 @@ def test_every_sku_gets_a_price_inside_its_guardrails(
     truth = night_vs_truth(spark, str(lakehouse), report.price_date, str(market / "truth"), cfg.simulate)
     assert truth["true_profit_current"] > 0 and truth["true_profit_recommended"] > 0
     # The price in force downstream: one row per SKU, the night's final price.
-    current = io.read_table(spark, PriceTables(io.qualify(spark, str(lakehouse))).current_prices).toPandas()
+    current = Lakehouse(io.qualify(spark, str(lakehouse))).read(spark, CURRENT_PRICES).toPandas()
     assert sorted(current["sku"]) == sorted(rows["sku"])
     merged = current.merge(rows, on="sku")
     assert (merged["price"] == merged["final_price"]).all()
@@ -145,7 +150,7 @@ def test_rescoring_a_night_replaces_it_and_keeps_earlier_nights(
 ) -> None:
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
     cfg = _config(market, lakehouse=lakehouse)
-    last_day = io.first_value(spark.read.format("delta").load(f"{lakehouse}/gold/sku_day").agg(F.max("date")))
+    last_day = io.first_value(Lakehouse(str(lakehouse)).read(spark, SKU_DAY).agg(F.max("date")))
     earlier, night = last_day, last_day + timedelta(days=1)
     run_score(spark, cfg, price_date=earlier)
     first = run_score(spark, cfg, price_date=night)
@@ -162,9 +167,9 @@ def test_rescoring_a_night_replaces_it_and_keeps_earlier_nights(
     joined = both.join(current, "sku").toPandas()
     assert np.allclose(joined[str(earlier)], joined["current_price"])
     # Time travel: version 1 (after the table's creation) holds the earlier night only.
-    path = PriceTables(io.qualify(spark, str(lakehouse))).recommendations
-    assert [r.operation for r in DeltaTable.forPath(spark, path).history().collect()][:3] == ["MERGE"] * 3
-    version1 = spark.read.format("delta").option("versionAsOf", 1).load(path)
+    tables = Lakehouse(io.qualify(spark, str(lakehouse)))
+    assert [r.operation for r in tables.history(spark, PRICE_RECOMMENDATIONS).collect()][:3] == ["MERGE"] * 3
+    version1 = tables.read(spark, PRICE_RECOMMENDATIONS, version=1)
     assert [r[0] for r in version1.select("price_date").distinct().collect()] == [earlier]
 
 
@@ -203,7 +208,7 @@ def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp
         9.99,
         "launch",
     ]
-    current = io.read_table(spark, PriceTables(io.qualify(spark, str(lakehouse))).current_prices)
+    current = Lakehouse(io.qualify(spark, str(lakehouse))).read(spark, CURRENT_PRICES)
     assert current.where(F.col("sku") == first).select("price").first()[0] == 12.34
 
     assert remove_overrides(spark, str(lakehouse), first) == 1
@@ -227,7 +232,7 @@ def test_a_first_night_prices_from_whole_cents(spark: SparkSession, market: Path
     # No published prices yet: the price in force comes from the panel, where an average paid price
     # carries FX residue (64.480967 for a 64.48 shelf price). No recommendation may carry it on.
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
-    panel = DeltaTable.forPath(spark, f"{lakehouse}/gold/sku_day")
+    panel = DeltaTable.forPath(spark, Lakehouse(str(lakehouse)).path(SKU_DAY))
     shelf = panel.toDF().groupBy("sku").agg(F.round(F.max_by("price", "date"), 2).alias("shelf")).toPandas()
     panel.update(set={"price": F.round("price", 2) + F.lit(0.000967)})
     run_score(spark, _config(market, "score.exploration_share=0.5", lakehouse=lakehouse))
@@ -240,8 +245,8 @@ def test_a_first_night_prices_from_whole_cents(spark: SparkSession, market: Path
 
 def test_whatif_answers_for_any_prices(spark: SparkSession, market: Path) -> None:
     cfg = _config(market)
-    sku = GoldTables(io.qualify(spark, str(market / "lakehouse"))).sku_day
-    first = spark.read.format("delta").load(sku).select(F.min("sku")).first()[0]
+    panel = Lakehouse(io.qualify(spark, str(market / "lakehouse"))).read(spark, SKU_DAY)
+    first = panel.select(F.min("sku")).first()[0]
     table = whatif(spark, cfg, first, [5.0, 10.0, 20.0, 40.0])
     assert table["price"].tolist() == [5.0, 10.0, 20.0, 40.0]
     assert (np.diff(table["expected_units"]) <= 1e-9).all()  # never more demand at a higher price
@@ -261,7 +266,7 @@ def test_tonights_rows_carry_yesterdays_traffic_and_predict_its_level(
     champion = load_champion(cfg.train, cfg.score.model_alias)
     assert champion is not None
     night = next_night(spark, root)
-    panel = spark.read.format("delta").load(f"{root}/gold/sku_day")
+    panel = Lakehouse(root).read(spark, SKU_DAY)
     yesterday = panel.where(F.col("date") == F.lit(night - timedelta(days=1))).select(
         "sku", "views", "units_sold"
     )
@@ -274,7 +279,7 @@ def test_tonights_rows_carry_yesterdays_traffic_and_predict_its_level(
     # The same model predicts tonight on the level it predicts yesterday (features barely moved);
     # without yesterday's traffic it predicted less than half.
     model = champion.load()
-    embeddings = spark.read.format("delta").load(f"{root}/gold/text_embeddings")
+    embeddings = Lakehouse(root).read(spark, TEXT_EMBEDDINGS)
     last_day = model_inputs(
         with_history(panel).where(F.col("date") == F.lit(night - timedelta(days=1))), embeddings, spec
     ).toPandas()
@@ -327,7 +332,7 @@ def test_price_exploration_tests_random_prices_inside_the_band(
 def test_features_outside_the_training_range_are_clipped_to_it(spark: SparkSession, market: Path) -> None:
     from pricing.model.dataset import fit_input_spec
 
-    panel = with_history(spark.read.format("delta").load(f"{market}/lakehouse/gold/sku_day"))
+    panel = with_history(Lakehouse(str(market / "lakehouse")).read(spark, SKU_DAY))
     last = panel.agg(F.max("date")).first()[0]
     spec = fit_input_spec(panel, "hashed", 8, last)
     # Three months on: calendar months the training window never saw (a network would extrapolate).
@@ -390,7 +395,7 @@ def test_a_running_experiment_holds_its_control_skus(
     assert controls_on(spark, qualified, night - timedelta(days=1)).count() == 0
 
     report = run_score(spark, cfg, price_date=night)
-    arms = io.read_table(spark, ExperimentTables(qualified).assignments).toPandas()
+    arms = Lakehouse(qualified).read(spark, EXPERIMENT_ASSIGNMENTS).toPandas()
     rows = _night(spark, lakehouse).toPandas().merge(arms[["sku", "arm"]], on="sku")
     held = rows[rows["arm"] == "control"]
     assert len(held) == started.units_control == report.by_binding[CONTROL_REASON]
@@ -416,17 +421,16 @@ def test_an_experiment_reads_out_from_the_panel(spark: SparkSession, market: Pat
     # The panel up to a cut, the experiment started at it, then the later days arrive: an A/A test on real
     # panel rows (no price was held), whose readout has every metric, estimator and category.
     lakehouse = tmp_path / "lakehouse"
-    panel = spark.read.format("delta").load(f"{market}/lakehouse/gold/sku_day")
+    panel = Lakehouse(str(market / "lakehouse")).read(spark, SKU_DAY)
+    sku_day = Lakehouse(str(lakehouse)).path(SKU_DAY)
     last = panel.agg(F.max("date")).first()[0]
     cut = last - timedelta(days=9)
-    panel.where(F.col("date") < F.lit(cut)).write.format("delta").save(f"{lakehouse}/gold/sku_day")
+    panel.where(F.col("date") < F.lit(cut)).write.format("delta").save(sku_day)
     root = str(lakehouse)
     start_experiment(spark, root, "aa", 1.0, cut, 14, seed=2, pre_days=21)
     before = readout(spark, root, "aa")
     assert set(before["estimator"]) == {"pre_period_balance"} and (before["days_post"] == 0).all()
-    panel.where(F.col("date") >= F.lit(cut)).write.format("delta").mode("append").save(
-        f"{lakehouse}/gold/sku_day"
-    )
+    panel.where(F.col("date") >= F.lit(cut)).write.format("delta").mode("append").save(sku_day)
     effects = readout(spark, root, "aa", level=0.8)
     whole = effects[effects["segment"] == "all"]
     assert len(whole) == 9  # 3 metrics x (cuped, did, balance)
@@ -434,11 +438,9 @@ def test_an_experiment_reads_out_from_the_panel(spark: SparkSession, market: Pat
     assert (whole["n_treatment"] + whole["n_control"] == 10).all()
     assert (effects["days_post"] == 10).all() and (effects["through_date"] == last).all()
     assert ((whole["ci_low"] <= whole["effect"]) & (whole["effect"] <= whole["ci_high"])).all()
-    categories = (
-        spark.read.format("delta").load(f"{lakehouse}/gold/sku_day").select("category").distinct().count()
-    )
+    categories = Lakehouse(root).read(spark, SKU_DAY).select("category").distinct().count()
     assert effects.loc[effects["segment"] != "all", "segment"].nunique() <= categories
-    stored = io.read_table(spark, ExperimentTables(io.qualify(spark, root)).readouts).toPandas()
+    stored = Lakehouse(io.qualify(spark, root)).read(spark, EXPERIMENT_READOUTS).toPandas()
     assert len(stored) == len(before) + len(effects) and set(stored["level"]) == {0.9, 0.8}
     # The night report of a night inside the experiment shows it, read out from the panel.
     night = NightlyReport(last, "night", last + timedelta(days=1), status="succeeded", model_version=None)

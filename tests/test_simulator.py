@@ -12,7 +12,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig, load_config
-from pricing.ingest import IngestReport, Lakehouse, run_ingest
+from pricing.ingest import IngestReport, run_ingest
+from pricing.lakehouse.tables import QUARANTINE, SILVER, Lakehouse
 from pricing.sim import MarketSummary, simulate_market
 from pricing.sim.market import (
     expected_log_price_multiplier,
@@ -62,7 +63,7 @@ def clean_market(spark: SparkSession, cfg: PricingConfig, tmp_path_factory: pyte
 
 
 def _silver(spark: SparkSession, lakehouse: Lakehouse, source: str) -> DataFrame:
-    return spark.read.format("delta").load(lakehouse.silver(source))
+    return lakehouse.read(spark, SILVER[source])
 
 
 def test_clean_market_ingests_without_loss(clean_market) -> None:  # type: ignore[no-untyped-def]
@@ -202,7 +203,7 @@ def test_dirty_market_quarantines_each_injected_kind(
 ) -> None:
     _, summary, report, lakehouse = _market(spark, DIRTY, tmp_path, cfg.ingest.pii_salt_env)
     assert report.balanced
-    quarantine = spark.read.format("delta").load(lakehouse.quarantine)
+    quarantine = lakehouse.read(spark, QUARANTINE)
     by_reason = {
         (r.source, r.reason): r["count"] for r in quarantine.groupBy("source", "reason").count().collect()
     }

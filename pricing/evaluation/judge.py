@@ -20,9 +20,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-from pricing import io
 from pricing.config import PolicyConfig, SimulateConfig
 from pricing.evaluation.families import CURVE_COLUMNS, log_units, true_elasticity
+from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, SKU_DAY, Lakehouse
 from pricing.optimize import candidate_grid
 from pricing.sim.market import catalog_cost_missing
 
@@ -112,8 +112,10 @@ def judged_skus(
     sim: SimulateConfig,
 ) -> DataFrame:
     """One row per priced SKU: what the night recommended, beside what its prices truly earn."""
-    recs = io.read_table(spark, io.table_path(lakehouse, "gold", "price_recommendations")).where(
-        F.col("price_date") == F.lit(price_date)
+    recs = (
+        Lakehouse(lakehouse)
+        .read(spark, PRICE_RECOMMENDATIONS)
+        .where(F.col("price_date") == F.lit(price_date))
     )
     curve = (
         spark.read.parquet(f"{truth}/sku_day")
@@ -130,7 +132,7 @@ def judged_skus(
     )
     joined = recs.join(curve, "sku").join(params, "sku")
     judged = joined.mapInPandas(_judge_batches(policy), JUDGED_SCHEMA)
-    panel = io.read_table(spark, io.table_path(lakehouse, "gold", "sku_day"))
+    panel = Lakehouse(lakehouse).read(spark, SKU_DAY)
     week_ago = panel.where(F.col("date") == F.lit(price_date - timedelta(days=7))).select(
         "sku", F.col("units_gross").cast("double").alias("seasonal_naive_units")
     )

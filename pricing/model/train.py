@@ -17,11 +17,13 @@ import pandas as pd
 from mlflow.models import infer_signature
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import DoubleType, StructField, StructType
 
-from pricing import io, tracking
+from pricing import tracking
 from pricing.config import PricingConfig, TrainConfig
-from pricing.features import GoldTables
+from pricing.features import read_sku_day
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import ELASTICITIES, TEXT_EMBEDDINGS, Lakehouse
 from pricing.model.dataset import InputSpec, fit_input_spec, model_inputs, text_basis, with_history
 from pricing.model.distributed import WorkerSpec, run_distributed
 from pricing.model.network import NetSpec
@@ -34,17 +36,8 @@ from pricing.model.predict import (
     model_requirements,
     predict_batches,
 )
-from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
+from pricing.schemas import ELASTICITIES_SCHEMA
 from pricing.text import encoder_name
-
-ELASTICITIES_SCHEMA = StructType(
-    [
-        StructField("sku", StringType(), False),
-        StructField("elasticity", DoubleType(), False),
-        StructField("elasticity_low", DoubleType(), False),
-        StructField("elasticity_high", DoubleType(), False),
-    ]
-)
 
 log = logging.getLogger(__name__)
 
@@ -281,17 +274,15 @@ class ModelPanels:
 
 def model_panels(spark: SparkSession, cfg: PricingConfig, root: str) -> ModelPanels:
     """The lakehouse ``root``'s panel split for training (what a run's holdout was, read again)."""
-    gold = GoldTables(root)
-    panel = with_history(gold.read_sku_day(spark, cfg.features))
+    lakehouse = Lakehouse(root)
+    panel = with_history(read_sku_day(spark, lakehouse, cfg.features))
     end = io.first_value(panel.agg(F.max("date")))
     if end is None:
         raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
     holdout_start = end - timedelta(days=cfg.train.holdout_days - 1)
     train_panel = panel.where(F.col("date") < F.lit(holdout_start))
     encoder = encoder_name(cfg.features)
-    embeddings = io.read_table(spark, gold.text_embeddings, TEXT_EMBEDDINGS_SCHEMA).where(
-        F.col("encoder") == encoder
-    )
+    embeddings = lakehouse.read_declared(spark, TEXT_EMBEDDINGS).where(F.col("encoder") == encoder)
     text_dim = int(io.first_value(embeddings.select(F.size("embedding"))) or 0)
     return ModelPanels(
         train=train_panel,
@@ -328,7 +319,7 @@ def run_train(
         tags={**(tags or {}), "panel_end": panels.end.isoformat(), LAKEHOUSE_ID_TAG: lakehouse},
     ) as run:
         run_id = run.info.run_id
-        data_dir = io.table_path(root, "model_data", run_id)
+        data_dir = Lakehouse(root).model_data(run_id)
         shards = max(2, tcfg.num_processes * 2)
         model_inputs(panels.train, panels.embeddings, panels.spec).repartition(
             shards, "sku", "date"
@@ -400,11 +391,8 @@ def run_train(
 
         # The trained model's elasticities, written before registering so that a run resumed after a
         # crash in registration or gating finds them (training is deterministic for a seed).
-        io.overwrite(
-            elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields]),
-            io.table_path(root, "gold", "elasticities"),
-            ELASTICITIES_SCHEMA,
-            "gold/elasticities",
+        Lakehouse(root).overwrite(
+            ELASTICITIES, elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields])
         )
         sample: pd.DataFrame = holdout_df.limit(5).toPandas()
         signature = infer_signature(
@@ -470,7 +458,7 @@ def promote(
     new_wape = logged["holdout_wape"]
     # Runs logged before the price-change check existed gate on WAPE alone.
     new_change = logged.get("price_change_wape", float("nan"))
-    holdout_df = spark.read.parquet(f"{io.table_path(root, 'model_data', run_id)}/holdout")
+    holdout_df = spark.read.parquet(f"{Lakehouse(root).model_data(run_id)}/holdout")
     champion_wape, champion_change, alias = _gate(
         spark, holdout_df, cfg.train.model_name, version, new_wape, new_change, io.lakehouse_id(spark, root)
     )

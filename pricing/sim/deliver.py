@@ -14,7 +14,7 @@ from datetime import date
 
 from pyspark.sql import SparkSession
 
-from pricing import io
+from pricing.lakehouse import io
 
 _DAY_FOLDER = re.compile(r"(?:^|/)day=(\d{4}-\d{2}-\d{2})(?:/|$)")
 

@@ -45,7 +45,7 @@ from pyspark.sql.types import (
 from scipy.signal import lfilter
 
 from pricing.config import SimulateConfig
-from pricing.io import first_value, hadoop_fs
+from pricing.lakehouse.io import first_value, hadoop_fs
 from pricing.sim.listings import catalog_size as listings_size
 from pricing.sim.listings import listing_map
 

@@ -16,10 +16,10 @@ from mlflow.entities import Metric
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from pricing import io
 from pricing.config import SimulateConfig
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, Lakehouse
 from pricing.model.train import TrainReport
-from pricing.score import PriceTables
 from pricing.sim.market import true_profit
 
 
@@ -72,9 +72,7 @@ def training_vs_truth(
     """The elasticities the training run of ``report`` wrote to ``gold/elasticities`` against the
     truth's: logged into that MLflow run as metrics and added to ``report`` (nothing when no SKU
     matches)."""
-    elasticities = io.read_table(
-        spark, io.table_path(io.qualify(spark, lakehouse_root), "gold", "elasticities")
-    )
+    elasticities = Lakehouse(io.qualify(spark, lakehouse_root)).read(spark, ELASTICITIES)
     errors = elasticity_error(elasticities, spark.read.parquet(f"{truth_dir}/sku_params")) or {}
     if errors:
         now = int(time.time() * 1000)
@@ -94,8 +92,11 @@ def night_vs_truth(
 ) -> dict[str, float]:
     """Expected profit of the night ``price_date``'s current, recommended and final prices (as
     ``gold/price_recommendations`` holds them) under the true demand (:func:`true_profit`)."""
-    recommendations = PriceTables(io.qualify(spark, lakehouse_root)).recommendations
-    night = io.read_table(spark, recommendations).where(F.col("price_date") == F.lit(price_date))
+    night = (
+        Lakehouse(io.qualify(spark, lakehouse_root))
+        .read(spark, PRICE_RECOMMENDATIONS)
+        .where(F.col("price_date") == F.lit(price_date))
+    )
     return true_profit(night, truth_dir, cfg)
 
 

@@ -231,6 +231,17 @@ def merge_by_key(
     merge.whenNotMatchedInsertAll().execute()
 
 
+def delete_where(spark: SparkSession, path: str, condition: Any) -> int:
+    """DELETE the rows of the table at ``path`` matching ``condition`` (a Column or SQL); returns how many."""
+    DeltaTable.forPath(spark, path).delete(condition)
+    return int(last_operation_metrics(spark, path).get("numDeletedRows", 0))
+
+
+def history(spark: SparkSession, path: str) -> DataFrame:
+    """The Delta commits of the table at ``path``, newest first."""
+    return DeltaTable.forPath(spark, path).history()
+
+
 def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:
     """operationMetrics of the table's latest commit (rows read, written, files added...)."""
     row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()

@@ -1,0 +1,1 @@
+"""The lakehouse: every table declared once (``tables``) and all Delta access (``io``)."""
