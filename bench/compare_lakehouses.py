@@ -4,7 +4,9 @@ For a change meant to leave behaviour alone (issue 20's redesign): run ``make de
 nights) with the code before and after into two folders, then compare. Columns that differ between any
 two runs (timestamps, durations, run ids, MLflow ids, file sizes and times) are left out; every other
 value, including prices, statuses and reasons, must match, with each lakehouse's own folder written as
-``<root>`` in text. Writes ``bench/results/compare_lakehouses.json``; exits 1 when a table differs.
+``<root>`` in text. Where a table differs, its rows are matched on the key the table catalog declares
+(``pricing.lakehouse.tables``) and each column says how many rows differ and, if numeric, by how much
+at most. Writes ``bench/results/compare_lakehouses.json``; exits 1 when a table differs.
 
     python bench/compare_lakehouses.py demo-before/lakehouse demo/lakehouse
 """
@@ -32,7 +34,10 @@ from pyspark.sql.types import (
 from results_io import write_results
 
 from pricing.config import load_config
+from pricing.lakehouse.tables import TABLES, Lakehouse, Table
 from pricing.spark import build_spark
+
+DECLARED = {t.label: t for t in TABLES}
 
 # Differ between any two runs of the same code: when, how long, which run, which file version.
 VOLATILE = re.compile(
@@ -57,11 +62,11 @@ def _volatile_fields(data_type: DataType) -> set[str]:
     return set()
 
 
-def comparable(spark: SparkSession, root: Path, table: str, digits: int = 6) -> DataFrame:
+def comparable(spark: SparkSession, root: Path, table: str, digits: int | None = 6) -> DataFrame:
     """The table without its volatile columns, nested ones too (complex columns compared as JSON
     without those fields), with the lakehouse's own folder written as ``<root>`` and floating-point
-    values rounded to ``digits`` decimals."""
-    df = spark.read.format("delta").load(str(root / table))
+    values rounded to ``digits`` decimals (None: as written)."""
+    df = Lakehouse(str(root)).read(spark, DECLARED[table])
     prefix = re.escape(str(root.parent.resolve()))
 
     def value(field: StructField) -> Column:
@@ -73,7 +78,7 @@ def comparable(spark: SparkSession, root: Path, table: str, digits: int = 6) -> 
             if nested:
                 pattern = r'"(' + "|".join(map(re.escape, sorted(nested))) + r')":("[^"]*"|[^,}\]]*),?'
                 column = F.regexp_replace(column, pattern, "")
-        elif isinstance(field.dataType, (DoubleType, FloatType)):
+        elif isinstance(field.dataType, (DoubleType, FloatType)) and digits is not None:
             # Spark's sums are not associative in floating point and the order of a shuffle's blocks
             # varies between runs: the last bits differ, not the values.
             return F.round(column, digits).alias(field.name)
@@ -86,6 +91,32 @@ def comparable(spark: SparkSession, root: Path, table: str, digits: int = 6) -> 
     return df.select(*[value(f) for f in df.schema.fields if not VOLATILE.search(f.name)])
 
 
+def column_differences(a: DataFrame, b: DataFrame, table: Table) -> dict[str, Any]:
+    """Per non-key column of two versions of ``table`` (comparable, unrounded), matched on its declared
+    key: rows whose value differs at all (``rows``) and, for numbers, the largest absolute difference."""
+    key = list(table.key)
+    joined = a.alias("a").join(b.alias("b"), key, "full_outer")
+    columns = [c for c in a.columns if c not in key]
+    numeric = {
+        f.name for f in a.schema.fields if f.dataType.typeName() in ("double", "float", "long", "integer")
+    }
+    aggregates = []
+    for c in columns:
+        left, right = F.col(f"a.`{c}`"), F.col(f"b.`{c}`")
+        aggregates.append(F.count(F.when(~left.eqNullSafe(right), 1)).alias(f"{c}__rows"))
+        if c in numeric:
+            aggregates.append(F.max(F.abs(left - right)).alias(f"{c}__max_abs"))
+    totals = joined.agg(*aggregates, F.count(F.lit(1)).alias("_joined")).first()
+    assert totals is not None
+    differing: dict[str, Any] = {}
+    for c in columns:
+        if totals[f"{c}__rows"]:
+            differing[c] = {"rows": int(totals[f"{c}__rows"])}
+            if c in numeric and totals[f"{c}__max_abs"] is not None:
+                differing[c]["max_abs"] = float(totals[f"{c}__max_abs"])
+    return {"key": key, "rows_joined": int(totals["_joined"]), "columns": differing}
+
+
 def compare(spark: SparkSession, before: Path, after: Path) -> list[dict[str, Any]]:
     rows = []
     in_before, in_after = set(delta_tables(before)), set(delta_tables(after))
@@ -93,6 +124,8 @@ def compare(spark: SparkSession, before: Path, after: Path) -> list[dict[str, An
         row: dict[str, Any] = {"table": table}
         if table not in in_before or table not in in_after:
             row.update(same=False, why="only in one lakehouse")
+        elif table not in DECLARED:
+            row.update(same=False, why="not declared in pricing.lakehouse.tables")
         else:
             a, b = comparable(spark, before, table), comparable(spark, after, table)
             row.update(rows_before=a.count(), rows_after=b.count())
@@ -106,6 +139,12 @@ def compare(spark: SparkSession, before: Path, after: Path) -> list[dict[str, An
                     rows_only_after=only_after,
                     same=only_before == only_after == 0,
                 )
+                if not row["same"] and DECLARED[table].key:
+                    row["by_key"] = column_differences(
+                        comparable(spark, before, table, None),
+                        comparable(spark, after, table, None),
+                        DECLARED[table],
+                    )
         rows.append(row)
         print(f"{table:40s} {'same' if row['same'] else 'DIFFERS'}  {row}", flush=True)
     return rows
