@@ -53,17 +53,18 @@ def daily_sales(transactions_df: DataFrame) -> DataFrame:
     """Units (net, gross, returned), orders, revenue and average prices per SKU and day."""
     sold = F.col("quantity") > 0
     quantity = F.col("quantity")
-    paid = F.col("unit_price").cast("double")
+    # Money is summed as the decimals silver holds, then made a double: exact, so the same lines give
+    # the same panel whatever order a shuffle delivers them in (a double sum's last bits would not).
+    paid, listed = F.col("unit_price"), F.col("list_price")
+    units = F.sum(F.when(sold, quantity))
     return transactions_df.groupBy("sku", F.col("order_date").alias("date")).agg(
         F.sum(quantity).cast("int").alias("units_sold"),
         F.sum(F.when(sold, quantity).otherwise(0)).cast("int").alias("units_gross"),
         (-F.sum(F.when(~sold, quantity).otherwise(0))).cast("int").alias("units_returned"),
         F.countDistinct(F.when(sold, F.col("order_id"))).cast("int").alias("orders"),
-        F.sum(quantity * paid).alias("revenue"),
-        (F.sum(F.when(sold, quantity * paid)) / F.sum(F.when(sold, quantity))).alias("avg_paid_price"),
-        (
-            F.sum(F.when(sold, quantity * F.col("list_price").cast("double"))) / F.sum(F.when(sold, quantity))
-        ).alias("avg_list_price"),
+        F.sum(quantity * paid).cast("double").alias("revenue"),
+        (F.sum(F.when(sold, quantity * paid)).cast("double") / units).alias("avg_paid_price"),
+        (F.sum(F.when(sold, quantity * listed)).cast("double") / units).alias("avg_list_price"),
         # Promotions are planned (known before the day starts); seen here through promoted lines.
         F.max(sold & F.col("promo_id").isNotNull()).alias("promo"),
     )
@@ -76,7 +77,7 @@ def daily_clicks(clickstream_df: DataFrame) -> DataFrame:
         F.count(F.when(kind == "view", 1)).cast("int").alias("views"),
         F.count(F.when(kind == "add_to_cart", 1)).cast("int").alias("add_to_carts"),
         F.count(F.when(kind == "purchase", 1)).cast("int").alias("purchases"),
-        F.avg(F.when(kind == "view", F.col("price_shown").cast("double"))).alias("avg_price_shown"),
+        F.avg(F.when(kind == "view", F.col("price_shown"))).cast("double").alias("avg_price_shown"),
     )
 
 
