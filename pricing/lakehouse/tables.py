@@ -44,7 +44,7 @@ from pricing.schemas import (
 class Table:
     """One lakehouse table. ``schema`` None: set by configuration (``gold/sku_day``'s lags and
     windows), given with each read and write. ``key``: what identifies a row (MERGEs match on it,
-    uniqueness checks count it); empty for tables that are only appended or replaced a batch at a time."""
+    uniqueness checks count it); empty where nothing does (appended logs, rejected rows)."""
 
     layer: str
     name: str
