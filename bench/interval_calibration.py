@@ -19,35 +19,28 @@ The same for each family's three seeds pooled. Writes ``bench/results/interval_c
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from interval_refit import _latest
 from price_response import judged_intervals
 from results_io import write_results
 
 from pricing.config import PricingConfig
-from pricing.model.predict import LoadedModel
+from pricing.model.predict import LoadedModel, softplus_argument
 from pricing.spark import build_spark
 
 BAND = (0.85, 0.95)
 DRAWS = 20_000
 
 
-def _argument(elasticity: np.ndarray) -> np.ndarray:
-    """The softplus argument of an elasticity (elasticity = -softplus(argument)), as predict maps it."""
-    return np.log(np.clip(np.expm1(-np.asarray(elasticity, dtype=float)), 1e-12, None))
-
-
-def _latest(pattern: str) -> Path:
-    found = sorted(glob.glob(pattern, recursive=True), key=os.path.getmtime)
-    if not found:
-        raise FileNotFoundError(pattern)
-    return Path(found[-1])
+def _argument(elasticity: pd.Series) -> np.ndarray:
+    """The softplus argument of each elasticity, as predict maps it."""
+    return softplus_argument(torch.as_tensor(elasticity.to_numpy(float))).numpy()
 
 
 def market_skus(spark: Any, cfg: PricingConfig, market: Path) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -55,9 +48,9 @@ def market_skus(spark: Any, cfg: PricingConfig, market: Path) -> tuple[dict[str,
     argument, the shared part's share of its variance (from the champion, on the SKU's last holdout
     row) and its standardised error against the truth."""
     found, judged = judged_intervals(spark, cfg, market)
-    config_path = _latest(f"{market}/mlartifacts/**/config.json")
+    config_path = Path(_latest(f"{market}/mlartifacts/**/config.json"))
     model = LoadedModel(config_path.with_name("weights.pt").read_bytes(), json.loads(config_path.read_text()))
-    holdout = pd.read_parquet(str(_latest(f"{market}/lakehouse/model_data/*/holdout")))
+    holdout = pd.read_parquet(_latest(f"{market}/lakehouse/model_data/*/holdout"))
     last = holdout.sort_values("date").groupby("sku").tail(1).reset_index(drop=True)
     parts = pd.concat([last[["sku", "category_idx"]], model.interval_parts(last)], axis=1)
     parts["shared_share"] = parts["shared_sd"] ** 2 / (parts["own_sd"] ** 2 + parts["shared_sd"] ** 2)

@@ -307,11 +307,6 @@ def read_sku_day(spark: SparkSession, lakehouse: Lakehouse, cfg: FeaturesConfig)
     return lakehouse.read_declared(spark, SKU_DAY, sku_day_schema(cfg.lags, cfg.windows))
 
 
-def _silver(spark: SparkSession, lakehouse: Lakehouse, source: str) -> DataFrame | None:
-    table = SILVER[source]
-    return lakehouse.read(spark, table) if lakehouse.exists(spark, table) else None
-
-
 def _last_run(spark: SparkSession, lakehouse: Lakehouse) -> tuple[int, date] | None:
     runs = lakehouse.read_declared(spark, FEATURE_RUNS)
     last = runs.orderBy(F.col("finished_at").desc()).select("batch_watermark", "run_date").first()
@@ -396,7 +391,7 @@ def run_features(
     lakehouse = Lakehouse(root)
     fcfg = cfg.features
     schema = sku_day_schema(fcfg.lags, fcfg.windows)
-    silver = {name: _silver(spark, lakehouse, name) for name in SOURCES}
+    silver = {name: lakehouse.read_if_exists(spark, SILVER[name]) for name in SOURCES}
     if (
         competitor_df := silver["competitor_prices"]
     ) is not None and "competitor_sku" in competitor_df.columns:

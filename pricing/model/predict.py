@@ -90,7 +90,7 @@ class LoadedModel:
             # elasticity is small). Each member's posterior variance of the argument, plus the
             # members' disagreement.
             own, shared = self._argument_variances(batch)
-            argument = _argument(elasticity)
+            argument = softplus_argument(elasticity)
             centre = argument.mean(0)
             sd = torch.sqrt((own + shared).mean(0) + argument.var(0, unbiased=False))
             low = torch.minimum(-torch.nn.functional.softplus(centre + self.z * sd).float(), mean)
@@ -131,7 +131,7 @@ class LoadedModel:
         if self.u_sd is None:
             raise ValueError("interval_parts needs a model trained with train.elasticity_interval=laplace")
         batch, _, elasticity = self._forward(frame)
-        argument = _argument(elasticity)
+        argument = softplus_argument(elasticity)
         own, shared = self._argument_variances(batch)
         return pd.DataFrame(
             {
@@ -143,7 +143,7 @@ class LoadedModel:
         )
 
 
-def _argument(elasticity: torch.Tensor) -> torch.Tensor:
+def softplus_argument(elasticity: torch.Tensor) -> torch.Tensor:
     """The softplus argument of each member's elasticity (elasticity = -softplus(argument))."""
     return torch.log(torch.expm1(-elasticity.double()).clamp_min(1e-12))
 
