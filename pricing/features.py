@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -553,8 +553,8 @@ _UNKNOWN_OUTCOMES = {
 }
 
 
-def next_day_rows(panel_df: DataFrame, price_date: date, cfg: FeaturesConfig) -> DataFrame:
-    """Each SKU's feature row for ``price_date``, the day after the panel's days (pure).
+def _next_day_rows(panel_df: DataFrame, price_date: date, cfg: FeaturesConfig) -> DataFrame:
+    """Each SKU's panel-shaped row for ``price_date``, the day after the panel's days (pure).
 
     The row carries the last known prices, costs, competitor prices and stock forward, with lags,
     windows and calendar computed exactly as the panel computes them; the day's own outcomes are
@@ -576,3 +576,42 @@ def next_day_rows(panel_df: DataFrame, price_date: date, cfg: FeaturesConfig) ->
             stub = stub.withColumn(name, F.lit(value).cast(dict(stub.dtypes)[name]))
     rows = history_features(history.unionByName(stub), cfg)
     return rows.where(F.col("date") == F.lit(price_date))
+
+
+# Inputs of a day that the panel does not store: the previous day's traffic, known when the day's
+# price is set (unlike the day's own).
+TRAFFIC_LAGS = {"views_lag_1": "views", "add_to_carts_lag_1": "add_to_carts"}
+
+
+def feature_rows(
+    panel_df: DataFrame,
+    cfg: FeaturesConfig,
+    start: date | None = None,
+    end: date | None = None,
+    night: date | None = None,
+) -> DataFrame:
+    """The one way to build a model's rows from the gold panel (pure): training, drift and scoring.
+
+    Without ``night``: the panel's rows dated ``start`` to ``end`` (either open), with every input
+    the panel does not store (:data:`TRAFFIC_LAGS`, read from the day before ``start``). With
+    ``night``: one row per SKU for that day after the panel's days, its lags, windows and calendar
+    computed as the panel computes them and its own outcomes unknown (the row scoring prices).
+    """
+    if night is not None:
+        if start is not None or end is not None:
+            raise ValueError("feature_rows: give a night, or a start and end, not both")
+        tonight = _next_day_rows(panel_df, night, cfg)
+        yesterday = panel_df.where(F.col("date") == F.lit(night - timedelta(days=1)))
+        return _with_traffic_lags(yesterday.select(tonight.columns).unionByName(tonight)).where(
+            F.col("date") == F.lit(night)
+        )
+    rows = panel_df if start is None else panel_df.where(F.col("date") >= F.lit(start - timedelta(days=1)))
+    if end is not None:
+        rows = rows.where(F.col("date") <= F.lit(end))
+    rows = _with_traffic_lags(rows)
+    return rows if start is None else rows.where(F.col("date") >= F.lit(start))
+
+
+def _with_traffic_lags(df: DataFrame) -> DataFrame:
+    by_day = Window.partitionBy("sku").orderBy("date")
+    return df.withColumns({lag: F.lag(source, 1).over(by_day) for lag, source in TRAFFIC_LAGS.items()})

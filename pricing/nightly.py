@@ -41,7 +41,7 @@ from pyspark.sql import functions as F
 
 import pricing
 from pricing.config import PricingConfig
-from pricing.features import read_sku_day, run_features
+from pricing.features import feature_rows, read_sku_day, run_features
 from pricing.ingest import run_ingest, stale_sources
 from pricing.lakehouse import io
 from pricing.lakehouse.maintain import maintain_tables
@@ -58,7 +58,7 @@ from pricing.lakehouse.tables import (
 )
 from pricing.lock import LakehouseLock
 from pricing.matching import run_matching
-from pricing.model.dataset import model_inputs, with_history
+from pricing.model.dataset import model_inputs
 from pricing.model.predict import foreign_model
 from pricing.model.train import evaluate, promote, run_train, wape
 from pricing.night_report import write_night_report
@@ -237,12 +237,8 @@ def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date:
     champion = load_champion(tcfg, cfg.score.model_alias, lakehouse)
     assert champion is not None
     tables = Lakehouse(root)
-    # One day earlier than the window: the previous day's traffic is an input.
-    panel = read_sku_day(spark, tables, cfg.features).where(
-        F.col("date").between(F.lit(start - timedelta(days=1)), F.lit(run_date))
-    )
     rows = model_inputs(
-        with_history(panel).where(F.col("date") >= F.lit(start)),
+        feature_rows(read_sku_day(spark, tables, cfg.features), cfg.features, start=start, end=run_date),
         tables.read_declared(spark, TEXT_EMBEDDINGS),
         champion.input_spec,
     )

@@ -28,7 +28,7 @@ from pyspark.sql.types import BooleanType, StructField, StructType
 
 from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
 from pricing.experiment import CONTROL_REASON, PRICE_TEST, controls_on
-from pricing.features import next_day_rows, read_sku_day
+from pricing.features import feature_rows, read_sku_day
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import (
     CURRENT_PRICES,
@@ -39,7 +39,7 @@ from pricing.lakehouse.tables import (
     TEXT_EMBEDDINGS,
     Lakehouse,
 )
-from pricing.model.dataset import InputSpec, model_inputs, with_history
+from pricing.model.dataset import InputSpec, model_inputs
 from pricing.model.predict import LoadedModel, foreign_model
 from pricing.optimize import (
     BAND_INPUTS,
@@ -539,10 +539,7 @@ def scoring_inputs(
     """Model-input rows for ``price_date`` (one per SKU), priced at the price in force."""
     lakehouse = Lakehouse(root)
     panel = read_sku_day(spark, lakehouse, cfg.features)
-    tonight = next_day_rows(panel, price_date, cfg.features)
-    # The previous day's traffic is an input: compute it over yesterday's panel row and tonight's.
-    yesterday = panel.where(F.col("date") == F.lit(price_date - timedelta(days=1))).select(tonight.columns)
-    rows = with_history(yesterday.unionByName(tonight)).where(F.col("date") == F.lit(price_date))
+    rows = feature_rows(panel, cfg.features, night=price_date)
     if lakehouse.exists(spark, PRICE_RECOMMENDATIONS):
         in_force = prices_in_force(lakehouse.read(spark, PRICE_RECOMMENDATIONS), price_date)
         rows = (

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import FeaturesConfig
-from pricing.features import DailyInputs, build_panel, daily_spine, with_promotion_spells
+from pricing.features import DailyInputs, build_panel, daily_spine, feature_rows, with_promotion_spells
+from pricing.model.dataset import InputSpec, model_inputs
 
 D = [date(2026, 6, d) for d in range(1, 6)]  # Monday 1 June .. Friday 5 June
 CFG = FeaturesConfig(lags=[1, 2], windows=[2], max_ffill_days=2, holidays=[date(2026, 6, 3)])
@@ -107,6 +108,31 @@ def test_hand_built_panel(spark: SparkSession) -> None:
     )
     # fmt: on
     assertDataFrameEqual(panel.select(COLUMNS), expected, checkRowOrder=False)
+
+
+def test_feature_rows_add_yesterdays_traffic_for_training_a_window_and_the_night(spark: SparkSession) -> None:
+    """One builder for every model row: the lags come from the day before, even before a window."""
+    panel = _panel(spark, _inputs(spark))  # views 0, 10, 0, 0, 0; add-to-carts 0, 2, 0, 0, 0
+    lags = "date date, views_lag_1 int, add_to_carts_lag_1 int"
+    columns = ["date", "views_lag_1", "add_to_carts_lag_1"]
+    every_day = spark.createDataFrame(
+        [(D[0], None, None), (D[1], 0, 0), (D[2], 10, 2), (D[3], 0, 0), (D[4], 0, 0)], lags
+    )
+    assertDataFrameEqual(feature_rows(panel, CFG).select(columns), every_day)
+    window = feature_rows(panel, CFG, start=D[2], end=D[3])
+    assertDataFrameEqual(window.select(columns), spark.createDataFrame([(D[2], 10, 2), (D[3], 0, 0)], lags))
+    night = D[4] + timedelta(days=1)
+    tonight = feature_rows(panel, CFG, night=night)
+    assertDataFrameEqual(tonight.select(columns), spark.createDataFrame([(night, 0, 0)], lags))
+    # The night's own outcomes are unknown; its lags and windows are the panel's.
+    row = tonight.first()
+    assert (row["units_sold"], row["views"], row["units_lag_1"], row["units_lag_2"]) == (0, None, 0, 0)
+    with pytest.raises(ValueError, match="not both"):
+        feature_rows(panel, CFG, start=D[0], night=night)
+    # Rows built another way lack the lags, and a model would read them as "no traffic": refused.
+    spec = InputSpec([], [], [], {}, [], [], "hashed", 0, str(D[4]))
+    with pytest.raises(ValueError, match="feature_rows"):
+        model_inputs(panel, None, spec)
 
 
 def test_absent_optional_sources_leave_null_columns(spark: SparkSession) -> None:

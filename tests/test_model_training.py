@@ -14,9 +14,9 @@ from conftest import TEST_OVERRIDES, copy_shop
 from pyspark.sql import SparkSession
 
 from pricing.config import PricingConfig, load_config
-from pricing.features import read_sku_day
+from pricing.features import feature_rows, read_sku_day
 from pricing.lakehouse.tables import TEXT_EMBEDDINGS, Lakehouse
-from pricing.model.dataset import fit_input_spec, model_inputs, text_basis, text_vectors, with_history
+from pricing.model.dataset import fit_input_spec, model_inputs, text_basis, text_vectors
 from pricing.model.distributed import read_shard
 from pricing.model.train import TrainReport, price_change_metrics, run_train
 from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
@@ -113,7 +113,7 @@ def test_training_shards_carry_each_text_once_and_read_back_the_same_rows(
     _, lakehouse = market
     cfg = _config(tmp_path)
     tables = Lakehouse(str(lakehouse))
-    panel = with_history(read_sku_day(spark, tables, cfg.features))
+    panel = feature_rows(read_sku_day(spark, tables, cfg.features), cfg.features)
     embeddings = tables.read_declared(spark, TEXT_EMBEDDINGS)
     text_dim = len(embeddings.first()["embedding"])
     end = panel.agg({"date": "max"}).first()[0]

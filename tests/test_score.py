@@ -13,7 +13,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pricing.config import PricingConfig, load_config
+from pricing.config import FeaturesConfig, PricingConfig, load_config
 from pricing.experiment import (
     CONTROL_REASON,
     ExperimentError,
@@ -22,6 +22,7 @@ from pricing.experiment import (
     render_readout,
     start_experiment,
 )
+from pricing.features import feature_rows
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import (
     CURRENT_PRICES,
@@ -32,7 +33,7 @@ from pricing.lakehouse.tables import (
     TEXT_EMBEDDINGS,
     Lakehouse,
 )
-from pricing.model.dataset import model_inputs, with_history
+from pricing.model.dataset import model_inputs
 from pricing.model.train import run_train
 from pricing.night_report import render_night
 from pricing.nightly import NightlyReport, retrain_reason
@@ -281,7 +282,9 @@ def test_tonights_rows_carry_yesterdays_traffic_and_predict_its_level(
     model = champion.load()
     embeddings = Lakehouse(root).read(spark, TEXT_EMBEDDINGS)
     last_day = model_inputs(
-        with_history(panel).where(F.col("date") == F.lit(night - timedelta(days=1))), embeddings, spec
+        feature_rows(panel, cfg.features, start=night - timedelta(days=1), end=night - timedelta(days=1)),
+        embeddings,
+        spec,
     ).toPandas()
     tonight, before = (
         model.predict(rows)["expected_units"].sum(),
@@ -332,7 +335,7 @@ def test_price_exploration_tests_random_prices_inside_the_band(
 def test_features_outside_the_training_range_are_clipped_to_it(spark: SparkSession, market: Path) -> None:
     from pricing.model.dataset import fit_input_spec
 
-    panel = with_history(Lakehouse(str(market / "lakehouse")).read(spark, SKU_DAY))
+    panel = feature_rows(Lakehouse(str(market / "lakehouse")).read(spark, SKU_DAY), FeaturesConfig())
     last = panel.agg(F.max("date")).first()[0]
     spec = fit_input_spec(panel, "hashed", 8, last)
     # Three months on: calendar months the training window never saw (a network would extrapolate).

@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Literal
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType
+
+from pricing.features import TRAFFIC_LAGS
 
 # (name, expression over the panel with lag columns added); nulls become 0 with a *_missing flag.
 _LOG1P_COUNTS = [
@@ -92,14 +94,6 @@ class InputSpec:
         return cls(**json.loads(text))
 
 
-def with_history(panel_df: DataFrame) -> DataFrame:
-    """Add the previous day's traffic: known when the day's price is set, unlike the day's own."""
-    by_day = Window.partitionBy("sku").orderBy("date")
-    return panel_df.withColumn("views_lag_1", F.lag("views", 1).over(by_day)).withColumn(
-        "add_to_carts_lag_1", F.lag("add_to_carts", 1).over(by_day)
-    )
-
-
 def fit_input_spec(train_df: DataFrame, encoder: str, text_dim: int, train_end: date) -> InputSpec:
     """Vocabularies, reference prices and feature scales from the training rows (small aggregates)."""
     ref = (
@@ -152,13 +146,17 @@ def model_inputs(
     extra_columns: Sequence[str] = (),
     text: Literal["vector", "hash"] = "vector",
 ) -> DataFrame:
-    """Panel rows (with :func:`with_history` applied) -> network inputs, one row per SKU and day.
+    """Model rows (:func:`pricing.features.feature_rows`) -> network inputs, one row per SKU and day.
 
     ``extra_columns`` of the panel are carried along unchanged (e.g. the guardrail inputs for scoring).
     ``text="hash"``: each row names its title by ``text_hash`` instead of carrying the vector, which
     :func:`text_vectors` holds once per distinct text (training shards: a title is the same on every
     day, and its 384 floats were most of a row's bytes).
     """
+    absent = [name for name in TRAFFIC_LAGS if name not in panel_df.columns]
+    if absent:
+        # A row without them would read as "no traffic yesterday" (their missing flag), silently.
+        raise ValueError(f"model_inputs: {absent} absent: build the rows with features.feature_rows")
     spark = panel_df.sparkSession
     ref_df = spark.createDataFrame(list(spec.ref_prices.items()), "sku string, ref_price double")
     df = panel_df.join(F.broadcast(ref_df), "sku", "left").withColumn(

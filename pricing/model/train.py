@@ -21,10 +21,10 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 
 from pricing import tracking
 from pricing.config import PricingConfig, TrainConfig
-from pricing.features import read_sku_day
+from pricing.features import feature_rows, read_sku_day
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import ELASTICITIES, TEXT_EMBEDDINGS, Lakehouse
-from pricing.model.dataset import InputSpec, fit_input_spec, model_inputs, text_basis, with_history
+from pricing.model.dataset import InputSpec, fit_input_spec, model_inputs, text_basis
 from pricing.model.distributed import WorkerSpec, run_distributed
 from pricing.model.network import NetSpec
 from pricing.model.predict import (
@@ -275,7 +275,7 @@ class ModelPanels:
 def model_panels(spark: SparkSession, cfg: PricingConfig, root: str) -> ModelPanels:
     """The lakehouse ``root``'s panel split for training (what a run's holdout was, read again)."""
     lakehouse = Lakehouse(root)
-    panel = with_history(read_sku_day(spark, lakehouse, cfg.features))
+    panel = feature_rows(read_sku_day(spark, lakehouse, cfg.features), cfg.features)
     end = io.first_value(panel.agg(F.max("date")))
     if end is None:
         raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
