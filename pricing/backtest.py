@@ -38,10 +38,11 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
 
 from pricing import tracking
 from pricing.config import PolicyConfig, PricingConfig, SimulateConfig, derive
+from pricing.evaluation.guardrails import with_violations
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, RUNS, Lakehouse
 from pricing.nightly import run_nightly
@@ -334,6 +335,7 @@ class Backtest:
             "price_floor",
             "price_ceiling",
             predicted.alias("predicted_units"),
+            "binding_constraint",
         )
 
     def _run_model(self, policy: str) -> None:
@@ -381,42 +383,30 @@ class Backtest:
             )
             .join(before, "sku")
             .join(week_ago, "sku", "left")
-            .join(prices_df.select("sku", "price_floor", "price_ceiling", "predicted_units"), "sku")
+            .join(prices_df.drop("price"), "sku")
         )
-        price, prev = F.col("price"), F.col("prev_price")
-        cent = F.lit(0.005)
-        cost_floor = F.when(~F.col("_nocost"), F.col("true_cost") * (1 + pcfg.min_margin))
-        hard_floor = F.greatest(
-            cost_floor, F.col("min_price"), F.col("map_price") if pcfg.respect_map else F.lit(None)
+        checked = df.select(
+            "units_sold",
+            "expected_demand",
+            "censored",
+            "predicted_units",
+            "naive_units",
+            "price",
+            F.col("prev_price").alias("previous_price"),
+            "true_cost",
+            (~F.col("_nocost")).alias("cost_known"),
+            "min_price",
+            "max_price",
+            "map_price",
+            "price_floor",
+            "price_ceiling",
+            *(["binding_constraint"] if "binding_constraint" in prices_df.columns else []),
         )
-        hard_ceiling = F.col("max_price")
-        allowed = max(pcfg.max_change, pcfg.clearance_max_change)
-        forced = (prev < hard_floor - cent) | (prev > hard_ceiling + cent)
-        ending = F.round((price - F.floor(price)) * 100).cast("int")
-        endings = [int(round(e * 100)) for e in pcfg.price_endings]
-        # An allowed ending existed inside the recorded band (else any cent is allowed).
-        ending_possible = F.lit(False)
-        for e in endings:
-            for whole in (F.floor(F.col("price_floor")), F.floor(F.col("price_floor")) + 1):
-                candidate = whole + F.lit(e / 100)
-                ending_possible = ending_possible | (
-                    (candidate >= F.col("price_floor") - 1e-9) & (candidate <= F.col("price_ceiling") + 1e-9)
-                )
-        violated = (
-            (hard_floor.isNotNull() & (price < hard_floor - cent))
-            | (hard_ceiling.isNotNull() & (price > hard_ceiling + cent))
-            | (~forced & (F.abs(price / prev - 1) > allowed + 0.01 / prev))
-            | (
-                F.col("price_floor").isNotNull()
-                & ((price < F.col("price_floor") - 1e-6) | (price > F.col("price_ceiling") + 1e-6))
-            )
+        df = checked.mapInPandas(
+            lambda frames: (with_violations(f, pcfg) for f in frames),
+            StructType([*checked.schema.fields, StructField("violation", BooleanType())]),
         )
-        if endings:
-            # Keeping an existing price is no new price: the ending rule applies to changes.
-            changed = F.abs(price - prev) > 1e-9
-            violated = violated | (
-                F.col("price_floor").isNotNull() & changed & ending_possible & ~ending.isin(endings)
-            )
+        price, prev, violated = F.col("price"), F.col("previous_price"), F.col("violation")
         uncensored = ~F.col("censored")
         forecastable = uncensored & F.col("predicted_units").isNotNull() & F.col("naive_units").isNotNull()
         margin = price - F.col("true_cost")

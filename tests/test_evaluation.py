@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from pricing.config import PricingConfig
+from pricing.config import PolicyConfig, PricingConfig
 from pricing.evaluation.families import (
     FAMILIES,
     MARKET_STREAMS,
@@ -20,6 +20,7 @@ from pricing.evaluation.families import (
     log_units,
     true_elasticity,
 )
+from pricing.evaluation.guardrails import guardrail_violations
 from pricing.evaluation.judge import judged_skus, summarise
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, RECONCILIATION, SILVER, SKU_DAY, Lakehouse
 
@@ -349,3 +350,34 @@ def test_pricing_evaluate_smoke_run_on_two_families(tmp_path: Path, pii_salt: st
         first = next(r for r in rows if r["family"] == row["family"] and r["decision"] == "expected")
         assert row["model_version"] == first["model_version"]
         assert row["profit_vs_keep"] == pytest.approx(first["profit_vs_keep"])
+
+
+def test_one_guardrail_check_for_the_judge_and_the_backtest() -> None:
+    """Hard limits from the true cost and the catalog, the recorded band, the change limit, endings."""
+    nan = float("nan")
+    # fmt: off
+    rows = [
+        # price, previous, true cost, cost known, min, max, MAP, band floor, band ceiling, binding, violation
+        (10.99, 10.49, 8.0, True, nan, nan, nan, 9.0, 12.0, "none", False),    # inside everything
+        (8.49, 8.99, 8.5, True, nan, nan, nan, 8.0, 12.0, "none", True),       # under cost + 5 %
+        (12.99, 12.49, 8.0, True, nan, 12.5, nan, 10.0, 14.0, "none", True),   # over max_price
+        (10.49, 10.99, 8.0, True, nan, nan, 10.6, 10.0, 12.0, "none", True),   # under MAP
+        (11.99, 10.99, 8.0, True, nan, nan, nan, 9.0, 11.5, "none", True),     # outside the band
+        (14.99, 10.99, 8.0, True, nan, nan, nan, 10.0, 16.0, "none", True),    # +36 %, over 25 %
+        (9.49, 7.00, 8.0, True, nan, nan, nan, 9.0, 12.0, "none", False),      # a forced move up
+        (10.50, 10.99, 8.0, True, nan, nan, nan, 9.0, 12.0, "none", True),     # no allowed ending
+        (10.50, 10.50, 8.0, True, nan, nan, nan, 9.0, 12.0, "none", False),    # kept, any ending
+        (7.99, 7.99, 8.0, True, 9.0, 8.5, nan, 9.0, 8.5, "infeasible", False),  # no price can comply
+        (8.49, 8.99, 8.5, False, nan, nan, nan, 8.0, 12.0, "none", False),     # cost unknown to the shop
+    ]
+    # fmt: on
+    columns = ["price", "previous_price", "true_cost", "cost_known", "min_price", "max_price", "map_price"]
+    frame = pd.DataFrame(rows, columns=[*columns, "price_floor", "price_ceiling", "binding_constraint", "x"])
+    expected = frame.pop("x").to_numpy(bool)
+    np.testing.assert_array_equal(guardrail_violations(frame, PolicyConfig()), expected)
+    # Without a recorded band (the backtest's keep policy) only the hard limits and the change count.
+    unbanded = frame.assign(price_floor=nan, price_ceiling=nan).drop(columns="binding_constraint")
+    np.testing.assert_array_equal(
+        guardrail_violations(unbanded, PolicyConfig()),
+        [False, True, True, True, False, True, False, False, False, True, False],
+    )

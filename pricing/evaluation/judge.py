@@ -22,6 +22,7 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from pricing.config import PolicyConfig, SimulateConfig
 from pricing.evaluation.families import CURVE_COLUMNS, log_units, true_elasticity
+from pricing.evaluation.guardrails import guardrail_violations
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, SKU_DAY, Lakehouse
 from pricing.optimize import candidate_grid
 from pricing.sim.market import catalog_cost_missing
@@ -48,8 +49,6 @@ ELASTICITY_FLOOR = -6.0
 
 
 def _judge_batches(policy: PolicyConfig) -> Any:
-    allowed_change = max(policy.max_change, policy.clearance_max_change)
-
     def judge(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for f in frames:
             f = f.reset_index(drop=True)
@@ -70,23 +69,7 @@ def _judge_batches(policy: PolicyConfig) -> Any:
             candidate_profit = profit(grid["candidate_price"].to_numpy(float), f.iloc[rows].set_index(rows))
             best = pd.Series(candidate_profit).groupby(rows).max().reindex(range(len(f))).to_numpy()
             recommended = f["recommended_price"].to_numpy(float)
-            cent = 0.005
-            hard_floor = np.fmax.reduce(
-                [
-                    np.where(f["cost_known"].to_numpy(bool), cost * (1 + policy.min_margin), np.nan),
-                    f["min_price"].to_numpy(float),
-                    f["map_price"].to_numpy(float) if policy.respect_map else np.full(len(f), np.nan),
-                ]
-            )
-            hard_ceiling = f["max_price"].to_numpy(float)
-            forced = (current < hard_floor - cent) | (current > hard_ceiling + cent)
-            violation = (
-                (recommended < hard_floor - cent)
-                | (recommended > hard_ceiling + cent)
-                | (recommended < f["price_floor"].to_numpy(float) - 1e-6)
-                | (recommended > f["price_ceiling"].to_numpy(float) + 1e-6)
-                | (~forced & (np.abs(recommended / current - 1) > allowed_change + 0.01 / current))
-            ) & (f["binding_constraint"].to_numpy() != "infeasible")
+            violation = guardrail_violations(f.assign(price=recommended, previous_price=current), policy)
             yield pd.DataFrame(
                 {
                     "sku": f["sku"],
