@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType
 
-from pricing.features import TRAFFIC_LAGS
+from pricing.features.rows import TRAFFIC_LAGS
 
 # (name, expression over the panel with lag columns added); nulls become 0 with a *_missing flag.
 _LOG1P_COUNTS = [

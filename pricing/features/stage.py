@@ -1,0 +1,306 @@
+"""The features stage: bring ``gold/sku_day`` up to a run date, recomputing only what new silver
+rows affect (plan the ranges, read silver, build the panel's rows, MERGE them, record the run)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pricing.config import FeaturesConfig, PricingConfig
+from pricing.features.panel import (
+    DailyInputs,
+    build_panel,
+    catalog_attributes,
+    daily_clicks,
+    daily_competition,
+    daily_sales,
+    daily_spine,
+    daily_stock,
+)
+from pricing.ingest import latest_batch_id
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import (
+    FEATURE_RUNS,
+    SILVER,
+    SKU_CALENDAR,
+    SKU_DAY,
+    Lakehouse,
+)
+from pricing.matching import read_matches, resolve_listings
+from pricing.schemas import (
+    BATCH_ID,
+    FEATURE_RUNS_SCHEMA,
+    SOURCES,
+    sku_day_schema,
+)
+from pricing.text import ensure_text_embeddings
+
+log = logging.getLogger(__name__)
+
+DAILY_SOURCES = {
+    "transactions": "order_date",
+    "clickstream": "event_date",
+    "competitor_prices": "observed_date",
+    "inventory": "snapshot_date",
+}
+
+
+@dataclass
+class FeatureReport:
+    """What one ``run_features`` did, with the Delta operation metrics of its write."""
+
+    run_id: str
+    run_date: date
+    mode: str
+    skus_recomputed: int
+    rows_written: int
+    rows_in_panel: int
+    metrics: dict[str, str]
+    seconds: float
+
+    def render(self) -> str:
+        return (
+            f"gold/sku_day {self.mode} run for {self.run_date}: {self.skus_recomputed} SKUs recomputed, "
+            f"{self.rows_written} rows written, {self.rows_in_panel} rows in panel ({self.seconds:.1f}s)"
+        )
+
+
+def read_sku_day(spark: SparkSession, lakehouse: Lakehouse, cfg: FeaturesConfig) -> DataFrame:
+    """The panel with every column this release declares: one an earlier release wrote reads its newer
+    columns as nulls until a features run adds them (model inputs need them all)."""
+    return lakehouse.read_declared(spark, SKU_DAY, sku_day_schema(cfg.lags, cfg.windows))
+
+
+def _last_run(spark: SparkSession, lakehouse: Lakehouse) -> tuple[int, date] | None:
+    runs = lakehouse.read_declared(spark, FEATURE_RUNS)
+    last = runs.orderBy(F.col("finished_at").desc()).select("batch_watermark", "run_date").first()
+    return (int(last[0]), last[1]) if last else None
+
+
+def _affected_ranges(
+    silver: dict[str, DataFrame | None],
+    calendar_df: DataFrame,
+    since_batch: int,
+    up_to_batch: int,
+    last_run_date: date,
+    run_date: date,
+    promo_reach_days: int,
+    new_days: DataFrame,
+) -> DataFrame:
+    """(sku, start): the earliest day whose features can have changed since the last run, per SKU.
+
+    ``new_days``: (sku, start), the new rows' earliest day in the daily sources (``_earliest_days``).
+    """
+    new_rows = (F.col(BATCH_ID) > since_batch) & (F.col(BATCH_ID) <= up_to_batch)
+    starts = [new_days]
+    transactions_df = silver["transactions"]
+    if transactions_df is not None and promo_reach_days:
+        # A promoted sale can flag the unsold days of its promotion before it (with_promotion_spells).
+        promoted = transactions_df.where(new_rows & F.col("promo_id").isNotNull() & (F.col("quantity") > 0))
+        starts.append(
+            promoted.groupBy("sku").agg(F.date_sub(F.min("order_date"), promo_reach_days).alias("start"))
+        )
+    catalog_df = silver["catalog"]
+    if catalog_df is not None:
+        # A changed catalog row (cost, MAP, text) touches every day of the SKU.
+        changed = catalog_df.where(new_rows).select("sku").join(calendar_df, "sku")
+        starts.append(changed.select("sku", F.col("first_date").alias("start")))
+    if run_date > last_run_date:
+        # Every SKU gains the days since the last run, sales or not.
+        starts.append(calendar_df.select("sku", F.date_add(F.lit(last_run_date), 1).alias("start")))
+    return reduce(DataFrame.unionByName, starts).groupBy("sku").agg(F.min("start").alias("start"))
+
+
+def _earliest_days(silver: dict[str, DataFrame | None], rows: Column, name: str) -> list[DataFrame]:
+    """Per daily source present: (sku, earliest day among ``rows``) as column ``name``."""
+    return [
+        df.where(rows).groupBy("sku").agg(F.min(date_column).alias(name))
+        for source, date_column in DAILY_SOURCES.items()
+        if (df := silver.get(source)) is not None
+    ]
+
+
+def _first_dates(
+    silver: dict[str, DataFrame | None], batch_filter: Column, earliest: DataFrame | None = None
+) -> DataFrame:
+    """(sku, first_date) among ``batch_filter``'s rows; ``earliest``: the daily sources' part, if known."""
+    firsts = [earliest] if earliest is not None else _earliest_days(silver, batch_filter, "first_date")
+    catalog_df = silver["catalog"]
+    if catalog_df is not None:
+        firsts.append(
+            catalog_df.where(batch_filter & F.col("updated_at").isNotNull()).select(
+                "sku", F.to_date("updated_at").alias("first_date")
+            )
+        )
+    return reduce(DataFrame.unionByName, firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
+
+
+def run_features(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    lakehouse_root: str | None = None,
+    run_date: date | None = None,
+    full: bool = False,
+    run_id: str | None = None,
+) -> FeatureReport:
+    """Bring ``gold/sku_day`` up to ``run_date``: recompute only what new silver rows affect.
+
+    Args:
+        run_date: last day of the panel; default the latest transaction date in silver.
+        full: rebuild every SKU and day from scratch (overwrites the panel).
+        run_id: the id recorded in ``audit/feature_runs`` (default: a random one).
+    """
+    started = time.monotonic()
+    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
+    lakehouse = Lakehouse(root)
+    fcfg = cfg.features
+    schema = sku_day_schema(fcfg.lags, fcfg.windows)
+    silver = {name: lakehouse.read_if_exists(spark, SILVER[name]) for name in SOURCES}
+    if (
+        competitor_df := silver["competitor_prices"]
+    ) is not None and "competitor_sku" in competitor_df.columns:
+        # Listings count under the SKU they were matched to (pricing.matching); unmatched ones do not.
+        silver["competitor_prices"] = resolve_listings(competitor_df, read_matches(spark, root))
+    if silver["transactions"] is None or silver["catalog"] is None:
+        raise RuntimeError("gold features need silver transactions and catalog: run `pricing ingest` first")
+    # Silver rows up to the newest committed batch are what this run sees.
+    latest = latest_batch_id(spark, lakehouse)
+    watermark = -1 if latest is None else latest
+    if run_date is None:
+        run_date = io.first_value(silver["transactions"].agg(F.max("order_date")))
+        if run_date is None:
+            raise RuntimeError("silver transactions are empty: nothing to build features from")
+    last = None if full or not lakehouse.exists(spark, SKU_DAY) else _last_run(spark, lakehouse)
+    mode = "full" if last is None else "incremental"
+
+    seen = F.col(BATCH_ID) <= watermark
+    new_days: DataFrame | None = None
+    if last is None:
+        calendar_df = _first_dates(silver, seen)
+        ranges_df = calendar_df.select("sku", F.col("first_date").alias("start"))
+    else:
+        since_batch, last_run_date = last
+        known_df = lakehouse.read(spark, SKU_CALENDAR)
+        new_rows = (F.col(BATCH_ID) > since_batch) & seen
+        # The new rows' earliest day per SKU serves both the calendar and the affected ranges: one
+        # filtered scan of each source instead of two.
+        new_days = (
+            reduce(DataFrame.unionByName, _earliest_days(silver, new_rows, "day"))
+            .groupBy("sku")
+            .agg(F.min("day").alias("day"))
+            .cache()
+        )
+        new_firsts = _first_dates(silver, new_rows, new_days.withColumnRenamed("day", "first_date"))
+        calendar_df = (
+            known_df.unionByName(new_firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
+        )
+        ranges_df = _affected_ranges(
+            silver,
+            calendar_df,
+            since_batch,
+            watermark,
+            last_run_date,
+            run_date,
+            fcfg.promo_reach_days,
+            new_days.withColumnRenamed("day", "start"),
+        )
+    calendar_df = calendar_df.where(F.col("first_date") <= F.lit(run_date)).cache()
+    # Recompute from `start`, reading `lookback_days` before it (never before the SKU's first day).
+    ranges_df = (
+        ranges_df.join(calendar_df, "sku")
+        .where(F.col("start") <= F.lit(run_date))
+        .select(
+            "sku",
+            F.greatest("start", "first_date").alias("keep_from"),
+            F.greatest(F.date_sub("start", fcfg.lookback_days), F.col("first_date")).alias("start"),
+            F.lit(run_date).cast("date").alias("end"),
+        )
+        .cache()
+    )
+    skus, earliest = ranges_df.agg(F.count("*"), F.min("start")).first() or (0, None)
+
+    def window_of(df: DataFrame | None, date_column: str) -> DataFrame | None:
+        if df is None:
+            return None
+        bounds = F.broadcast(
+            ranges_df.select("sku", F.col("start").alias("_from"), F.col("end").alias("_to"))
+        )
+        # A literal bound as well as the per-SKU join: Delta skips files whose dates all lie before
+        # it, so a night reads its lookback window, not the whole history.
+        if earliest is not None:
+            df = df.where(F.col(date_column) >= F.lit(earliest))
+        return (
+            df.where(seen).join(bounds, "sku").where(F.col(date_column).between(F.col("_from"), F.col("_to")))
+        )
+
+    inputs = DailyInputs(
+        sales=daily_sales(window_of(silver["transactions"], "order_date")),  # type: ignore[arg-type]
+        clicks=daily_clicks(c) if (c := window_of(silver["clickstream"], "event_date")) is not None else None,
+        competition=daily_competition(c)
+        if (c := window_of(silver["competitor_prices"], "observed_date")) is not None
+        else None,
+        stock=daily_stock(s) if (s := window_of(silver["inventory"], "snapshot_date")) is not None else None,
+        catalog=catalog_attributes(silver["catalog"].where(seen)),
+    )
+    panel_df = build_panel(daily_spine(ranges_df), inputs, fcfg, cfg.catalog.default_margin)
+    keep = F.broadcast(ranges_df.select("sku", "keep_from"))
+    update_df = panel_df.join(keep, "sku").where(F.col("date") >= F.col("keep_from")).drop("keep_from")
+
+    metrics: dict[str, str] = {}
+    rows_written = 0
+    if mode == "full":
+        lakehouse.overwrite(SKU_DAY, update_df, schema)
+        metrics = io.last_operation_metrics(spark, lakehouse.path(SKU_DAY))
+        rows_written = int(metrics.get("numOutputRows", 0))
+        lakehouse.assert_unique(spark, SKU_DAY)
+    elif skus:
+        touched = f"date >= DATE'{earliest}'"
+        lakehouse.merge(SKU_DAY, update_df, "true", schema, target_condition=f"t.{touched}")
+        metrics = io.last_operation_metrics(spark, lakehouse.path(SKU_DAY))
+        rows_written = int(metrics.get("numTargetRowsInserted", 0)) + int(
+            metrics.get("numTargetRowsUpdated", 0)
+        )
+        lakehouse.assert_unique(spark, SKU_DAY, where=touched)
+
+    lakehouse.overwrite(SKU_CALENDAR, calendar_df)
+    calendar_df.unpersist()
+    ranges_df.unpersist()
+    if new_days is not None:
+        new_days.unpersist()
+    ensure_text_embeddings(spark, silver["catalog"], lakehouse, fcfg)
+    report = FeatureReport(
+        run_id=run_id or uuid.uuid4().hex,
+        run_date=run_date,
+        mode=mode,
+        skus_recomputed=skus,
+        rows_written=rows_written,
+        rows_in_panel=lakehouse.read(spark, SKU_DAY).count(),
+        metrics=metrics,
+        seconds=time.monotonic() - started,
+    )
+    lakehouse.append(
+        FEATURE_RUNS,
+        spark.createDataFrame(
+            [
+                (
+                    report.run_id,
+                    run_date,
+                    mode,
+                    watermark,
+                    skus,
+                    rows_written,
+                    datetime.now(timezone.utc).replace(tzinfo=None),
+                )
+            ],
+            FEATURE_RUNS_SCHEMA,
+        ),
+    )
+    log.info(report.render())
+    return report
