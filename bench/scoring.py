@@ -22,8 +22,8 @@ from pyspark.sql import functions as F
 from results_io import write_results
 
 from pricing.config import load_config
+from pricing.decide.stage import SCORED_SCHEMA, load_champion, next_night, score_batches, scoring_inputs
 from pricing.lakehouse import io
-from pricing.score import SCORED_SCHEMA, load_champion, next_night, score_batches, scoring_inputs
 from pricing.spark import build_spark
 
 

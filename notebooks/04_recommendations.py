@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from pyspark.sql import functions as F
 
+from pricing.decide.stage import whatif
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, Lakehouse
 from pricing.notebook import notebook_context
-from pricing.score import whatif
 
 ctx = notebook_context()
 spark = ctx.spark

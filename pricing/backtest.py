@@ -42,11 +42,12 @@ from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, Str
 
 from pricing import tracking
 from pricing.config import PolicyConfig, PricingConfig, SimulateConfig, derive
+from pricing.decide.choose import apply_endings, candidates_with_current, choose_prices
+from pricing.decide.guardrails import price_band
 from pricing.evaluation.guardrails import with_violations
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, RUNS, Lakehouse
 from pricing.nightly import run_nightly
-from pricing.optimize import apply_endings, candidates_with_current, choose_prices, price_band
 from pricing.sim import simulate_market
 from pricing.sim.closed_loop import CURVE_COLUMNS, realise_day, true_units
 from pricing.sim.deliver import deliver

@@ -132,7 +132,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from pricing.score import run_score
+    from pricing.decide.stage import run_score
 
     cfg, spark = _session(args, _lakehouse(args))
     report = run_score(spark, cfg, price_date=args.price_date)
@@ -240,7 +240,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_whatif(args: argparse.Namespace) -> int:
-    from pricing.score import whatif
+    from pricing.decide.stage import whatif
 
     cfg, spark = _session(args, _lakehouse(args))
     try:
@@ -253,7 +253,7 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
 
 
 def _cmd_override(args: argparse.Namespace) -> int:
-    from pricing.score import add_override, remove_overrides
+    from pricing.decide.approval import add_override, remove_overrides
 
     if not args.remove and (args.price is None or not args.reason or not args.author):
         print("pricing override: --price, --reason and --author are required", file=sys.stderr)
@@ -278,9 +278,9 @@ def _cmd_override(args: argparse.Namespace) -> int:
 def _cmd_review(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from pricing.decide.review import ReviewError, latest_price_date, review_queue
     from pricing.lakehouse import io
     from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, Lakehouse
-    from pricing.review import ReviewError, latest_price_date, review_queue
 
     cfg, spark = _session(args, _lakehouse(args))
     root = io.qualify(spark, cfg.paths.lakehouse)
@@ -321,8 +321,8 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
 
 def _cmd_decide(args: argparse.Namespace) -> int:
+    from pricing.decide.review import ReviewError, Selection, decide
     from pricing.lock import LockHeld
-    from pricing.review import ReviewError, Selection, decide
 
     decision = {"approve": "approved", "reject": "rejected"}[args.command]
     try:
@@ -360,7 +360,7 @@ def _prices(text: str) -> list[float]:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from pricing.experiment import (
+    from pricing.decide.experiment import (
         ExperimentError,
         list_experiments,
         readout,

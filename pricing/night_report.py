@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from pricing import tracking
 from pricing.config import TrainConfig
+from pricing.decide.review import review_queue
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import (
     COMPETITOR_MATCHES,
@@ -38,7 +39,6 @@ from pricing.lakehouse.tables import (
 )
 from pricing.matching import OVERRIDE
 from pricing.pages import page, png, section, table
-from pricing.review import review_queue
 from pricing.schemas import BATCH_ID, INGESTED_AT
 
 if TYPE_CHECKING:
@@ -362,7 +362,7 @@ def _model(night: _Night) -> str:
 def _experiments(night: _Night) -> str:
     """Each experiment running on the priced night, or ended in the week before it: its readout so far
     (computed here from the panel, not recorded) and a plot of the effects with their intervals."""
-    from pricing.experiment import readout
+    from pricing.decide.experiment import readout
 
     spark, price_date, lakehouse = night.spark, night.run.price_date, Lakehouse(night.root)
     if not lakehouse.exists(spark, EXPERIMENTS):

@@ -41,6 +41,7 @@ from pyspark.sql import functions as F
 
 import pricing
 from pricing.config import PricingConfig
+from pricing.decide.stage import load_champion, run_score
 from pricing.features import feature_rows, read_sku_day, run_features
 from pricing.ingest import run_ingest, stale_sources
 from pricing.lakehouse import io
@@ -63,7 +64,6 @@ from pricing.model.predict import foreign_model
 from pricing.model.train import evaluate, promote, run_train, wape
 from pricing.night_report import write_night_report
 from pricing.schemas import RUNS_SCHEMA
-from pricing.score import load_champion, run_score
 
 log = logging.getLogger(__name__)
 

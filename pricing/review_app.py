@@ -2,7 +2,7 @@
 
 Tonight's proposals, filterable by status, category and review reason; for the selected SKU its
 expected-profit curve inside the band (the champion's what-if) and its reasons; approve, reject and
-override controls that call :mod:`pricing.review`, so the page refuses exactly what the commands refuse
+override controls that call :mod:`pricing.decide.review`, so the page refuses exactly what the commands refuse
 and every decision lands in ``gold/price_decisions``. It runs as a Databricks App too (Dash serves a
 Flask app: ``python -m pricing.review_app --lakehouse ...``). Spark work happens on the server, one
 request at a time, and the page only ever holds ``MAX_ROWS`` rows.
@@ -24,11 +24,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pricing.config import PricingConfig
+from pricing.decide.review import ReviewError, Selection, change, decide, latest_price_date, override
+from pricing.decide.stage import whatif
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, SILVER, Lakehouse
 from pricing.lock import LockHeld
-from pricing.review import ReviewError, Selection, change, decide, latest_price_date, override
-from pricing.score import whatif
 
 log = logging.getLogger(__name__)
 

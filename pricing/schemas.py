@@ -464,7 +464,7 @@ RUNS_SCHEMA = StructType(
     + _fields("report_path:string")
 )
 
-# Price experiments (pricing.experiment, docs/experiments.md). One row per experiment, written last
+# Price experiments (pricing.decide.experiment, docs/experiments.md). One row per experiment, written last
 # when it starts (the assignment rows before it are only in force once it exists).
 EXPERIMENTS_SCHEMA = StructType(
     _fields("name:string unit:string", False)

@@ -9,10 +9,10 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from pricing.decide.approval import publish_current_prices
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, Lakehouse
 from pricing.schemas import PRICE_RECOMMENDATIONS_SCHEMA
-from pricing.score import publish_current_prices
 
 YESTERDAY, NIGHT = date(2026, 3, 1), date(2026, 3, 2)
 

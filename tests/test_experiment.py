@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 from scipy import stats
 
-from pricing.experiment import (
+from pricing.decide.experiment import (
     ExperimentError,
     assign_arms,
     experiment_effects,
@@ -19,7 +19,7 @@ from pricing.experiment import (
     exploration_outcomes,
     unit_outcomes,
 )
-from pricing.score import held_prices
+from pricing.decide.stage import held_prices
 
 OUTCOME_COLUMNS = "unit string, arm string, segment string, " + ", ".join(
     f"{p}_{m} double" for p in ("pre", "post") for m in ("profit", "revenue", "units")

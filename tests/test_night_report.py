@@ -13,10 +13,10 @@ from review_support import NIGHT, price_lakehouse
 
 from pricing.cli import main
 from pricing.config import PricingConfig, load_config
+from pricing.decide.review import Selection, decide
 from pricing.lakehouse.tables import RUNS, SILVER, Lakehouse
 from pricing.night_report import NIGHTS_EXPERIMENT, render_night
 from pricing.nightly import NightlyReport, Stage, report_night
-from pricing.review import Selection, decide
 from pricing.schemas import RUNS_SCHEMA
 
 HOSTILE = '<script>alert("x")</script> Tent & "Co"'

@@ -11,15 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pricing.config import PolicyConfig
-from pricing.optimize import (
+from pricing.decide.choose import (
     apply_endings,
     candidate_grid,
     candidates_with_current,
     choose_prices,
     gain_bounds,
     posterior_gains,
-    price_band,
 )
+from pricing.decide.guardrails import price_band
 
 POLICY = PolicyConfig()
 

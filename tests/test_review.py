@@ -13,6 +13,8 @@ from pyspark.testing import assertDataFrameEqual
 from review_support import NIGHT, ROWS, YESTERDAY, price_lakehouse
 
 from pricing.cli import main
+from pricing.decide.approval import apply_decisions, apply_overrides
+from pricing.decide.review import ReviewError, Selection, decide, decision_history, override, review_queue
 from pricing.lakehouse.tables import (
     CURRENT_PRICES,
     PRICE_DECISIONS,
@@ -21,9 +23,7 @@ from pricing.lakehouse.tables import (
     Lakehouse,
 )
 from pricing.lock import LakehouseLock, LockHeld
-from pricing.review import ReviewError, Selection, decide, decision_history, override, review_queue
 from pricing.schemas import PRICE_DECISIONS_SCHEMA, PRICE_RECOMMENDATIONS_SCHEMA
-from pricing.score import apply_decisions, apply_overrides
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 from review_support import NIGHT, price_lakehouse
 
 from pricing.config import load_config
+from pricing.decide.review import decision_history
 from pricing.lakehouse.tables import (
     CURRENT_PRICES,
     PRICE_DECISIONS,
@@ -21,7 +22,6 @@ from pricing.lakehouse.tables import (
     PRICE_RECOMMENDATIONS,
     Lakehouse,
 )
-from pricing.review import decision_history
 from pricing.review_app import ReviewPage, build_app
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pricing.config import FeaturesConfig, PricingConfig, load_config
-from pricing.experiment import (
+from pricing.decide.approval import add_override, remove_overrides
+from pricing.decide.experiment import (
     CONTROL_REASON,
     ExperimentError,
     controls_on,
@@ -22,6 +23,7 @@ from pricing.experiment import (
     render_readout,
     start_experiment,
 )
+from pricing.decide.stage import load_champion, next_night, run_score, scoring_inputs, whatif
 from pricing.features import feature_rows
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import (
@@ -37,15 +39,6 @@ from pricing.model.dataset import model_inputs
 from pricing.model.train import run_train
 from pricing.night_report import render_night
 from pricing.nightly import NightlyReport, retrain_reason
-from pricing.score import (
-    add_override,
-    load_champion,
-    next_night,
-    remove_overrides,
-    run_score,
-    scoring_inputs,
-    whatif,
-)
 from pricing.sim.truth import night_vs_truth
 
 MARKET = SHOP

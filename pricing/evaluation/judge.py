@@ -21,10 +21,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from pricing.config import PolicyConfig, SimulateConfig
+from pricing.decide.choose import candidate_grid
 from pricing.evaluation.families import CURVE_COLUMNS, log_units, true_elasticity
 from pricing.evaluation.guardrails import guardrail_violations
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, SKU_DAY, Lakehouse
-from pricing.optimize import candidate_grid
 from pricing.sim.market import catalog_cost_missing
 
 JUDGED_SCHEMA = StructType(

@@ -156,8 +156,8 @@ def evaluate_market(
     spark: SparkSession, cfg: PricingConfig, family: str, seed: int, workdir: Path, plan: EvaluationPlan
 ) -> list[dict[str, Any]]:
     """One family x seed: market, nightly job from scratch, judge (and re-score per extra decision)."""
+    from pricing.decide.stage import run_score
     from pricing.nightly import run_nightly
-    from pricing.score import run_score
     from pricing.sim.deliver import deliver
 
     run_cfg = _run_config(cfg, seed, workdir, plan)

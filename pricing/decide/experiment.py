@@ -194,7 +194,7 @@ def start_experiment(
     nights overlap. ``start`` must be a night not priced yet (after the panel's last day and after the
     last night in ``gold/price_recommendations``).
     """
-    from pricing.score import next_night
+    from pricing.decide.stage import next_night
 
     if unit == "store":
         raise ExperimentError(
