@@ -22,7 +22,7 @@ from results_io import write_results
 from run_config import run_config
 
 from pricing.lakehouse.maintain import delta_tables
-from pricing.nightly import run_nightly
+from pricing.nightly.job import run_nightly
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
 from pricing.spark import build_spark

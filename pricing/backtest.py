@@ -47,7 +47,7 @@ from pricing.decide.guardrails import price_band
 from pricing.evaluation.guardrails import with_violations
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, RUNS, Lakehouse
-from pricing.nightly import run_nightly
+from pricing.nightly.job import run_nightly
 from pricing.sim import simulate_market
 from pricing.sim.closed_loop import CURVE_COLUMNS, realise_day, true_units
 from pricing.sim.deliver import deliver

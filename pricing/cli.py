@@ -146,7 +146,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_nightly(args: argparse.Namespace) -> int:
     from pricing.lock import LockHeld
-    from pricing.nightly import NightlyError, run_nightly
+    from pricing.nightly.job import NightlyError, run_nightly
 
     extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("lakehouse", args.lakehouse)) if v]
     cfg, spark = _session(args, extra)
@@ -224,7 +224,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         path = str(write_report(spark, cfg, args.backtest, args.out))
     else:
         from pricing.lock import LockHeld
-        from pricing.nightly import NightlyError, report_night
+        from pricing.nightly.job import NightlyError, report_night
 
         cfg, spark = _session(args, _lakehouse(args))
         try:

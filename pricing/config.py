@@ -311,7 +311,7 @@ class NightlyConfig(_Strict):
     vacuum_mode: Literal["lite", "full"] = "lite"
     # Tables optimized and vacuumed at the same time (1: one by one; the tables end the same).
     parallel_maintenance: int = Field(4, ge=1)
-    # Write the night's HTML report (pricing.night_report) at the end of every successful night, into
+    # Write the night's HTML report (pricing.nightly.report) at the end of every successful night, into
     # report_dir (default <lakehouse>/reports; any Hadoop file system).
     report: bool = True
     report_dir: str | None = None

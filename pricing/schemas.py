@@ -460,7 +460,7 @@ RUNS_SCHEMA = StructType(
     + _fields("started_at:timestamp", False)
     + _fields("finished_at:timestamp")
     + [StructField("seconds", DoubleType(), True)]
-    # Where the night's HTML report was written (pricing.night_report), once it was.
+    # Where the night's HTML report was written (pricing.nightly.report), once it was.
     + _fields("report_path:string")
 )
 

@@ -11,7 +11,7 @@ from conftest import TEST_OVERRIDES
 from pyspark.sql import SparkSession
 
 from pricing.config import PricingConfig, load_config
-from pricing.nightly import NightlyReport, run_nightly
+from pricing.nightly.job import NightlyReport, run_nightly
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
 

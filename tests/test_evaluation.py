@@ -27,9 +27,7 @@ from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, RECONCILIATION, SILV
 PACKAGE = Path(__file__).resolve().parent.parent / "pricing"
 # The product's stages: none may see an evaluation market's truth.
 PRODUCTION = sorted(
-    path
-    for path in PACKAGE.rglob("*.py")
-    if path.relative_to(PACKAGE).parts[0] not in ("evaluation", "sim")
+    path for path in PACKAGE.rglob("*.py") if path.relative_to(PACKAGE).parts[0] not in ("evaluation", "sim")
 )
 NOT_PRODUCTION = {"cli.py", "backtest.py", "report.py"}  # entry points and the simulator's own backtest
 

@@ -15,8 +15,8 @@ from pricing.cli import main
 from pricing.config import PricingConfig, load_config
 from pricing.decide.review import Selection, decide
 from pricing.lakehouse.tables import RUNS, SILVER, Lakehouse
-from pricing.night_report import NIGHTS_EXPERIMENT, render_night
-from pricing.nightly import NightlyReport, Stage, report_night
+from pricing.nightly.job import NightlyReport, Stage, report_night
+from pricing.nightly.report import NIGHTS_EXPERIMENT, render_night
 from pricing.schemas import RUNS_SCHEMA
 
 HOSTILE = '<script>alert("x")</script> Tent & "Co"'

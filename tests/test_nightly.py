@@ -21,7 +21,7 @@ from pricing.lakehouse import io
 from pricing.lakehouse.maintain import delta_tables
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, RUNS, SKU_DAY, Lakehouse
 from pricing.lock import LakehouseLock, LockHeld
-from pricing.nightly import NightlyError, NightlyReport, run_nightly
+from pricing.nightly.job import NightlyError, NightlyReport, run_nightly
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
 

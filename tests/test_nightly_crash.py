@@ -25,7 +25,7 @@ from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.lakehouse.maintain import delta_tables
-from pricing.nightly import run_nightly
+from pricing.nightly.job import run_nightly
 
 pytestmark = pytest.mark.slow
 

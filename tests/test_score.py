@@ -37,8 +37,9 @@ from pricing.lakehouse.tables import (
 )
 from pricing.model.dataset import model_inputs
 from pricing.model.train import run_train
-from pricing.night_report import render_night
-from pricing.nightly import NightlyReport, retrain_reason
+from pricing.nightly.job import NightlyReport
+from pricing.nightly.report import render_night
+from pricing.nightly.retrain import retrain_reason
 from pricing.sim.truth import night_vs_truth
 
 MARKET = SHOP

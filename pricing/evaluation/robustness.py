@@ -157,7 +157,7 @@ def evaluate_market(
 ) -> list[dict[str, Any]]:
     """One family x seed: market, nightly job from scratch, judge (and re-score per extra decision)."""
     from pricing.decide.stage import run_score
-    from pricing.nightly import run_nightly
+    from pricing.nightly.job import run_nightly
     from pricing.sim.deliver import deliver
 
     run_cfg = _run_config(cfg, seed, workdir, plan)

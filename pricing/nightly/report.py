@@ -42,7 +42,7 @@ from pricing.pages import page, png, section, table
 from pricing.schemas import BATCH_ID, INGESTED_AT
 
 if TYPE_CHECKING:
-    from pricing.nightly import NightlyReport
+    from pricing.nightly.job import NightlyReport
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The night of ``run_date`` (whose data has landed) runs ingest -> match (competitor listings, when a
 competitor delivers them) -> features -> train (when due) ->
-score (prices for ``run_date + 1``) -> reconcile -> maintain -> report (pricing.night_report), and
+score (prices for ``run_date + 1``) -> reconcile -> maintain -> report (pricing.nightly.report), and
 records every stage in ``audit/runs`` (one row per night, written when it starts and when it ends).
 The night's run id is ``nightly-<run_date>``, so every write of a night is keyed on the same id however
 often it runs.
@@ -41,8 +41,8 @@ from pyspark.sql import functions as F
 
 import pricing
 from pricing.config import PricingConfig
-from pricing.decide.stage import load_champion, run_score
-from pricing.features import feature_rows, read_sku_day, run_features
+from pricing.decide.stage import run_score
+from pricing.features import run_features
 from pricing.ingest import run_ingest, stale_sources
 from pricing.lakehouse import io
 from pricing.lakehouse.maintain import maintain_tables
@@ -54,15 +54,13 @@ from pricing.lakehouse.tables import (
     RUNS,
     SKU_CALENDAR,
     SKU_DAY,
-    TEXT_EMBEDDINGS,
     Lakehouse,
 )
 from pricing.lock import LakehouseLock
 from pricing.matching import run_matching
-from pricing.model.dataset import model_inputs
-from pricing.model.predict import foreign_model
-from pricing.model.train import evaluate, promote, run_train, wape
-from pricing.night_report import write_night_report
+from pricing.model.train import promote, run_train
+from pricing.nightly.report import write_night_report
+from pricing.nightly.retrain import retrain_reason
 from pricing.schemas import RUNS_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -204,52 +202,6 @@ class _IoMeter:
             seen = max(seen, stage_id)
         self._seen = seen
         return read, written
-
-
-def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date: date) -> str | None:
-    """Why the champion should be retrained tonight, or None when it is fresh and accurate."""
-    ncfg, tcfg = cfg.nightly, cfg.train
-    mlflow.set_tracking_uri(tcfg.tracking_uri)
-    client = mlflow.MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(tcfg.model_name, cfg.score.model_alias)
-    except mlflow.exceptions.MlflowException:
-        return "no champion model yet"
-    lakehouse = io.lakehouse_id(spark, root)
-    foreign = foreign_model(version, lakehouse)
-    if foreign:
-        return foreign
-    if not version.run_id:
-        return f"champion v{version.version} has no training run"
-    run = client.get_run(version.run_id)
-    panel_end = run.data.tags.get("panel_end")
-    if panel_end is None:
-        return f"champion v{version.version} does not record its training data's end"
-    age = (run_date - date.fromisoformat(panel_end)).days
-    if age >= ncfg.retrain_every_days:
-        return f"champion v{version.version} trained on data through {panel_end} ({age} days old)"
-    baseline = run.data.metrics.get("holdout_wape")
-    start = max(
-        date.fromisoformat(panel_end) + timedelta(days=1), run_date - timedelta(ncfg.drift_window_days - 1)
-    )
-    if baseline is None or start > run_date:
-        return None
-    champion = load_champion(tcfg, cfg.score.model_alias, lakehouse)
-    assert champion is not None
-    tables = Lakehouse(root)
-    rows = model_inputs(
-        feature_rows(read_sku_day(spark, tables, cfg.features), cfg.features, start=start, end=run_date),
-        tables.read_declared(spark, TEXT_EMBEDDINGS),
-        champion.input_spec,
-    )
-    shipped = spark.sparkContext.broadcast(champion)
-    recent = wape(evaluate(rows, lambda: shipped.value.load()), "expected_units")
-    if recent > baseline * ncfg.drift_max_wape_ratio:
-        return (
-            f"drift: WAPE {recent:.3f} since {start} vs {baseline:.3f} on the champion's holdout "
-            f"(> x{ncfg.drift_max_wape_ratio})"
-        )
-    return None
 
 
 class NightlyRun:
