@@ -16,9 +16,9 @@ from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig, load_config
 from pricing.ingest import run_ingest
+from pricing.ingest.landing import _list_hadoop, list_landing_files
 from pricing.lakehouse.io import hadoop_fs
 from pricing.lakehouse.tables import INGESTED_FILES, QUARANTINE, SILVER, Lakehouse
-from pricing.landing import _list_hadoop, list_landing_files
 from pricing.schemas import SOURCE_FILE
 
 CATALOG = "sku,title,category,brand,unit_cost,currency,updated_at"

@@ -16,8 +16,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig
 from pricing.ingest import IngestError, run_ingest
+from pricing.ingest.landing import json_to_bronze_rows
 from pricing.lakehouse.tables import BRONZE, SILVER, Lakehouse
-from pricing.landing import json_to_bronze_rows
 from pricing.schemas import CLICKSTREAM, TRANSACTIONS
 
 HEADER = [

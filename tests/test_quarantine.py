@@ -15,6 +15,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig
 from pricing.ingest import IngestReport, run_ingest
+from pricing.ingest.landing import json_to_bronze_rows
+from pricing.ingest.silver import RAW_RECORD, REASONS, judged_columns, parse_bronze
 from pricing.lakehouse.tables import (
     BRONZE,
     INGESTED_FILES,
@@ -25,9 +27,7 @@ from pricing.lakehouse.tables import (
     Table,
     bronze_silver,
 )
-from pricing.landing import json_to_bronze_rows
 from pricing.schemas import CLICKSTREAM
-from pricing.silver import RAW_RECORD, REASONS, judged_columns, parse_bronze
 
 HEADER = ["order_id", "order_ts", "sku", "quantity", "unit_price", "currency", "customer_id"]
 TS = "2026-06-01T12:00:00Z"

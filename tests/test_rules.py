@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import AnomalyConfig
-from pricing.rules import DERIVED, OUTLIER_MEASURES, VALUE_RULES, Limits, outlier_subject
+from pricing.ingest.rules import DERIVED, OUTLIER_MEASURES, VALUE_RULES, Limits, outlier_subject
 from pricing.schemas import SOURCES
 
 LIMITS = Limits(max_abs_quantity=500, max_price=1000.0)

@@ -1,6 +1,6 @@
 """Each source's cleaning rules, declared as data: what silver derives from a source's typed columns,
 which values a row must hold (else it is quarantined with a reason), and what is judged per product
-for outliers. :mod:`pricing.silver` applies them; a new rule is one entry here, testable on three rows.
+for outliers. :mod:`pricing.ingest.silver` applies them; a new rule is one entry here, testable on three rows.
 """
 
 from __future__ import annotations

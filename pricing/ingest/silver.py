@@ -22,7 +22,7 @@ from pyspark.sql.types import (
 )
 
 from pricing.config import AnomalyConfig
-from pricing.rules import (
+from pricing.ingest.rules import (
     BAD_TYPE,
     DERIVED,
     MISSING_FIELD,

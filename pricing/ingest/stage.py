@@ -28,19 +28,8 @@ from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
 from pricing.config import IngestConfig, PricingConfig
-from pricing.lakehouse import io
-from pricing.lakehouse.tables import BRONZE, INGESTED_FILES, QUARANTINE, RECONCILIATION, SILVER, Lakehouse
-from pricing.landing import FileError, LandingFile, failed_read, list_landing_files, read_new_files
-from pricing.schemas import (
-    BATCH_ID,
-    FX_RATES,
-    INGESTED_FILES_SCHEMA,
-    QUARANTINE_SCHEMA,
-    RECONCILIATION_SCHEMA,
-    SOURCES,
-    SourceContract,
-)
-from pricing.silver import (
+from pricing.ingest.landing import FileError, LandingFile, failed_read, list_landing_files, read_new_files
+from pricing.ingest.silver import (
     REASONS,
     ROW_STATUS,
     classify_against_silver,
@@ -49,6 +38,17 @@ from pricing.silver import (
     judged_columns,
     parse_bronze,
     quarantine_rows,
+)
+from pricing.lakehouse import io
+from pricing.lakehouse.tables import BRONZE, INGESTED_FILES, QUARANTINE, RECONCILIATION, SILVER, Lakehouse
+from pricing.schemas import (
+    BATCH_ID,
+    FX_RATES,
+    INGESTED_FILES_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RECONCILIATION_SCHEMA,
+    SOURCES,
+    SourceContract,
 )
 
 log = logging.getLogger(__name__)
