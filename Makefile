@@ -105,7 +105,7 @@ cluster-demo: setup package ## run the nightly job with spark-submit on a local 
 	night=$$(date -d "$(DEMO_START) + 44 days" +%F); \
 	$(BIN)/pricing deliver --market $(CLUSTER_DIR)/market --landing $(CLUSTER_DIR)/landing --through $$night && \
 	PRICING_PII_SALT=$$(cat $(SALT_FILE)) PRICING_CONF_DIR=$(CURDIR)/conf PYSPARK_PYTHON=$(abspath $(BIN))/python \
-	$(BIN)/python -m pricing.standalone --workers 1 --cores 2 --memory 3g -- \
+	$(BIN)/python -m pricing.platform.standalone --workers 1 --cores 2 --memory 3g -- \
 		--driver-memory 2g --executor-memory 2g --py-files dist/pricing.zip \
 		$$($(BIN)/pricing spark-conf --env cluster) jobs/nightly.py --env cluster \
 		--landing $(CLUSTER_DIR)/landing --lakehouse $(CLUSTER_DIR)/lakehouse --run-date $$night \

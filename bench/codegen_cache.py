@@ -2,7 +2,7 @@
 
 Each side is a fresh process that runs the same markets (``pricing evaluate``'s market step: generate,
 deliver, the nightly job from scratch, judge) with ``spark.sql.codegen.cache.maxEntries`` at Spark's 100
-or at the session's own value (:data:`pricing.spark.CODEGEN_CACHE_ENTRIES`). The sides alternate, and
+or at the session's own value (:data:`pricing.platform.spark.CODEGEN_CACHE_ENTRIES`). The sides alternate, and
 their order flips every round, so that the machine's drift falls on both. Per market: wall seconds, the
 driver JVM's CPU seconds, how many query classes Spark compiled (``CodegenMetrics``) and the market's
 profit against keeping prices (the same on both sides, or the cache changed a result).
@@ -36,7 +36,7 @@ def _worker(args: argparse.Namespace) -> None:
 
     from pricing.config import load_config
     from pricing.evaluation.robustness import EvaluationPlan, evaluate_market
-    from pricing.spark import build_spark
+    from pricing.platform.spark import build_spark
 
     cfg = load_config(
         overrides=[f"spark.extra_conf={{spark.sql.codegen.cache.maxEntries: '{args.entries}'}}"]
@@ -99,7 +99,7 @@ def main() -> None:
     if args.worker:
         _worker(args)
         return
-    from pricing.spark import CODEGEN_CACHE_ENTRIES
+    from pricing.platform.spark import CODEGEN_CACHE_ENTRIES
 
     sides = {"spark_default": SPARK_DEFAULT, "shipped": CODEGEN_CACHE_ENTRIES}
     runs: list[dict[str, Any]] = []

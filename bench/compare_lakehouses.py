@@ -35,7 +35,7 @@ from results_io import write_results
 
 from pricing.config import load_config
 from pricing.lakehouse.tables import TABLES, Lakehouse, Table
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 DECLARED = {t.label: t for t in TABLES}
 

@@ -24,8 +24,8 @@ from results_io import write_results
 from run_config import market_overrides, run_config, simulated_panel
 
 from pricing.model.train import run_train
+from pricing.platform.spark import build_spark
 from pricing.sim.truth import training_vs_truth
-from pricing.spark import build_spark
 
 FITS = {"naive": "false", "debiased": "true"}
 # The MAE split: category means vs per-SKU deviations (and those deviations estimated as 0).

@@ -52,9 +52,9 @@ from pricing.model.train import (
     sku_elasticities,
     worker_spec,
 )
+from pricing.platform.spark import build_spark
 from pricing.sim.market import expected_log_price_multiplier
 from pricing.sim.truth import elasticity_error, training_vs_truth
-from pricing.spark import build_spark
 
 FITS = ("naive", "debiased", "debiased_true_price_rule")
 METRICS = ("elasticity_mae", "elasticity_bias", "elasticity_category_mae", "elasticity_within_mae")

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from results_io import write_results
 
 from pricing.config import load_config
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 DAYS = 365
 START = date(2026, 1, 1)

@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from pricing.config import load_config
 from pricing.decide.experiment import assign_arms, experiment_effects, experiment_units, unit_outcomes
 from pricing.evaluation.families import FAMILIES, generate_market, log_units
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 WARM_UP_DAYS = 32  # days of the market before the pre-period (its history policy settles in)
 METRICS = ("profit", "revenue", "units")

@@ -22,9 +22,9 @@ from pathlib import Path
 from pricing.config import load_config
 from pricing.features import run_features
 from pricing.ingest import run_ingest
+from pricing.platform.spark import build_spark
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
-from pricing.spark import build_spark
 
 START = date(2026, 6, 1)
 MARKET = [

@@ -54,8 +54,8 @@ def prepare(args: argparse.Namespace) -> None:
 
     from pricing.model.distributed import read_shard
     from pricing.model.train import model_config, run_train, worker_spec
+    from pricing.platform.spark import build_spark
     from pricing.sim.truth import training_vs_truth
-    from pricing.spark import build_spark
 
     os.environ.setdefault("PRICING_PII_SALT", secrets.token_hex(24))
     work, bundle = Path(args.workdir).resolve(), Path(args.bundle)
@@ -177,8 +177,8 @@ def evaluate(args: argparse.Namespace) -> None:
     from pricing.model.predict import LoadedModel
     from pricing.model.train import evaluate as predict_holdout
     from pricing.model.train import sku_elasticities, wape
+    from pricing.platform.spark import build_spark
     from pricing.sim.truth import elasticity_error
-    from pricing.spark import build_spark
 
     os.environ.setdefault("PRICING_PII_SALT", secrets.token_hex(24))
     work, device_out = Path(args.workdir).resolve(), Path(args.device_out)

@@ -23,9 +23,9 @@ from run_config import run_config
 
 from pricing.lakehouse.maintain import delta_tables
 from pricing.nightly.job import run_nightly
+from pricing.platform.spark import build_spark
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
-from pricing.spark import build_spark
 
 
 def main() -> None:

@@ -23,9 +23,9 @@ from results_io import write_results
 from run_config import market_overrides, run_config
 
 from pricing.ingest import run_ingest
+from pricing.platform.spark import build_spark
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
-from pricing.spark import build_spark
 
 
 def main() -> None:

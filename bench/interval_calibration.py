@@ -32,7 +32,7 @@ from results_io import write_results
 
 from pricing.config import PricingConfig
 from pricing.model.predict import LoadedModel, softplus_argument
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 BAND = (0.85, 0.95)
 DRAWS = 20_000

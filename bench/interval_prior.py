@@ -30,7 +30,7 @@ from results_io import write_results
 from pricing.config import load_config
 from pricing.evaluation.judge import judged_skus
 from pricing.lakehouse.tables import SILVER, Lakehouse
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 
 # The interval is Gaussian in the softplus's argument: elasticity = -softplus(argument).

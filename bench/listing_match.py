@@ -39,9 +39,9 @@ from pricing.matching import (
     matching_encoder,
     score_pairs,
 )
+from pricing.platform.spark import build_spark
 from pricing.schemas import SOURCES
 from pricing.sim.market import catalog_size, sku_listings, sku_parameters
-from pricing.spark import build_spark
 
 THRESHOLDS = [round(t, 2) for t in np.arange(0.2, 0.91, 0.05)]
 MARGINS = [0.02, 0.05, 0.1]  # a tie (margin 0) is never decided by SKU order

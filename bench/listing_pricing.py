@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 
 from pricing.config import PricingConfig, load_config
 from pricing.evaluation.robustness import EvaluationPlan, evaluate_market
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 KEEP = ("profit_vs_keep", "uplift_share", "elasticity_mae", "interval_coverage", "wape", "nightly_seconds")
 

@@ -28,9 +28,9 @@ from results_io import write_results
 from pricing.config import load_config
 from pricing.lakehouse.maintain import delta_tables, maintain_tables
 from pricing.nightly.job import run_nightly
+from pricing.platform.spark import build_spark
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
-from pricing.spark import build_spark
 
 START = date(2026, 6, 1)
 

@@ -40,7 +40,7 @@ from pricing.model.train import (
     model_panels,
     price_change_metrics,
 )
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 
 def holdout_metrics(spark: Any, cfg: PricingConfig, market: Path) -> dict[str, float]:

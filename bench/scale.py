@@ -27,9 +27,9 @@ from run_config import run_config
 
 from pricing.lakehouse.tables import BRONZE, Lakehouse
 from pricing.nightly.job import run_nightly
+from pricing.platform.spark import build_spark
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
-from pricing.spark import build_spark
 
 # Transaction lines per SKU-day the simulator writes with its default demand (measured: 103,044 lines
 # for 200 SKUs x 90 days); only used to size the market, the figures use the lines actually ingested.

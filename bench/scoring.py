@@ -24,7 +24,7 @@ from results_io import write_results
 from pricing.config import load_config
 from pricing.decide.stage import SCORED_SCHEMA, load_champion, next_night, score_batches, scoring_inputs
 from pricing.lakehouse import io
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 
 def _best_of(repeats: int, work: Any) -> float:

@@ -17,7 +17,7 @@ from results_io import write_results
 from run_config import run_config
 
 from pricing.model.train import run_train
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 
 def main() -> None:

@@ -43,8 +43,8 @@ from results_io import write_results
 from run_config import run_config
 
 from pricing.model.train import run_train
+from pricing.platform.spark import build_spark
 from pricing.sim.truth import training_vs_truth
-from pricing.spark import build_spark
 
 SIDES = {"before": ["train.max_steps_per_epoch=1000000000"], "after": []}
 QUALITY = [

@@ -26,7 +26,7 @@ from results_io import write_results
 
 from pricing.config import load_config
 from pricing.model.distributed import read_shard
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 
 def _tables(spark: SparkSession, skus: int, days: int, dim: int, numeric: int) -> tuple[DataFrame, DataFrame]:

@@ -18,8 +18,8 @@ from werkzeug.serving import make_server
 from pricing.config import load_config
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import RUNS, Lakehouse
+from pricing.platform.spark import build_spark
 from pricing.review_app import ReviewPage, build_app
-from pricing.spark import build_spark
 
 
 def _browser(width: int, height: int) -> webdriver.Chrome:

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from pricing.lakehouse import tables
 from pricing.lakehouse.tables import Lakehouse
-from pricing.notebook import notebook_context
+from pricing.platform.notebook import notebook_context
 from pricing.schemas import SOURCES
 
 ctx = notebook_context()

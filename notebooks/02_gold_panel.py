@@ -9,7 +9,7 @@
 from pyspark.sql import functions as F
 
 from pricing.lakehouse.tables import FEATURE_RUNS, SKU_DAY, Lakehouse
-from pricing.notebook import notebook_context
+from pricing.platform.notebook import notebook_context
 
 ctx = notebook_context()
 spark = ctx.spark

@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 
 from pricing.lakehouse.tables import ELASTICITIES, Lakehouse
-from pricing.notebook import notebook_context
+from pricing.platform.notebook import notebook_context
 
 ctx = notebook_context()
 spark, tcfg = ctx.spark, ctx.cfg.train

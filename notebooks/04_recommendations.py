@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from pricing.decide.stage import whatif
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, Lakehouse
-from pricing.notebook import notebook_context
+from pricing.platform.notebook import notebook_context
 
 ctx = notebook_context()
 spark = ctx.spark

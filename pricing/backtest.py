@@ -40,7 +40,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
 
-from pricing import tracking
 from pricing.config import PolicyConfig, PricingConfig, SimulateConfig, derive
 from pricing.decide.choose import apply_endings, candidates_with_current, choose_prices
 from pricing.decide.guardrails import price_band
@@ -48,6 +47,7 @@ from pricing.evaluation.guardrails import with_violations
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, RUNS, Lakehouse
 from pricing.nightly.job import run_nightly
+from pricing.platform import tracking
 from pricing.sim import simulate_market
 from pricing.sim.closed_loop import CURVE_COLUMNS, realise_day, true_units
 from pricing.sim.deliver import deliver

@@ -15,8 +15,8 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from pricing.config import ConfigError, PricingConfig, load_config
-from pricing.console import configure_console
 from pricing.ingest import IngestError, ReconciliationError
+from pricing.platform.console import configure_console
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,14 @@ def _lakehouse(args: argparse.Namespace) -> list[str]:
 
 def _session(args: argparse.Namespace, extra: list[str]) -> tuple[PricingConfig, SparkSession]:
     """The validated configuration and the SparkSession it describes."""
-    from pricing.spark import build_spark
+    from pricing.platform.spark import build_spark
 
     cfg = _config(args, extra)
     return cfg, build_spark(cfg.spark)
 
 
 def _cmd_setup_jars(args: argparse.Namespace) -> int:
-    from pricing.spark import jar_cache_dir, prefetch_delta_jars
+    from pricing.platform.spark import jar_cache_dir, prefetch_delta_jars
 
     cfg = _config(args, [])
     jars = prefetch_delta_jars(cfg.spark)
@@ -67,7 +67,7 @@ def _cmd_spark_conf(args: argparse.Namespace) -> int:
     """
     import shlex
 
-    from pricing.spark import session_conf
+    from pricing.platform.spark import session_conf
 
     cfg = _config(args, [])
     print(
@@ -145,8 +145,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_nightly(args: argparse.Namespace) -> int:
-    from pricing.lock import LockHeld
     from pricing.nightly.job import NightlyError, run_nightly
+    from pricing.platform.lock import LockHeld
 
     extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("lakehouse", args.lakehouse)) if v]
     cfg, spark = _session(args, extra)
@@ -223,8 +223,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         cfg, spark = _session(args, [])
         path = str(write_report(spark, cfg, args.backtest, args.out))
     else:
-        from pricing.lock import LockHeld
         from pricing.nightly.job import NightlyError, report_night
+        from pricing.platform.lock import LockHeld
 
         cfg, spark = _session(args, _lakehouse(args))
         try:
@@ -322,7 +322,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
 def _cmd_decide(args: argparse.Namespace) -> int:
     from pricing.decide.review import ReviewError, Selection, decide
-    from pricing.lock import LockHeld
+    from pricing.platform.lock import LockHeld
 
     decision = {"approve": "approved", "reject": "rejected"}[args.command]
     try:

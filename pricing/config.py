@@ -27,7 +27,7 @@ LAKEHOUSE_STORE = "lakehouse"
 
 
 class SparkConfig(_Strict):
-    """How the one SparkSession of a run is built (see ``pricing.spark``)."""
+    """How the one SparkSession of a run is built (see ``pricing.platform.spark``)."""
 
     app_name: str = "pricing-lakehouse"
     master: str | None = "local[2]"

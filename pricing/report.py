@@ -31,8 +31,8 @@ from pricing.lakehouse.tables import (
     Lakehouse,
     Table,
 )
-from pricing.pages import page, png, section
-from pricing.pages import table as _table
+from pricing.platform.pages import page, png, section
+from pricing.platform.pages import table as _table
 from pricing.sim.market import DEMAND_PARAMS, log_expected_demand
 
 # What the true demand curve needs from the simulator's parameters (the elasticity comes renamed, as

@@ -28,7 +28,7 @@ from pricing.decide.review import ReviewError, Selection, change, decide, latest
 from pricing.decide.stage import whatif
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, SILVER, Lakehouse
-from pricing.lock import LockHeld
+from pricing.platform.lock import LockHeld
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m pricing.review_app --lakehouse L [--host H] [--port P]`` (what ``pricing review
     --serve`` runs; a Databricks App's command)."""
     from pricing.config import load_config
-    from pricing.spark import build_spark
+    from pricing.platform.spark import build_spark
 
     parser = argparse.ArgumentParser(prog="pricing-review-app")
     parser.add_argument("--lakehouse", required=True)

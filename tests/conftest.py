@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pricing.config import PricingConfig, load_config
-from pricing.spark import build_spark
+from pricing.platform.spark import build_spark
 
 TEST_OVERRIDES = [
     "spark.master=local[2]",

@@ -11,7 +11,13 @@ from pyspark.sql import SparkSession
 
 from pricing.cli import build_parser, main
 from pricing.config import load_config
-from pricing.spark import CODEGEN_CACHE_ENTRIES, LOG_LEVEL_CONF, QUIET_LOG4J, jar_cache_dir, session_conf
+from pricing.platform.spark import (
+    CODEGEN_CACHE_ENTRIES,
+    LOG_LEVEL_CONF,
+    QUIET_LOG4J,
+    jar_cache_dir,
+    session_conf,
+)
 
 
 def test_every_stage_has_a_subcommand() -> None:

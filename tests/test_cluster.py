@@ -16,10 +16,10 @@ from pyspark.sql import SparkSession
 
 from pricing.config import load_config
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, RUNS, Lakehouse
+from pricing.platform.spark import session_conf
+from pricing.platform.standalone import spark_submit_command, standalone_cluster
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
-from pricing.spark import session_conf
-from pricing.standalone import spark_submit_command, standalone_cluster
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pricing.config import PricingConfig
-from pricing.console import show_progress
 from pricing.ingest import run_ingest
 from pricing.lakehouse.tables import INGESTED_FILES, SILVER, Lakehouse
+from pricing.platform.console import show_progress
 
 HEADER = ["order_id", "order_ts", "sku", "quantity", "unit_price"]
 

@@ -10,7 +10,7 @@ from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.lakehouse import io
-from pricing.spark import user_cache_dir
+from pricing.platform.spark import user_cache_dir
 
 OLD = StructType([StructField("sku", StringType(), False), StructField("title", StringType())])
 NEW = StructType([*OLD.fields, StructField("promo", BooleanType())])

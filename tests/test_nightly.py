@@ -20,8 +20,8 @@ from pricing.ingest import stale_sources
 from pricing.lakehouse import io
 from pricing.lakehouse.maintain import delta_tables
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, RUNS, SKU_DAY, Lakehouse
-from pricing.lock import LakehouseLock, LockHeld
 from pricing.nightly.job import NightlyError, NightlyReport, run_nightly
+from pricing.platform.lock import LakehouseLock, LockHeld
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
 

@@ -22,7 +22,7 @@ from pricing.lakehouse.tables import (
     PRICE_RECOMMENDATIONS,
     Lakehouse,
 )
-from pricing.lock import LakehouseLock, LockHeld
+from pricing.platform.lock import LakehouseLock, LockHeld
 from pricing.schemas import PRICE_DECISIONS_SCHEMA, PRICE_RECOMMENDATIONS_SCHEMA
 
 

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from pricing.decide.approval import add_override, apply_decisions, apply_overrides, publish_current_prices
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import PRICE_DECISIONS, PRICE_OVERRIDES, PRICE_RECOMMENDATIONS, Lakehouse
-from pricing.lock import LakehouseLock
+from pricing.platform.lock import LakehouseLock
 
 log = logging.getLogger(__name__)
 

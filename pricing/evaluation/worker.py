@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 from pricing.config import PricingConfig
-from pricing.console import configure_console
 from pricing.evaluation.robustness import (
     EvaluationPlan,
     claim_market,
@@ -21,6 +20,7 @@ from pricing.evaluation.robustness import (
     progress_rows,
     write_json,
 )
+from pricing.platform.console import configure_console
 
 # Named, not __name__: run with -m this module is __main__, outside the "pricing" loggers shown.
 log = logging.getLogger("pricing.evaluation.worker")
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     cfg = PricingConfig.model_validate_json((root / "_config.json").read_text())
     # The same console as the parent's `pricing evaluate`: each market's stage lines included.
     configure_console(verbose=cfg.spark.verbose)
-    from pricing.spark import build_spark
+    from pricing.platform.spark import build_spark
 
     spark = build_spark(cfg.spark)
     rows: list[dict] = []

@@ -27,6 +27,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from pricing.config import local_path
 from pricing.lakehouse.io import hadoop_fs, jvm
+from pricing.platform.spark import log_level
 from pricing.schemas import (
     BATCH_ID,
     CORRUPT_RECORD,
@@ -35,7 +36,6 @@ from pricing.schemas import (
     SOURCE_FILE,
     SourceContract,
 )
-from pricing.spark import log_level
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from pricing import tracking
 from pricing.config import PricingConfig, TrainConfig
 from pricing.features import feature_rows, read_sku_day
 from pricing.lakehouse import io
@@ -36,6 +35,7 @@ from pricing.model.predict import (
     model_requirements,
     predict_batches,
 )
+from pricing.platform import tracking
 from pricing.schemas import ELASTICITIES_SCHEMA
 from pricing.text import encoder_name
 

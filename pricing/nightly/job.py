@@ -56,11 +56,11 @@ from pricing.lakehouse.tables import (
     SKU_DAY,
     Lakehouse,
 )
-from pricing.lock import LakehouseLock
 from pricing.matching import run_matching
 from pricing.model.train import promote, run_train
 from pricing.nightly.report import write_night_report
 from pricing.nightly.retrain import retrain_reason
+from pricing.platform.lock import LakehouseLock
 from pricing.schemas import RUNS_SCHEMA
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pricing import tracking
 from pricing.config import TrainConfig
 from pricing.decide.review import review_queue
 from pricing.lakehouse import io
@@ -38,7 +37,8 @@ from pricing.lakehouse.tables import (
     Lakehouse,
 )
 from pricing.matching import OVERRIDE
-from pricing.pages import page, png, section, table
+from pricing.platform import tracking
+from pricing.platform.pages import page, png, section, table
 from pricing.schemas import BATCH_ID, INGESTED_AT
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 
 from pricing.config import PricingConfig, load_config
-from pricing.console import show_progress
 from pricing.lakehouse import io
-from pricing.spark import build_spark
+from pricing.platform.console import show_progress
+from pricing.platform.spark import build_spark
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from pricing.config import SparkConfig
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
-QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
+QUIET_LOG4J = Path(__file__).parents[1] / "log4j2-quiet.properties"
 # The session's own log level, kept in its conf so code that silences Spark for a while can restore it.
 LOG_LEVEL_CONF = "spark.pricing.logLevel"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"

@@ -1,6 +1,6 @@
 """A real Spark standalone cluster on this machine, started from the installed pyspark.
 
-``python -m pricing.standalone [--workers N --cores C --memory M] -- SPARK-SUBMIT-ARGS...`` starts a
+``python -m pricing.platform.standalone [--workers N --cores C --memory M] -- SPARK-SUBMIT-ARGS...`` starts a
 master and N workers with ``spark-class``, waits until every worker has registered, runs
 ``spark-submit --master spark://...`` with the given arguments, and stops the cluster whatever
 happens. ``make cluster-demo`` and the cluster test use it; docs/operations.md shows the same job on
@@ -118,7 +118,7 @@ def spark_submit_command(master: str, args: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pricing.standalone",
+        prog="python -m pricing.platform.standalone",
         description="start a local Spark standalone cluster, spark-submit to it, stop it",
     )
     parser.add_argument("--workers", type=int, default=1)
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory", default="3g", help="memory per worker")
     parser.add_argument("submit", nargs=argparse.REMAINDER, help="-- then spark-submit's arguments")
     args = parser.parse_args(argv)
-    from pricing.console import show_progress
+    from pricing.platform.console import show_progress
 
     show_progress()
     submit = args.submit[1:] if args.submit[:1] == ["--"] else args.submit
