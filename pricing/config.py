@@ -66,7 +66,7 @@ class AnomalyConfig(_Strict):
 
 
 # The names of pricing.schemas.SOURCES, as a Literal so that a misspelt source fails validation
-# (tests/test_config.py checks that the two agree).
+# (tests/unit/test_config.py checks that the two agree).
 SourceName = Literal["catalog", "transactions", "clickstream", "competitor_prices", "inventory", "fx_rates"]
 
 

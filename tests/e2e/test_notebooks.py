@@ -14,7 +14,7 @@ from nightly_support import Market
 
 pytestmark = pytest.mark.slow
 
-NOTEBOOKS = sorted(Path(__file__).resolve().parent.parent.glob("notebooks/*.py"))
+NOTEBOOKS = sorted(Path(__file__).resolve().parents[2].glob("notebooks/*.py"))
 _CELL = re.compile(r"^# COMMAND -+\s*$", re.MULTILINE)
 
 

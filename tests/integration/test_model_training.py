@@ -83,7 +83,7 @@ def test_elasticity_error_splits_category_and_sku_errors(spark: SparkSession) ->
 def _check_distributed(report: TrainReport, loss_falls: bool = True) -> None:
     assert report.world_size == 2
     # The debiased fit starts from the demand nuisance, so its loss need not fall (as in
-    # tests/test_model_network.py); it must still have trained.
+    # tests/unit/test_model_network.py); it must still have trained.
     assert report.losses[-1] < report.losses[0] if loss_falls else report.losses[-1] != report.losses[0]
     first, second = report.param_checksums
     assert first == second  # both workers end with identical weights

@@ -23,7 +23,7 @@ from pricing.sim.deliver import deliver
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SKUS, DAYS, START = 8, 35, date(2026, 6, 1)
 NIGHT = START + timedelta(days=DAYS - 1)
 

@@ -24,7 +24,7 @@ from pricing.evaluation.guardrails import guardrail_violations
 from pricing.evaluation.judge import judged_skus, summarise
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, RECONCILIATION, SILVER, SKU_DAY, Lakehouse
 
-PACKAGE = Path(__file__).resolve().parent.parent / "pricing"
+PACKAGE = Path(__file__).resolve().parents[2] / "pricing"
 # The product's stages: none may see an evaluation market's truth.
 PRODUCTION = sorted(
     path for path in PACKAGE.rglob("*.py") if path.relative_to(PACKAGE).parts[0] not in ("evaluation", "sim")
