@@ -17,11 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from delta.tables import DeltaTable
 from results_io import write_results
 from run_config import run_config
 
-from pricing.lakehouse.maintain import delta_tables
+from pricing.lakehouse.maintain import compact, delta_tables
 from pricing.nightly.job import run_nightly
 from pricing.platform.spark import build_spark
 from pricing.sim import simulate_market
@@ -59,7 +58,7 @@ def main() -> None:
         deliver(spark, market, landing, backfill)
         run_nightly(spark, cfg, backfill, landing, lakehouse)
         for table in delta_tables(spark, lakehouse):
-            DeltaTable.forPath(spark, table).optimize().executeCompaction()
+            compact(spark, table)
         deliver(spark, market, landing, backfill + timedelta(days=1))
         night = run_nightly(spark, cfg, backfill + timedelta(days=1), landing, lakehouse)
         results["histories"][str(days)] = {

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 
 from pricing.config import PricingConfig, load_config
 from pricing.evaluation.robustness import EvaluationPlan, evaluate_market
+from pricing.lakehouse.tables import COMPETITOR_MATCHES, PRICE_RECOMMENDATIONS, SKU_DAY, Lakehouse
 from pricing.platform.spark import build_spark
 
 KEEP = ("profit_vs_keep", "uplift_share", "elasticity_mae", "interval_coverage", "wape", "nightly_seconds")
@@ -66,9 +67,7 @@ def main() -> None:
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {judged.get(k)}" for k in KEEP), flush=True)
         true_lh, matched_lh = runs["true_mapping"]["lakehouse"], runs["matched"]["lakehouse"]
         recs = [
-            spark.read.format("delta")
-            .load(f"{lh}/gold/price_recommendations")
-            .select("sku", "price_date", "recommended_price")
+            Lakehouse(lh).read(spark, PRICE_RECOMMENDATIONS).select("sku", "price_date", "recommended_price")
             for lh in (true_lh, matched_lh)
         ]
         price_date = recs[0].agg(F.max("price_date")).first()[0]
@@ -87,9 +86,7 @@ def main() -> None:
             ),
         ).first()
         panels = [
-            spark.read.format("delta")
-            .load(f"{lh}/gold/sku_day")
-            .where(F.col("date") == F.date_sub(F.lit(price_date), 1))
+            Lakehouse(lh).read(spark, SKU_DAY).where(F.col("date") == F.date_sub(F.lit(price_date), 1))
             for lh in (true_lh, matched_lh)
         ]
         comp = (
@@ -110,7 +107,7 @@ def main() -> None:
             .first()
         )
         truth = spark.read.parquet(f"{runs['matched']['truth']}/_simulator/listing_map")
-        matches = spark.read.format("delta").load(f"{matched_lh}/silver/competitor_matches")
+        matches = Lakehouse(matched_lh).read(spark, COMPETITOR_MATCHES)
         joined = truth.join(
             matches.select("competitor", "competitor_sku", F.col("sku").alias("got")),
             ["competitor", "competitor_sku"],

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from results_io import write_results
 
 from pricing.config import load_config
+from pricing.lakehouse import io
 from pricing.lakehouse.maintain import delta_tables, maintain_tables
 from pricing.nightly.job import run_nightly
 from pricing.platform.spark import build_spark
@@ -39,7 +40,7 @@ def _fingerprint(spark: SparkSession, root: Path) -> dict[str, tuple[int, int]]:
     """Per table (relative path): its rows and the sum of a hash of each row."""
     out = {}
     for location in delta_tables(spark, str(root)):
-        df = spark.read.format("delta").load(location)
+        df = io.read_table(spark, location)
         row = df.agg(
             F.count("*"),
             F.coalesce(F.sum(F.xxhash64(F.to_json(F.struct(*df.columns))).cast("decimal(38,0)")), F.lit(0)),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -240,6 +240,13 @@ def delete_where(spark: SparkSession, path: str, condition: Any) -> int:
 def history(spark: SparkSession, path: str) -> DataFrame:
     """The Delta commits of the table at ``path``, newest first."""
     return DeltaTable.forPath(spark, path).history()
+
+
+def detail(spark: SparkSession, path: str) -> Row:
+    """The table's Delta detail: its size in bytes, number of files, clustering and properties."""
+    row = DeltaTable.forPath(spark, path).detail().first()
+    assert row is not None  # detail() has one row for any Delta table
+    return row
 
 
 def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:

@@ -41,6 +41,11 @@ def _vacuum(spark: SparkSession, location: str, retain_hours: int, mode: str) ->
     spark.sql(statement)
 
 
+def compact(spark: SparkSession, location: str) -> None:
+    """OPTIMIZE the Delta table at ``location``: its small files rewritten into fewer, larger ones."""
+    DeltaTable.forPath(spark, location).optimize().executeCompaction()
+
+
 def maintain_tables(spark: SparkSession, root: str, jobs: list[str], ncfg: NightlyConfig) -> list[str]:
     """OPTIMIZE and/or VACUUM (``jobs``) every Delta table under ``root``, ``ncfg.parallel_maintenance``
     tables at a time; returns the tables."""
@@ -49,7 +54,7 @@ def maintain_tables(spark: SparkSession, root: str, jobs: list[str], ncfg: Night
 
     def tidy(location: str) -> None:
         if "optimize" in jobs:
-            DeltaTable.forPath(spark, location).optimize().executeCompaction()
+            compact(spark, location)
         if "vacuum" in jobs:
             _vacuum(spark, location, ncfg.vacuum_retain_hours, ncfg.vacuum_mode)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql.types import StructType
 
 from pricing.lakehouse import io
@@ -165,6 +165,10 @@ class Lakehouse:
     def history(self, spark: SparkSession, table: Table) -> DataFrame:
         """The table's Delta commits (version, timestamp, operation, metrics ...), newest first."""
         return io.history(spark, self.path(table))
+
+    def detail(self, spark: SparkSession, table: Table) -> Row:
+        """The table's Delta detail (``sizeInBytes``, ``numFiles``, clustering, properties)."""
+        return io.detail(spark, self.path(table))
 
     def read_if_exists(self, spark: SparkSession, table: Table) -> DataFrame | None:
         """The table as written, or None where nothing has written it yet."""

@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from delta.tables import DeltaTable
 from mlflow import MlflowClient
 from nightly_support import CRASH_DAYS, FIRST_NIGHT, NIGHTLY_OVERRIDES, SKUS, START, Market
 from pyspark.sql import SparkSession
@@ -27,9 +26,7 @@ from pricing.sim.deliver import deliver
 
 
 def _versions(spark: SparkSession, root: str) -> dict[str, int]:
-    return {
-        t: int(DeltaTable.forPath(spark, t).history(1).first()["version"]) for t in delta_tables(spark, root)
-    }
+    return {t: io.latest_version(spark, t) for t in delta_tables(spark, root)}
 
 
 @pytest.fixture
@@ -96,8 +93,7 @@ def test_a_night_with_one_new_day_reads_and_writes_a_bounded_amount(
     # and text vectors. (What a night reads is bounded by Delta's file skipping, which needs more than
     # one file per table: see make bench.)
     assert _stage(second, "ingest").bytes_written < _stage(first, "ingest").bytes_written / 4
-    panel = DeltaTable.forPath(spark, Lakehouse(market.lakehouse).path(SKU_DAY)).detail().first()
-    assert panel is not None
+    panel = Lakehouse(market.lakehouse).detail(spark, SKU_DAY)
     assert _stage(second, "features").bytes_written <= 1.2 * panel["sizeInBytes"]
     assert _stage(second, "features").bytes_written < _stage(first, "features").bytes_written / 2
 

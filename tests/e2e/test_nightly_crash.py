@@ -24,6 +24,7 @@ from nightly_support import Market, copy_state, crash_config, crash_overrides
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
+from pricing.lakehouse import io
 from pricing.lakehouse.maintain import delta_tables
 from pricing.nightly.job import run_nightly
 
@@ -90,7 +91,7 @@ def test_killed_again_and_again_then_rerun_equals_an_uninterrupted_night(
         returncode, printed = _kill_during(world, name, trigger, delay)
         tail = "\n".join(printed[-30:])
         assert returncode == -signal.SIGKILL, f"{point}: the run ended by itself ({returncode}):\n{tail}"
-        runs = spark.read.format("delta").load(runs_path)
+        runs = io.read_table(spark, runs_path)
         assert runs.where(f"run_date = DATE'{NIGHT2}' AND status = 'succeeded'").count() == 0, point
 
     again = run_nightly(
@@ -107,7 +108,7 @@ def test_killed_again_and_again_then_rerun_equals_an_uninterrupted_night(
         if table == "audit/runs":
             continue  # timings and attempts: what happened, not what the night produced
         clock = CLOCK_COLUMNS | CLOCK_COLUMNS_BY_TABLE.get(table.split("/")[1], set())
-        want = spark.read.format("delta").load(path)
-        got = spark.read.format("delta").load(actual[table])
+        want = io.read_table(spark, path)
+        got = io.read_table(spark, actual[table])
         keep = [c for c in want.columns if c not in clock]
         assertDataFrameEqual(got.select(keep), want.select(keep), checkRowOrder=False)

@@ -6,13 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from delta.tables import DeltaTable
 from landing_files import write_catalog, write_csv
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pricing.config import PricingConfig
 from pricing.ingest import run_ingest
+from pricing.lakehouse import io
 from pricing.lakehouse.tables import INGESTED_FILES, SILVER, Lakehouse
 from pricing.platform.console import show_progress
 
@@ -20,7 +20,9 @@ HEADER = ["order_id", "order_ts", "sku", "quantity", "unit_price"]
 
 
 def _version(spark: SparkSession, path: str) -> int:
-    return int(DeltaTable.forPath(spark, path).history(1).first()["version"])
+    version = io.latest_version(spark, path)
+    assert version is not None
+    return version
 
 
 def test_second_run_does_nothing_and_late_files_are_picked_up_once(

@@ -38,6 +38,7 @@ def _night() -> NightlyReport:
 def _shop(spark: SparkSession, tmp_path: Path) -> tuple[str, PricingConfig]:
     """The hand-built night's prices, a catalogue with a hostile title, a run-log row, an MLflow store."""
     root = price_lakehouse(spark, tmp_path)
+    # Only the columns the report reads, written straight in Delta: the catalog would want them all.
     spark.createDataFrame(
         [("A", HOSTILE, "tents"), ("B", "Plain mug", "kitchen")], "sku string, title string, category string"
     ).write.format("delta").save(Lakehouse(root).path(SILVER["catalog"]))

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SHOP, TEST_OVERRIDES, copy_shop
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -91,7 +90,8 @@ def _fresh_lakehouse(spark: SparkSession, market: Path, tmp_path: Path) -> Path:
     lakehouse = tmp_path / "lakehouse"
     source, target = Lakehouse(str(market / "lakehouse")), Lakehouse(str(lakehouse))
     for table in (SKU_DAY, TEXT_EMBEDDINGS):
-        source.read(spark, table).write.format("delta").save(target.path(table))
+        copied = source.read(spark, table)
+        target.overwrite(table, copied, copied.schema)
     shutil.copy(market / "lakehouse" / io.LAKEHOUSE_ID_FILE, lakehouse / io.LAKEHOUSE_ID_FILE)
     return lakehouse
 
@@ -227,9 +227,10 @@ def test_a_first_night_prices_from_whole_cents(spark: SparkSession, market: Path
     # No published prices yet: the price in force comes from the panel, where an average paid price
     # carries FX residue (64.480967 for a 64.48 shelf price). No recommendation may carry it on.
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
-    panel = DeltaTable.forPath(spark, Lakehouse(str(lakehouse)).path(SKU_DAY))
-    shelf = panel.toDF().groupBy("sku").agg(F.round(F.max_by("price", "date"), 2).alias("shelf")).toPandas()
-    panel.update(set={"price": F.round("price", 2) + F.lit(0.000967)})
+    tables = Lakehouse(str(lakehouse))
+    panel = tables.read(spark, SKU_DAY)
+    shelf = panel.groupBy("sku").agg(F.round(F.max_by("price", "date"), 2).alias("shelf")).toPandas()
+    tables.overwrite(SKU_DAY, panel.withColumn("price", F.round("price", 2) + F.lit(0.000967)), panel.schema)
     run_score(spark, _config(market, "score.exploration_share=0.5", lakehouse=lakehouse))
     rows = _night(spark, lakehouse).toPandas().merge(shelf, on="sku")
     assert np.allclose(rows["current_price"], rows["shelf"], rtol=0, atol=1e-9)
@@ -419,15 +420,15 @@ def test_an_experiment_reads_out_from_the_panel(spark: SparkSession, market: Pat
     # panel rows (no price was held), whose readout has every metric, estimator and category.
     lakehouse = tmp_path / "lakehouse"
     panel = Lakehouse(str(market / "lakehouse")).read(spark, SKU_DAY)
-    sku_day = Lakehouse(str(lakehouse)).path(SKU_DAY)
+    tables = Lakehouse(str(lakehouse))
     last = panel.agg(F.max("date")).first()[0]
     cut = last - timedelta(days=9)
-    panel.where(F.col("date") < F.lit(cut)).write.format("delta").save(sku_day)
+    tables.overwrite(SKU_DAY, panel.where(F.col("date") < F.lit(cut)), panel.schema)
     root = str(lakehouse)
     start_experiment(spark, root, "aa", 1.0, cut, 14, seed=2, pre_days=21)
     before = readout(spark, root, "aa")
     assert set(before["estimator"]) == {"pre_period_balance"} and (before["days_post"] == 0).all()
-    panel.where(F.col("date") >= F.lit(cut)).write.format("delta").mode("append").save(sku_day)
+    tables.append(SKU_DAY, panel.where(F.col("date") >= F.lit(cut)), panel.schema)
     effects = readout(spark, root, "aa", level=0.8)
     whole = effects[effects["segment"] == "all"]
     assert len(whole) == 9  # 3 metrics x (cuped, did, balance)
