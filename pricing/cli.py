@@ -178,7 +178,7 @@ def _cmd_deliver(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from pricing.backtest import run_backtest
+    from pricing.sim.backtest import run_backtest
 
     extra = [f"backtest.{k}={v}" for k, v in (("nights", args.nights), ("policies", args.policies)) if v]
     if args.policies:
@@ -218,7 +218,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print("pricing report: give either --lakehouse (a night) or --backtest (a backtest)", file=sys.stderr)
         return 2
     if args.backtest:
-        from pricing.report import write_report
+        from pricing.sim.report import write_report
 
         cfg, spark = _session(args, [])
         path = str(write_report(spark, cfg, args.backtest, args.out))

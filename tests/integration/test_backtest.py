@@ -12,12 +12,12 @@ from conftest import TEST_OVERRIDES
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pricing.backtest import Backtest, BacktestReport, run_backtest
 from pricing.config import PricingConfig, load_config
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, RUNS, SKU_DAY, Lakehouse
-from pricing.report import write_report
+from pricing.sim.backtest import Backtest, BacktestReport, run_backtest
 from pricing.sim.closed_loop import realise_day
+from pricing.sim.report import write_report
 
 BASELINES = ["keep", "cost_plus", "competitor_median", "oracle"]
 GUARDED = ["cost_plus", "competitor_median", "oracle"]

@@ -19,7 +19,6 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pricing.backtest import MODEL_POLICIES, BacktestReport
 from pricing.config import PricingConfig
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import (
@@ -33,6 +32,7 @@ from pricing.lakehouse.tables import (
 )
 from pricing.platform.pages import page, png, section
 from pricing.platform.pages import table as _table
+from pricing.sim.backtest import MODEL_POLICIES, BacktestReport
 from pricing.sim.market import DEMAND_PARAMS, log_expected_demand
 
 # What the true demand curve needs from the simulator's parameters (the elasticity comes renamed, as
