@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import reduce
+from typing import Literal
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -142,53 +143,67 @@ def _first_dates(
     return reduce(DataFrame.unionByName, firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
 
 
-def run_features(
-    spark: SparkSession,
-    cfg: PricingConfig,
-    lakehouse_root: str | None = None,
-    run_date: date | None = None,
-    full: bool = False,
-    run_id: str | None = None,
-) -> FeatureReport:
-    """Bring ``gold/sku_day`` up to ``run_date``: recompute only what new silver rows affect.
+@dataclass(frozen=True)
+class FeaturePlan:
+    """What one features run does: rebuild or update, up to which day, seeing which silver batches."""
 
-    Args:
-        run_date: last day of the panel; default the latest transaction date in silver.
-        full: rebuild every SKU and day from scratch (overwrites the panel).
-        run_id: the id recorded in ``audit/feature_runs`` (default: a random one).
-    """
-    started = time.monotonic()
-    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    lakehouse = Lakehouse(root)
-    fcfg = cfg.features
-    schema = sku_day_schema(fcfg.lags, fcfg.windows)
+    mode: Literal["full", "incremental"]
+    run_date: date
+    watermark: int  # the newest committed ingestion batch: silver rows up to it are what the run sees
+    since_batch: int | None = None  # incremental: the batch watermark the last run saw
+    last_run_date: date | None = None  # incremental: the day the last run built the panel up to
+
+
+def plan_features(
+    last_run: tuple[int, date] | None, latest_batch: int | None, run_date: date, full: bool
+) -> FeaturePlan:
+    """The run's plan (pure): a full rebuild without an earlier run (or when asked), else an update."""
+    watermark = -1 if latest_batch is None else latest_batch
+    if full or last_run is None:
+        return FeaturePlan("full", run_date, watermark)
+    return FeaturePlan("incremental", run_date, watermark, last_run[0], last_run[1])
+
+
+def read_silver(spark: SparkSession, lakehouse: Lakehouse) -> dict[str, DataFrame | None]:
+    """Each source's silver table (None where nothing was ingested), competitor listings under the SKU
+    they were matched to (:mod:`pricing.matching`; unmatched ones do not count)."""
     silver = {name: lakehouse.read_if_exists(spark, SILVER[name]) for name in SOURCES}
-    if (
-        competitor_df := silver["competitor_prices"]
-    ) is not None and "competitor_sku" in competitor_df.columns:
-        # Listings count under the SKU they were matched to (pricing.matching); unmatched ones do not.
-        silver["competitor_prices"] = resolve_listings(competitor_df, read_matches(spark, root))
+    competitor_df = silver["competitor_prices"]
+    if competitor_df is not None and "competitor_sku" in competitor_df.columns:
+        silver["competitor_prices"] = resolve_listings(competitor_df, read_matches(spark, lakehouse.root))
     if silver["transactions"] is None or silver["catalog"] is None:
         raise RuntimeError("gold features need silver transactions and catalog: run `pricing ingest` first")
-    # Silver rows up to the newest committed batch are what this run sees.
-    latest = latest_batch_id(spark, lakehouse)
-    watermark = -1 if latest is None else latest
-    if run_date is None:
-        run_date = io.first_value(silver["transactions"].agg(F.max("order_date")))
-        if run_date is None:
-            raise RuntimeError("silver transactions are empty: nothing to build features from")
-    last = None if full or not lakehouse.exists(spark, SKU_DAY) else _last_run(spark, lakehouse)
-    mode = "full" if last is None else "incremental"
+    return silver
 
-    seen = F.col(BATCH_ID) <= watermark
+
+@dataclass
+class _Ranges:
+    calendar: DataFrame  # (sku, first_date): each SKU's first day, as gold/sku_calendar keeps it
+    ranges: DataFrame  # (sku, keep_from, start, end): rows to write from keep_from, read from start
+    new_days: DataFrame | None  # incremental: the new rows' earliest day per SKU (cached)
+
+    def unpersist(self) -> None:
+        for df in (self.calendar, self.ranges, self.new_days):
+            if df is not None:
+                df.unpersist()
+
+
+def _plan_ranges(
+    silver: dict[str, DataFrame | None],
+    known_calendar: DataFrame | None,
+    plan: FeaturePlan,
+    cfg: FeaturesConfig,
+) -> _Ranges:
+    """Which (SKU, day) ranges the run recomputes: every SKU from its first day for a rebuild, else
+    from the earliest day new silver rows can have changed (cached: the stage reads them thrice)."""
+    seen = F.col(BATCH_ID) <= plan.watermark
     new_days: DataFrame | None = None
-    if last is None:
+    if plan.mode == "full" or known_calendar is None:
         calendar_df = _first_dates(silver, seen)
         ranges_df = calendar_df.select("sku", F.col("first_date").alias("start"))
     else:
-        since_batch, last_run_date = last
-        known_df = lakehouse.read(spark, SKU_CALENDAR)
-        new_rows = (F.col(BATCH_ID) > since_batch) & seen
+        assert plan.since_batch is not None and plan.last_run_date is not None
+        new_rows = (F.col(BATCH_ID) > plan.since_batch) & seen
         # The new rows' earliest day per SKU serves both the calendar and the affected ranges: one
         # filtered scan of each source instead of two.
         new_days = (
@@ -199,32 +214,45 @@ def run_features(
         )
         new_firsts = _first_dates(silver, new_rows, new_days.withColumnRenamed("day", "first_date"))
         calendar_df = (
-            known_df.unionByName(new_firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
+            known_calendar.unionByName(new_firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
         )
         ranges_df = _affected_ranges(
             silver,
             calendar_df,
-            since_batch,
-            watermark,
-            last_run_date,
-            run_date,
-            fcfg.promo_reach_days,
+            plan.since_batch,
+            plan.watermark,
+            plan.last_run_date,
+            plan.run_date,
+            cfg.promo_reach_days,
             new_days.withColumnRenamed("day", "start"),
         )
-    calendar_df = calendar_df.where(F.col("first_date") <= F.lit(run_date)).cache()
+    calendar_df = calendar_df.where(F.col("first_date") <= F.lit(plan.run_date)).cache()
     # Recompute from `start`, reading `lookback_days` before it (never before the SKU's first day).
     ranges_df = (
         ranges_df.join(calendar_df, "sku")
-        .where(F.col("start") <= F.lit(run_date))
+        .where(F.col("start") <= F.lit(plan.run_date))
         .select(
             "sku",
             F.greatest("start", "first_date").alias("keep_from"),
-            F.greatest(F.date_sub("start", fcfg.lookback_days), F.col("first_date")).alias("start"),
-            F.lit(run_date).cast("date").alias("end"),
+            F.greatest(F.date_sub("start", cfg.lookback_days), F.col("first_date")).alias("start"),
+            F.lit(plan.run_date).cast("date").alias("end"),
         )
         .cache()
     )
-    skus, earliest = ranges_df.agg(F.count("*"), F.min("start")).first() or (0, None)
+    return _Ranges(calendar_df, ranges_df, new_days)
+
+
+def panel_update(
+    silver: dict[str, DataFrame | None],
+    ranges_df: DataFrame,
+    earliest: date | None,
+    plan: FeaturePlan,
+    cfg: FeaturesConfig,
+    default_margin: float,
+) -> DataFrame:
+    """The panel's rows for the planned ranges (``ranges_df``: sku, keep_from, start, end), built from
+    the silver rows the plan sees; ``earliest``, the first ``start``, bounds every read by a literal."""
+    seen = F.col(BATCH_ID) <= plan.watermark
 
     def window_of(df: DataFrame | None, date_column: str) -> DataFrame | None:
         if df is None:
@@ -240,6 +268,8 @@ def run_features(
             df.where(seen).join(bounds, "sku").where(F.col(date_column).between(F.col("_from"), F.col("_to")))
         )
 
+    catalog_df = silver["catalog"]
+    assert catalog_df is not None
     inputs = DailyInputs(
         sales=daily_sales(window_of(silver["transactions"], "order_date")),  # type: ignore[arg-type]
         clicks=daily_clicks(c) if (c := window_of(silver["clickstream"], "event_date")) is not None else None,
@@ -247,60 +277,101 @@ def run_features(
         if (c := window_of(silver["competitor_prices"], "observed_date")) is not None
         else None,
         stock=daily_stock(s) if (s := window_of(silver["inventory"], "snapshot_date")) is not None else None,
-        catalog=catalog_attributes(silver["catalog"].where(seen)),
+        catalog=catalog_attributes(catalog_df.where(seen)),
     )
-    panel_df = build_panel(daily_spine(ranges_df), inputs, fcfg, cfg.catalog.default_margin)
+    panel_df = build_panel(daily_spine(ranges_df), inputs, cfg, default_margin)
     keep = F.broadcast(ranges_df.select("sku", "keep_from"))
-    update_df = panel_df.join(keep, "sku").where(F.col("date") >= F.col("keep_from")).drop("keep_from")
+    return panel_df.join(keep, "sku").where(F.col("date") >= F.col("keep_from")).drop("keep_from")
 
-    metrics: dict[str, str] = {}
-    rows_written = 0
-    if mode == "full":
+
+def _write_panel(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    plan: FeaturePlan,
+    update_df: DataFrame,
+    skus: int,
+    earliest: date | None,
+    cfg: FeaturesConfig,
+) -> tuple[int, dict[str, str]]:
+    """Overwrite (rebuild) or MERGE (update) the panel; (rows written, the commit's metrics)."""
+    schema = sku_day_schema(cfg.lags, cfg.windows)
+    if plan.mode == "full":
         lakehouse.overwrite(SKU_DAY, update_df, schema)
         metrics = io.last_operation_metrics(spark, lakehouse.path(SKU_DAY))
-        rows_written = int(metrics.get("numOutputRows", 0))
         lakehouse.assert_unique(spark, SKU_DAY)
-    elif skus:
-        touched = f"date >= DATE'{earliest}'"
-        lakehouse.merge(SKU_DAY, update_df, "true", schema, target_condition=f"t.{touched}")
-        metrics = io.last_operation_metrics(spark, lakehouse.path(SKU_DAY))
-        rows_written = int(metrics.get("numTargetRowsInserted", 0)) + int(
-            metrics.get("numTargetRowsUpdated", 0)
-        )
-        lakehouse.assert_unique(spark, SKU_DAY, where=touched)
+        return int(metrics.get("numOutputRows", 0)), metrics
+    if not skus:
+        return 0, {}
+    touched = f"date >= DATE'{earliest}'"
+    lakehouse.merge(SKU_DAY, update_df, "true", schema, target_condition=f"t.{touched}")
+    metrics = io.last_operation_metrics(spark, lakehouse.path(SKU_DAY))
+    lakehouse.assert_unique(spark, SKU_DAY, where=touched)
+    return int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0)), metrics
 
-    lakehouse.overwrite(SKU_CALENDAR, calendar_df)
-    calendar_df.unpersist()
-    ranges_df.unpersist()
-    if new_days is not None:
-        new_days.unpersist()
-    ensure_text_embeddings(spark, silver["catalog"], lakehouse, fcfg)
+
+def _record(spark: SparkSession, lakehouse: Lakehouse, plan: FeaturePlan, report: FeatureReport) -> None:
+    row = (
+        report.run_id,
+        plan.run_date,
+        plan.mode,
+        plan.watermark,
+        report.skus_recomputed,
+        report.rows_written,
+        datetime.now(timezone.utc).replace(tzinfo=None),
+    )
+    lakehouse.append(FEATURE_RUNS, spark.createDataFrame([row], FEATURE_RUNS_SCHEMA))
+
+
+def run_features(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    lakehouse_root: str | None = None,
+    run_date: date | None = None,
+    full: bool = False,
+    run_id: str | None = None,
+) -> FeatureReport:
+    """Bring ``gold/sku_day`` up to ``run_date``: recompute only what new silver rows affect.
+
+    Plan (the last run's watermark and day) -> read silver -> the affected ranges and their panel rows
+    -> overwrite or MERGE -> record the run in ``audit/feature_runs``.
+
+    Args:
+        run_date: last day of the panel; default the latest transaction date in silver.
+        full: rebuild every SKU and day from scratch (overwrites the panel).
+        run_id: the id recorded in ``audit/feature_runs`` (default: a random one).
+    """
+    started = time.monotonic()
+    lakehouse = Lakehouse(io.qualify(spark, lakehouse_root or cfg.paths.lakehouse))
+    fcfg = cfg.features
+    silver = read_silver(spark, lakehouse)
+    if run_date is None:
+        run_date = io.first_value(silver["transactions"].agg(F.max("order_date")))  # type: ignore[union-attr]
+        if run_date is None:
+            raise RuntimeError("silver transactions are empty: nothing to build features from")
+    updating = not full and lakehouse.exists(spark, SKU_DAY)
+    plan = plan_features(
+        _last_run(spark, lakehouse) if updating else None, latest_batch_id(spark, lakehouse), run_date, full
+    )
+    known = lakehouse.read(spark, SKU_CALENDAR) if plan.mode == "incremental" else None
+    ranges = _plan_ranges(silver, known, plan, fcfg)
+    skus, earliest = ranges.ranges.agg(F.count("*"), F.min("start")).first() or (0, None)
+    update_df = panel_update(silver, ranges.ranges, earliest, plan, fcfg, cfg.catalog.default_margin)
+    rows_written, metrics = _write_panel(spark, lakehouse, plan, update_df, skus, earliest, fcfg)
+    lakehouse.overwrite(SKU_CALENDAR, ranges.calendar)
+    ranges.unpersist()
+    catalog_df = silver["catalog"]
+    assert catalog_df is not None  # read_silver refuses a lakehouse without one
+    ensure_text_embeddings(spark, catalog_df, lakehouse, fcfg)
     report = FeatureReport(
         run_id=run_id or uuid.uuid4().hex,
         run_date=run_date,
-        mode=mode,
+        mode=plan.mode,
         skus_recomputed=skus,
         rows_written=rows_written,
         rows_in_panel=lakehouse.read(spark, SKU_DAY).count(),
         metrics=metrics,
         seconds=time.monotonic() - started,
     )
-    lakehouse.append(
-        FEATURE_RUNS,
-        spark.createDataFrame(
-            [
-                (
-                    report.run_id,
-                    run_date,
-                    mode,
-                    watermark,
-                    skus,
-                    rows_written,
-                    datetime.now(timezone.utc).replace(tzinfo=None),
-                )
-            ],
-            FEATURE_RUNS_SCHEMA,
-        ),
-    )
+    _record(spark, lakehouse, plan, report)
     log.info(report.render())
     return report

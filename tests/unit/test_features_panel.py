@@ -10,6 +10,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import FeaturesConfig
 from pricing.features import DailyInputs, build_panel, daily_spine, feature_rows, with_promotion_spells
+from pricing.features.stage import FeaturePlan, plan_features
 from pricing.model.dataset import InputSpec, model_inputs
 
 D = [date(2026, 6, d) for d in range(1, 6)]  # Monday 1 June .. Friday 5 June
@@ -222,3 +223,9 @@ def test_text_vectors_put_similar_products_close(spark: SparkSession, encoder: s
         return dot / (sum(p * p for p in x) ** 0.5 * sum(q * q for q in y) ** 0.5)
 
     assert cosine(vectors["a"], vectors["b"]) > cosine(vectors["a"], vectors["c"]) + 0.1
+
+
+def test_a_features_run_rebuilds_without_an_earlier_run_or_when_asked_and_else_updates() -> None:
+    assert plan_features(None, None, D[4], full=False) == FeaturePlan("full", D[4], -1)
+    assert plan_features((3, D[2]), 5, D[4], full=True) == FeaturePlan("full", D[4], 5)
+    assert plan_features((3, D[2]), 5, D[4], full=False) == FeaturePlan("incremental", D[4], 5, 3, D[2])
