@@ -12,7 +12,13 @@ as the judge reads it. Figures side by side in one run: ``bench/results/interval
 
 Besides WorkerSpec fields, a variant may set ``promo=drop_days`` (train without the promotion days) or
 ``promo=blank_input`` (every row read as no promotion): whether the promotion input, which moves with
-the deepest price cuts, is where an elasticity's error comes from.
+the deepest price cuts, is where an elasticity's error comes from; and ``blank=a+b`` (numeric inputs
+of ``NUMERIC_FEATURES`` set to their training mean, in training and in the holdout), e.g. the units
+lags, which carry yesterday's price response into today's base.
+
+Besides coverage and error, each row gives ``within_category_slope``: the estimates' deviations from
+their category's mean regressed on the true ones (1: every SKU's own price response is read; 0: every
+SKU is its category).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -71,6 +78,29 @@ def _promo_rows(data: dict[str, torch.Tensor], how: str | None) -> dict[str, tor
     raise ValueError(f"promo={how!r}: drop_days or blank_input")
 
 
+def _blank(data: dict[str, torch.Tensor], columns: list[int]) -> dict[str, torch.Tensor]:
+    """The training rows with ``columns`` of the numeric input at 0 (their standardised mean)."""
+    if not columns:
+        return data
+    numeric = data["numeric"].clone()
+    numeric[:, columns] = 0.0
+    return {**data, "numeric": numeric}
+
+
+def _zeroed(row: Any, columns: list[int]) -> np.ndarray:
+    values = np.array(row, dtype=np.float32)
+    values[columns] = 0.0
+    return values
+
+
+def _within_category_slope(judged: pd.DataFrame) -> float:
+    """Slope of the estimates' deviations from their category mean on the true deviations."""
+    by = judged.groupby("category")
+    estimate = judged["elasticity"] - by["elasticity"].transform("mean")
+    true = judged["true"] - by["true"].transform("mean")
+    return float((estimate * true).sum() / (true**2).sum())
+
+
 def refit(market: Path, settings: dict[str, str]) -> dict[str, Any]:
     """One market under one variant: the interval's coverage, width and the elasticity's error."""
     cfg = load_config(overrides=[])
@@ -81,10 +111,11 @@ def refit(market: Path, settings: dict[str, str]) -> dict[str, Any]:
     basis = torch.load(config_path.with_name("weights.pt"), weights_only=True).get("text_basis")
     settings = dict(settings)
     promo = settings.pop("promo", None)
+    blank = [NUMERIC_FEATURES.index(name) for name in settings.pop("blank", "").split("+") if name]
     text_basis = basis.tolist() if basis is not None else None
     spec = _with(worker_spec(cfg.train, saved["net"], train_dir, text_basis=text_basis), settings)
     torch.manual_seed(spec.seed)
-    data = _promo_rows(read_shard(train_dir, 0, 1), promo)
+    data = _blank(_promo_rows(read_shard(train_dir, 0, 1), promo), blank)
     if basis is not None:
         data["text"] = data["text"] @ basis
     net = NetSpec(**saved["net"])
@@ -99,13 +130,16 @@ def refit(market: Path, settings: dict[str, str]) -> dict[str, Any]:
     }
     holdout = pd.read_parquet(train_dir.removesuffix("/train") + "/holdout")
     last = holdout.sort_values("date").groupby("sku").tail(1).reset_index(drop=True)
+    if blank:
+        last["numeric"] = [_zeroed(row, blank) for row in last["numeric"]]
     predicted = pd.concat([last[["sku"]], LoadedModel(state, config).predict(last)], axis=1)
     truth = pd.read_parquet(f"{market}/truth/sku_day")
     night = truth["date"].max()
     price = truth[truth["date"] < night].sort_values("date").groupby("sku").tail(1)[["sku", "price"]]
     curve = truth[truth["date"] == night].drop(columns=["price"]).merge(price, on="sku")
     curve["true"] = true_elasticity(curve, curve["price"].to_numpy(float))
-    judged = predicted.merge(curve[["sku", "true"]], on="sku")
+    categories = pd.read_parquet(f"{market}/truth/sku_params")[["sku", "category"]]
+    judged = predicted.merge(curve[["sku", "true"]], on="sku").merge(categories, on="sku")
     error = judged["elasticity"] - judged["true"].clip(lower=ELASTICITY_FLOOR)
     inside = judged["true"].between(judged["elasticity_low"], judged["elasticity_high"])
     weights = torch.load(io.BytesIO(state), weights_only=True)
@@ -118,6 +152,7 @@ def refit(market: Path, settings: dict[str, str]) -> dict[str, Any]:
         "interval_coverage": round(float(inside.mean()), 4),
         "interval_width": round(float((judged["elasticity_high"] - judged["elasticity_low"]).mean()), 4),
         "sku_elasticity_sd": round(float(prior_sd[0]), 4) if prior_sd is not None else None,
+        "within_category_slope": round(_within_category_slope(judged), 3),
     }
 
 
@@ -127,6 +162,7 @@ def main() -> None:
     )
     parser.add_argument("--workdir", required=True, help="a `pricing evaluate --workdir` folder")
     parser.add_argument("--variants", nargs="+", required=True, help="name:key=value,key=value (WorkerSpec)")
+    parser.add_argument("--families", help="comma-separated families to refit (default: every one)")
     parser.add_argument("--out", default="bench/results/interval_refit.json")
     args = parser.parse_args()
     variants = {}
@@ -134,6 +170,8 @@ def main() -> None:
         name, _, body = text.partition(":")
         variants[name] = dict(pair.split("=", 1) for pair in body.split(",") if pair)
     markets = sorted(p.parent.parent for p in Path(args.workdir).glob("*/seed*/truth/family.json"))
+    if args.families:
+        markets = [m for m in markets if m.parent.name in args.families.split(",")]
     rows = []
     for market in markets:
         for name, settings in variants.items():
