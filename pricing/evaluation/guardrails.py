@@ -13,18 +13,6 @@ from pricing.config import PolicyConfig
 
 # A hard limit is met to the cent: a price a rounding error past it is not a violation.
 CENT = 0.005
-# Columns guardrail_violations reads (``binding_constraint`` is optional).
-COLUMNS = (
-    "price",
-    "previous_price",
-    "true_cost",
-    "cost_known",
-    "min_price",
-    "max_price",
-    "map_price",
-    "price_floor",
-    "price_ceiling",
-)
 
 
 def guardrail_violations(frame: pd.DataFrame, policy: PolicyConfig) -> np.ndarray:
