@@ -212,6 +212,10 @@ class TrainConfig(_Strict):
     # van Heerde & Pieters 2005: -2.62). Before this setting the centre was implicit, -0.69 (the
     # untrained head's), which made every weakly identified product look inelastic.
     elasticity_prior: float = Field(-2.0, lt=0)
+    # The base reads the SKU's own recent units (yesterday's, a week's and four weeks' ago, 7- and
+    # 28-day means). Where a price holds for days they already carry its effect, so the elasticity
+    # keeps less of it (docs/training.md, "Yesterday's units as inputs").
+    units_lags: bool = True
     seed: int = 7
     start_timeout_s: int = Field(600, ge=10)
     model_name: str = "pricing-demand"

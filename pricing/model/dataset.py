@@ -65,6 +65,14 @@ NUMERIC_FEATURES = (
     + [f"dow_{d}" for d in range(7)]
     + ["month_sin", "month_cos", "is_holiday", "promo"]
 )
+# The SKU's own recent units. Where a price holds for days, they already carry its effect
+# (``train.units_lags``, docs/training.md "Yesterday's units as inputs").
+UNITS_LAGS = [f"log1p_{c}" for c in _LOG1P_COUNTS if c.startswith("units_")]
+
+
+def input_features(units_lags: bool = True) -> list[str]:
+    """The numeric inputs a new model reads: all of :data:`NUMERIC_FEATURES`, or all but the units lags."""
+    return [name for name in NUMERIC_FEATURES if units_lags or name not in UNITS_LAGS]
 
 
 @dataclass
@@ -94,8 +102,15 @@ class InputSpec:
         return cls(**json.loads(text))
 
 
-def fit_input_spec(train_df: DataFrame, encoder: str, text_dim: int, train_end: date) -> InputSpec:
-    """Vocabularies, reference prices and feature scales from the training rows (small aggregates)."""
+def fit_input_spec(
+    train_df: DataFrame,
+    encoder: str,
+    text_dim: int,
+    train_end: date,
+    numeric_features: Sequence[str] = tuple(NUMERIC_FEATURES),
+) -> InputSpec:
+    """Vocabularies, reference prices and the scales of ``numeric_features`` (a subset of
+    :data:`NUMERIC_FEATURES`, in its order) from the training rows (small aggregates)."""
     ref = (
         train_df.groupBy("sku")
         .agg(F.percentile_approx("price", 0.5).alias("ref_price"))
@@ -103,8 +118,11 @@ def fit_input_spec(train_df: DataFrame, encoder: str, text_dim: int, train_end: 
     )
     ref_prices = {r.sku: float(r.ref_price) for r in ref.collect()}
     scaled = train_df.join(ref, "sku")
-    exprs = {name: value for name, value in _numeric_expressions().items() if name in NUMERIC_FEATURES}
-    assert list(exprs) == NUMERIC_FEATURES, "NUMERIC_FEATURES is out of step with the expressions"
+    unknown = sorted(set(numeric_features) - set(NUMERIC_FEATURES))
+    if unknown:
+        raise ValueError(f"fit_input_spec: {unknown} are not model inputs")
+    exprs = {name: value for name, value in _numeric_expressions().items() if name in numeric_features}
+    assert set(exprs) == set(numeric_features), "NUMERIC_FEATURES is out of step with the expressions"
     stats = scaled.select(
         *[F.mean(F.coalesce(e, F.lit(0.0))).alias(f"m_{n}") for n, e in exprs.items()],
         *[F.stddev_pop(F.coalesce(e, F.lit(0.0))).alias(f"s_{n}") for n, e in exprs.items()],
@@ -130,6 +148,7 @@ def fit_input_spec(train_df: DataFrame, encoder: str, text_dim: int, train_end: 
         encoder=encoder,
         text_dim=text_dim,
         train_end=train_end.isoformat(),
+        numeric_features=list(exprs),
     )
 
 

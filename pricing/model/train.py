@@ -23,7 +23,7 @@ from pricing.config import PricingConfig, TrainConfig
 from pricing.features import feature_rows, read_sku_day
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import ELASTICITIES, TEXT_EMBEDDINGS, Lakehouse
-from pricing.model.dataset import InputSpec, fit_input_spec, model_inputs, text_basis
+from pricing.model.dataset import InputSpec, fit_input_spec, input_features, model_inputs, text_basis
 from pricing.model.distributed import WorkerSpec, run_distributed
 from pricing.model.network import NetSpec
 from pricing.model.predict import (
@@ -292,7 +292,13 @@ def model_panels(spark: SparkSession, cfg: PricingConfig, root: str) -> ModelPan
         encoder=encoder,
         embeddings=embeddings,
         text_dim=text_dim,
-        spec=fit_input_spec(train_panel, encoder, text_dim, holdout_start - timedelta(days=1)),
+        spec=fit_input_spec(
+            train_panel,
+            encoder,
+            text_dim,
+            holdout_start - timedelta(days=1),
+            input_features(cfg.train.units_lags),
+        ),
     )
 
 

@@ -16,7 +16,15 @@ from pyspark.sql import SparkSession
 from pricing.config import PricingConfig, load_config
 from pricing.features import feature_rows, read_sku_day
 from pricing.lakehouse.tables import TEXT_EMBEDDINGS, Lakehouse
-from pricing.model.dataset import fit_input_spec, model_inputs, text_basis, text_vectors
+from pricing.model.dataset import (
+    NUMERIC_FEATURES,
+    UNITS_LAGS,
+    fit_input_spec,
+    input_features,
+    model_inputs,
+    text_basis,
+    text_vectors,
+)
 from pricing.model.distributed import read_shard
 from pricing.model.train import TrainReport, price_change_metrics, run_train
 from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
@@ -138,6 +146,18 @@ def test_training_shards_carry_each_text_once_and_read_back_the_same_rows(
     assert spark.read.parquet(str(tmp_path / "texts")).count() == distinct < len(by_hash["units"])
     with pytest.raises(ValueError, match="texts_dir"):
         read_shard(str(tmp_path / "hash"), 0, 1)
+
+    # train.units_lags=false: the same inputs, scaled the same, without the five units columns.
+    assert len(UNITS_LAGS) == 5 and set(UNITS_LAGS) < set(NUMERIC_FEATURES)
+    reduced = fit_input_spec(panel, encoder_name(cfg.features), text_dim, end, input_features(False))
+    assert reduced.numeric_features == [n for n in NUMERIC_FEATURES if n not in UNITS_LAGS]
+    kept = [spec.numeric_features.index(n) for n in reduced.numeric_features]
+    assert reduced.means == [spec.means[i] for i in kept] and reduced.highs == [spec.highs[i] for i in kept]
+    full = np.array([r.numeric for r in written["vector"].orderBy("sku", "date").select("numeric").collect()])
+    fewer = model_inputs(panel, embeddings, reduced).orderBy("sku", "date").select("numeric").collect()
+    np.testing.assert_array_equal(np.array([r.numeric for r in fewer]), full[:, kept])
+    with pytest.raises(ValueError, match="not model inputs"):
+        fit_input_spec(panel, encoder_name(cfg.features), text_dim, end, ["units_lag_1"])
 
 
 def test_torch_distributor_trains_registers_and_gates(
