@@ -404,55 +404,59 @@ def scoring_inputs(
     return model_inputs(rows, embeddings, spec, _BAND_COLUMNS)
 
 
-def run_score(
+def decide(
     spark: SparkSession,
+    lakehouse: Lakehouse,
+    inputs: DataFrame,
+    champion: Champion | None,
     cfg: PricingConfig,
-    lakehouse_root: str | None = None,
-    price_date: date | None = None,
-    run_id: str | None = None,
-) -> ScoreReport:
-    """Score every SKU for ``price_date`` (default: the day after the panel) and MERGE the prices."""
-    started = time.monotonic()
-    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    lakehouse = Lakehouse(root)
-    price_date = price_date or next_night(spark, root)
-    run_id = run_id or uuid.uuid4().hex
-    champion = load_champion(cfg.train, cfg.score.model_alias, io.lakehouse_id(spark, root))
-    if champion is None:
-        log.info(f"[score] no model has alias {cfg.score.model_alias!r}: every SKU keeps its price")
-    inputs = scoring_inputs(spark, cfg, root, price_date, champion.input_spec if champion else None)
+    price_date: date,
+    run_id: str,
+) -> DataFrame:
+    """Model-input rows for ``price_date`` -> the night's ``gold/price_recommendations`` rows.
 
+    Controls of tonight's price experiments are held; the scoring batches choose each price inside
+    its band; overrides and reviewers' decisions apply. Lazy: nothing runs until it is written.
+    """
     # The weights reach each executor once (a broadcast), and each task builds the model once.
     shipped = spark.sparkContext.broadcast(champion) if champion is not None else None
 
     def loader() -> LoadedModel | None:
         return shipped.value.load() if shipped is not None else None
 
+    # SKUs in the control arm of a price experiment running tonight keep their price (held).
+    held = controls_on(spark, lakehouse.root, price_date).select("sku", F.lit(True).alias("held"))
+    scored = inputs.join(held, "sku", "left").mapInPandas(
+        score_batches(loader, cfg.policy, cfg.score), SCORED_SCHEMA
+    )
+    overrides = lakehouse.read_declared(spark, PRICE_OVERRIDES)
+    decisions = lakehouse.read_declared(spark, PRICE_DECISIONS)
+    return apply_decisions(approve(scored, overrides, cfg.score, price_date), decisions, price_date).select(
+        "*",
+        F.lit(champion.version if champion else None).cast("string").alias("model_version"),
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("created_at"),
+    )
+
+
+def _write_night(
+    spark: SparkSession, lakehouse: Lakehouse, recommendations: DataFrame, cfg: ScoreConfig
+) -> None:
+    """MERGE the night's rows (re-scoring a night replaces them; other nights stay) and publish them."""
     batch_key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     previous = spark.conf.get(batch_key)
-    spark.conf.set(batch_key, str(cfg.score.arrow_batch_size))
+    # The scoring batches run inside the MERGE's source.
+    spark.conf.set(batch_key, str(cfg.arrow_batch_size))
     try:
-        # SKUs in the control arm of a price experiment running tonight keep their price (held).
-        held = controls_on(spark, root, price_date).select("sku", F.lit(True).alias("held"))
-        inputs = inputs.join(held, "sku", "left")
-        scored = inputs.mapInPandas(score_batches(loader, cfg.policy, cfg.score), SCORED_SCHEMA)
-        overrides = lakehouse.read_declared(spark, PRICE_OVERRIDES)
-        decisions = lakehouse.read_declared(spark, PRICE_DECISIONS)
-        recommendations = apply_decisions(
-            approve(scored, overrides, cfg.score, price_date), decisions, price_date
-        ).select(
-            "*",
-            F.lit(champion.version if champion else None).cast("string").alias("model_version"),
-            F.lit(run_id).alias("run_id"),
-            F.current_timestamp().alias("created_at"),
-        )
-        # Re-scoring a night replaces that night's rows; other nights stay as history.
         lakehouse.merge(PRICE_RECOMMENDATIONS, recommendations, "true")
     finally:
         spark.conf.set(batch_key, previous) if previous is not None else spark.conf.unset(batch_key)
-    night = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(price_date))
-    lakehouse.assert_unique(spark, PRICE_RECOMMENDATIONS)
-    publish_current_prices(night, lakehouse)
+
+
+def _score_report(
+    night: DataFrame, cfg: PricingConfig, run_id: str, price_date: date, version: str | None
+) -> ScoreReport:
+    """What the written night decided, from ``gold/price_recommendations``' rows of ``price_date``."""
     night = night.cache()
     totals = night.agg(
         F.count("*"),
@@ -465,7 +469,7 @@ def run_score(
     report = ScoreReport(
         run_id=run_id,
         price_date=price_date,
-        model_version=champion.version if champion else None,
+        model_version=version,
         skus=int(totals[0]),
         by_status={r[0]: int(r[1]) for r in night.groupBy("status").count().collect()},
         by_binding={r[0]: int(r[1]) for r in night.groupBy("binding_constraint").count().collect()},
@@ -483,6 +487,39 @@ def run_score(
         ),
     )
     night.unpersist()
+    return report
+
+
+def run_score(
+    spark: SparkSession,
+    cfg: PricingConfig,
+    lakehouse_root: str | None = None,
+    price_date: date | None = None,
+    run_id: str | None = None,
+) -> ScoreReport:
+    """Score every SKU for ``price_date`` (default: the day after the panel) and MERGE the prices.
+
+    Plan (the night, the champion) -> read (each SKU's model row at the price in force) -> transform
+    (:func:`decide`) -> write (MERGE, publish ``gold/current_prices``) -> record (the report).
+    """
+    started = time.monotonic()
+    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
+    lakehouse = Lakehouse(root)
+    price_date = price_date or next_night(spark, root)
+    run_id = run_id or uuid.uuid4().hex
+    champion = load_champion(cfg.train, cfg.score.model_alias, io.lakehouse_id(spark, root))
+    if champion is None:
+        log.info(f"[score] no model has alias {cfg.score.model_alias!r}: every SKU keeps its price")
+    version = champion.version if champion else None
+
+    inputs = scoring_inputs(spark, cfg, root, price_date, champion.input_spec if champion else None)
+    recommendations = decide(spark, lakehouse, inputs, champion, cfg, price_date, run_id)
+    _write_night(spark, lakehouse, recommendations, cfg.score)
+    night = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(price_date))
+    lakehouse.assert_unique(spark, PRICE_RECOMMENDATIONS)
+    publish_current_prices(night, lakehouse)
+
+    report = _score_report(night, cfg, run_id, price_date, version)
     report.seconds = time.monotonic() - started
     log.info(report.render())
     return report

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -389,6 +390,52 @@ def stale_sources(
     return stale
 
 
+def pending_files(
+    spark: SparkSession, landing: str, lakehouse: Lakehouse, icfg: IngestConfig
+) -> dict[str, list[LandingFile]]:
+    """Per source, the landing files no batch has ingested yet (a file is its path, size and time).
+
+    Raises:
+        IngestError: a required source has no files at all and never had any.
+    """
+    known = _known_files(spark, lakehouse)
+    known_sources = {source for source, *_ in known}
+    pending: dict[str, list[LandingFile]] = {}
+    for name in SOURCES:
+        files = list_landing_files(spark, landing, name)
+        if name in icfg.required_sources and not files and name not in known_sources:
+            raise IngestError(f"required source {name!r} has no files under {landing}/{name}/")
+        new_files = [f for f in files if (name, f.path, f.size_bytes, f.modification_time) not in known]
+        if new_files:
+            pending[name] = new_files
+        else:
+            _progress(f"{name}: no new files")
+    return pending
+
+
+def _ingest_concurrently(
+    pending: dict[str, list[LandingFile]], ingest: Callable[[str], SourceResult], workers: int
+) -> dict[str, SourceResult]:
+    """Run ``ingest`` for every pending source, ``workers`` at a time, FX first for the priced ones."""
+    # Priced sources convert with silver fx_rates, so they start once FX is in; the others start with it
+    # (each writes only its own tables; the batch's quarantine is written after all). A failing source
+    # lets the others finish (a re-run replaces the whole batch); without FX the priced ones do not start.
+    priced = [name for name in pending if SOURCES[name].has_currency and name != FX_RATES.name]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+        futures = {name: pool.submit(ingest, name) for name in pending if name not in priced}
+        fx = futures.get(FX_RATES.name)
+        if fx is None or fx.exception() is None:
+            futures.update({name: pool.submit(ingest, name) for name in priced})
+    try:
+        return {name: future.result() for name, future in futures.items()}
+    except BaseException:
+        for future in futures.values():  # the sources that finished hold cached rejected rows
+            rejected = future.result().quarantine_df if future.exception() is None else None
+            if rejected is not None:
+                rejected.unpersist()
+        raise
+
+
 def run_ingest(
     spark: SparkSession,
     cfg: PricingConfig,
@@ -406,18 +453,7 @@ def run_ingest(
     salt = pii_salt(cfg.ingest)
     batch_id = next_batch_id(spark, lakehouse)
     ingested_at = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
-    known = _known_files(spark, lakehouse)
-    known_sources = {source for source, *_ in known}
-    pending: dict[str, list[LandingFile]] = {}
-    for name in SOURCES:
-        files = list_landing_files(spark, landing, name)
-        if name in cfg.ingest.required_sources and not files and name not in known_sources:
-            raise IngestError(f"required source {name!r} has no files under {landing}/{name}/")
-        new_files = [f for f in files if (name, f.path, f.size_bytes, f.modification_time) not in known]
-        if new_files:
-            pending[name] = new_files
-        else:
-            _progress(f"{name}: no new files")
+    pending = pending_files(spark, landing, lakehouse, cfg.ingest)
 
     def ingest(name: str) -> SourceResult:
         started = time.monotonic()
@@ -432,23 +468,7 @@ def run_ingest(
         )
         return result
 
-    # Priced sources convert with silver fx_rates, so they start once FX is in; the others start with it
-    # (each writes only its own tables; the batch's quarantine is written after all). A failing source
-    # lets the others finish (a re-run replaces the whole batch); without FX the priced ones do not start.
-    priced = [name for name in pending if SOURCES[name].has_currency and name != FX_RATES.name]
-    with ThreadPoolExecutor(max_workers=cfg.ingest.parallel_sources, thread_name_prefix="ingest") as pool:
-        futures = {name: pool.submit(ingest, name) for name in pending if name not in priced}
-        fx = futures.get(FX_RATES.name)
-        if fx is None or fx.exception() is None:
-            futures.update({name: pool.submit(ingest, name) for name in priced})
-    try:
-        done = {name: future.result() for name, future in futures.items()}
-    except BaseException:
-        for future in futures.values():  # the sources that finished hold cached rejected rows
-            rejected = future.result().quarantine_df if future.exception() is None else None
-            if rejected is not None:
-                rejected.unpersist()
-        raise
+    done = _ingest_concurrently(pending, ingest, cfg.ingest.parallel_sources)
     results = [done[name] for name in SOURCES if name in done]
     _write_quarantine(spark, lakehouse, batch_id, results)
     report = IngestReport(batch_id, ingested_at, results)

@@ -302,6 +302,84 @@ def model_panels(spark: SparkSession, cfg: PricingConfig, root: str) -> ModelPan
     )
 
 
+def _write_inputs(panels: ModelPanels, data_dir: str, shards: int) -> None:
+    """The training and holdout rows as network inputs, Parquet under ``data_dir`` (what workers read)."""
+    model_inputs(panels.train, panels.embeddings, panels.spec).repartition(
+        shards, "sku", "date"
+    ).write.parquet(f"{data_dir}/train")
+    model_inputs(panels.holdout, panels.embeddings, panels.spec).write.parquet(f"{data_dir}/holdout")
+
+
+def _network(panels: ModelPanels, tcfg: TrainConfig, basis: list[list[float]] | None) -> dict[str, Any]:
+    """The network's shape for this panel's vocabularies and inputs."""
+    return NetSpec(
+        n_skus=len(panels.spec.skus),
+        n_categories=len(panels.spec.categories),
+        n_brands=len(panels.spec.brands),
+        text_dim=panels.text_dim if basis is None else len(basis[0]),
+        n_numeric=len(panels.spec.numeric_features),
+        embedding_dim=tcfg.embedding_dim,
+        hidden=tcfg.hidden,
+        elasticity_inputs=list(tcfg.elasticity_inputs),
+        elasticity_prior=tcfg.elasticity_prior,
+        weekday_columns=(
+            [panels.spec.numeric_features.index(f"dow_{d}") for d in range(7)]
+            if tcfg.sku_weekday_sd > 0
+            else []
+        ),
+    ).to_dict()
+
+
+def _judge_holdout(
+    holdout_df: DataFrame, state: bytes, config: dict[str, Any], tcfg: TrainConfig
+) -> tuple[DataFrame, dict[str, float], dict[str, Any]]:
+    """The trained model on the holdout: its predictions (cached), the metrics that gate it, and its
+    config with the interval stretch the holdout's price moves call for (if any)."""
+    predictions = evaluate(holdout_df, lambda: LoadedModel(state, config)).cache()
+    changes = price_change_metrics(predictions)
+    stretch = interval_stretch(changes, tcfg.interval_stretch_z)
+    if stretch != 1.0:
+        # The intervals (what scoring and gold/elasticities read) as the stretched model gives them.
+        predictions.unpersist()
+        config = {**config, "interval_stretch": stretch}
+        predictions = evaluate(holdout_df, lambda: LoadedModel(state, config)).cache()
+    metrics = {
+        "holdout_wape": wape(predictions, "expected_units"),
+        "seasonal_naive_wape": wape(predictions.where(F.col("seasonal_naive").isNotNull()), "seasonal_naive"),
+        **changes,
+        "interval_stretch": stretch,
+    }
+    return predictions, metrics, config
+
+
+def _log_model(
+    holdout_df: DataFrame, state: bytes, config: dict[str, Any], spec: InputSpec, tcfg: TrainConfig
+) -> str:
+    """Log the model (weights, config, input spec) to the active run and register it; its version."""
+    sample: pd.DataFrame = holdout_df.limit(5).toPandas()
+    signature = infer_signature(
+        sample.drop(columns=["sku", "date"]), LoadedModel(state, config).predict(sample)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {
+            "weights": Path(tmp, "weights.pt"),
+            "config": Path(tmp, "config.json"),
+            "input_spec": Path(tmp, "input_spec.json"),
+        }
+        paths["weights"].write_bytes(state)
+        paths["config"].write_text(json.dumps(config))
+        paths["input_spec"].write_text(spec.to_json())
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=DemandPyfunc(),
+            artifacts={k: str(v) for k, v in paths.items()},
+            signature=signature,
+            pip_requirements=model_requirements(),
+            registered_model_name=tcfg.model_name,
+        )
+    return str(info.registered_model_version)
+
+
 def run_train(
     spark: SparkSession,
     cfg: PricingConfig,
@@ -310,6 +388,8 @@ def run_train(
 ) -> TrainReport:
     """Train the demand model on the gold panel, evaluate on a time-based holdout, register, gate.
 
+    Read (the panel, split) -> write the network's inputs -> fit (distributed) -> judge on the holdout
+    -> write ``gold/elasticities``, register, gate -> record (MLflow metrics, the report).
     ``tags`` go on the MLflow run (the nightly job tags its run to find it again after a crash).
     """
     started = time.monotonic()
@@ -327,32 +407,14 @@ def run_train(
         run_id = run.info.run_id
         data_dir = Lakehouse(root).model_data(run_id)
         shards = max(2, tcfg.num_processes * 2)
-        model_inputs(panels.train, panels.embeddings, panels.spec).repartition(
-            shards, "sku", "date"
-        ).write.parquet(f"{data_dir}/train")
-        model_inputs(panels.holdout, panels.embeddings, panels.spec).write.parquet(f"{data_dir}/holdout")
+        _write_inputs(panels, data_dir, shards)
         # The training SKUs' titles, each once, decide the text's principal axes.
         basis = text_basis(
             panels.embeddings.join(panels.train.select("text_hash").distinct(), "text_hash"),
             panels.text_dim,
             tcfg.text_components,
         )
-        net = NetSpec(
-            n_skus=len(panels.spec.skus),
-            n_categories=len(panels.spec.categories),
-            n_brands=len(panels.spec.brands),
-            text_dim=panels.text_dim if basis is None else len(basis[0]),
-            n_numeric=len(panels.spec.numeric_features),
-            embedding_dim=tcfg.embedding_dim,
-            hidden=tcfg.hidden,
-            elasticity_inputs=list(tcfg.elasticity_inputs),
-            elasticity_prior=tcfg.elasticity_prior,
-            weekday_columns=(
-                [panels.spec.numeric_features.index(f"dow_{d}") for d in range(7)]
-                if tcfg.sku_weekday_sd > 0
-                else []
-            ),
-        ).to_dict()
+        net = _network(panels, tcfg, basis)
         worker = worker_spec(tcfg, net, f"{data_dir}/train", run_id, text_basis=basis)
         mlflow.log_params(
             {
@@ -369,28 +431,17 @@ def run_train(
         phases["seconds_fit"] = time.monotonic() - started - sum(phases.values())
         state = result["state"]
         mlflow.set_tag("train_device", result["device"])
-        config = model_config(tcfg, net)
 
         holdout_df = spark.read.parquet(f"{data_dir}/holdout")
-        predictions = evaluate(holdout_df, lambda: LoadedModel(state, config)).cache()
-        changes = price_change_metrics(predictions)
-        stretch = interval_stretch(changes, tcfg.interval_stretch_z)
-        if stretch != 1.0:
-            # The intervals (what scoring and gold/elasticities read) as the stretched model gives them.
-            predictions.unpersist()
-            config = {**config, "interval_stretch": stretch}
-            predictions = evaluate(holdout_df, lambda: LoadedModel(state, config)).cache()
-        holdout_wape = wape(predictions, "expected_units")
-        naive_wape = wape(predictions.where(F.col("seasonal_naive").isNotNull()), "seasonal_naive")
+        predictions, judged, config = _judge_holdout(holdout_df, state, model_config(tcfg, net), tcfg)
         elasticities = sku_elasticities(predictions).cache()
         metrics = {
-            "holdout_wape": holdout_wape,
-            "seasonal_naive_wape": naive_wape,
+            "holdout_wape": judged.pop("holdout_wape"),
+            "seasonal_naive_wape": judged.pop("seasonal_naive_wape"),
             "final_train_poisson_loss": result["losses"][-1],
             "train_samples_per_s": result["samples_per_s"],
             "sku_elasticity_sd_fitted": result["sku_elasticity_sd"],
-            **changes,
-            "interval_stretch": stretch,
+            **judged,
         }
         phases["seconds_evaluate"] = time.monotonic() - started - sum(phases.values())
         mlflow.log_metrics(metrics)
@@ -400,29 +451,7 @@ def run_train(
         Lakehouse(root).overwrite(
             ELASTICITIES, elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields])
         )
-        sample: pd.DataFrame = holdout_df.limit(5).toPandas()
-        signature = infer_signature(
-            sample.drop(columns=["sku", "date"]),
-            LoadedModel(state, config).predict(sample),
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            paths = {
-                "weights": Path(tmp, "weights.pt"),
-                "config": Path(tmp, "config.json"),
-                "input_spec": Path(tmp, "input_spec.json"),
-            }
-            paths["weights"].write_bytes(state)
-            paths["config"].write_text(json.dumps(config))
-            paths["input_spec"].write_text(panels.spec.to_json())
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=DemandPyfunc(),
-                artifacts={k: str(v) for k, v in paths.items()},
-                signature=signature,
-                pip_requirements=model_requirements(),
-                registered_model_name=tcfg.model_name,
-            )
-        version = str(info.registered_model_version)
+        version = _log_model(holdout_df, state, config, panels.spec, tcfg)
         mlflow.MlflowClient().set_model_version_tag(tcfg.model_name, version, LAKEHOUSE_ID_TAG, lakehouse)
         champion_wape, alias = promote(spark, cfg, root, run_id, version)
         predictions.unpersist()
@@ -441,8 +470,8 @@ def run_train(
         device=result["device"],
         losses=result["losses"],
         param_checksums=result["param_checksums"],
-        holdout_wape=holdout_wape,
-        seasonal_naive_wape=naive_wape,
+        holdout_wape=metrics["holdout_wape"],
+        seasonal_naive_wape=metrics["seasonal_naive_wape"],
         champion_wape=champion_wape,
         seconds=time.monotonic() - started,
         metrics=metrics,
