@@ -37,6 +37,7 @@ JUDGED_SCHEMA = StructType(
                 "true_profit_recommended",
                 "true_profit_final",
                 "true_profit_best",
+                "true_best_price",
                 "true_units_current",
                 "true_elasticity",
                 "violation",
@@ -67,7 +68,11 @@ def _judge_batches(policy: PolicyConfig) -> Any:
             rows = grid["row"].to_numpy()
             # The current price always competes: keeping it is always possible.
             candidate_profit = profit(grid["candidate_price"].to_numpy(float), f.iloc[rows].set_index(rows))
-            best = pd.Series(candidate_profit).groupby(rows).max().reindex(range(len(f))).to_numpy()
+            by_row = pd.Series(candidate_profit).groupby(rows)
+            best = by_row.max().reindex(range(len(f))).to_numpy()
+            best_price = grid["candidate_price"].to_numpy(float)[
+                by_row.idxmax().reindex(range(len(f))).to_numpy()
+            ]
             recommended = f["recommended_price"].to_numpy(float)
             violation = guardrail_violations(f.assign(price=recommended, previous_price=current), policy)
             yield pd.DataFrame(
@@ -77,6 +82,7 @@ def _judge_batches(policy: PolicyConfig) -> Any:
                     "true_profit_recommended": profit(recommended),
                     "true_profit_final": profit(f["final_price"].to_numpy(float)),
                     "true_profit_best": best,
+                    "true_best_price": best_price,
                     "true_units_current": np.exp(log_units(f, current)),
                     "true_elasticity": true_elasticity(f, current),
                     "violation": violation.astype(float),
@@ -126,6 +132,11 @@ def summarise(judged_df: DataFrame) -> dict[str, Any]:
     """The night's figures over every SKU (sums of profit, means over SKUs; see docs/benchmarks.md)."""
     moved = F.abs(F.col("recommended_price") - F.col("current_price")) > 1e-9
     raised = F.col("recommended_price") > F.col("current_price") + 1e-9
+    # Where the best price in the band lies: a family whose best prices are all raises rewards a model
+    # that under-reads elasticities, so the share of moves in the right direction is reported beside it.
+    best_raised = F.col("true_best_price") > F.col("current_price") + 1e-9
+    best_side = F.signum(F.col("true_best_price") - F.col("current_price"))
+    right_way = F.signum(F.col("recommended_price") - F.col("current_price")) == best_side
     # Near a linear curve's choke price the true elasticity runs off to -infinity: it counts as
     # ELASTICITY_FLOOR in the error, so one SKU cannot decide a market's MAE.
     error = F.col("elasticity") - F.greatest(F.col("true_elasticity"), F.lit(ELASTICITY_FLOOR))
@@ -158,6 +169,8 @@ def summarise(judged_df: DataFrame) -> dict[str, Any]:
         ).alias("seasonal_naive_wape"),
         F.avg(moved.cast("double")).alias("moved_share"),
         F.avg(raised.cast("double")).alias("raised_share"),
+        F.avg(best_raised.cast("double")).alias("best_raised_share"),
+        F.avg(F.when(moved, right_way.cast("double"))).alias("right_direction_share"),
         F.sum("violation").alias("violations"),
     ).first()
     assert row is not None
@@ -190,6 +203,8 @@ def summarise(judged_df: DataFrame) -> dict[str, Any]:
                 "seasonal_naive_wape",
                 "moved_share",
                 "raised_share",
+                "best_raised_share",
+                "right_direction_share",
             )
         },
         "violations": int(r["violations"] or 0),

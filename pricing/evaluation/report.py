@@ -21,6 +21,8 @@ _COLUMNS = (
     ("model_expected_vs_keep", "model expected vs keep", "{:+.2%}"),
     ("moved_share", "moved", "{:.0%}"),
     ("raised_share", "raised", "{:.0%}"),
+    ("best_raised_share", "best in band is a raise", "{:.0%}"),
+    ("right_direction_share", "moved towards the best", "{:.0%}"),
     ("elasticity_mae", "elasticity MAE", "{:.3f}"),
     ("elasticity_bias", "bias", "{:+.3f}"),
     ("elasticity_corr", "corr", "{:.2f}"),

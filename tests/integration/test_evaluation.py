@@ -242,6 +242,9 @@ def test_the_judge_scores_a_night_by_true_demand(
     assert result["wape"] == pytest.approx((0 + 2 + 2) / 30)
     assert result["seasonal_naive_wape"] == pytest.approx((1 + 0 + 3) / 30)
     assert result["moved_share"] == pytest.approx(2 / 3) and result["raised_share"] == pytest.approx(1 / 3)
+    # Every SKU's best price in the band is 9.49, a cut: A moved the wrong way, C the right one.
+    assert judged.select("true_best_price").distinct().collect()[0][0] == pytest.approx(9.49)
+    assert result["best_raised_share"] == 0.0 and result["right_direction_share"] == pytest.approx(1 / 2)
     # C below its MAP; A's 11.00 a change that ends in neither .49 nor .99 though its band holds such
     # prices (the ending rule, which the judge checks as the backtest does); B kept its price.
     assert result["violations"] == 2
