@@ -294,6 +294,11 @@ class ScoreConfig(_Strict):
     # (docs/benchmarks.md, "Robustness"): 0.6 and 0.75 lost more than 0.5 % on a rigid-price market,
     # 0.9 kept too much.
     gain_confidence: float = Field(0.8, ge=0.5, lt=1)
+    # A SKU whose own price moved fewer times than this in the panel's history keeps its price (unless
+    # a guardrail or a price test moves it): a move there would rest on similar products and the prior
+    # alone. On the evaluation family such moves went the right way 70 % of the time and cost the worst
+    # market 0.3 % of its profit (docs/benchmarks.md, "Which way the best price lies"). 0 turns it off.
+    min_price_changes: int = Field(1, ge=0)
 
 
 class NightlyConfig(_Strict):

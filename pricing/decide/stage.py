@@ -31,7 +31,7 @@ from pricing.decide.approval import apply_decisions, approve, prices_in_force, p
 from pricing.decide.choose import candidates_with_current, choose_prices, gain_bounds, posterior_gains
 from pricing.decide.experiment import CONTROL_REASON, PRICE_TEST, controls_on
 from pricing.decide.guardrails import BAND_INPUTS, price_band
-from pricing.features import feature_rows, read_sku_day
+from pricing.features import feature_rows, price_changes, read_sku_day
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import (
     PRICE_DECISIONS,
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 # Guardrail inputs carried from the feature row to the scoring batches (besides price and unit_cost).
 _BAND_COLUMNS = ["map_price", "min_price", "max_price", "comp_median_price", "days_of_cover"]
+# Why a SKU kept its price: it moved too few times in the history (``score.min_price_changes``).
+NO_PRICE_HISTORY = "no_price_history"
 
 # What the scoring batches return: the recommendation's model-side columns, nullable (a SKU without
 # model output has no expectations), plus whether the model knew the SKU (for approval).
@@ -177,13 +179,26 @@ def held_prices(frame: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
     their current price: the current price itself wherever the band allows it (keeping is always a
     candidate then), else the band's nearest allowed price, since guardrails outrank the experiment.
     Columns of ``_TESTED`` indexed by ``row``."""
-    empty = _no_picks()
-    if "held" not in frame.columns or candidates.empty:
-        return empty
-    held = frame["held"].eq(True).to_numpy()
-    pool = candidates[held[candidates["row"].to_numpy()]]
+    if "held" not in frame.columns:
+        return _no_picks()
+    return _nearest_current(candidates, frame["held"].eq(True).to_numpy())
+
+
+def _blind_holds(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfig) -> pd.DataFrame:
+    """SKUs whose price moved fewer than ``scfg.min_price_changes`` times in the history keep it
+    (the candidate nearest their current price, as :func:`held_prices`)."""
+    if scfg.min_price_changes <= 0 or "price_changes" not in frame.columns:
+        return _no_picks()
+    changes = frame["price_changes"].fillna(0).to_numpy(float)
+    return _nearest_current(candidates, changes < scfg.min_price_changes)
+
+
+def _nearest_current(candidates: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """For the rows marked in ``rows``, the candidate nearest the current price: the current price
+    itself wherever the band allows it. Columns of ``_TESTED`` indexed by ``row``."""
+    pool = candidates[rows[candidates["row"].to_numpy()]] if not candidates.empty else candidates
     if pool.empty:
-        return empty
+        return _no_picks()
     distance = (pool["candidate_price"] - pool["current_price"]).abs()
     nearest = pool.assign(_d=distance).sort_values(["row", "_d", "candidate_price"]).drop_duplicates("row")
     return nearest.set_index("row")[list(_TESTED)]
@@ -258,6 +273,10 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                 if scfg.objective == "profit_with_revenue_floor":
                     candidates["revenue_floor"] = scfg.min_revenue_ratio * (current * units_now)[rows]
                 best = choose_prices(candidates, scfg.decision)
+                # Kept for want of price history, unless tonight tests its price (which is how such a
+                # SKU's history gets the variation it lacks) or an experiment holds it.
+                blind = _blind_holds(frame, candidates, scfg)
+                best.loc[blind.index, list(_TESTED)] = blind
                 tested = _price_tests(frame, candidates, scfg)
                 best.loc[tested.index, list(_TESTED)] = tested
                 kept_held = held_prices(frame, candidates)
@@ -282,6 +301,11 @@ def score_batches(model_loader: Any, policy: PolicyConfig, scfg: ScoreConfig) ->
                         np.abs(hoped.to_numpy() - current[chosen_rows]) > 1e-9
                     )
                     binding[chosen_rows[doubtful]] = "uncertain_gain"
+                # Where its band still allows the current price; else the guardrail that moved it says why.
+                kept_blind = blind.index.to_numpy()[
+                    np.abs(blind["candidate_price"].to_numpy() - current[blind.index.to_numpy()]) < 1e-9
+                ]
+                binding[kept_blind] = NO_PRICE_HISTORY
                 binding[tested.index.to_numpy()] = PRICE_TEST
                 binding[kept_held.index.to_numpy()] = CONTROL_REASON
                 recommended[chosen_rows] = chosen
@@ -401,7 +425,8 @@ def scoring_inputs(
             *_BAND_COLUMNS,
         )
     embeddings = lakehouse.read_declared(spark, TEXT_EMBEDDINGS)
-    return model_inputs(rows, embeddings, spec, _BAND_COLUMNS)
+    rows = rows.join(price_changes(panel), "sku", "left")
+    return model_inputs(rows, embeddings, spec, [*_BAND_COLUMNS, "price_changes"])
 
 
 def decide(

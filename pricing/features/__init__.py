@@ -16,6 +16,7 @@ from pricing.features.panel import (
     daily_spine,
     daily_stock,
     history_features,
+    price_changes,
     with_promotion_spells,
 )
 from pricing.features.rows import TRAFFIC_LAGS, feature_rows
@@ -34,6 +35,7 @@ __all__ = [
     "daily_stock",
     "feature_rows",
     "history_features",
+    "price_changes",
     "read_sku_day",
     "run_features",
     "with_promotion_spells",

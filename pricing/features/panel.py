@@ -139,6 +139,23 @@ def history_features(df: DataFrame, cfg: FeaturesConfig) -> DataFrame:
     )
 
 
+# A day's price differs from the SKU's previous priced day by more than this (in log price): a change.
+PRICE_CHANGE = 0.01
+
+
+def price_changes(panel_df: DataFrame) -> DataFrame:
+    """``(sku, price_changes)``: per SKU, how many times its price moved (by more than 1 %) from one
+    priced day of the panel to the next; days without a price are skipped, and a SKU priced on a
+    single day has 0. What a SKU's own history says about its price response rests on these."""
+    priced = panel_df.where(F.col("price") > 0).select("sku", "date", "price")
+    step = F.abs(F.log(F.col("price") / F.lag("price").over(Window.partitionBy("sku").orderBy("date"))))
+    return (
+        priced.select("sku", (step > PRICE_CHANGE).alias("moved"))
+        .groupBy("sku")
+        .agg(F.count(F.when(F.col("moved"), True)).cast("int").alias("price_changes"))
+    )
+
+
 def with_promotion_spells(df: DataFrame, reach_days: int) -> DataFrame:
     """Flag every day of a promotion, not only the days it sold something (pure).
 

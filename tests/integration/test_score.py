@@ -22,7 +22,14 @@ from pricing.decide.experiment import (
     render_readout,
     start_experiment,
 )
-from pricing.decide.stage import load_champion, next_night, run_score, scoring_inputs, whatif
+from pricing.decide.stage import (
+    NO_PRICE_HISTORY,
+    load_champion,
+    next_night,
+    run_score,
+    scoring_inputs,
+    whatif,
+)
 from pricing.features import feature_rows
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import (
@@ -325,6 +332,43 @@ def test_price_exploration_tests_random_prices_inside_the_band(
         start_experiment(
             spark, str(lakehouse), "exploration", 0.5, half["price_date"].max() + timedelta(1), 7
         )
+
+
+def test_skus_whose_price_never_moved_keep_it_unless_tested(
+    spark: SparkSession, market: Path, tmp_path: Path
+) -> None:
+    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    run_score(spark, _config(market, "score.decision=expected", lakehouse=lakehouse))
+    free = _night(spark, lakehouse).toPandas().set_index("sku")
+    assert (free["binding_constraint"] != NO_PRICE_HISTORY).all()  # the market's prices all moved
+    assert (free["recommended_price"] != free["current_price"]).any()
+    # As if no SKU's price had moved often enough: each keeps its price where its band allows it.
+    blind = _config(market, "score.decision=expected", "score.min_price_changes=10000", lakehouse=lakehouse)
+    run_score(spark, blind)
+    kept = _night(spark, lakehouse).toPandas().set_index("sku").loc[free.index]
+    scored = kept["band_note"] != "infeasible"
+    allowed = (
+        scored
+        & (kept["current_price"] >= kept["price_floor"] - 1e-9)
+        & (kept["current_price"] <= kept["price_ceiling"] + 1e-9)
+    )
+    assert allowed.any()
+    assert (kept.loc[allowed, "binding_constraint"] == NO_PRICE_HISTORY).all()
+    assert (kept.loc[allowed, "recommended_price"] == kept.loc[allowed, "current_price"]).all()
+    assert (kept.loc[allowed, "expected_gain"] == 0).all()
+    # A price test still moves them: that is how such a history gets the variation it lacks.
+    run_score(
+        spark,
+        _config(
+            market,
+            "score.decision=expected",
+            "score.min_price_changes=10000",
+            "score.exploration_share=1.0",
+            lakehouse=lakehouse,
+        ),
+    )
+    tested = _night(spark, lakehouse).toPandas().set_index("sku").loc[free.index]
+    assert (tested.loc[scored, "binding_constraint"] == "price_test").all()
 
 
 def test_features_outside_the_training_range_are_clipped_to_it(spark: SparkSession, market: Path) -> None:

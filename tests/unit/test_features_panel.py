@@ -9,7 +9,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import FeaturesConfig
-from pricing.features import DailyInputs, build_panel, daily_spine, feature_rows, with_promotion_spells
+from pricing.features import (
+    DailyInputs,
+    build_panel,
+    daily_spine,
+    feature_rows,
+    price_changes,
+    with_promotion_spells,
+)
 from pricing.features.stage import FeaturePlan, plan_features
 from pricing.model.dataset import InputSpec, model_inputs
 
@@ -185,6 +192,26 @@ def test_unsold_days_of_a_promotion_are_promoted(spark: SparkSession) -> None:
         True,
         False,
     ]
+
+
+def test_price_changes_count_each_skus_moves_across_unpriced_days(spark: SparkSession) -> None:
+    panel = spark.createDataFrame(
+        [
+            ("A", D[0], 10.0),
+            ("A", D[1], 10.05),  # 0.5 %: rounding, not a change
+            ("A", D[2], None),  # no sale, no price: skipped
+            ("A", D[3], 9.0),  # a cut, against the last priced day
+            ("A", D[4], 10.0),  # and back
+            ("B", D[0], 5.0),
+            ("B", D[1], 5.0),
+            ("C", D[2], 7.0),  # priced once
+        ],
+        "sku string, date date, price double",
+    )
+    assertDataFrameEqual(
+        price_changes(panel),
+        spark.createDataFrame([("A", 2), ("B", 0), ("C", 0)], "sku string, price_changes int"),
+    )
 
 
 def test_features_config_rejects_bad_windows() -> None:
