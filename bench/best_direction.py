@@ -20,9 +20,7 @@ Writes ``bench/results/best_direction.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from datetime import date
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -32,7 +30,8 @@ import pandas as pd
 from results_io import write_results
 
 from pricing.config import load_config
-from pricing.evaluation.judge import judged_skus, summarise
+from pricing.evaluation.judge import summarise
+from pricing.evaluation.robustness import judged_market
 from pricing.platform.spark import build_spark
 
 FIGURES = (
@@ -46,46 +45,30 @@ FIGURES = (
 )
 
 
-def market_row(spark: Any, cfg: Any, market: Path) -> dict[str, Any]:
-    """The judge's figures for one evaluated market's written night."""
-    found = json.loads((market / "truth" / "family.json").read_text())
-    judged = judged_skus(
-        spark,
-        str(market / "lakehouse"),
-        found["truth"],
-        date.fromisoformat(found["price_date"]),
-        cfg.policy,
-        cfg.simulate,
-    ).cache()
+# What --by-information reads of each judged SKU.
+_SKU_COLUMNS = (
+    "current_price",
+    "recommended_price",
+    "elasticity_low",
+    "elasticity_high",
+    "true_profit_current",
+    "true_profit_recommended",
+    "true_profit_best",
+    "true_best_price",
+)
+
+
+def judge_market(spark: Any, cfg: Any, market: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One evaluated market's written night, judged once: the judge's figures and every SKU's row."""
+    found, judged = judged_market(spark, cfg, market)
+    judged = judged.cache()
     try:
         result = summarise(judged)
+        frame = judged.select(*_SKU_COLUMNS).toPandas()
     finally:
         judged.unpersist()
-    return {"family": found["name"], "seed": found["seed"], **{k: result[k] for k in FIGURES}}
-
-
-def moved_skus(spark: Any, cfg: Any, market: Path) -> pd.DataFrame:
-    """Every judged SKU of one market: prices, interval, true profits and best price."""
-    found = json.loads((market / "truth" / "family.json").read_text())
-    judged = judged_skus(
-        spark,
-        str(market / "lakehouse"),
-        found["truth"],
-        date.fromisoformat(found["price_date"]),
-        cfg.policy,
-        cfg.simulate,
-    )
-    frame = judged.select(
-        "current_price",
-        "recommended_price",
-        "elasticity_low",
-        "elasticity_high",
-        "true_profit_current",
-        "true_profit_recommended",
-        "true_profit_best",
-        "true_best_price",
-    ).toPandas()
-    return frame.assign(family=found["name"], seed=found["seed"])
+    row = {"family": found["name"], "seed": found["seed"], **{k: result[k] for k in FIGURES}}
+    return row, frame.assign(family=found["name"], seed=found["seed"])
 
 
 def _argument(elasticity: np.ndarray) -> np.ndarray:
@@ -152,9 +135,12 @@ def main() -> None:
     cfg = load_config()
     spark = build_spark(cfg.spark)
     runs: dict[str, list[dict[str, Any]]] = {}
+    skus: dict[str, pd.DataFrame] = {}
     for spec in args.workdir:
         name, _, folder = spec.partition("=")
-        runs[name] = [market_row(spark, cfg, m) for m in sorted(Path(folder).glob("*/seed*"))]
+        judged = [judge_market(spark, cfg, m) for m in sorted(Path(folder).glob("*/seed*"))]
+        runs[name] = [row for row, _ in judged]
+        skus[name] = pd.concat([frame for _, frame in judged])
     families = sorted({r["family"] for rows in runs.values() for r in rows})
     print(
         "| family | "
@@ -185,9 +171,7 @@ def main() -> None:
         print(f"| {family} | " + " | ".join(cells) + " |")
     information = None
     if args.by_information:
-        folder = args.workdir[0].partition("=")[2]
-        frame = pd.concat([moved_skus(spark, cfg, m) for m in sorted(Path(folder).glob("*/seed*"))])
-        information = by_information(frame, cfg)
+        information = by_information(next(iter(skus.values())), cfg)
         print(pd.DataFrame(information["moves_by_width_left"]).to_string(index=False))
         print(pd.DataFrame(information["holds"]).drop(columns="by_family_share").to_string(index=False))
     write_results(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -28,7 +27,7 @@ import torch
 from results_io import write_results
 
 from pricing.config import load_config
-from pricing.evaluation.judge import judged_skus
+from pricing.evaluation.robustness import judged_market
 from pricing.lakehouse.tables import SILVER, Lakehouse
 from pricing.platform.spark import build_spark
 
@@ -47,11 +46,8 @@ def market_coverage(
 ) -> dict[str, Any]:
     """Coverage and mean width of the 90 % interval at each prior sd (and each bias allowance), for one
     evaluated market."""
-    found = json.loads((market / "truth" / "family.json").read_text())
+    found, judged = judged_market(spark, cfg, market)
     lakehouse = str(market / "lakehouse")
-    judged = judged_skus(
-        spark, lakehouse, found["truth"], date.fromisoformat(found["price_date"]), cfg.policy, cfg.simulate
-    )
     catalog = Lakehouse(lakehouse).read(spark, SILVER["catalog"]).select("sku", "category")
     frame = (
         judged.select("sku", "elasticity_low", "elasticity_high", "true_elasticity")

@@ -18,8 +18,6 @@ Writes ``bench/results/price_response.json``.
 from __future__ import annotations
 
 import argparse
-import json
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,8 @@ from interval_prior import coverage_summary
 from results_io import write_results
 
 from pricing.config import PricingConfig
-from pricing.evaluation.judge import ELASTICITY_FLOOR, judged_skus
+from pricing.evaluation.judge import ELASTICITY_FLOOR
+from pricing.evaluation.robustness import judged_market
 from pricing.lakehouse import io
 from pricing.model.dataset import model_inputs
 from pricing.model.predict import stretch_interval
@@ -59,15 +58,8 @@ def holdout_metrics(spark: Any, cfg: PricingConfig, market: Path) -> dict[str, f
 def judged_intervals(spark: Any, cfg: PricingConfig, market: Path) -> tuple[dict[str, Any], Any]:
     """``market``'s family record and, per priced SKU, the night's elasticity, its interval and the
     true elasticity, as the judge reads them (pandas)."""
-    found = json.loads((market / "truth" / "family.json").read_text())
-    judged = judged_skus(
-        spark,
-        str(market / "lakehouse"),
-        found["truth"],
-        date.fromisoformat(found["price_date"]),
-        cfg.policy,
-        cfg.simulate,
-    ).select("sku", "elasticity", "elasticity_low", "elasticity_high", "true_elasticity")
+    found, judged = judged_market(spark, cfg, market)
+    judged = judged.select("sku", "elasticity", "elasticity_low", "elasticity_high", "true_elasticity")
     return found, judged.toPandas().sort_values("sku", ignore_index=True)
 
 

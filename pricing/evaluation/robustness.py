@@ -31,7 +31,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, get_args
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from pricing.config import PricingConfig, ScoreConfig
 from pricing.evaluation.families import FAMILIES, FamilyMarket, generate_market
@@ -130,6 +130,21 @@ def _reusable(workdir: Path, family: str, plan: EvaluationPlan) -> tuple[FamilyM
         size = (size[0], (date.fromisoformat(market.history_end) - first).days + 1)
     same = found.get("name") == family and size == (plan.n_skus, plan.n_days)
     return (market, float(seconds)) if same else None
+
+
+def judged_market(spark: SparkSession, cfg: PricingConfig, market: Path) -> tuple[dict[str, Any], DataFrame]:
+    """An evaluated market's folder (``<workdir>/<family>/seed<n>``): its ``family.json`` record and the
+    judge's rows of the night its nightly job priced (:func:`judged_skus`), judged again from the tables."""
+    found = json.loads((market / "truth" / "family.json").read_text())
+    judged = judged_skus(
+        spark,
+        str(market / "lakehouse"),
+        found["truth"],
+        date.fromisoformat(found["price_date"]),
+        cfg.policy,
+        cfg.simulate,
+    )
+    return found, judged
 
 
 def _champion_version(cfg: PricingConfig) -> str | None:
