@@ -383,7 +383,14 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
                 pre_days=args.pre_days,
             )
         elif args.action == "readout":
-            effects = readout(spark, cfg.paths.lakehouse, args.name, through=args.through, level=args.level)
+            effects = readout(
+                spark,
+                cfg.paths.lakehouse,
+                args.name,
+                through=args.through,
+                level=args.level,
+                exploration_scope=cfg.score.exploration_scope,
+            )
             print(f"experiment {args.name}")
             print(render_readout(effects, args.estimator))
         else:

@@ -282,6 +282,10 @@ class ScoreConfig(_Strict):
     # independently of demand and elasticities stay identifiable. 0 turns it off.
     exploration_share: float = Field(0.0, ge=0, le=1)
     exploration_seed: int = 0
+    # Which SKUs exploration draws from: "all", or "no_price_history": only those that
+    # min_price_changes keeps for want of price history (fewer than max(1, min_price_changes) changes),
+    # so tests go where the model cannot price and no SKU it can price pays for them.
+    exploration_scope: Literal["all", "no_price_history"] = "all"
     # How a candidate wins (docs/pricing-policy.md): "lower_bound": the highest lower confidence bound
     # of the profit gain over the current price, taken over the elasticity's uncertainty, so a price
     # moves only where the gain is clearly positive, and less where the interval is wide;
@@ -386,6 +390,8 @@ BACKTEST_POLICIES = (
     "model_explore",
     "oracle",
 )
+# Also allowed, not run unless asked: model_explore with exploration only where a SKU has no price history.
+EXTRA_BACKTEST_POLICIES = ("model_explore_unpriced",)
 
 
 class BacktestConfig(_Strict):
@@ -398,7 +404,8 @@ class BacktestConfig(_Strict):
     # (only auto-approved changes; the rest keep yesterday's price).
     apply: Literal["recommended", "final"] = "recommended"
     cost_plus_markup: float = Field(0.6, gt=0)  # cost_plus targets unit_cost x (1 + markup)
-    exploration_share: float = Field(0.2, gt=0, le=1)  # score.exploration_share of model_explore
+    # score.exploration_share of model_explore and model_explore_unpriced
+    exploration_share: float = Field(0.2, gt=0, le=1)
     report_skus: int = Field(4, ge=1)  # SKUs whose demand and profit curves the report draws
     # The market: "simulator" (pricing simulate) or an evaluation family (pricing.evaluation.families).
     family: str = "simulator"
@@ -406,9 +413,10 @@ class BacktestConfig(_Strict):
     @field_validator("policies")
     @classmethod
     def _known_policies(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(BACKTEST_POLICIES))
+        known = (*BACKTEST_POLICIES, *EXTRA_BACKTEST_POLICIES)
+        unknown = sorted(set(value) - set(known))
         if unknown or not value:
-            raise ValueError(f"unknown policies {unknown}; choose from {list(BACKTEST_POLICIES)}")
+            raise ValueError(f"unknown policies {unknown}; choose from {list(known)}")
         return value
 
 

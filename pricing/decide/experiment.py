@@ -52,6 +52,9 @@ CONTROL_REASON = "experiment_control"
 EXPLORATION = "exploration"
 EXPLORATION_PRE_DAYS = 28
 PRICE_TEST = "price_test"
+# Why a SKU kept its price: it moved too few times in the history (``score.min_price_changes``); with
+# ``score.exploration_scope=no_price_history`` these SKU-nights are exploration's control arm.
+NO_PRICE_HISTORY = "no_price_history"
 # Sales-level strata: SKUs (or categories) are ranked by pre-period units per day into this many bands.
 SALES_LEVELS = 3
 
@@ -352,15 +355,22 @@ def unit_outcomes(
 
 
 def exploration_outcomes(
-    panel_df: DataFrame, recommendations_df: DataFrame, start: date, through: date, pre_days: int
+    panel_df: DataFrame,
+    recommendations_df: DataFrame,
+    start: date,
+    through: date,
+    pre_days: int,
+    scope: str = "all",
 ) -> DataFrame:
     """Exploration read as an experiment of SKU-nights (shaped like :func:`unit_outcomes`). Pure.
 
     Each night from ``start`` to ``through`` draws its explored SKUs at random (``score.exploration_share``,
     hashed from SKU and night): a SKU-night is in treatment when its recommendation was a price test
     (as recommended: a test that waited for review still counts, intention to treat), in control
-    otherwise. Its post-period outcome is that day's; its pre-period, the SKU's mean per day over the
-    ``pre_days`` before ``start`` (the covariate CUPED adjusts by). Segment: the SKU's category.
+    otherwise; with ``scope="no_price_history"`` (``score.exploration_scope``) only SKU-nights drawn
+    from the same pool are controls, those kept as ``no_price_history``. Its post-period outcome is
+    that day's; its pre-period, the SKU's mean per day over the ``pre_days`` before ``start`` (the
+    covariate CUPED adjusts by). Segment: the SKU's category.
     """
     metrics = _metric_columns()
     pre = (
@@ -373,7 +383,10 @@ def exploration_outcomes(
     )
     nights = recommendations_df.where(
         (F.col("price_date") >= F.lit(start)) & (F.col("price_date") <= F.lit(through))
-    ).select(
+    )
+    if scope == "no_price_history":
+        nights = nights.where(F.col("binding_constraint").isin(PRICE_TEST, NO_PRICE_HISTORY))
+    nights = nights.select(
         "sku",
         F.col("price_date").alias("date"),
         F.when(F.col("binding_constraint") == PRICE_TEST, ARMS[0]).otherwise(ARMS[1]).alias("arm"),
@@ -522,10 +535,11 @@ def readout(
     through: date | None = None,
     level: float = 0.9,
     record: bool = True,
+    exploration_scope: str = "all",
 ) -> pd.DataFrame:
     """Read out experiment ``name`` over the panel's days up to ``through`` (default: the panel's last day,
     at most the experiment's last night); append the rows to ``gold/experiment_readouts`` (unless not
-    ``record``) and return them."""
+    ``record``) and return them. ``exploration_scope``: ``score.exploration_scope``, for ``exploration``."""
     root = io.qualify(spark, root)
     lakehouse = Lakehouse(root)
     experiment = read_experiment(spark, root, name) if name != EXPLORATION else None
@@ -543,7 +557,9 @@ def readout(
         if start is None:
             raise ExperimentError("no night has explored a price yet (score.exploration_share is 0)")
         through = min(through or last, last)
-        outcomes = exploration_outcomes(panel, recommendations, start, through, EXPLORATION_PRE_DAYS)
+        outcomes = exploration_outcomes(
+            panel, recommendations, start, through, EXPLORATION_PRE_DAYS, exploration_scope
+        )
         unit, pre_days = "sku", EXPLORATION_PRE_DAYS
     else:
         start, unit, pre_days = experiment["start_date"], experiment["unit"], int(experiment["pre_days"])
@@ -621,6 +637,8 @@ __all__ = [
     "CONTROL_REASON",
     "ExperimentError",
     "EXPLORATION",
+    "NO_PRICE_HISTORY",
+    "PRICE_TEST",
     "assign_arms",
     "controls_on",
     "experiment_effects",

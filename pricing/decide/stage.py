@@ -29,7 +29,7 @@ from pyspark.sql.types import BooleanType, StructField, StructType
 from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
 from pricing.decide.approval import apply_decisions, approve, prices_in_force, publish_current_prices
 from pricing.decide.choose import candidates_with_current, choose_prices, gain_bounds, posterior_gains
-from pricing.decide.experiment import CONTROL_REASON, PRICE_TEST, controls_on
+from pricing.decide.experiment import CONTROL_REASON, NO_PRICE_HISTORY, PRICE_TEST, controls_on
 from pricing.decide.guardrails import BAND_INPUTS, price_band
 from pricing.features import feature_rows, price_changes, read_sku_day
 from pricing.lakehouse import io
@@ -51,8 +51,6 @@ log = logging.getLogger(__name__)
 
 # Guardrail inputs carried from the feature row to the scoring batches (besides price and unit_cost).
 _BAND_COLUMNS = ["map_price", "min_price", "max_price", "comp_median_price", "days_of_cover"]
-# Why a SKU kept its price: it moved too few times in the history (``score.min_price_changes``).
-NO_PRICE_HISTORY = "no_price_history"
 
 # What the scoring batches return: the recommendation's model-side columns, nullable (a SKU without
 # model output has no expectations), plus whether the model knew the SKU (for approval).
@@ -158,13 +156,16 @@ def _unit_hash(*columns: Any) -> np.ndarray:
 
 
 def _price_tests(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfig) -> pd.DataFrame:
-    """Exploration: for ``scfg.exploration_share`` of SKUs (drawn per SKU and night), a random
+    """Exploration: for ``scfg.exploration_share`` of SKUs (drawn per SKU and night; with
+    ``exploration_scope="no_price_history"`` only among SKUs without price history), a random
     candidate of their band; its columns of ``_TESTED`` indexed by ``row``."""
     empty = _no_picks()
     if scfg.exploration_share <= 0 or candidates.empty:
         return empty
     seed = pd.Series(str(scfg.exploration_seed), index=frame.index)
     explored = _unit_hash(frame["sku"], frame["date"], seed) < scfg.exploration_share
+    if scfg.exploration_scope == "no_price_history":
+        explored &= _without_price_history(frame, scfg)
     pool = candidates[explored[candidates["row"].to_numpy()]]
     if pool.empty:
         return empty
@@ -189,8 +190,15 @@ def _blind_holds(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfi
     (the candidate nearest their current price, as :func:`held_prices`)."""
     if scfg.min_price_changes <= 0 or "price_changes" not in frame.columns:
         return _no_picks()
+    return _nearest_current(candidates, _without_price_history(frame, scfg))
+
+
+def _without_price_history(frame: pd.DataFrame, scfg: ScoreConfig) -> np.ndarray:
+    """Rows whose price moved fewer than ``max(1, scfg.min_price_changes)`` times in the history."""
+    if "price_changes" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
     changes = frame["price_changes"].fillna(0).to_numpy(float)
-    return _nearest_current(candidates, changes < scfg.min_price_changes)
+    return np.asarray(changes < max(1, scfg.min_price_changes))
 
 
 def _nearest_current(candidates: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:

@@ -16,6 +16,8 @@ Policies (``backtest.policies``):
 - ``model_explore``: the nightly job with the configured fit (``train.debias``, off by default) plus
   price exploration (``score.exploration_share``): its cost and benefit are read against the policy
   with the same fit and no exploration.
+- ``model_explore_unpriced`` (only when asked): the same, exploring only SKUs kept for want of price
+  history (``score.exploration_scope=no_price_history``).
 - ``oracle``: the best candidate of the same grid and band under the true demand curve.
 
 Everything a policy did lands under ``<workdir>/policies/<policy>/``; the nightly figures go to the
@@ -54,7 +56,7 @@ from pricing.sim.deliver import deliver
 from pricing.sim.market import SKU_DAY_SCHEMA, catalog_cost_missing, fx_rates, write_daily_sources
 from pricing.sim.truth import elasticity_error
 
-MODEL_POLICIES = ("model_naive", "model_debiased", "model_explore")
+MODEL_POLICIES = ("model_naive", "model_debiased", "model_explore", "model_explore_unpriced")
 BASELINE_POLICIES = ("keep", "cost_plus", "competitor_median", "oracle")
 
 POLICY_PRICES_SCHEMA = StructType(
@@ -300,8 +302,11 @@ class Backtest:
 
     def _model_cfg(self, policy: str) -> PricingConfig:
         base = self._policy_dir(policy)
-        share = self.cfg.backtest.exploration_share if policy == "model_explore" else 0.0
-        score: dict[str, Any] = {"exploration_share": share}
+        explores = policy in ("model_explore", "model_explore_unpriced")
+        score: dict[str, Any] = {
+            "exploration_share": self.cfg.backtest.exploration_share if explores else 0.0,
+            "exploration_scope": "no_price_history" if policy == "model_explore_unpriced" else "all",
+        }
         if self.cfg.backtest.apply == "recommended":
             # Every change inside the guardrails is approved, so the system's own price tables (the
             # price in force it starts from tomorrow) hold what the market saw.

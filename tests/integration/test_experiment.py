@@ -244,7 +244,7 @@ def test_exploration_reads_out_as_an_experiment_of_sku_nights(spark: SparkSessio
     recommendations = spark.createDataFrame(
         [
             ("a", start, "price_test"),
-            ("b", start, "none"),
+            ("b", start, "no_price_history"),
             ("a", start + timedelta(1), "uncertain_gain"),
             ("b", start + timedelta(1), "price_test"),  # no sales day yet: not read
             ("a", start - timedelta(1), "price_test"),  # before the start: not read
@@ -258,3 +258,9 @@ def test_exploration_reads_out_as_an_experiment_of_sku_nights(spark: SparkSessio
         ("a|2026-07-11", "control", "toys", 12.0, 20.0, 2.0, 18.0, 30.0, 3.0),
     ]
     assertDataFrameEqual(got, spark.createDataFrame(expected, OUTCOME_COLUMNS))
+    # Exploration aimed at SKUs without price history: its controls are the ones kept for that reason
+    # (drawn from the same pool), not every SKU-night that was not tested.
+    aimed = exploration_outcomes(
+        panel, recommendations, start, start + timedelta(days=1), pre_days=7, scope="no_price_history"
+    )
+    assertDataFrameEqual(aimed, spark.createDataFrame(expected[:2], OUTCOME_COLUMNS))

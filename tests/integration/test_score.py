@@ -369,6 +369,24 @@ def test_skus_whose_price_never_moved_keep_it_unless_tested(
     )
     tested = _night(spark, lakehouse).toPandas().set_index("sku").loc[free.index]
     assert (tested.loc[scored, "binding_constraint"] == "price_test").all()
+    # Exploration aimed at them tests only them: every SKU here when none counts as priced, none when
+    # every price moved (the shipped min_price_changes), the model's choice then standing for all.
+    for changes, tests in (("10000", True), ("1", False)):
+        aimed = _config(
+            market,
+            "score.decision=expected",
+            f"score.min_price_changes={changes}",
+            "score.exploration_share=1.0",
+            "score.exploration_scope=no_price_history",
+            lakehouse=lakehouse,
+        )
+        run_score(spark, aimed)
+        night = _night(spark, lakehouse).toPandas().set_index("sku").loc[free.index]
+        if tests:
+            assert (night.loc[scored, "binding_constraint"] == "price_test").all()
+        else:
+            assert (night["binding_constraint"] != "price_test").all()
+            assert (night["recommended_price"] == free["recommended_price"]).all()
 
 
 def test_features_outside_the_training_range_are_clipped_to_it(spark: SparkSession, market: Path) -> None:
