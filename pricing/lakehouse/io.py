@@ -237,6 +237,17 @@ def delete_where(spark: SparkSession, path: str, condition: Any) -> int:
     return int(last_operation_metrics(spark, path).get("numDeletedRows", 0))
 
 
+def write_files(df: DataFrame, path: str) -> None:
+    """``df`` as plain Parquet files at ``path`` (not a Delta table: files that processes outside
+    Spark read, such as a training run's shards); the folder must not exist yet."""
+    df.write.parquet(path)
+
+
+def read_files(spark: SparkSession, path: str) -> DataFrame:
+    """The Parquet files :func:`write_files` wrote at ``path``."""
+    return spark.read.parquet(path)
+
+
 def history(spark: SparkSession, path: str) -> DataFrame:
     """The Delta commits of the table at ``path``, newest first."""
     return DeltaTable.forPath(spark, path).history()

@@ -155,6 +155,14 @@ class Lakehouse:
         """A training run's shards (Parquet, not a Delta table): ``<root>/model_data/<run_id>``."""
         return io.table_path(self.root, "model_data", run_id)
 
+    def write_model_data(self, run_id: str, part: str, df: DataFrame) -> None:
+        """Write a training run's ``part`` (``train`` or ``holdout``) rows as Parquet shards."""
+        io.write_files(df, f"{self.model_data(run_id)}/{part}")
+
+    def read_model_data(self, spark: SparkSession, run_id: str, part: str) -> DataFrame:
+        """A training run's ``part`` rows, as :meth:`write_model_data` wrote them."""
+        return io.read_files(spark, f"{self.model_data(run_id)}/{part}")
+
     def exists(self, spark: SparkSession, table: Table) -> bool:
         return io.is_delta_table(spark, self.path(table))
 

@@ -302,12 +302,12 @@ def model_panels(spark: SparkSession, cfg: PricingConfig, root: str) -> ModelPan
     )
 
 
-def _write_inputs(panels: ModelPanels, data_dir: str, shards: int) -> None:
-    """The training and holdout rows as network inputs, Parquet under ``data_dir`` (what workers read)."""
-    model_inputs(panels.train, panels.embeddings, panels.spec).repartition(
-        shards, "sku", "date"
-    ).write.parquet(f"{data_dir}/train")
-    model_inputs(panels.holdout, panels.embeddings, panels.spec).write.parquet(f"{data_dir}/holdout")
+def _write_inputs(panels: ModelPanels, lakehouse: Lakehouse, run_id: str, shards: int) -> None:
+    """The training and holdout rows as network inputs, the run's model data (what workers read)."""
+    train = model_inputs(panels.train, panels.embeddings, panels.spec).repartition(shards, "sku", "date")
+    lakehouse.write_model_data(run_id, "train", train)
+    holdout = model_inputs(panels.holdout, panels.embeddings, panels.spec)
+    lakehouse.write_model_data(run_id, "holdout", holdout)
 
 
 def _network(panels: ModelPanels, tcfg: TrainConfig, basis: list[list[float]] | None) -> dict[str, Any]:
@@ -399,15 +399,15 @@ def run_train(
 
     mlflow.set_tracking_uri(tcfg.tracking_uri)
     experiment_id = tracking.experiment_id(tcfg, tcfg.experiment)
-    lakehouse = io.lakehouse_id(spark, root)
+    lakehouse_id = io.lakehouse_id(spark, root)
+    lakehouse = Lakehouse(root)
     with mlflow.start_run(
         experiment_id=experiment_id,
-        tags={**(tags or {}), "panel_end": panels.end.isoformat(), LAKEHOUSE_ID_TAG: lakehouse},
+        tags={**(tags or {}), "panel_end": panels.end.isoformat(), LAKEHOUSE_ID_TAG: lakehouse_id},
     ) as run:
         run_id = run.info.run_id
-        data_dir = Lakehouse(root).model_data(run_id)
         shards = max(2, tcfg.num_processes * 2)
-        _write_inputs(panels, data_dir, shards)
+        _write_inputs(panels, lakehouse, run_id, shards)
         # The training SKUs' titles, each once, decide the text's principal axes.
         basis = text_basis(
             panels.embeddings.join(panels.train.select("text_hash").distinct(), "text_hash"),
@@ -415,7 +415,7 @@ def run_train(
             tcfg.text_components,
         )
         net = _network(panels, tcfg, basis)
-        worker = worker_spec(tcfg, net, f"{data_dir}/train", run_id, text_basis=basis)
+        worker = worker_spec(tcfg, net, f"{lakehouse.model_data(run_id)}/train", run_id, text_basis=basis)
         mlflow.log_params(
             {
                 **{k: v for k, v in tcfg.model_dump().items() if k != "tracking_uri"},
@@ -432,7 +432,7 @@ def run_train(
         state = result["state"]
         mlflow.set_tag("train_device", result["device"])
 
-        holdout_df = spark.read.parquet(f"{data_dir}/holdout")
+        holdout_df = lakehouse.read_model_data(spark, run_id, "holdout")
         predictions, judged, config = _judge_holdout(holdout_df, state, model_config(tcfg, net), tcfg)
         elasticities = sku_elasticities(predictions).cache()
         metrics = {
@@ -448,11 +448,9 @@ def run_train(
 
         # The trained model's elasticities, written before registering so that a run resumed after a
         # crash in registration or gating finds them (training is deterministic for a seed).
-        Lakehouse(root).overwrite(
-            ELASTICITIES, elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields])
-        )
+        lakehouse.overwrite(ELASTICITIES, elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields]))
         version = _log_model(holdout_df, state, config, panels.spec, tcfg)
-        mlflow.MlflowClient().set_model_version_tag(tcfg.model_name, version, LAKEHOUSE_ID_TAG, lakehouse)
+        mlflow.MlflowClient().set_model_version_tag(tcfg.model_name, version, LAKEHOUSE_ID_TAG, lakehouse_id)
         champion_wape, alias = promote(spark, cfg, root, run_id, version)
         predictions.unpersist()
         elasticities.unpersist()
@@ -493,7 +491,7 @@ def promote(
     new_wape = logged["holdout_wape"]
     # Runs logged before the price-change check existed gate on WAPE alone.
     new_change = logged.get("price_change_wape", float("nan"))
-    holdout_df = spark.read.parquet(f"{Lakehouse(root).model_data(run_id)}/holdout")
+    holdout_df = Lakehouse(root).read_model_data(spark, run_id, "holdout")
     champion_wape, champion_change, alias = _gate(
         spark, holdout_df, cfg.train.model_name, version, new_wape, new_change, io.lakehouse_id(spark, root)
     )

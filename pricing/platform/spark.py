@@ -181,12 +181,15 @@ def prefetch_delta_jars(cfg: SparkConfig) -> list[str]:
     """
     import tempfile
 
+    from pricing.lakehouse import io
+
     if cached_delta_jars(cfg):
         return cached_delta_jars(cfg)
     spark = build_spark(cfg, use_packages=True)
     with tempfile.TemporaryDirectory() as tmp:
-        spark.range(3).write.format("delta").save(f"{tmp}/probe")
-        rows = spark.read.format("delta").load(f"{tmp}/probe").count()
+        probe = spark.range(3)
+        io.append(probe, f"{tmp}/probe", probe.schema, "the Delta probe")
+        rows = io.read_table(spark, f"{tmp}/probe").count()
     spark.stop()
     if rows != 3:
         raise RuntimeError(f"Delta probe table read back {rows} rows, expected 3")

@@ -44,6 +44,17 @@ def test_paths_follow_the_one_naming_rule() -> None:
     assert lakehouse.model_data("run1") == "s3://shop/lakehouse/model_data/run1"
 
 
+def test_a_training_runs_model_data_reads_back_as_written(spark: SparkSession, tmp_path: Path) -> None:
+    lakehouse = Lakehouse(str(tmp_path))
+    rows = spark.createDataFrame([("A", 1.0), ("B", 2.0), ("C", 3.0)], "sku string, price double")
+    lakehouse.write_model_data("run1", "holdout", rows)
+    assert (tmp_path / "model_data" / "run1" / "holdout" / "_SUCCESS").exists()
+    assertDataFrameEqual(lakehouse.read_model_data(spark, "run1", "holdout"), rows)
+    # A run's shards are written once: a second write of the same part is refused, not mixed in.
+    with pytest.raises(Exception, match="already exists"):
+        lakehouse.write_model_data("run1", "holdout", rows)
+
+
 def test_writes_are_checked_against_the_declaration(spark: SparkSession, tmp_path: Path) -> None:
     lakehouse = Lakehouse(str(tmp_path))
     wrong = spark.createDataFrame([("A", 1.0)], "sku string, price double")
