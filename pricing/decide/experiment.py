@@ -384,7 +384,7 @@ def exploration_outcomes(
     nights = recommendations_df.where(
         (F.col("price_date") >= F.lit(start)) & (F.col("price_date") <= F.lit(through))
     )
-    if scope == "no_price_history":
+    if scope == NO_PRICE_HISTORY:
         nights = nights.where(F.col("binding_constraint").isin(PRICE_TEST, NO_PRICE_HISTORY))
     nights = nights.select(
         "sku",

@@ -164,7 +164,7 @@ def _price_tests(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfi
         return empty
     seed = pd.Series(str(scfg.exploration_seed), index=frame.index)
     explored = _unit_hash(frame["sku"], frame["date"], seed) < scfg.exploration_share
-    if scfg.exploration_scope == "no_price_history":
+    if scfg.exploration_scope == NO_PRICE_HISTORY:
         explored &= _without_price_history(frame, scfg)
     pool = candidates[explored[candidates["row"].to_numpy()]]
     if pool.empty:
@@ -188,13 +188,14 @@ def held_prices(frame: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
 def _blind_holds(frame: pd.DataFrame, candidates: pd.DataFrame, scfg: ScoreConfig) -> pd.DataFrame:
     """SKUs whose price moved fewer than ``scfg.min_price_changes`` times in the history keep it
     (the candidate nearest their current price, as :func:`held_prices`)."""
-    if scfg.min_price_changes <= 0 or "price_changes" not in frame.columns:
+    if scfg.min_price_changes <= 0:
         return _no_picks()
     return _nearest_current(candidates, _without_price_history(frame, scfg))
 
 
 def _without_price_history(frame: pd.DataFrame, scfg: ScoreConfig) -> np.ndarray:
-    """Rows whose price moved fewer than ``max(1, scfg.min_price_changes)`` times in the history."""
+    """Rows whose price moved fewer than ``max(1, scfg.min_price_changes)`` times in the history (none
+    where the rows carry no count)."""
     if "price_changes" not in frame.columns:
         return np.zeros(len(frame), dtype=bool)
     changes = frame["price_changes"].fillna(0).to_numpy(float)

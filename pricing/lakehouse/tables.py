@@ -151,17 +151,19 @@ class Lakehouse:
     def path(self, table: Table) -> str:
         return io.table_path(self.root, table.layer, table.name)
 
-    def model_data(self, run_id: str) -> str:
-        """A training run's shards (Parquet, not a Delta table): ``<root>/model_data/<run_id>``."""
-        return io.table_path(self.root, "model_data", run_id)
+    def model_data(self, run_id: str, part: str = "") -> str:
+        """A training run's shards (Parquet, not a Delta table): ``<root>/model_data/<run_id>``, or
+        its ``part`` (``train`` or ``holdout``) below it."""
+        folder = io.table_path(self.root, "model_data", run_id)
+        return f"{folder}/{part}" if part else folder
 
     def write_model_data(self, run_id: str, part: str, df: DataFrame) -> None:
-        """Write a training run's ``part`` (``train`` or ``holdout``) rows as Parquet shards."""
-        io.write_files(df, f"{self.model_data(run_id)}/{part}")
+        """Write a training run's ``part`` rows as Parquet shards."""
+        io.write_files(df, self.model_data(run_id, part))
 
     def read_model_data(self, spark: SparkSession, run_id: str, part: str) -> DataFrame:
         """A training run's ``part`` rows, as :meth:`write_model_data` wrote them."""
-        return io.read_files(spark, f"{self.model_data(run_id)}/{part}")
+        return io.read_files(spark, self.model_data(run_id, part))
 
     def exists(self, spark: SparkSession, table: Table) -> bool:
         return io.is_delta_table(spark, self.path(table))

@@ -415,7 +415,7 @@ def run_train(
             tcfg.text_components,
         )
         net = _network(panels, tcfg, basis)
-        worker = worker_spec(tcfg, net, f"{lakehouse.model_data(run_id)}/train", run_id, text_basis=basis)
+        worker = worker_spec(tcfg, net, lakehouse.model_data(run_id, "train"), run_id, text_basis=basis)
         mlflow.log_params(
             {
                 **{k: v for k, v in tcfg.model_dump().items() if k != "tracking_uri"},

@@ -42,6 +42,7 @@ def test_paths_follow_the_one_naming_rule() -> None:
     assert lakehouse.path(CURRENT_PRICES) == "s3://shop/lakehouse/gold/current_prices"
     assert lakehouse.path(SILVER["catalog"]) == "s3://shop/lakehouse/silver/catalog"
     assert lakehouse.model_data("run1") == "s3://shop/lakehouse/model_data/run1"
+    assert lakehouse.model_data("run1", "train") == "s3://shop/lakehouse/model_data/run1/train"
 
 
 def test_a_training_runs_model_data_reads_back_as_written(spark: SparkSession, tmp_path: Path) -> None:
