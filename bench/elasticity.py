@@ -23,6 +23,7 @@ from typing import Any
 from results_io import write_results
 from run_config import market_overrides, run_config, simulated_panel
 
+from pricing.lakehouse.tables import Lakehouse
 from pricing.model.train import run_train
 from pricing.platform.spark import build_spark
 from pricing.sim.truth import training_vs_truth
@@ -40,7 +41,7 @@ def fit_pair(
     per_fit: dict[str, Any] = {}
     for fit, debias in FITS.items():
         cfg = run_config(base, *market, *settings, f"train.debias={debias}")
-        report = run_train(spark, cfg, lakehouse)
+        report = run_train(spark, Lakehouse.at(spark, lakehouse), cfg.train, cfg.features)
         training_vs_truth(spark, report, lakehouse, truth, cfg.train.tracking_uri)
         print(f"{base.name} {settings}, {fit} fit:\n{report.render()}", flush=True)
         per_fit[fit] = {

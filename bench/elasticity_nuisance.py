@@ -36,6 +36,7 @@ import torch
 from results_io import write_results
 from run_config import market_overrides, run_config, simulated_panel
 
+from pricing.lakehouse.tables import Lakehouse
 from pricing.model.distributed import (
     LocalComm,
     cross_fit_nuisances,
@@ -157,7 +158,7 @@ def main() -> None:
         )
         spark = spark or build_spark(cfg.spark)
         lakehouse, truth = simulated_panel(spark, cfg, base)
-        report = run_train(spark, cfg, lakehouse)
+        report = run_train(spark, Lakehouse.at(spark, lakehouse), cfg.train, cfg.features)
         training_vs_truth(spark, report, lakehouse, truth, cfg.train.tracking_uri)
         data_dir = f"{lakehouse}/model_data/{report.run_id}"
         with_true_price_rule(f"{data_dir}/train", truth, str(base / "train_true_m"))

@@ -22,6 +22,7 @@ from pathlib import Path
 from pricing.config import load_config
 from pricing.features import run_features
 from pricing.ingest import run_ingest
+from pricing.lakehouse.tables import Lakehouse
 from pricing.platform.spark import build_spark
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
@@ -52,17 +53,19 @@ def main() -> None:
     days = [START + timedelta(days=i) for i in range(36)]
     simulate_market(spark, cfg.simulate, str(staging), str(base / "truth"))
     deliver(spark, str(staging), str(landing), days[34])
-    run_ingest(spark, cfg, str(landing), str(lakehouse))
-    run_features(spark, cfg, str(lakehouse), run_date=days[34])
+    run_ingest(spark, Lakehouse.at(spark, str(lakehouse)), cfg.ingest, str(landing))
+    run_features(spark, Lakehouse.at(spark, str(lakehouse)), cfg.features, cfg.catalog, run_date=days[34])
     deliver(spark, str(staging), str(landing), days[35])
-    run_ingest(spark, cfg, str(landing), str(lakehouse))
+    run_ingest(spark, Lakehouse.at(spark, str(lakehouse)), cfg.ingest, str(landing))
     runs = []
     for i in range(copies):
         copy = base / f"copy{i}"
         shutil.copytree(lakehouse, copy)
         jobs = len(tracker.getJobIdsForGroup(None))
         started = time.perf_counter()
-        report = run_features(spark, cfg, str(copy), run_date=days[35])
+        report = run_features(
+            spark, Lakehouse.at(spark, str(copy)), cfg.features, cfg.catalog, run_date=days[35]
+        )
         runs.append(
             {
                 "seconds": round(time.perf_counter() - started, 2),

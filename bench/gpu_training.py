@@ -52,6 +52,7 @@ def prepare(args: argparse.Namespace) -> None:
     from elasticity_nuisance import network_sizes
     from run_config import market_overrides, run_config, simulated_panel
 
+    from pricing.lakehouse.tables import Lakehouse
     from pricing.model.distributed import read_shard
     from pricing.model.train import model_config, run_train, worker_spec
     from pricing.platform.spark import build_spark
@@ -64,7 +65,7 @@ def prepare(args: argparse.Namespace) -> None:
     cfg = run_config(work, *market_overrides(args.skus, args.days, args.seed), *args.overrides)
     spark = build_spark(cfg.spark)
     lakehouse, truth = simulated_panel(spark, cfg, work)
-    report = run_train(spark, cfg, lakehouse)
+    report = run_train(spark, Lakehouse.at(spark, lakehouse), cfg.train, cfg.features)
     training_vs_truth(spark, report, lakehouse, truth, cfg.train.tracking_uri)
     data_dir = Path(lakehouse, "model_data", report.run_id)
     shutil.copytree(data_dir / "train", bundle / "train", ignore=shutil.ignore_patterns("_*", ".*"))

@@ -23,6 +23,7 @@ from results_io import write_results
 from run_config import market_overrides, run_config
 
 from pricing.ingest import run_ingest
+from pricing.lakehouse.tables import Lakehouse
 from pricing.platform.spark import build_spark
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
@@ -52,7 +53,7 @@ def main() -> None:
     warmup = workdir / "warmup"
     shutil.rmtree(warmup, ignore_errors=True)
     deliver(spark, str(market_dir), str(warmup / "landing"), cfg.simulate.start_date + timedelta(days=6))
-    run_ingest(spark, cfg, str(warmup / "landing"), str(warmup / "lakehouse"))
+    run_ingest(spark, Lakehouse.at(spark, str(warmup / "lakehouse")), cfg.ingest, str(warmup / "landing"))
     timings: dict[int, dict[str, list[float]]] = {s: {"backfill": [], "one_day": []} for s in settings}
     silver_rows: dict[int, int] = {}
     for repeat in range(args.repeats):
@@ -65,7 +66,7 @@ def main() -> None:
             for batch, through in (("backfill", last_day - timedelta(days=1)), ("one_day", last_day)):
                 deliver(spark, str(market_dir), str(landing), through)
                 started = time.perf_counter()
-                report = run_ingest(spark, run_cfg, str(landing), lakehouse)
+                report = run_ingest(spark, Lakehouse.at(spark, lakehouse), run_cfg.ingest, str(landing))
                 timings[setting][batch].append(time.perf_counter() - started)
                 assert report.balanced
                 # Counted from the tables as written (the reconciliation's rows_silver).

@@ -29,7 +29,7 @@ from results_io import write_results
 from pricing.config import PricingConfig
 from pricing.evaluation.judge import ELASTICITY_FLOOR
 from pricing.evaluation.robustness import judged_market
-from pricing.lakehouse import io
+from pricing.lakehouse.tables import Lakehouse
 from pricing.model.dataset import model_inputs
 from pricing.model.predict import stretch_interval
 from pricing.model.train import (
@@ -44,7 +44,7 @@ from pricing.platform.spark import build_spark
 
 def holdout_metrics(spark: Any, cfg: PricingConfig, market: Path) -> dict[str, float]:
     """The price-change metrics of ``market``'s champion on the holdout its training run used."""
-    panels = model_panels(spark, cfg, io.qualify(spark, str(market / "lakehouse")))
+    panels = model_panels(spark, Lakehouse.at(spark, str(market / "lakehouse")), cfg.train, cfg.features)
     holdout = model_inputs(panels.holdout, panels.embeddings, panels.spec)
     uri, name = f"sqlite:///{(market / 'mlflow.db').resolve()}", cfg.train.model_name
 

@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 from pricing.config import PricingConfig, load_config
 from pricing.features import run_features
 from pricing.ingest import run_ingest
+from pricing.lakehouse.tables import Lakehouse
 from pricing.sim import simulate_market
 
 
@@ -37,6 +38,7 @@ def simulated_panel(spark: SparkSession, cfg: PricingConfig, base: Path) -> tupl
     """
     landing, lakehouse, truth = str(base / "landing"), str(base / "lakehouse"), str(base / "truth")
     simulate_market(spark, cfg.simulate, landing, truth)
-    run_ingest(spark, cfg, landing, lakehouse)
-    run_features(spark, cfg, lakehouse)
+    tables = Lakehouse.at(spark, lakehouse)
+    run_ingest(spark, tables, cfg.ingest, landing)
+    run_features(spark, tables, cfg.features, cfg.catalog)
     return lakehouse, truth

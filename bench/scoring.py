@@ -23,7 +23,7 @@ from results_io import write_results
 
 from pricing.config import load_config
 from pricing.decide.stage import SCORED_SCHEMA, load_champion, next_night, score_batches, scoring_inputs
-from pricing.lakehouse import io
+from pricing.lakehouse.tables import Lakehouse
 from pricing.platform.spark import build_spark
 
 
@@ -49,11 +49,11 @@ def main() -> None:
 
     cfg = load_config("local", overrides=[f"train.tracking_uri={args.tracking_uri}"])
     spark = build_spark(cfg.spark)
-    root = io.qualify(spark, args.lakehouse)
+    lakehouse = Lakehouse.at(spark, args.lakehouse)
     champion = load_champion(cfg.train, cfg.score.model_alias)
     if champion is None:
         raise SystemExit("no champion model: run `make demo` first")
-    base = scoring_inputs(spark, cfg, root, next_night(spark, root), champion.input_spec)
+    base = scoring_inputs(spark, lakehouse, cfg.features, next_night(spark, lakehouse), champion.input_spec)
     copies = -(-args.skus // base.count())
     replicated = (
         base.crossJoin(spark.range(copies).withColumnRenamed("id", "_copy"))

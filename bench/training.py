@@ -16,6 +16,7 @@ import torch
 from results_io import write_results
 from run_config import run_config
 
+from pricing.lakehouse.tables import Lakehouse
 from pricing.model.train import run_train
 from pricing.platform.spark import build_spark
 
@@ -43,7 +44,7 @@ def main() -> None:
                     f"train.use_gpu={str(args.gpu).lower()}",
                 )
                 spark = spark or build_spark(cfg.spark)
-                report = run_train(spark, cfg)
+                report = run_train(spark, Lakehouse.at(spark, args.lakehouse), cfg.train, cfg.features)
                 rate = report.metrics["train_samples_per_s"]
                 results["runs"][f"{backend}/{processes}"] = {"samples_per_s": rate, "seconds": report.seconds}
                 print(

@@ -42,6 +42,7 @@ from code_versions import REPO, ref_worktree, sha
 from results_io import write_results
 from run_config import run_config
 
+from pricing.lakehouse.tables import Lakehouse
 from pricing.model.train import run_train
 from pricing.platform.spark import build_spark
 from pricing.sim.truth import training_vs_truth
@@ -94,7 +95,7 @@ def main() -> None:
                 spark = spark or build_spark(cfg.spark)
                 started = time.monotonic()
                 try:
-                    report = run_train(spark, cfg)
+                    report = run_train(spark, Lakehouse.at(spark, args.lakehouse), cfg.train, cfg.features)
                     training_vs_truth(spark, report, args.lakehouse, args.truth, cfg.train.tracking_uri)
                 except Exception as error:  # noqa: BLE001 - a side that cannot train is a result too
                     run = {

@@ -9,13 +9,12 @@
 from pyspark.sql import functions as F
 
 from pricing.lakehouse import tables
-from pricing.lakehouse.tables import Lakehouse
 from pricing.platform.notebook import notebook_context
 from pricing.schemas import SOURCES
 
 ctx = notebook_context()
 spark = ctx.spark
-lakehouse = Lakehouse(ctx.lakehouse)
+lakehouse = ctx.lakehouse
 
 # COMMAND ----------
 

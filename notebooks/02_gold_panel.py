@@ -8,12 +8,12 @@
 
 from pyspark.sql import functions as F
 
-from pricing.lakehouse.tables import FEATURE_RUNS, SKU_DAY, Lakehouse
+from pricing.lakehouse.tables import FEATURE_RUNS, SKU_DAY
 from pricing.platform.notebook import notebook_context
 
 ctx = notebook_context()
 spark = ctx.spark
-lakehouse = Lakehouse(ctx.lakehouse)
+lakehouse = ctx.lakehouse
 panel = lakehouse.read(spark, SKU_DAY)
 
 # COMMAND ----------

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 
-from pricing.lakehouse.tables import ELASTICITIES, Lakehouse
+from pricing.lakehouse.tables import ELASTICITIES
 from pricing.platform.notebook import notebook_context
 
 ctx = notebook_context()
@@ -51,7 +51,7 @@ assert versions["aliases"].str.contains("champion").sum() == 1
 
 # COMMAND ----------
 
-elasticities = (Lakehouse(ctx.lakehouse).read(spark, ELASTICITIES).toPandas()).sort_values("elasticity")
+elasticities = (ctx.lakehouse.read(spark, ELASTICITIES).toPandas()).sort_values("elasticity")
 assert (elasticities["elasticity"] <= 0).all()
 fig, ax = plt.subplots(figsize=(9, 3))
 ax.errorbar(

@@ -11,12 +11,12 @@ import numpy as np
 from pyspark.sql import functions as F
 
 from pricing.decide.stage import whatif
-from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, Lakehouse
+from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS
 from pricing.platform.notebook import notebook_context
 
 ctx = notebook_context()
 spark = ctx.spark
-recommendations = Lakehouse(ctx.lakehouse).read(spark, PRICE_RECOMMENDATIONS)
+recommendations = ctx.lakehouse.read(spark, PRICE_RECOMMENDATIONS)
 night = recommendations.agg(F.max("price_date")).first()[0]
 tonight = recommendations.where(F.col("price_date") == night).cache()
 print(f"prices for {night}: {tonight.count()} SKUs")
@@ -62,7 +62,7 @@ tonight.select(
 
 row = tonight.orderBy(F.desc("expected_profit_recommended")).first()
 grid = [round(p, 2) for p in np.linspace(row.current_price * 0.6, row.current_price * 1.4, 25)]
-curve = whatif(spark, ctx.cfg, row.sku, grid, lakehouse_root=ctx.lakehouse, price_date=night)
+curve = whatif(spark, ctx.lakehouse, ctx.cfg, row.sku, grid, price_date=night)
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.plot(curve["price"], curve["expected_profit"], marker=".")
 ax.axvspan(row.price_floor, row.price_ceiling, alpha=0.15, label="guardrail band")

@@ -8,12 +8,12 @@
 
 from pyspark.sql import functions as F
 
-from pricing.lakehouse.tables import CURRENT_PRICES, PRICE_RECOMMENDATIONS, RUNS, Lakehouse
+from pricing.lakehouse.tables import CURRENT_PRICES, PRICE_RECOMMENDATIONS, RUNS
 from pricing.platform.notebook import notebook_context
 
 ctx = notebook_context()
 spark = ctx.spark
-lakehouse = Lakehouse(ctx.lakehouse)
+lakehouse = ctx.lakehouse
 runs = lakehouse.read(spark, RUNS)
 runs.select(
     "run_date", "price_date", "status", "attempt", "model_version", "retrained", "skus_priced", "seconds"

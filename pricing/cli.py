@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from pricing.config import ConfigError, PricingConfig, load_config
 from pricing.ingest import IngestError, ReconciliationError
+from pricing.lakehouse.tables import Lakehouse
 from pricing.platform.console import configure_console
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("lakehouse", args.lakehouse)) if v]
     cfg, spark = _session(args, extra)
-    run_ingest(spark, cfg)
+    run_ingest(spark, Lakehouse.at(spark, cfg.paths.lakehouse), cfg.ingest, cfg.paths.landing)
     return 0
 
 
@@ -112,7 +113,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from pricing.features import run_features
 
     cfg, spark = _session(args, _lakehouse(args))
-    run_features(spark, cfg, run_date=args.run_date, full=args.full)
+    lakehouse = Lakehouse.at(spark, cfg.paths.lakehouse)
+    run_features(spark, lakehouse, cfg.features, cfg.catalog, run_date=args.run_date, full=args.full)
     return 0
 
 
@@ -121,7 +123,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     extra = [f"train.backend={args.backend}"] if args.backend else []
     cfg, spark = _session(args, _lakehouse(args) + extra)
-    report = run_train(spark, cfg)
+    report = run_train(spark, Lakehouse.at(spark, cfg.paths.lakehouse), cfg.train, cfg.features)
     if args.truth:
         from pricing.sim.truth import training_vs_truth
 
@@ -135,7 +137,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from pricing.decide.stage import run_score
 
     cfg, spark = _session(args, _lakehouse(args))
-    report = run_score(spark, cfg, price_date=args.price_date)
+    report = run_score(spark, Lakehouse.at(spark, cfg.paths.lakehouse), cfg, price_date=args.price_date)
     if args.truth:
         from pricing.sim.truth import night_vs_truth, render_night
 
@@ -244,7 +246,8 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
 
     cfg, spark = _session(args, _lakehouse(args))
     try:
-        table = whatif(spark, cfg, args.sku, args.price, price_date=args.price_date)
+        lakehouse = Lakehouse.at(spark, cfg.paths.lakehouse)
+        table = whatif(spark, lakehouse, cfg, args.sku, args.price, price_date=args.price_date)
     except (KeyError, RuntimeError) as error:
         print(f"pricing whatif: {error}", file=sys.stderr)
         return 1
@@ -280,7 +283,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
     from pricing.decide.review import ReviewError, latest_price_date, review_queue
     from pricing.lakehouse import io
-    from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, Lakehouse
+    from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS
 
     cfg, spark = _session(args, _lakehouse(args))
     root = io.qualify(spark, cfg.paths.lakehouse)
@@ -408,7 +411,8 @@ def _cmd_listings(args: argparse.Namespace) -> int:
     cfg, spark = _session(args, _lakehouse(args))
     try:
         if args.action == "match":
-            print(run_matching(spark, cfg).render())
+            lakehouse = Lakehouse.at(spark, cfg.paths.lakehouse)
+            print(run_matching(spark, lakehouse, cfg.matching, cfg.features).render())
         elif args.action == "review":
             queue = review_queue(spark, cfg.paths.lakehouse, args.limit)
             print(queue.to_string(index=False) if not queue.empty else "no unmatched listings")

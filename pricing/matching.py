@@ -43,7 +43,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from pricing.config import FeaturesConfig, MatchingConfig, PricingConfig
+from pricing.config import FeaturesConfig, MatchingConfig
 from pricing.ingest import latest_batch_id
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import (
@@ -414,16 +414,15 @@ def resolve_listings(competitor_df: DataFrame, matches_df: DataFrame) -> DataFra
     return competitor_df.where(F.col("sku").isNotNull()).unionByName(listed)
 
 
-def read_matches(spark: SparkSession, root: str) -> DataFrame:
-    return Lakehouse(root).read_declared(spark, COMPETITOR_MATCHES)
+def run_matching(
+    spark: SparkSession, lakehouse: Lakehouse, cfg: MatchingConfig, features: FeaturesConfig
+) -> MatchReport:
+    """Match every competitor listing in silver; write the matches and the review queue.
 
-
-def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | None = None) -> MatchReport:
-    """Match every competitor listing in silver; write the matches and the review queue."""
+    ``features`` says how listing titles are encoded (the catalog's text features).
+    """
     started = time.monotonic()
-    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    lakehouse = Lakehouse(root)
-    report = MatchReport(encoder=matching_encoder(cfg.features, cfg.matching))
+    report = MatchReport(encoder=matching_encoder(features, cfg))
     if not lakehouse.exists(spark, SILVER["competitor_prices"]) or not lakehouse.exists(
         spark, SILVER["catalog"]
     ):
@@ -438,7 +437,7 @@ def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | 
         return report  # no competitor delivers listings: nothing to match
     catalog_df = lakehouse.read_declared(spark, SILVER["catalog"])
     overrides_df = lakehouse.read_declared(spark, COMPETITOR_MATCH_OVERRIDES)
-    state = _inputs_state(spark, competitor_df, catalog_df, lakehouse, cfg)
+    state = _inputs_state(spark, competitor_df, catalog_df, lakehouse, cfg, features)
     last = _last_run(spark, lakehouse, state["settings"])
     if last is not None and _unchanged(competitor_df, last, state):
         report.skipped, report.listings = True, int(last["listings"])
@@ -446,7 +445,7 @@ def run_matching(spark: SparkSession, cfg: PricingConfig, lakehouse_root: str | 
         report.seconds = time.monotonic() - started
         log.info(f"[matching] {report.render()}")
         return report
-    matches, unmatched = match_listings(competitor_df, catalog_df, overrides_df, cfg.features, cfg.matching)
+    matches, unmatched = match_listings(competitor_df, catalog_df, overrides_df, features, cfg)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     previous = lakehouse.read_declared(spark, COMPETITOR_MATCHES).select(
         *LISTING_KEY,
@@ -521,15 +520,14 @@ def _inputs_state(
     competitor_df: DataFrame,
     catalog_df: DataFrame,
     lakehouse: Lakehouse,
-    cfg: PricingConfig,
+    cfg: MatchingConfig,
+    features: FeaturesConfig,
 ) -> dict[str, Any]:
     """What a matching run consumes: the newest batches of both sources, the decisions' version, and
     the settings (encoder and thresholds) it decides with."""
     batches = competitor_df.agg(F.max(BATCH_ID)).first()
     catalog = catalog_df.agg(F.max(BATCH_ID)).first()
-    settings = json.dumps(
-        {"encoder": matching_encoder(cfg.features, cfg.matching), **cfg.matching.model_dump()}, sort_keys=True
-    )
+    settings = json.dumps({"encoder": matching_encoder(features, cfg), **cfg.model_dump()}, sort_keys=True)
     return {
         "settings": settings,
         "competitor_batch": int(batches[0]) if batches and batches[0] is not None else -1,

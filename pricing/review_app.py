@@ -122,7 +122,7 @@ class ReviewPage:
         low, high = 0.9 * row.price_floor, 1.1 * row.price_ceiling
         prices = sorted({round(float(p), 2) for p in np.linspace(low, high, CURVE_POINTS)})
         try:
-            curve = whatif(self.spark, self.cfg, sku, prices, self.root, price_date)
+            curve = whatif(self.spark, self.lakehouse, self.cfg, sku, prices, price_date)
         except (KeyError, RuntimeError) as error:
             return _placeholder(), f"{reasons}. No curve: {error}"
         figure = go.Figure()

@@ -29,13 +29,15 @@ def gold_market(spark: SparkSession, cfg: PricingConfig, root: Path) -> Path:
     """
     from pricing.features import run_features
     from pricing.ingest import run_ingest
+    from pricing.lakehouse.tables import Lakehouse
     from pricing.sim import simulate_market
 
     simulate_market(spark, cfg.simulate, str(root / "landing"), str(root / "truth"))
+    lakehouse = Lakehouse.at(spark, str(root / "lakehouse"))
     with pytest.MonkeyPatch.context() as env:
         env.setenv(cfg.ingest.pii_salt_env, "t" * 32)  # fixed: the same pseudonyms every run
-        run_ingest(spark, cfg, str(root / "landing"), str(root / "lakehouse"))
-    run_features(spark, cfg, str(root / "lakehouse"))
+        run_ingest(spark, lakehouse, cfg.ingest, str(root / "landing"))
+    run_features(spark, lakehouse, cfg.features, cfg.catalog)
     return root / "lakehouse"
 
 

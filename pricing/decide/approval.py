@@ -9,7 +9,6 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from pricing.config import ScoreConfig
-from pricing.lakehouse import io
 from pricing.lakehouse.tables import CURRENT_PRICES, PRICE_OVERRIDES, Lakehouse
 
 
@@ -189,10 +188,10 @@ def add_override(
         [(sku, price_date, float(price), reason, author)],
         "sku string, price_date date, price double, reason string, author string",
     ).withColumn("created_at", F.current_timestamp())
-    Lakehouse(io.qualify(spark, root)).append(PRICE_OVERRIDES, row)
+    Lakehouse.at(spark, root).append(PRICE_OVERRIDES, row)
 
 
 def remove_overrides(spark: SparkSession, root: str, sku: str, price_date: date | None = None) -> int:
     """Delete ``sku``'s overrides for ``price_date`` (None: its open-ended ones); returns rows removed."""
     when = F.col("price_date").isNull() if price_date is None else F.col("price_date") == F.lit(price_date)
-    return Lakehouse(io.qualify(spark, root)).delete(spark, PRICE_OVERRIDES, (F.col("sku") == sku) & when)
+    return Lakehouse.at(spark, root).delete(spark, PRICE_OVERRIDES, (F.col("sku") == sku) & when)

@@ -220,7 +220,7 @@ def start_experiment(
         if existing.where(F.col("name") == name).limit(1).count():
             raise ExperimentError(f"an experiment named {name!r} already exists")
         # The first night whose prices are not set yet: after the panel, and after the last night priced.
-        first_open = next_night(spark, root)
+        first_open = next_night(spark, lakehouse)
         if lakehouse.exists(spark, PRICE_RECOMMENDATIONS):
             last_priced = io.first_value(
                 lakehouse.read(spark, PRICE_RECOMMENDATIONS).agg(F.max("price_date"))
@@ -516,7 +516,7 @@ def experiment_effects(outcomes_df: DataFrame, level: float = 0.9, by_segment: b
 
 def list_experiments(spark: SparkSession, root: str) -> pd.DataFrame:
     """Every experiment of the lakehouse, newest first."""
-    table = Lakehouse(io.qualify(spark, root)).read_declared(spark, EXPERIMENTS)
+    table = Lakehouse.at(spark, root).read_declared(spark, EXPERIMENTS)
     return table.orderBy(F.col("created_at").desc()).drop("seed").toPandas()
 
 

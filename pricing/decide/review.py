@@ -361,7 +361,7 @@ def override(
 
 def decision_history(spark: SparkSession, root: str, price_date: date | None = None) -> DataFrame:
     """Every recorded decision (of ``price_date`` when given), newest first."""
-    history = Lakehouse(io.qualify(spark, root)).read_declared(spark, PRICE_DECISIONS)
+    history = Lakehouse.at(spark, root).read_declared(spark, PRICE_DECISIONS)
     if price_date is not None:
         history = history.where(F.col("price_date") == F.lit(price_date))
     return history.orderBy(F.col("decided_at").desc(), "sku")

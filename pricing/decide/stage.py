@@ -26,7 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StructField, StructType
 
-from pricing.config import PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
+from pricing.config import FeaturesConfig, PolicyConfig, PricingConfig, ScoreConfig, TrainConfig
 from pricing.decide.approval import apply_decisions, approve, prices_in_force, publish_current_prices
 from pricing.decide.choose import candidates_with_current, choose_prices, gain_bounds, posterior_gains
 from pricing.decide.experiment import CONTROL_REASON, NO_PRICE_HISTORY, PRICE_TEST, controls_on
@@ -397,21 +397,20 @@ class ScoreReport:
         return "\n".join(lines)
 
 
-def next_night(spark: SparkSession, root: str) -> date:
+def next_night(spark: SparkSession, lakehouse: Lakehouse) -> date:
     """The day after the gold panel's last day: the night scoring prices by default."""
-    last = io.first_value(Lakehouse(root).read(spark, SKU_DAY).agg(F.max("date")))
+    last = io.first_value(lakehouse.read(spark, SKU_DAY).agg(F.max("date")))
     if last is None:
         raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
     return last + timedelta(days=1)
 
 
 def scoring_inputs(
-    spark: SparkSession, cfg: PricingConfig, root: str, price_date: date, spec: InputSpec | None
+    spark: SparkSession, lakehouse: Lakehouse, cfg: FeaturesConfig, price_date: date, spec: InputSpec | None
 ) -> DataFrame:
     """Model-input rows for ``price_date`` (one per SKU), priced at the price in force."""
-    lakehouse = Lakehouse(root)
-    panel = read_sku_day(spark, lakehouse, cfg.features)
-    rows = feature_rows(panel, cfg.features, night=price_date)
+    panel = read_sku_day(spark, lakehouse, cfg)
+    rows = feature_rows(panel, cfg, night=price_date)
     if lakehouse.exists(spark, PRICE_RECOMMENDATIONS):
         in_force = prices_in_force(lakehouse.read(spark, PRICE_RECOMMENDATIONS), price_date)
         rows = (
@@ -526,27 +525,29 @@ def _score_report(
 
 def run_score(
     spark: SparkSession,
+    lakehouse: Lakehouse,
     cfg: PricingConfig,
-    lakehouse_root: str | None = None,
     price_date: date | None = None,
     run_id: str | None = None,
 ) -> ScoreReport:
     """Score every SKU for ``price_date`` (default: the day after the panel) and MERGE the prices.
 
     Plan (the night, the champion) -> read (each SKU's model row at the price in force) -> transform
-    (:func:`decide`) -> write (MERGE, publish ``gold/current_prices``) -> record (the report).
+    (:func:`decide`) -> write (MERGE, publish ``gold/current_prices``) -> record (the report). A price
+    decision joins four sections of ``cfg``: ``score`` (the rule), ``policy`` (the guardrails),
+    ``features`` (the model rows) and ``train`` (the registered model and its interval level).
     """
     started = time.monotonic()
-    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    lakehouse = Lakehouse(root)
-    price_date = price_date or next_night(spark, root)
+    price_date = price_date or next_night(spark, lakehouse)
     run_id = run_id or uuid.uuid4().hex
-    champion = load_champion(cfg.train, cfg.score.model_alias, io.lakehouse_id(spark, root))
+    champion = load_champion(cfg.train, cfg.score.model_alias, lakehouse.identity(spark))
     if champion is None:
         log.info(f"[score] no model has alias {cfg.score.model_alias!r}: every SKU keeps its price")
     version = champion.version if champion else None
 
-    inputs = scoring_inputs(spark, cfg, root, price_date, champion.input_spec if champion else None)
+    inputs = scoring_inputs(
+        spark, lakehouse, cfg.features, price_date, champion.input_spec if champion else None
+    )
     recommendations = decide(spark, lakehouse, inputs, champion, cfg, price_date, run_id)
     _write_night(spark, lakehouse, recommendations, cfg.score)
     night = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(price_date))
@@ -561,28 +562,27 @@ def run_score(
 
 def whatif(
     spark: SparkSession,
+    lakehouse: Lakehouse,
     cfg: PricingConfig,
     sku: str,
     prices: list[float],
-    lakehouse_root: str | None = None,
     price_date: date | None = None,
 ) -> pd.DataFrame:
     """Expected units, revenue and profit from the champion model for ``sku`` at each of ``prices``.
 
     Also returns the SKU's guardrail band for that night, so a price outside it is visible as such.
     """
-    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    champion = load_champion(cfg.train, cfg.score.model_alias, io.lakehouse_id(spark, root))
+    champion = load_champion(cfg.train, cfg.score.model_alias, lakehouse.identity(spark))
     if champion is None:
         raise RuntimeError(f"no model has alias {cfg.score.model_alias!r} in {cfg.train.model_name}")
-    price_date = price_date or next_night(spark, root)
+    price_date = price_date or next_night(spark, lakehouse)
     row: pd.DataFrame = (
-        scoring_inputs(spark, cfg, root, price_date, champion.input_spec)
+        scoring_inputs(spark, lakehouse, cfg.features, price_date, champion.input_spec)
         .where(F.col("sku") == sku)
         .toPandas()
     )
     if row.empty:
-        raise KeyError(f"SKU {sku!r} has no priced history in {root}")
+        raise KeyError(f"SKU {sku!r} has no priced history in {lakehouse.root}")
     model = champion.load()
     at_current = model.predict(row)
     band = _band(row, at_current, cfg.policy).iloc[0]

@@ -172,6 +172,7 @@ def evaluate_market(
 ) -> list[dict[str, Any]]:
     """One family x seed: market, nightly job from scratch, judge (and re-score per extra decision)."""
     from pricing.decide.stage import run_score
+    from pricing.lakehouse.tables import Lakehouse
     from pricing.nightly.job import run_nightly
     from pricing.sim.deliver import deliver
 
@@ -183,7 +184,9 @@ def evaluate_market(
         # The same market and night, trained before: only the prices are chosen and judged again.
         market, nightly_seconds = reused
         generated = started
-        run_score(spark, run_cfg, lakehouse, price_date=date.fromisoformat(market.price_date))
+        run_score(
+            spark, Lakehouse.at(spark, lakehouse), run_cfg, price_date=date.fromisoformat(market.price_date)
+        )
         night_version = _champion_version(run_cfg)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -227,7 +230,9 @@ def evaluate_market(
             score["gain_confidence"] = float(confidence)
         # A derived configuration is validated like any other.
         alt = PricingConfig.model_validate({**run_cfg.model_dump(), "score": score})
-        run_score(spark, alt, lakehouse, price_date=price_date, run_id=f"evaluate-{decision}")
+        run_score(
+            spark, Lakehouse.at(spark, lakehouse), alt, price_date=price_date, run_id=f"evaluate-{decision}"
+        )
         rows.append({**base, "decision": decision, **_judge(spark, alt, lakehouse, market.truth, price_date)})
     return rows
 

@@ -14,7 +14,7 @@ from typing import Literal
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pricing.config import FeaturesConfig, PricingConfig
+from pricing.config import CatalogConfig, FeaturesConfig
 from pricing.features.panel import (
     DailyInputs,
     build_panel,
@@ -28,13 +28,14 @@ from pricing.features.panel import (
 from pricing.ingest import latest_batch_id
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import (
+    COMPETITOR_MATCHES,
     FEATURE_RUNS,
     SILVER,
     SKU_CALENDAR,
     SKU_DAY,
     Lakehouse,
 )
-from pricing.matching import read_matches, resolve_listings
+from pricing.matching import resolve_listings
 from pricing.schemas import (
     BATCH_ID,
     FEATURE_RUNS_SCHEMA,
@@ -170,7 +171,9 @@ def read_silver(spark: SparkSession, lakehouse: Lakehouse) -> dict[str, DataFram
     silver = {name: lakehouse.read_if_exists(spark, SILVER[name]) for name in SOURCES}
     competitor_df = silver["competitor_prices"]
     if competitor_df is not None and "competitor_sku" in competitor_df.columns:
-        silver["competitor_prices"] = resolve_listings(competitor_df, read_matches(spark, lakehouse.root))
+        silver["competitor_prices"] = resolve_listings(
+            competitor_df, lakehouse.read_declared(spark, COMPETITOR_MATCHES)
+        )
     if silver["transactions"] is None or silver["catalog"] is None:
         raise RuntimeError("gold features need silver transactions and catalog: run `pricing ingest` first")
     return silver
@@ -324,8 +327,9 @@ def _record(spark: SparkSession, lakehouse: Lakehouse, plan: FeaturePlan, report
 
 def run_features(
     spark: SparkSession,
-    cfg: PricingConfig,
-    lakehouse_root: str | None = None,
+    lakehouse: Lakehouse,
+    cfg: FeaturesConfig,
+    catalog: CatalogConfig,
     run_date: date | None = None,
     full: bool = False,
     run_id: str | None = None,
@@ -336,13 +340,12 @@ def run_features(
     -> overwrite or MERGE -> record the run in ``audit/feature_runs``.
 
     Args:
+        catalog: its ``default_margin`` costs the SKUs delivered without a unit cost.
         run_date: last day of the panel; default the latest transaction date in silver.
         full: rebuild every SKU and day from scratch (overwrites the panel).
         run_id: the id recorded in ``audit/feature_runs`` (default: a random one).
     """
     started = time.monotonic()
-    lakehouse = Lakehouse(io.qualify(spark, lakehouse_root or cfg.paths.lakehouse))
-    fcfg = cfg.features
     silver = read_silver(spark, lakehouse)
     if run_date is None:
         run_date = io.first_value(silver["transactions"].agg(F.max("order_date")))  # type: ignore[union-attr]
@@ -353,15 +356,15 @@ def run_features(
         _last_run(spark, lakehouse) if updating else None, latest_batch_id(spark, lakehouse), run_date, full
     )
     known = lakehouse.read(spark, SKU_CALENDAR) if plan.mode == "incremental" else None
-    ranges = _plan_ranges(silver, known, plan, fcfg)
+    ranges = _plan_ranges(silver, known, plan, cfg)
     skus, earliest = ranges.ranges.agg(F.count("*"), F.min("start")).first() or (0, None)
-    update_df = panel_update(silver, ranges.ranges, earliest, plan, fcfg, cfg.catalog.default_margin)
-    rows_written, metrics = _write_panel(spark, lakehouse, plan, update_df, skus, earliest, fcfg)
+    update_df = panel_update(silver, ranges.ranges, earliest, plan, cfg, catalog.default_margin)
+    rows_written, metrics = _write_panel(spark, lakehouse, plan, update_df, skus, earliest, cfg)
     lakehouse.overwrite(SKU_CALENDAR, ranges.calendar)
     ranges.unpersist()
     catalog_df = silver["catalog"]
     assert catalog_df is not None  # read_silver refuses a lakehouse without one
-    ensure_text_embeddings(spark, catalog_df, lakehouse, fcfg)
+    ensure_text_embeddings(spark, catalog_df, lakehouse, cfg)
     report = FeatureReport(
         run_id=run_id or uuid.uuid4().hex,
         run_date=run_date,

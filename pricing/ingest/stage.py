@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
-from pricing.config import IngestConfig, PricingConfig
+from pricing.config import IngestConfig
 from pricing.ingest.landing import FileError, LandingFile, failed_read, list_landing_files, read_new_files
 from pricing.ingest.silver import (
     REASONS,
@@ -177,7 +177,7 @@ SPILLED = StorageLevel.DISK_ONLY
 
 def ingest_source(
     spark: SparkSession,
-    cfg: PricingConfig,
+    cfg: IngestConfig,
     lakehouse: Lakehouse,
     contract: SourceContract,
     files: list[LandingFile],
@@ -196,7 +196,7 @@ def ingest_source(
             files,
             batch_id,
             ingested_at,
-            csv_multiline=contract.name in cfg.ingest.csv_multiline_sources,
+            csv_multiline=contract.name in cfg.csv_multiline_sources,
         )
         if bronze_df is None:
             break
@@ -258,7 +258,7 @@ def ingest_source(
 
 def _to_silver(
     spark: SparkSession,
-    cfg: PricingConfig,
+    cfg: IngestConfig,
     lakehouse: Lakehouse,
     contract: SourceContract,
     batch_df: DataFrame,
@@ -269,24 +269,22 @@ def _to_silver(
     batch_filter = f"{BATCH_ID} = {batch_id}"
     fx_daily_df = None
     if contract.has_currency and lakehouse.exists(spark, SILVER[FX_RATES.name]):
-        fx_daily_df = fx_daily_rates(
-            lakehouse.read(spark, SILVER[FX_RATES.name]), cfg.ingest.fx_max_staleness_days
-        )
+        fx_daily_df = fx_daily_rates(lakehouse.read(spark, SILVER[FX_RATES.name]), cfg.fx_max_staleness_days)
     parsed_df = parse_bronze(
         batch_df,
         contract,
-        base_currency=cfg.ingest.base_currency,
+        base_currency=cfg.base_currency,
         fx_daily_df=fx_daily_df,
         pii_salt=salt,
-        max_abs_quantity=cfg.ingest.anomaly.max_abs_quantity,
-        max_price=cfg.ingest.anomaly.max_price,
+        max_abs_quantity=cfg.anomaly.max_abs_quantity,
+        max_price=cfg.anomaly.max_price,
     )
-    history_df = _history(spark, lakehouse, contract, cfg.ingest.anomaly.history_days)
+    history_df = _history(spark, lakehouse, contract, cfg.anomaly.history_days)
     # Judge against history written by earlier batches only, so a re-run sees what the first run saw.
     if history_df is not None:
         history_df = history_df.where(F.col(BATCH_ID) != batch_id)
     flagged_df = judged_columns(
-        flag_outliers(parsed_df, history_df, contract, cfg.ingest.anomaly), contract
+        flag_outliers(parsed_df, history_df, contract, cfg.anomaly), contract
     ).persist(SPILLED)
     silver = SILVER[contract.name]
     silver_path = lakehouse.path(silver)
@@ -369,16 +367,15 @@ def _written_rows(spark: SparkSession, path: str, before: int | None) -> int | N
 
 
 def stale_sources(
-    spark: SparkSession, cfg: PricingConfig, lakehouse_root: str, run_date: date
+    spark: SparkSession, lakehouse: Lakehouse, cfg: IngestConfig, run_date: date
 ) -> list[tuple[str, date | None]]:
-    """Required sources with dated rows that have none in the ``ingest.max_staleness_days`` days up to
+    """Required sources with dated rows that have none in the ``max_staleness_days`` days up to
     ``run_date``: (source, last day silver holds up to then, None when it holds none)."""
-    days = cfg.ingest.max_staleness_days
+    days = cfg.max_staleness_days
     if not days:
         return []
-    lakehouse = Lakehouse(lakehouse_root)
     stale = []
-    for name in cfg.ingest.required_sources:
+    for name in cfg.required_sources:
         contract = SOURCES[name]
         if not contract.date_column:
             continue  # a dimension (the catalog) is delivered when it changes, not every day
@@ -436,24 +433,18 @@ def _ingest_concurrently(
         raise
 
 
-def run_ingest(
-    spark: SparkSession,
-    cfg: PricingConfig,
-    landing: str | None = None,
-    lakehouse_root: str | None = None,
-) -> IngestReport:
-    """Ingest every new landing file of every source as one batch, then reconcile.
+def run_ingest(spark: SparkSession, lakehouse: Lakehouse, cfg: IngestConfig, landing: str) -> IngestReport:
+    """Ingest every new file under the ``landing`` root, every source as part of one batch, then reconcile.
 
     Raises:
         IngestError: a required source has no files at all, or the PII secret is missing.
         ReconciliationError: some source's rows do not add up (the report is printed first).
     """
-    landing = io.qualify(spark, landing or cfg.paths.landing)
-    lakehouse = Lakehouse(io.qualify(spark, lakehouse_root or cfg.paths.lakehouse))
-    salt = pii_salt(cfg.ingest)
+    landing = io.qualify(spark, landing)
+    salt = pii_salt(cfg)
     batch_id = next_batch_id(spark, lakehouse)
     ingested_at = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
-    pending = pending_files(spark, landing, lakehouse, cfg.ingest)
+    pending = pending_files(spark, landing, lakehouse, cfg)
 
     def ingest(name: str) -> SourceResult:
         started = time.monotonic()
@@ -468,7 +459,7 @@ def run_ingest(
         )
         return result
 
-    done = _ingest_concurrently(pending, ingest, cfg.ingest.parallel_sources)
+    done = _ingest_concurrently(pending, ingest, cfg.parallel_sources)
     results = [done[name] for name in SOURCES if name in done]
     _write_quarantine(spark, lakehouse, batch_id, results)
     report = IngestReport(batch_id, ingested_at, results)

@@ -148,6 +148,16 @@ class Lakehouse:
 
     root: str
 
+    @classmethod
+    def at(cls, spark: SparkSession, root: str) -> Lakehouse:
+        """The lakehouse under ``root`` (a path or URI), qualified (``demo/x`` -> ``file:/work/demo/x``)
+        as Delta's builders need."""
+        return cls(io.qualify(spark, root))
+
+    def identity(self, spark: SparkSession) -> str:
+        """The lakehouse's id (``io.lakehouse_id``), which tags the models trained on it."""
+        return io.lakehouse_id(spark, self.root)
+
     def path(self, table: Table) -> str:
         return io.table_path(self.root, table.layer, table.name)
 

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from pricing.config import PricingConfig, TrainConfig
+from pricing.config import FeaturesConfig, TrainConfig
 from pricing.features import feature_rows, read_sku_day
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import ELASTICITIES, TEXT_EMBEDDINGS, Lakehouse
@@ -272,16 +272,17 @@ class ModelPanels:
     spec: InputSpec
 
 
-def model_panels(spark: SparkSession, cfg: PricingConfig, root: str) -> ModelPanels:
-    """The lakehouse ``root``'s panel split for training (what a run's holdout was, read again)."""
-    lakehouse = Lakehouse(root)
-    panel = feature_rows(read_sku_day(spark, lakehouse, cfg.features), cfg.features)
+def model_panels(
+    spark: SparkSession, lakehouse: Lakehouse, cfg: TrainConfig, features: FeaturesConfig
+) -> ModelPanels:
+    """The lakehouse's panel split for training (what a run's holdout was, read again)."""
+    panel = feature_rows(read_sku_day(spark, lakehouse, features), features)
     end = io.first_value(panel.agg(F.max("date")))
     if end is None:
         raise RuntimeError("gold/sku_day is empty: run `pricing features` first")
-    holdout_start = end - timedelta(days=cfg.train.holdout_days - 1)
+    holdout_start = end - timedelta(days=cfg.holdout_days - 1)
     train_panel = panel.where(F.col("date") < F.lit(holdout_start))
-    encoder = encoder_name(cfg.features)
+    encoder = encoder_name(features)
     embeddings = lakehouse.read_declared(spark, TEXT_EMBEDDINGS).where(F.col("encoder") == encoder)
     text_dim = int(io.first_value(embeddings.select(F.size("embedding"))) or 0)
     return ModelPanels(
@@ -297,7 +298,7 @@ def model_panels(spark: SparkSession, cfg: PricingConfig, root: str) -> ModelPan
             encoder,
             text_dim,
             holdout_start - timedelta(days=1),
-            input_features(cfg.train.units_lags),
+            input_features(cfg.units_lags),
         ),
     )
 
@@ -382,58 +383,57 @@ def _log_model(
 
 def run_train(
     spark: SparkSession,
-    cfg: PricingConfig,
-    lakehouse_root: str | None = None,
+    lakehouse: Lakehouse,
+    cfg: TrainConfig,
+    features: FeaturesConfig,
     tags: dict[str, str] | None = None,
 ) -> TrainReport:
     """Train the demand model on the gold panel, evaluate on a time-based holdout, register, gate.
 
     Read (the panel, split) -> write the network's inputs -> fit (distributed) -> judge on the holdout
     -> write ``gold/elasticities``, register, gate -> record (MLflow metrics, the report).
-    ``tags`` go on the MLflow run (the nightly job tags its run to find it again after a crash).
+    ``features`` says how the panel's model rows are built; ``tags`` go on the MLflow run (the nightly
+    job tags its run to find it again after a crash).
     """
     started = time.monotonic()
-    tcfg = cfg.train
-    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
-    panels = model_panels(spark, cfg, root)
+    panels = model_panels(spark, lakehouse, cfg, features)
 
-    mlflow.set_tracking_uri(tcfg.tracking_uri)
-    experiment_id = tracking.experiment_id(tcfg, tcfg.experiment)
-    lakehouse_id = io.lakehouse_id(spark, root)
-    lakehouse = Lakehouse(root)
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    experiment_id = tracking.experiment_id(cfg, cfg.experiment)
+    lakehouse_id = lakehouse.identity(spark)
     with mlflow.start_run(
         experiment_id=experiment_id,
         tags={**(tags or {}), "panel_end": panels.end.isoformat(), LAKEHOUSE_ID_TAG: lakehouse_id},
     ) as run:
         run_id = run.info.run_id
-        shards = max(2, tcfg.num_processes * 2)
+        shards = max(2, cfg.num_processes * 2)
         _write_inputs(panels, lakehouse, run_id, shards)
         # The training SKUs' titles, each once, decide the text's principal axes.
         basis = text_basis(
             panels.embeddings.join(panels.train.select("text_hash").distinct(), "text_hash"),
             panels.text_dim,
-            tcfg.text_components,
+            cfg.text_components,
         )
-        net = _network(panels, tcfg, basis)
-        worker = worker_spec(tcfg, net, lakehouse.model_data(run_id, "train"), run_id, text_basis=basis)
+        net = _network(panels, cfg, basis)
+        worker = worker_spec(cfg, net, lakehouse.model_data(run_id, "train"), run_id, text_basis=basis)
         mlflow.log_params(
             {
-                **{k: v for k, v in tcfg.model_dump().items() if k != "tracking_uri"},
+                **{k: v for k, v in cfg.model_dump().items() if k != "tracking_uri"},
                 "encoder": panels.encoder,
                 "text_dim": panels.text_dim,
                 "holdout_start": panels.holdout_start.isoformat(),
                 "train_rows_files": shards,
             }
         )
-        log.info(f"[train] {tcfg.backend}: {tcfg.num_processes} processes, {tcfg.epochs} epochs")
+        log.info(f"[train] {cfg.backend}: {cfg.num_processes} processes, {cfg.epochs} epochs")
         phases = {"seconds_prepare": time.monotonic() - started}
-        result = run_distributed(worker, tcfg.num_processes, tcfg.local_mode, tcfg.start_timeout_s)
+        result = run_distributed(worker, cfg.num_processes, cfg.local_mode, cfg.start_timeout_s)
         phases["seconds_fit"] = time.monotonic() - started - sum(phases.values())
         state = result["state"]
         mlflow.set_tag("train_device", result["device"])
 
         holdout_df = lakehouse.read_model_data(spark, run_id, "holdout")
-        predictions, judged, config = _judge_holdout(holdout_df, state, model_config(tcfg, net), tcfg)
+        predictions, judged, config = _judge_holdout(holdout_df, state, model_config(cfg, net), cfg)
         elasticities = sku_elasticities(predictions).cache()
         metrics = {
             "holdout_wape": judged.pop("holdout_wape"),
@@ -449,9 +449,9 @@ def run_train(
         # The trained model's elasticities, written before registering so that a run resumed after a
         # crash in registration or gating finds them (training is deterministic for a seed).
         lakehouse.overwrite(ELASTICITIES, elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields]))
-        version = _log_model(holdout_df, state, config, panels.spec, tcfg)
-        mlflow.MlflowClient().set_model_version_tag(tcfg.model_name, version, LAKEHOUSE_ID_TAG, lakehouse_id)
-        champion_wape, alias = promote(spark, cfg, root, run_id, version)
+        version = _log_model(holdout_df, state, config, panels.spec, cfg)
+        mlflow.MlflowClient().set_model_version_tag(cfg.model_name, version, LAKEHOUSE_ID_TAG, lakehouse_id)
+        champion_wape, alias = promote(spark, lakehouse, cfg, run_id, version)
         predictions.unpersist()
         elasticities.unpersist()
         # Where a training run's time went (docs/benchmarks.md, "Training a large panel").
@@ -463,7 +463,7 @@ def run_train(
         run_id=run_id,
         model_version=version,
         alias=alias,
-        backend=tcfg.backend,
+        backend=cfg.backend,
         world_size=result["world_size"],
         device=result["device"],
         losses=result["losses"],
@@ -479,7 +479,7 @@ def run_train(
 
 
 def promote(
-    spark: SparkSession, cfg: PricingConfig, root: str, run_id: str, version: str
+    spark: SparkSession, lakehouse: Lakehouse, cfg: TrainConfig, run_id: str, version: str
 ) -> tuple[float | None, str]:
     """Gate a registered ``version`` of training run ``run_id`` and record the outcome on the run.
 
@@ -491,9 +491,9 @@ def promote(
     new_wape = logged["holdout_wape"]
     # Runs logged before the price-change check existed gate on WAPE alone.
     new_change = logged.get("price_change_wape", float("nan"))
-    holdout_df = Lakehouse(root).read_model_data(spark, run_id, "holdout")
+    holdout_df = lakehouse.read_model_data(spark, run_id, "holdout")
     champion_wape, champion_change, alias = _gate(
-        spark, holdout_df, cfg.train.model_name, version, new_wape, new_change, io.lakehouse_id(spark, root)
+        spark, holdout_df, cfg.model_name, version, new_wape, new_change, lakehouse.identity(spark)
     )
     client.log_metric(
         run_id, "champion_holdout_wape", champion_wape if champion_wape is not None else new_wape

@@ -217,7 +217,8 @@ class NightlyRun:
     ) -> None:
         self.spark, self.cfg = spark, cfg
         self.landing = io.qualify(spark, landing or cfg.paths.landing)
-        self.root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
+        self.lakehouse = Lakehouse.at(spark, lakehouse_root or cfg.paths.lakehouse)
+        self.root = self.lakehouse.root
         self.report = NightlyReport(run_date, night_run_id(run_date), run_date + timedelta(days=1))
         self._meter: _IoMeter | None = None
 
@@ -242,7 +243,7 @@ class NightlyRun:
     # -- stages ------------------------------------------------------------------------------
 
     def _ingest(self) -> tuple[str, int | None, str]:
-        report = run_ingest(self.spark, self.cfg, self.landing, self.root)
+        report = run_ingest(self.spark, self.lakehouse, self.cfg.ingest, self.landing)
         if not report.results:
             return "done", 0, "no new files"
         files = sum(r.files_ingested for r in report.results)
@@ -251,7 +252,7 @@ class NightlyRun:
         return "done", rows, f"batch {report.batch_id}: {files} files, {quarantined} rows quarantined"
 
     def _check_fresh(self) -> None:
-        stale = stale_sources(self.spark, self.cfg, self.root, self.report.run_date)
+        stale = stale_sources(self.spark, self.lakehouse, self.cfg.ingest, self.report.run_date)
         if stale:
             seen = "; ".join(f"{name}: last day {last or 'none'}" for name, last in stale)
             raise NightlyError(
@@ -261,18 +262,23 @@ class NightlyRun:
             )
 
     def _match(self) -> tuple[str, int | None, str]:
-        report = run_matching(self.spark, self.cfg, self.root)
+        report = run_matching(self.spark, self.lakehouse, self.cfg.matching, self.cfg.features)
         if not report.listings:
             return "skipped", None, "no competitor listings to match"
         return ("skipped" if report.skipped else "done"), report.matched, report.render()
 
     def _features(self) -> tuple[str, int | None, str]:
-        runs = Lakehouse(self.root).read_declared(self.spark, FEATURE_RUNS)
+        runs = self.lakehouse.read_declared(self.spark, FEATURE_RUNS)
         earlier = runs.where(F.col("run_id") == self.report.run_id).first()
         if earlier is not None:
             return "skipped", None, f"done by an earlier attempt ({earlier.rows_written} rows written)"
         report = run_features(
-            self.spark, self.cfg, self.root, run_date=self.report.run_date, run_id=self.report.run_id
+            self.spark,
+            self.lakehouse,
+            self.cfg.features,
+            self.cfg.catalog,
+            run_date=self.report.run_date,
+            run_id=self.report.run_id,
         )
         return "done", report.rows_written, f"{report.mode}: {report.skus_recomputed} SKUs recomputed"
 
@@ -300,17 +306,21 @@ class NightlyRun:
             if registered:
                 # Died between registering and gating: finish that run instead of training again.
                 version = str(registered[0].version)
-                _, alias = promote(self.spark, self.cfg, self.root, run.info.run_id, version)
+                _, alias = promote(self.spark, self.lakehouse, self.cfg.train, run.info.run_id, version)
                 client.set_terminated(run.info.run_id, "FINISHED")
                 self.report.retrained, self.report.retrain_reason = True, run.data.tags.get("retrain_reason")
                 return "done", None, f"resumed: v{version} gated ({alias})"
             client.set_terminated(run.info.run_id, "FAILED")
-        reason = retrain_reason(self.spark, self.cfg, self.root, self.report.run_date)
+        reason = retrain_reason(self.spark, self.lakehouse, self.cfg, self.report.run_date)
         if reason is None:
             return "skipped", None, "champion is fresh and within drift limits"
         log.info(f"[nightly] train: retraining: {reason}")
         report = run_train(
-            self.spark, self.cfg, self.root, tags={RUN_TAG: self.report.run_id, "retrain_reason": reason}
+            self.spark,
+            self.lakehouse,
+            self.cfg.train,
+            self.cfg.features,
+            tags={RUN_TAG: self.report.run_id, "retrain_reason": reason},
         )
         self.report.retrained, self.report.retrain_reason = True, reason
         return (
@@ -321,15 +331,14 @@ class NightlyRun:
 
     def _score(self) -> tuple[str, int | None, str]:
         report = run_score(
-            self.spark, self.cfg, self.root, price_date=self.report.price_date, run_id=self.report.run_id
+            self.spark, self.lakehouse, self.cfg, price_date=self.report.price_date, run_id=self.report.run_id
         )
         self.report.model_version, self.report.skus_priced = report.model_version, report.skus
         statuses = ", ".join(f"{n} {k}" for k, n in sorted(report.by_status.items()))
         return "done", report.skus, statuses
 
     def _reconcile(self) -> tuple[str, int | None, str]:
-        spark, root, night = self.spark, self.root, self.report
-        lakehouse = Lakehouse(root)
+        spark, lakehouse, night = self.spark, self.lakehouse, self.report
         checks: list[tuple[str, bool, str | None]] = []
         unbalanced = io.count_where(spark, lakehouse.path(RECONCILIATION), "NOT balanced")
         checks.append(("ingest_balanced", unbalanced == 0, f"{unbalanced} unbalanced source batches"))
@@ -422,7 +431,7 @@ class NightlyRun:
         ) as lock:
             if lock.taken_over is not None:
                 log.info(f"[nightly] took over a stale lock of {lock.taken_over.describe()}")
-            runs = Lakehouse(self.root).read_declared(self.spark, RUNS)
+            runs = self.lakehouse.read_declared(self.spark, RUNS)
             previous = (
                 runs.where(F.col("run_date") != F.lit(night.run_date))
                 .select("run_date", "status", "maintenance")

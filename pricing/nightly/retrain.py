@@ -10,14 +10,15 @@ from pyspark.sql import SparkSession
 from pricing.config import PricingConfig
 from pricing.decide.stage import load_champion
 from pricing.features import feature_rows, read_sku_day
-from pricing.lakehouse import io
 from pricing.lakehouse.tables import TEXT_EMBEDDINGS, Lakehouse
 from pricing.model.dataset import model_inputs
 from pricing.model.predict import foreign_model
 from pricing.model.train import evaluate, wape
 
 
-def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date: date) -> str | None:
+def retrain_reason(
+    spark: SparkSession, lakehouse: Lakehouse, cfg: PricingConfig, run_date: date
+) -> str | None:
     """Why the champion should be retrained tonight, or None when it is fresh and accurate."""
     ncfg, tcfg = cfg.nightly, cfg.train
     mlflow.set_tracking_uri(tcfg.tracking_uri)
@@ -26,8 +27,8 @@ def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date:
         version = client.get_model_version_by_alias(tcfg.model_name, cfg.score.model_alias)
     except mlflow.exceptions.MlflowException:
         return "no champion model yet"
-    lakehouse = io.lakehouse_id(spark, root)
-    foreign = foreign_model(version, lakehouse)
+    lakehouse_id = lakehouse.identity(spark)
+    foreign = foreign_model(version, lakehouse_id)
     if foreign:
         return foreign
     if not version.run_id:
@@ -45,12 +46,11 @@ def retrain_reason(spark: SparkSession, cfg: PricingConfig, root: str, run_date:
     )
     if baseline is None or start > run_date:
         return None
-    champion = load_champion(tcfg, cfg.score.model_alias, lakehouse)
+    champion = load_champion(tcfg, cfg.score.model_alias, lakehouse_id)
     assert champion is not None
-    tables = Lakehouse(root)
     rows = model_inputs(
-        feature_rows(read_sku_day(spark, tables, cfg.features), cfg.features, start=start, end=run_date),
-        tables.read_declared(spark, TEXT_EMBEDDINGS),
+        feature_rows(read_sku_day(spark, lakehouse, cfg.features), cfg.features, start=start, end=run_date),
+        lakehouse.read_declared(spark, TEXT_EMBEDDINGS),
         champion.input_spec,
     )
     shipped = spark.sparkContext.broadcast(champion)

@@ -72,7 +72,7 @@ def training_vs_truth(
     """The elasticities the training run of ``report`` wrote to ``gold/elasticities`` against the
     truth's: logged into that MLflow run as metrics and added to ``report`` (nothing when no SKU
     matches)."""
-    elasticities = Lakehouse(io.qualify(spark, lakehouse_root)).read(spark, ELASTICITIES)
+    elasticities = Lakehouse.at(spark, lakehouse_root).read(spark, ELASTICITIES)
     errors = elasticity_error(elasticities, spark.read.parquet(f"{truth_dir}/sku_params")) or {}
     if errors:
         now = int(time.time() * 1000)
@@ -93,7 +93,7 @@ def night_vs_truth(
     """Expected profit of the night ``price_date``'s current, recommended and final prices (as
     ``gold/price_recommendations`` holds them) under the true demand (:func:`true_profit`)."""
     night = (
-        Lakehouse(io.qualify(spark, lakehouse_root))
+        Lakehouse.at(spark, lakehouse_root)
         .read(spark, PRICE_RECOMMENDATIONS)
         .where(F.col("price_date") == F.lit(price_date))
     )

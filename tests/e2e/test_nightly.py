@@ -186,8 +186,8 @@ def test_a_night_days_past_the_last_delivery_stops_before_pricing(
     # Allowing six days of silence prices the night; the check can also be turned off.
     for days in (6, 0):
         cfg = load_config("local", overrides=[*NIGHTLY_OVERRIDES, f"ingest.max_staleness_days={days}"])
-        assert stale_sources(spark, cfg, lakehouse, late) == []
-    assert stale_sources(spark, market.cfg, lakehouse, last_day) == []
+        assert stale_sources(spark, Lakehouse.at(spark, lakehouse), cfg.ingest, late) == []
+    assert stale_sources(spark, Lakehouse.at(spark, lakehouse), market.cfg.ingest, last_day) == []
 
 
 @pytest.mark.slow

@@ -134,7 +134,6 @@ def test_a_family_market_ingests_through_the_landing_contract(
     spark: SparkSession, cfg: PricingConfig, tmp_path: Path, pii_salt: str
 ) -> None:
     from pricing.ingest import run_ingest
-    from pricing.lakehouse import io
     from pricing.sim.deliver import deliver
 
     sim = cfg.simulate.model_copy(update={"n_skus": 10, "n_days": 20, "seed": 5})
@@ -142,9 +141,11 @@ def test_a_family_market_ingests_through_the_landing_contract(
         spark, FAMILIES["logit_competitor"], sim, str(tmp_path / "market"), str(tmp_path / "truth")
     )
     deliver(spark, market.market, str(tmp_path / "landing"), date.fromisoformat(market.history_end))
-    report = run_ingest(spark, cfg, str(tmp_path / "landing"), str(tmp_path / "lakehouse"))
+    report = run_ingest(
+        spark, Lakehouse.at(spark, str(tmp_path / "lakehouse")), cfg.ingest, str(tmp_path / "landing")
+    )
     assert {r.source for r in report.results} >= {"transactions", "catalog", "clickstream", "inventory"}
-    lakehouse = Lakehouse(io.qualify(spark, str(tmp_path / "lakehouse")))
+    lakehouse = Lakehouse.at(spark, str(tmp_path / "lakehouse"))
     reconciliation = lakehouse.read(spark, RECONCILIATION)
     assert reconciliation.where("NOT balanced").count() == 0
     silver = lakehouse.read(spark, SILVER["transactions"])

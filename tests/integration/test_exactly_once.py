@@ -32,7 +32,7 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    landing, lakehouse = tmp_path / "landing", Lakehouse(str(tmp_path / "lakehouse"))
+    landing, lakehouse = tmp_path / "landing", Lakehouse.at(spark, str(tmp_path / "lakehouse"))
     write_catalog(landing, ["A", "B"])
     day2 = write_csv(
         landing / "transactions" / "2026-06-02" / "part-0.csv",
@@ -44,7 +44,7 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
         ],
     )
     show_progress()  # as the command and the notebooks do: the library logs, this shows it on stdout
-    first = run_ingest(spark, cfg, str(landing), lakehouse.root)
+    first = run_ingest(spark, lakehouse, cfg.ingest, str(landing))
     assert [(r.source, r.rows_silver) for r in first.results] == [("catalog", 2), ("transactions", 3)]
     # catalog and transactions ingest concurrently: their progress lines must not run together
     progress = [line for line in capsys.readouterr().out.splitlines() if "[ingest]" in line]
@@ -52,7 +52,7 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
     assert all(line.startswith("[ingest] ") for line in progress), progress
     versions = {name: _version(spark, lakehouse.path(SILVER[name])) for name in ("catalog", "transactions")}
 
-    second = run_ingest(spark, cfg, str(landing), lakehouse.root)
+    second = run_ingest(spark, lakehouse, cfg.ingest, str(landing))
     assert second.results == []
     assert second.batch_id == first.batch_id + 1
     assert {name: _version(spark, lakehouse.path(SILVER[name])) for name in versions} == versions
@@ -67,7 +67,7 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
     )
     (landing / "transactions" / "2026-06-05").mkdir()
     shutil.copy(day2, landing / "transactions" / "2026-06-05" / "resend.csv")
-    third = run_ingest(spark, cfg, str(landing), lakehouse.root)
+    third = run_ingest(spark, lakehouse, cfg.ingest, str(landing))
     (tx,) = third.results
     assert (tx.files_ingested, tx.rows_read, tx.rows_silver, tx.rows_duplicate, tx.rows_unaccounted) == (
         2,
@@ -88,4 +88,4 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
         ("late.csv", 1, third.batch_id),
         ("resend.csv", 1, third.batch_id),
     }
-    assert run_ingest(spark, cfg, str(landing), lakehouse.root).results == []
+    assert run_ingest(spark, lakehouse, cfg.ingest, str(landing)).results == []

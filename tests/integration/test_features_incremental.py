@@ -52,12 +52,12 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     cfg = load_config("local", overrides=MARKET)
     staging, landing, lakehouse = tmp_path / "staging", tmp_path / "landing", str(tmp_path / "lakehouse")
     simulate_market(spark, cfg.simulate, str(staging), str(tmp_path / "truth"))
-    tables = Lakehouse(lakehouse)
+    tables = Lakehouse.at(spark, lakehouse)
     day = [START + timedelta(days=i) for i in range(36)]
 
     _deliver(staging, landing, day[34])
-    run_ingest(spark, cfg, str(landing), lakehouse)
-    first = run_features(spark, cfg, lakehouse, run_date=day[34])
+    run_ingest(spark, tables, cfg.ingest, str(landing))
+    first = run_features(spark, tables, cfg.features, cfg.catalog, run_date=day[34])
     assert (first.mode, first.rows_in_panel) == ("full", 8 * 35)
     before_late = (
         tables.read(spark, SKU_DAY).where((F.col("sku") == "SKU-00001") & (F.col("date") == day[19])).first()
@@ -70,14 +70,14 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
         ["order_id", "order_ts", "sku", "quantity", "unit_price"],
         [["LATE-1", f"{day[19]}T15:00:00Z", "SKU-00001", 4, str(before_late.price)]],
     )
-    run_ingest(spark, cfg, str(landing), lakehouse)
-    incremental = run_features(spark, cfg, lakehouse, run_date=day[35])
+    run_ingest(spark, tables, cfg.ingest, str(landing))
+    incremental = run_features(spark, tables, cfg.features, cfg.catalog, run_date=day[35])
     incremental_version = io.latest_version(spark, tables.path(SKU_DAY))
     assert incremental.mode == "incremental"
     assert incremental.skus_recomputed == 8
     assert incremental.rows_in_panel == 8 * 36
 
-    rebuild = run_features(spark, cfg, lakehouse, run_date=day[35], full=True)
+    rebuild = run_features(spark, tables, cfg.features, cfg.catalog, run_date=day[35], full=True)
     assert rebuild.mode == "full" and rebuild.rows_written == 8 * 36
     incremental_df = tables.read(spark, SKU_DAY, version=incremental_version)
     rebuilt_df = tables.read(spark, SKU_DAY)
@@ -93,7 +93,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
 
     # The same night again with nothing new: nothing recomputed, nothing written, the panel unchanged.
     panel_version = io.latest_version(spark, tables.path(SKU_DAY))
-    again = run_features(spark, cfg, lakehouse, run_date=day[35])
+    again = run_features(spark, tables, cfg.features, cfg.catalog, run_date=day[35])
     assert (again.mode, again.skus_recomputed, again.rows_written, again.rows_in_panel) == (
         "incremental",
         0,
@@ -106,4 +106,4 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
 def test_features_need_silver(spark: SparkSession, tmp_path: Path) -> None:
     cfg = load_config("local", overrides=TEST_OVERRIDES)
     with pytest.raises(RuntimeError, match="run `pricing ingest` first"):
-        run_features(spark, cfg, str(tmp_path / "empty"))
+        run_features(spark, Lakehouse.at(spark, str(tmp_path / "empty")), cfg.features, cfg.catalog)

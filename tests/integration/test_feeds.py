@@ -54,7 +54,7 @@ def test_bom_odd_names_multiline_fields_empty_files_crlf_offsets_and_damage_foun
     rows = "".join(f"x{i},2026-06-30T10:00:00Z,A,1,50.00\n" for i in range(20_000))
     compressed = gzip.compress(f"{TX}\n{rows}".encode())
     _write(tx / "cut.csv.gz", compressed[: len(compressed) // 2])
-    report = run_ingest(spark, cfg, str(landing), lakehouse.root)
+    report = run_ingest(spark, Lakehouse.at(spark, lakehouse.root), cfg.ingest, str(landing))
 
     by_source = {r.source: r for r in report.results}
     assert {name: (r.files_ingested, len(r.files_failed)) for name, r in by_source.items()} == {
@@ -97,7 +97,7 @@ def _ingest_fuzzed(
     write_catalog(landing, sorted(PRICES))
     for delivery in expected.deliveries:
         _write(landing / "transactions" / delivery.name, delivery.data)
-    report = run_ingest(spark, cfg, str(landing), lakehouse.root)
+    report = run_ingest(spark, Lakehouse.at(spark, lakehouse.root), cfg.ingest, str(landing))
 
     ledger = lakehouse.read(spark, INGESTED_FILES).where("source = 'transactions'")
     by_name = {unquote(Path(r.path).name): r for r in ledger.collect()}

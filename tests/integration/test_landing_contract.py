@@ -100,7 +100,7 @@ def test_every_format_lands_in_the_same_typed_silver_rows(
     write_csv(tx / "_tmp" / "partial.csv", HEADER, [["bad", "", "", "", "", "", "", "", ""]])
     write_csv(tx / ".staging.csv", HEADER, [["bad", "", "", "", "", "", "", "", ""]])
 
-    report = run_ingest(spark, cfg, str(landing), lakehouse.root)
+    report = run_ingest(spark, Lakehouse.at(spark, lakehouse.root), cfg.ingest, str(landing))
 
     assert report.balanced
     assert {r.source: (r.files_ingested, r.rows_read, r.rows_silver) for r in report.results} == {
@@ -245,7 +245,7 @@ def test_required_source_missing_fails_clearly(
     landing = tmp_path / "landing"
     write_catalog(landing, ["A"])
     with pytest.raises(IngestError, match="required source 'transactions' has no files"):
-        run_ingest(spark, cfg, str(landing), str(tmp_path / "lakehouse"))
+        run_ingest(spark, Lakehouse.at(spark, str(tmp_path / "lakehouse")), cfg.ingest, str(landing))
 
 
 def test_missing_pii_secret_refuses_to_run(
@@ -253,7 +253,9 @@ def test_missing_pii_secret_refuses_to_run(
 ) -> None:
     monkeypatch.delenv(cfg.ingest.pii_salt_env, raising=False)
     with pytest.raises(IngestError, match=cfg.ingest.pii_salt_env):
-        run_ingest(spark, cfg, str(tmp_path / "landing"), str(tmp_path / "lakehouse"))
+        run_ingest(
+            spark, Lakehouse.at(spark, str(tmp_path / "lakehouse")), cfg.ingest, str(tmp_path / "landing")
+        )
 
 
 def test_a_silver_table_an_earlier_release_wrote_takes_the_next_batch(
@@ -277,14 +279,14 @@ def test_a_silver_table_an_earlier_release_wrote_takes_the_next_batch(
             [[f"2026-06-0{day}T09:00:00Z", "rival", sku, "19.00"] for sku in ("A", "B")],
         )
         if day == 1:
-            run_ingest(spark, cfg, str(landing), lakehouse.root)
+            run_ingest(spark, Lakehouse.at(spark, lakehouse.root), cfg.ingest, str(landing))
             path = lakehouse.path(SILVER["competitor_prices"])
             listing_columns = ["competitor_sku", "title", "brand", "size"]
             # Forged straight in Delta: the catalog refuses a table short of its declared columns.
             old = spark.read.format("delta").load(path).drop(*listing_columns)
             old.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
             assert not set(listing_columns) & set(spark.read.format("delta").load(path).columns)
-    report = run_ingest(spark, cfg, str(landing), lakehouse.root)
+    report = run_ingest(spark, Lakehouse.at(spark, lakehouse.root), cfg.ingest, str(landing))
     assert report.balanced
     counts = {r.source: (r.rows_read, r.rows_silver) for r in report.results}
     assert counts == {"transactions": (1, 1), "competitor_prices": (2, 2)}

@@ -238,16 +238,16 @@ def test_listings_from_landing_to_the_panel(
 ) -> None:
     write_shop(tmp_path / "landing")
     root = str(tmp_path / "lakehouse")
+    lakehouse = Lakehouse.at(spark, root)
     hashed = cfg.model_copy(update={"features": cfg.features.model_copy(update={"text_encoder": "hashed"})})
-    report = run_ingest(spark, hashed, str(tmp_path / "landing"), root)
+    report = run_ingest(spark, lakehouse, hashed.ingest, str(tmp_path / "landing"))
     competitor = next(r for r in report.results if r.source == "competitor_prices")
     assert (competitor.rows_read, competitor.rows_silver, competitor.rows_quarantined) == (15, 14, 1)
     quarantined = Lakehouse(root).read(spark, QUARANTINE).where("source = 'competitor_prices'")
     assert [r.detail for r in quarantined.collect()] == ["sku and competitor_sku are all missing"]
 
-    result = run_matching(spark, hashed, root)
+    result = run_matching(spark, lakehouse, hashed.matching, hashed.features)
     assert (result.listings, result.matched, result.quarantined) == (11, 5, 6)
-    lakehouse = Lakehouse(root)
     matches = lakehouse.read(spark, COMPETITOR_MATCHES)
     assert matches.where("competitor_sku = 'exact'").first().sku == "A1"
     assert len(review_queue(spark, root)) == 6
@@ -258,19 +258,19 @@ def test_listings_from_landing_to_the_panel(
         decide_listing(spark, root, "shopx", "wrong_size", "Z9", "tester")
     with pytest.raises(MatchingError, match="no listing"):
         decide_listing(spark, root, "shopx", "never-seen", "B1", "tester")
-    assert run_matching(spark, hashed, root).by_override == 1
+    assert run_matching(spark, lakehouse, hashed.matching, hashed.features).by_override == 1
     first = lakehouse.read(spark, COMPETITOR_MATCHES).orderBy("competitor_sku").collect()
-    again = run_matching(spark, hashed, root)
+    again = run_matching(spark, lakehouse, hashed.matching, hashed.features)
     assert again.skipped and (again.matched, again.quarantined) == (6, 5)
     assert lakehouse.read(spark, COMPETITOR_MATCHES).orderBy("competitor_sku").collect() == first
     # Other settings are another matching: it runs again, and the same data gives the same matches.
     stricter = hashed.model_copy(update={"matching": hashed.matching.model_copy(update={"threshold": 0.51})})
-    assert not run_matching(spark, stricter, root).skipped
+    assert not run_matching(spark, lakehouse, stricter.matching, stricter.features).skipped
     kept = {(r.competitor_sku, r.sku) for r in first if r.score is None or r.score >= 0.51}
     assert {(r.competitor_sku, r.sku) for r in lakehouse.read(spark, COMPETITOR_MATCHES).collect()} == kept
 
     # The panel counts shopx's listings under the matched SKUs; unmatched listings stay out.
-    run_features(spark, hashed, root)
+    run_features(spark, lakehouse, hashed.features, hashed.catalog)
     panel = lakehouse.read(spark, SKU_DAY).where("date = '2026-06-01'")
     competitors = {r.sku: r.n_competitors for r in panel.select("sku", "n_competitors").collect()}
     assert competitors == {"A1": 2, "A2": None, "B1": 1, "B2": 1, "C1": 1}

@@ -60,6 +60,10 @@ def _config(root: Path, *overrides: str) -> PricingConfig:
     )
 
 
+def _train(spark: SparkSession, cfg: PricingConfig, lakehouse: Path) -> TrainReport:
+    return run_train(spark, Lakehouse.at(spark, str(lakehouse)), cfg.train, cfg.features)
+
+
 def test_elasticity_error_splits_category_and_sku_errors(spark: SparkSession) -> None:
     truth = spark.createDataFrame(
         [("a1", "A", -1.0), ("a2", "A", -2.0), ("b1", "B", -3.0), ("b2", "B", -3.0)],
@@ -165,7 +169,7 @@ def test_torch_distributor_trains_registers_and_gates(
 ) -> None:
     root, lakehouse = market
     cfg = _config(tmp_path, "train.backend=torch_distributor")
-    good = run_train(spark, cfg, str(lakehouse))
+    good = _train(spark, cfg, lakehouse)
     _check_distributed(good)
     assert (good.model_version, good.alias) == ("1", "champion")
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -192,11 +196,7 @@ def test_torch_distributor_trains_registers_and_gates(
     assert {"torch", "mlflow", "numpy", "pandas"} <= pinned.keys()
 
     # A model that barely trained must not take the champion's place on the same holdout.
-    weak = run_train(
-        spark,
-        _config(tmp_path, "train.epochs=1", "train.learning_rate=1e-7"),
-        str(lakehouse),
-    )
+    weak = _train(spark, _config(tmp_path, "train.epochs=1", "train.learning_rate=1e-7"), lakehouse)
     assert weak.alias == "challenger"
     assert weak.champion_wape is not None and weak.holdout_wape > weak.champion_wape
     assert str(client.get_model_version_by_alias("pricing-demand", "champion").version) == "1"
@@ -212,7 +212,7 @@ def test_horovod_on_spark_trains_with_two_processes(
     # Both sides see the titles through 4 principal components, which the saved model applies itself.
     projected = ["train.debias=true", "train.text_components=4"]
     cfg = _config(tmp_path, "train.backend=horovod", *projected)
-    report = run_train(spark, cfg, str(lakehouse))
+    report = _train(spark, cfg, lakehouse)
     _check_distributed(report, loss_falls=False)
     mlflow.set_tracking_uri(cfg.train.tracking_uri)
     served = mlflow.pyfunc.load_model(f"models:/pricing-demand/{report.model_version}")
@@ -220,10 +220,10 @@ def test_horovod_on_spark_trains_with_two_processes(
     assert basis is not None and basis.shape[1] == 4 and basis.shape[0] > 4
     # Switching the backend must not change the model: the same seed trains the same weights. The
     # twin asks for GPUs too: where none is visible it trains on the CPU with Gloo, as CI must.
-    twin = run_train(
+    twin = _train(
         spark,
         _config(tmp_path, "train.backend=torch_distributor", *projected, "train.use_gpu=true"),
-        str(lakehouse),
+        lakehouse,
     )
     assert twin.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
     if twin.device == "cpu":  # a GPU's float arithmetic differs from the CPU's in the last bits

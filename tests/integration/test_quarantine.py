@@ -68,7 +68,7 @@ def dirty_run(
     (tx / "2026-06-02" / "notes.txt").write_text("call the vendor\n")
     with pytest.MonkeyPatch.context() as env:
         env.setenv(cfg.ingest.pii_salt_env, salt)
-        report = run_ingest(spark, cfg, str(landing), str(root / "lakehouse"))
+        report = run_ingest(spark, Lakehouse.at(spark, str(root / "lakehouse")), cfg.ingest, str(landing))
     return report, Lakehouse(str(root / "lakehouse")), salt
 
 
@@ -187,7 +187,7 @@ def test_sources_ingested_one_by_one_write_the_same_tables(
     one_by_one = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"parallel_sources": 1})})
     with pytest.MonkeyPatch.context() as env:
         env.setenv(cfg.ingest.pii_salt_env, salt)
-        serial_report = run_ingest(spark, one_by_one, landing, serial.root)
+        serial_report = run_ingest(spark, Lakehouse.at(spark, serial.root), one_by_one.ingest, landing)
     assert [r.source for r in serial_report.results] == [r.source for r in report.results]
 
     def written(tables: Lakehouse, table: Table) -> DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from pricing.decide.experiment import (
 )
 from pricing.decide.stage import (
     NO_PRICE_HISTORY,
+    ScoreReport,
     load_champion,
     next_night,
     run_score,
@@ -42,7 +44,7 @@ from pricing.lakehouse.tables import (
     Lakehouse,
 )
 from pricing.model.dataset import model_inputs
-from pricing.model.train import run_train
+from pricing.model.train import TrainReport, run_train
 from pricing.nightly.job import NightlyReport
 from pricing.nightly.report import render_night
 from pricing.nightly.retrain import retrain_reason
@@ -72,7 +74,8 @@ BINDING = {
 def market(spark: SparkSession, gold_shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small simulated market with its gold panel and one registered champion model."""
     root = tmp_path_factory.mktemp("score_market")
-    run_train(spark, _config(root), str(copy_shop(gold_shop, root)))
+    copy_shop(gold_shop, root)
+    _train(spark, _config(root))
     return root
 
 
@@ -91,6 +94,18 @@ def _config(root: Path, *overrides: str, lakehouse: Path | None = None) -> Prici
     )
 
 
+def _lakehouse(spark: SparkSession, cfg: PricingConfig) -> Lakehouse:
+    return Lakehouse.at(spark, cfg.paths.lakehouse)
+
+
+def _score(spark: SparkSession, cfg: PricingConfig, **night: Any) -> ScoreReport:
+    return run_score(spark, _lakehouse(spark, cfg), cfg, **night)
+
+
+def _train(spark: SparkSession, cfg: PricingConfig) -> TrainReport:
+    return run_train(spark, _lakehouse(spark, cfg), cfg.train, cfg.features)
+
+
 def _fresh_lakehouse(spark: SparkSession, market: Path, tmp_path: Path) -> Path:
     """A copy of the market's gold tables and its id (the same shop), so each test's price tables start
     empty."""
@@ -104,7 +119,7 @@ def _fresh_lakehouse(spark: SparkSession, market: Path, tmp_path: Path) -> Path:
 
 
 def _night(spark: SparkSession, lakehouse: Path) -> DataFrame:
-    return Lakehouse(io.qualify(spark, str(lakehouse))).read(spark, PRICE_RECOMMENDATIONS)
+    return Lakehouse.at(spark, str(lakehouse)).read(spark, PRICE_RECOMMENDATIONS)
 
 
 @pytest.mark.parametrize("decision", ["lower_bound", "posterior"])
@@ -113,7 +128,7 @@ def test_every_sku_gets_a_price_inside_its_guardrails(
 ) -> None:
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
     cfg = _config(market, f"score.decision={decision}", lakehouse=lakehouse)
-    report = run_score(spark, cfg)
+    report = _score(spark, cfg)
     rows = _night(spark, lakehouse).toPandas()
     skus = Lakehouse(str(lakehouse)).read(spark, SKU_DAY).select("sku").distinct().count()
     assert len(rows) == skus == report.skus
@@ -141,7 +156,7 @@ def test_every_sku_gets_a_price_inside_its_guardrails(
     truth = night_vs_truth(spark, str(lakehouse), report.price_date, str(market / "truth"), cfg.simulate)
     assert truth["true_profit_current"] > 0 and truth["true_profit_recommended"] > 0
     # The price in force downstream: one row per SKU, the night's final price.
-    current = Lakehouse(io.qualify(spark, str(lakehouse))).read(spark, CURRENT_PRICES).toPandas()
+    current = Lakehouse.at(spark, str(lakehouse)).read(spark, CURRENT_PRICES).toPandas()
     assert sorted(current["sku"]) == sorted(rows["sku"])
     merged = current.merge(rows, on="sku")
     assert (merged["price"] == merged["final_price"]).all()
@@ -154,9 +169,9 @@ def test_rescoring_a_night_replaces_it_and_keeps_earlier_nights(
     cfg = _config(market, lakehouse=lakehouse)
     last_day = io.first_value(Lakehouse(str(lakehouse)).read(spark, SKU_DAY).agg(F.max("date")))
     earlier, night = last_day, last_day + timedelta(days=1)
-    run_score(spark, cfg, price_date=earlier)
-    first = run_score(spark, cfg, price_date=night)
-    again = run_score(spark, cfg, price_date=night)
+    _score(spark, cfg, price_date=earlier)
+    first = _score(spark, cfg, price_date=night)
+    again = _score(spark, cfg, price_date=night)
     table = _night(spark, lakehouse)
     assert table.count() == 2 * first.skus  # two nights, no duplicates after the re-run
     assert table.groupBy("sku", "price_date").count().where("count > 1").count() == 0
@@ -169,7 +184,7 @@ def test_rescoring_a_night_replaces_it_and_keeps_earlier_nights(
     joined = both.join(current, "sku").toPandas()
     assert np.allclose(joined[str(earlier)], joined["current_price"])
     # Time travel: version 1 (after the table's creation) holds the earlier night only.
-    tables = Lakehouse(io.qualify(spark, str(lakehouse)))
+    tables = Lakehouse.at(spark, str(lakehouse))
     assert [r.operation for r in tables.history(spark, PRICE_RECOMMENDATIONS).collect()][:3] == ["MERGE"] * 3
     version1 = tables.read(spark, PRICE_RECOMMENDATIONS, version=1)
     assert [r[0] for r in version1.select("price_date").distinct().collect()] == [earlier]
@@ -178,7 +193,7 @@ def test_rescoring_a_night_replaces_it_and_keeps_earlier_nights(
 def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp_path: Path) -> None:
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
     strict = _config(market, "score.auto_approve_max_change=0.0", lakehouse=lakehouse)
-    report = run_score(spark, strict)
+    report = _score(spark, strict)
     rows = _night(spark, lakehouse).toPandas()
     moved = rows["recommended_price"] != rows["current_price"]
     assert (rows.loc[moved, "status"] == "needs_review").all()
@@ -187,7 +202,7 @@ def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp
     assert (rows.loc[moved, "final_price"] == rows.loc[moved, "current_price"]).all()
 
     loose = _config(market, "score.auto_approve_max_change=1.0", lakehouse=lakehouse)
-    run_score(spark, loose, price_date=report.price_date)
+    _score(spark, loose, price_date=report.price_date)
     rows = _night(spark, lakehouse).toPandas().set_index("sku")
     assert (rows["status"] == "auto_approved").all()
     assert (rows["final_price"] == rows["recommended_price"]).all()
@@ -198,7 +213,7 @@ def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp
     add_override(spark, str(lakehouse), second, 8.49, "old deal", "ben")  # the dated one wins
     with pytest.raises(ValueError):
         add_override(spark, str(lakehouse), first, 1.234, "fractional cents", "ana")
-    run_score(spark, loose, price_date=report.price_date)
+    _score(spark, loose, price_date=report.price_date)
     rows = _night(spark, lakehouse).toPandas().set_index("sku")
     assert rows.loc[first, ["status", "final_price", "override_author"]].tolist() == [
         "overridden",
@@ -210,11 +225,11 @@ def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp
         9.99,
         "launch",
     ]
-    current = Lakehouse(io.qualify(spark, str(lakehouse))).read(spark, CURRENT_PRICES)
+    current = Lakehouse.at(spark, str(lakehouse)).read(spark, CURRENT_PRICES)
     assert current.where(F.col("sku") == first).select("price").first()[0] == 12.34
 
     assert remove_overrides(spark, str(lakehouse), first) == 1
-    run_score(spark, loose, price_date=report.price_date)
+    _score(spark, loose, price_date=report.price_date)
     rows = _night(spark, lakehouse).toPandas().set_index("sku")
     assert rows.loc[first, "status"] == "auto_approved"
 
@@ -222,7 +237,7 @@ def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp
 def test_without_a_model_every_sku_keeps_its_price(spark: SparkSession, market: Path, tmp_path: Path) -> None:
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
     cfg = _config(tmp_path, lakehouse=lakehouse)  # an empty registry
-    report = run_score(spark, cfg)
+    report = _score(spark, cfg)
     rows = _night(spark, lakehouse).toPandas()
     assert report.model_version is None and len(rows) == report.skus
     assert set(rows["binding_constraint"]) <= {"no_model", "infeasible"}
@@ -238,7 +253,7 @@ def test_a_first_night_prices_from_whole_cents(spark: SparkSession, market: Path
     panel = tables.read(spark, SKU_DAY)
     shelf = panel.groupBy("sku").agg(F.round(F.max_by("price", "date"), 2).alias("shelf")).toPandas()
     tables.overwrite(SKU_DAY, panel.withColumn("price", F.round("price", 2) + F.lit(0.000967)), panel.schema)
-    run_score(spark, _config(market, "score.exploration_share=0.5", lakehouse=lakehouse))
+    _score(spark, _config(market, "score.exploration_share=0.5", lakehouse=lakehouse))
     rows = _night(spark, lakehouse).toPandas().merge(shelf, on="sku")
     assert np.allclose(rows["current_price"], rows["shelf"], rtol=0, atol=1e-9)
     for column in ("current_price", "recommended_price", "final_price"):
@@ -248,16 +263,16 @@ def test_a_first_night_prices_from_whole_cents(spark: SparkSession, market: Path
 
 def test_whatif_answers_for_any_prices(spark: SparkSession, market: Path) -> None:
     cfg = _config(market)
-    panel = Lakehouse(io.qualify(spark, str(market / "lakehouse"))).read(spark, SKU_DAY)
+    panel = Lakehouse.at(spark, str(market / "lakehouse")).read(spark, SKU_DAY)
     first = panel.select(F.min("sku")).first()[0]
-    table = whatif(spark, cfg, first, [5.0, 10.0, 20.0, 40.0])
+    table = whatif(spark, _lakehouse(spark, cfg), cfg, first, [5.0, 10.0, 20.0, 40.0])
     assert table["price"].tolist() == [5.0, 10.0, 20.0, 40.0]
     assert (np.diff(table["expected_units"]) <= 1e-9).all()  # never more demand at a higher price
     unit_cost = (table["expected_revenue"] - table["expected_profit"]) / table["expected_units"]
     assert np.allclose(unit_cost, unit_cost.iloc[0]) and unit_cost.iloc[0] > 0  # profit = units × (p − cost)
     assert np.allclose(table["expected_revenue"], table["expected_units"] * table["price"])
     with pytest.raises(KeyError):
-        whatif(spark, cfg, "NO-SUCH-SKU", [10.0])
+        whatif(spark, _lakehouse(spark, cfg), cfg, "NO-SUCH-SKU", [10.0])
 
 
 def test_tonights_rows_carry_yesterdays_traffic_and_predict_its_level(
@@ -268,12 +283,12 @@ def test_tonights_rows_carry_yesterdays_traffic_and_predict_its_level(
     root = str(market / "lakehouse")
     champion = load_champion(cfg.train, cfg.score.model_alias)
     assert champion is not None
-    night = next_night(spark, root)
+    night = next_night(spark, Lakehouse(root))
     panel = Lakehouse(root).read(spark, SKU_DAY)
     yesterday = panel.where(F.col("date") == F.lit(night - timedelta(days=1))).select(
         "sku", "views", "units_sold"
     )
-    rows = scoring_inputs(spark, cfg, root, night, champion.input_spec).toPandas()
+    rows = scoring_inputs(spark, Lakehouse(root), cfg.features, night, champion.input_spec).toPandas()
     spec = champion.input_spec
     i = spec.numeric_features.index("log1p_views_lag_1")
     views_lag = np.stack(rows["numeric"].to_numpy())[:, i] * spec.stds[i] + spec.means[i]
@@ -301,10 +316,10 @@ def test_price_exploration_tests_random_prices_inside_the_band(
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
     # Against the point-estimate choice, the highest expected profit (the lower-bound rule's is not).
     best = _config(market, "score.decision=expected", lakehouse=lakehouse)
-    run_score(spark, best)
+    _score(spark, best)
     chosen = _night(spark, lakehouse).toPandas().set_index("sku")
     explore = _config(market, "score.exploration_share=1.0", "score.decision=expected", lakehouse=lakehouse)
-    run_score(spark, explore)
+    _score(spark, explore)
     tested = _night(spark, lakehouse).toPandas().set_index("sku").loc[chosen.index]
     scored = tested["band_note"] != "infeasible"
     assert (tested.loc[scored, "binding_constraint"] == "price_test").all()
@@ -319,10 +334,10 @@ def test_price_exploration_tests_random_prices_inside_the_band(
     # The model's expectation is for the tested price, so its expected profit can only be lower.
     assert (tested["expected_profit_recommended"] <= chosen["expected_profit_recommended"] + 1e-6).all()
     # The same night draws the same tests; half the SKUs are tested at share 0.5.
-    run_score(spark, explore)
+    _score(spark, explore)
     again = _night(spark, lakehouse).toPandas().set_index("sku").loc[chosen.index]
     assert (again["recommended_price"] == tested["recommended_price"]).all()
-    run_score(spark, _config(market, "score.exploration_share=0.5", lakehouse=lakehouse))
+    _score(spark, _config(market, "score.exploration_share=0.5", lakehouse=lakehouse))
     half = _night(spark, lakehouse).toPandas()
     assert 0.2 < (half["binding_constraint"] == "price_test").mean() < 0.8
     # Exploration reads out as an experiment of its own, from its first explored night (whose sales
@@ -338,13 +353,13 @@ def test_skus_whose_price_never_moved_keep_it_unless_tested(
     spark: SparkSession, market: Path, tmp_path: Path
 ) -> None:
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
-    run_score(spark, _config(market, "score.decision=expected", lakehouse=lakehouse))
+    _score(spark, _config(market, "score.decision=expected", lakehouse=lakehouse))
     free = _night(spark, lakehouse).toPandas().set_index("sku")
     assert (free["binding_constraint"] != NO_PRICE_HISTORY).all()  # the market's prices all moved
     assert (free["recommended_price"] != free["current_price"]).any()
     # As if no SKU's price had moved often enough: each keeps its price where its band allows it.
     blind = _config(market, "score.decision=expected", "score.min_price_changes=10000", lakehouse=lakehouse)
-    run_score(spark, blind)
+    _score(spark, blind)
     kept = _night(spark, lakehouse).toPandas().set_index("sku").loc[free.index]
     scored = kept["band_note"] != "infeasible"
     allowed = (
@@ -357,7 +372,7 @@ def test_skus_whose_price_never_moved_keep_it_unless_tested(
     assert (kept.loc[allowed, "recommended_price"] == kept.loc[allowed, "current_price"]).all()
     assert (kept.loc[allowed, "expected_gain"] == 0).all()
     # A price test still moves them: that is how such a history gets the variation it lacks.
-    run_score(
+    _score(
         spark,
         _config(
             market,
@@ -380,7 +395,7 @@ def test_skus_whose_price_never_moved_keep_it_unless_tested(
             "score.exploration_scope=no_price_history",
             lakehouse=lakehouse,
         )
-        run_score(spark, aimed)
+        _score(spark, aimed)
         night = _night(spark, lakehouse).toPandas().set_index("sku").loc[free.index]
         if tests:
             assert (night.loc[scored, "binding_constraint"] == "price_test").all()
@@ -416,19 +431,19 @@ def test_a_champion_from_another_lakehouse_is_never_used(
     ours = io.lakehouse_id(spark, io.qualify(spark, str(lakehouse)))
     assert load_champion(cfg.train, cfg.score.model_alias, ours) is None
     assert load_champion(cfg.train, cfg.score.model_alias) is not None  # it is there, and not ours
-    night = next_night(spark, str(lakehouse))
-    reason = retrain_reason(spark, cfg, io.qualify(spark, str(lakehouse)), night - timedelta(days=1))
+    night = next_night(spark, Lakehouse(str(lakehouse)))
+    reason = retrain_reason(spark, _lakehouse(spark, cfg), cfg, night - timedelta(days=1))
     assert reason is not None and "was trained on another lakehouse" in reason
-    report = run_score(spark, cfg)
+    report = _score(spark, cfg)
     assert report.model_version is None and set(report.by_binding) == {"no_model"}
     with pytest.raises(RuntimeError, match="no model has alias"):
-        whatif(spark, cfg, "SKU-00000", [10.0])
+        whatif(spark, _lakehouse(spark, cfg), cfg, "SKU-00000", [10.0])
     # Trained here, its own model becomes the champion (the other's is no yardstick) and prices tonight.
-    trained = run_train(spark, cfg)
+    trained = _train(spark, cfg)
     assert trained.alias == "champion" and trained.champion_wape is None
     champion = load_champion(cfg.train, cfg.score.model_alias, ours)
     assert champion is not None and champion.version == trained.model_version
-    assert run_score(spark, cfg).model_version == trained.model_version
+    assert _score(spark, cfg).model_version == trained.model_version
 
 
 def test_a_running_experiment_holds_its_control_skus(
@@ -437,7 +452,7 @@ def test_a_running_experiment_holds_its_control_skus(
     lakehouse = _fresh_lakehouse(spark, market, tmp_path)
     cfg = _config(market, lakehouse=lakehouse)
     root = str(lakehouse)
-    night = next_night(spark, io.qualify(spark, root))
+    night = next_night(spark, Lakehouse.at(spark, root))
     with pytest.raises(ExperimentError, match="already priced"):
         start_experiment(spark, root, "past", 1.0, night - timedelta(days=1), 7)
     with pytest.raises(ExperimentError, match="per store"):
@@ -454,7 +469,7 @@ def test_a_running_experiment_holds_its_control_skus(
     assert controls_on(spark, qualified, night + timedelta(days=7)).count() == 0
     assert controls_on(spark, qualified, night - timedelta(days=1)).count() == 0
 
-    report = run_score(spark, cfg, price_date=night)
+    report = _score(spark, cfg, price_date=night)
     arms = Lakehouse(qualified).read(spark, EXPERIMENT_ASSIGNMENTS).toPandas()
     rows = _night(spark, lakehouse).toPandas().merge(arms[["sku", "arm"]], on="sku")
     held = rows[rows["arm"] == "control"]
@@ -465,7 +480,7 @@ def test_a_running_experiment_holds_its_control_skus(
     assert (rows.loc[rows["arm"] == "treatment", "binding_constraint"] != CONTROL_REASON).all()
     # A guardrail that moved past a control SKU's price outranks the experiment: the SKU takes the
     # band's nearest allowed price (here a margin floor above most current prices).
-    run_score(spark, _config(market, "policy.min_margin=0.6", lakehouse=lakehouse), price_date=night)
+    _score(spark, _config(market, "policy.min_margin=0.6", lakehouse=lakehouse), price_date=night)
     rows = _night(spark, lakehouse).toPandas().merge(arms[["sku", "arm"]], on="sku")
     held = rows[(rows["arm"] == "control") & (rows["band_note"] != "infeasible")]
     assert (held["binding_constraint"] == CONTROL_REASON).all()
@@ -500,7 +515,7 @@ def test_an_experiment_reads_out_from_the_panel(spark: SparkSession, market: Pat
     assert ((whole["ci_low"] <= whole["effect"]) & (whole["effect"] <= whole["ci_high"])).all()
     categories = Lakehouse(root).read(spark, SKU_DAY).select("category").distinct().count()
     assert effects.loc[effects["segment"] != "all", "segment"].nunique() <= categories
-    stored = Lakehouse(io.qualify(spark, root)).read(spark, EXPERIMENT_READOUTS).toPandas()
+    stored = Lakehouse.at(spark, root).read(spark, EXPERIMENT_READOUTS).toPandas()
     assert len(stored) == len(before) + len(effects) and set(stored["level"]) == {0.9, 0.8}
     # The night report of a night inside the experiment shows it, read out from the panel.
     night = NightlyReport(last, "night", last + timedelta(days=1), status="succeeded", model_version=None)

@@ -53,7 +53,9 @@ def _market(
     summary = simulate_market(spark, cfg.simulate, str(root / "landing"), str(root / "truth"))
     with pytest.MonkeyPatch.context() as env:
         env.setenv(salt_env, "s" * 32)
-        report = run_ingest(spark, cfg, str(root / "landing"), str(root / "lakehouse"))
+        report = run_ingest(
+            spark, Lakehouse.at(spark, str(root / "lakehouse")), cfg.ingest, str(root / "landing")
+        )
     return cfg, summary, report, Lakehouse(str(root / "lakehouse"))
 
 
