@@ -43,6 +43,11 @@ def _lakehouse(args: argparse.Namespace) -> list[str]:
     return [f"paths.lakehouse={args.lakehouse}"] if args.lakehouse else []
 
 
+def _tables(spark: SparkSession, cfg: PricingConfig) -> Lakehouse:
+    """The configured lakehouse (``paths.lakehouse``, after ``--lakehouse``), its root qualified."""
+    return Lakehouse.at(spark, cfg.paths.lakehouse)
+
+
 def _session(args: argparse.Namespace, extra: list[str]) -> tuple[PricingConfig, SparkSession]:
     """The validated configuration and the SparkSession it describes."""
     from pricing.platform.spark import build_spark
@@ -105,7 +110,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     extra = [f"paths.{k}={v}" for k, v in (("landing", args.landing), ("lakehouse", args.lakehouse)) if v]
     cfg, spark = _session(args, extra)
-    run_ingest(spark, Lakehouse.at(spark, cfg.paths.lakehouse), cfg.ingest, cfg.paths.landing)
+    run_ingest(spark, _tables(spark, cfg), cfg.ingest, cfg.paths.landing)
     return 0
 
 
@@ -113,8 +118,9 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from pricing.features import run_features
 
     cfg, spark = _session(args, _lakehouse(args))
-    lakehouse = Lakehouse.at(spark, cfg.paths.lakehouse)
-    run_features(spark, lakehouse, cfg.features, cfg.catalog, run_date=args.run_date, full=args.full)
+    run_features(
+        spark, _tables(spark, cfg), cfg.features, cfg.catalog, run_date=args.run_date, full=args.full
+    )
     return 0
 
 
@@ -123,7 +129,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     extra = [f"train.backend={args.backend}"] if args.backend else []
     cfg, spark = _session(args, _lakehouse(args) + extra)
-    report = run_train(spark, Lakehouse.at(spark, cfg.paths.lakehouse), cfg.train, cfg.features)
+    report = run_train(spark, _tables(spark, cfg), cfg.train, cfg.features)
     if args.truth:
         from pricing.sim.truth import training_vs_truth
 
@@ -137,7 +143,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from pricing.decide.stage import run_score
 
     cfg, spark = _session(args, _lakehouse(args))
-    report = run_score(spark, Lakehouse.at(spark, cfg.paths.lakehouse), cfg, price_date=args.price_date)
+    report = run_score(spark, _tables(spark, cfg), cfg, price_date=args.price_date)
     if args.truth:
         from pricing.sim.truth import night_vs_truth, render_night
 
@@ -246,8 +252,7 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
 
     cfg, spark = _session(args, _lakehouse(args))
     try:
-        lakehouse = Lakehouse.at(spark, cfg.paths.lakehouse)
-        table = whatif(spark, lakehouse, cfg, args.sku, args.price, price_date=args.price_date)
+        table = whatif(spark, _tables(spark, cfg), cfg, args.sku, args.price, price_date=args.price_date)
     except (KeyError, RuntimeError) as error:
         print(f"pricing whatif: {error}", file=sys.stderr)
         return 1
@@ -264,12 +269,12 @@ def _cmd_override(args: argparse.Namespace) -> int:
     cfg, spark = _session(args, _lakehouse(args))
     when = args.price_date.isoformat() if args.price_date else "every night"
     if args.remove:
-        removed = remove_overrides(spark, cfg.paths.lakehouse, args.sku, args.price_date)
+        removed = remove_overrides(spark, _tables(spark, cfg), args.sku, args.price_date)
         print(f"removed {removed} override(s) of {args.sku} for {when}")
         return 0
     try:
         add_override(
-            spark, cfg.paths.lakehouse, args.sku, args.price, args.reason, args.author, args.price_date
+            spark, _tables(spark, cfg), args.sku, args.price, args.reason, args.author, args.price_date
         )
     except ValueError as error:
         print(f"pricing override: {error}", file=sys.stderr)
@@ -282,27 +287,27 @@ def _cmd_review(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from pricing.decide.review import ReviewError, latest_price_date, review_queue
-    from pricing.lakehouse import io
     from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS
 
     cfg, spark = _session(args, _lakehouse(args))
-    root = io.qualify(spark, cfg.paths.lakehouse)
+    lakehouse = _tables(spark, cfg)
     if args.serve:
         from pricing.review_app import serve
 
         print(
-            f"[review] the review page of {root}: http://{args.host}:{args.port}/ (Ctrl-C stops it)",
+            f"[review] the review page of {lakehouse.root}: http://{args.host}:{args.port}/ "
+            "(Ctrl-C stops it)",
             flush=True,
         )
-        serve(spark, cfg, root, args.host, args.port)
+        serve(spark, cfg, lakehouse, args.host, args.port)
         return 0
     try:
-        latest = latest_price_date(spark, root)
+        latest = latest_price_date(spark, lakehouse)
     except ReviewError as error:
         print(f"pricing review: {error}", file=sys.stderr)
         return 1
     night = args.price_date or latest
-    recommendations = Lakehouse(root).read(spark, PRICE_RECOMMENDATIONS)
+    recommendations = lakehouse.read(spark, PRICE_RECOMMENDATIONS)
     statuses: dict[str, int] = {
         r[0]: int(r[1])
         for r in recommendations.where(f"price_date = DATE'{night}'")
@@ -337,7 +342,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     try:
         report = decide(
             spark,
-            cfg.paths.lakehouse,
+            _tables(spark, cfg),
             decision,
             selection,
             args.author,
@@ -376,7 +381,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         if args.action == "start":
             start_experiment(  # its summary is the library's INFO line on stdout
                 spark,
-                cfg.paths.lakehouse,
+                _tables(spark, cfg),
                 args.name,
                 args.share,
                 getattr(args, "from"),
@@ -388,7 +393,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         elif args.action == "readout":
             effects = readout(
                 spark,
-                cfg.paths.lakehouse,
+                _tables(spark, cfg),
                 args.name,
                 through=args.through,
                 level=args.level,
@@ -397,7 +402,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
             print(f"experiment {args.name}")
             print(render_readout(effects, args.estimator))
         else:
-            table = list_experiments(spark, cfg.paths.lakehouse)
+            table = list_experiments(spark, _tables(spark, cfg))
             print(table.to_string(index=False) if not table.empty else "no experiments")
     except ExperimentError as error:
         print(f"pricing experiment {args.action}: {error}", file=sys.stderr)
@@ -411,15 +416,14 @@ def _cmd_listings(args: argparse.Namespace) -> int:
     cfg, spark = _session(args, _lakehouse(args))
     try:
         if args.action == "match":
-            lakehouse = Lakehouse.at(spark, cfg.paths.lakehouse)
-            print(run_matching(spark, lakehouse, cfg.matching, cfg.features).render())
+            print(run_matching(spark, _tables(spark, cfg), cfg.matching, cfg.features).render())
         elif args.action == "review":
-            queue = review_queue(spark, cfg.paths.lakehouse, args.limit)
+            queue = review_queue(spark, _tables(spark, cfg), args.limit)
             print(queue.to_string(index=False) if not queue.empty else "no unmatched listings")
         else:
             sku = args.sku if args.action == "confirm" else None
             decide_listing(
-                spark, cfg.paths.lakehouse, args.competitor, args.competitor_sku, sku, args.author, args.note
+                spark, _tables(spark, cfg), args.competitor, args.competitor_sku, sku, args.author, args.note
             )
             what = f"is {sku}" if sku else "is not a product we sell"
             print(

@@ -561,7 +561,7 @@ def _unchanged(competitor_df: DataFrame, last: Any, state: dict[str, Any]) -> bo
 
 def decide_listing(
     spark: SparkSession,
-    root: str,
+    lakehouse: Lakehouse,
     competitor: str,
     competitor_sku: str,
     sku: str | None,
@@ -574,7 +574,7 @@ def decide_listing(
     """
 
     def found(source: str, where: Column) -> bool:
-        rows = Lakehouse(root).read_declared(spark, SILVER[source])
+        rows = lakehouse.read_declared(spark, SILVER[source])
         return rows.where(where).limit(1).count() > 0
 
     listing = (F.col("competitor") == competitor) & (F.col("competitor_sku") == competitor_sku)
@@ -585,12 +585,11 @@ def decide_listing(
     row = [
         (competitor, competitor_sku, sku, decided_by, datetime.now(timezone.utc).replace(tzinfo=None), note)
     ]
-    Lakehouse(root).append(COMPETITOR_MATCH_OVERRIDES, spark.createDataFrame(row, LISTING_OVERRIDES_SCHEMA))
+    lakehouse.append(COMPETITOR_MATCH_OVERRIDES, spark.createDataFrame(row, LISTING_OVERRIDES_SCHEMA))
 
 
-def review_queue(spark: SparkSession, root: str, limit: int = 50) -> pd.DataFrame:
+def review_queue(spark: SparkSession, lakehouse: Lakehouse, limit: int = 50) -> pd.DataFrame:
     """The unmatched listings, most price rows first (a small table for people)."""
-    lakehouse = Lakehouse(root)
     if not lakehouse.exists(spark, LISTING_QUARANTINE):
         return pd.DataFrame()
     return (

@@ -26,7 +26,6 @@ from pyspark.sql import functions as F
 from pricing.config import PricingConfig
 from pricing.decide.review import ReviewError, Selection, change, decide, latest_price_date, override
 from pricing.decide.stage import whatif
-from pricing.lakehouse import io
 from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, SILVER, Lakehouse
 from pricing.platform.lock import LockHeld
 
@@ -57,9 +56,8 @@ COLUMNS = [
 class ReviewPage:
     """The data behind the page: the latest night's rows of one lakehouse, read through Spark."""
 
-    def __init__(self, spark: SparkSession, cfg: PricingConfig, root: str) -> None:
-        self.spark, self.cfg, self.root = spark, cfg, io.qualify(spark, root)
-        self.lakehouse = Lakehouse(self.root)
+    def __init__(self, spark: SparkSession, cfg: PricingConfig, lakehouse: Lakehouse) -> None:
+        self.spark, self.cfg, self.lakehouse = spark, cfg, lakehouse
         self.lock = threading.Lock()  # one Spark request at a time from the server's threads
 
     @property
@@ -67,7 +65,7 @@ class ReviewPage:
         return self.cfg.nightly.lock_ttl_minutes * 60
 
     def night(self) -> date:
-        return latest_price_date(self.spark, self.root)
+        return latest_price_date(self.spark, self.lakehouse)
 
     def rows(self, price_date: date) -> DataFrame:
         night = self.lakehouse.read(self.spark, PRICE_RECOMMENDATIONS).where(
@@ -180,7 +178,7 @@ def build_app(page: ReviewPage) -> Dash:
         return html.Div(
             [
                 html.H2(f"Price review: prices for {night}"),
-                html.P(page.root, style={"color": "#888"}),
+                html.P(page.lakehouse.root, style={"color": "#888"}),
                 dcc.Store(id="night", data=night.isoformat()),
                 dcc.Store(id="version", data=0),
                 html.Div([html.B("status"), _checklist("status", options["status"], statuses)]),
@@ -301,7 +299,7 @@ def build_app(page: ReviewPage) -> Dash:
                         return "give the price to put in force", no_update
                     report = override(
                         page.spark,
-                        page.root,
+                        page.lakehouse,
                         sku.strip(),
                         float(price),
                         author or "",
@@ -313,7 +311,7 @@ def build_app(page: ReviewPage) -> Dash:
                     decision = "approved" if action == "approve" else "rejected"
                     report = decide(
                         page.spark,
-                        page.root,
+                        page.lakehouse,
                         decision,
                         Selection(skus=(sku.strip(),)),
                         author or "",
@@ -342,14 +340,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     cfg = load_config(args.env, overrides=[f"paths.lakehouse={args.lakehouse}", *args.overrides])
-    serve(build_spark(cfg.spark), cfg, args.lakehouse, args.host, args.port)
+    spark = build_spark(cfg.spark)
+    serve(spark, cfg, Lakehouse.at(spark, args.lakehouse), args.host, args.port)
 
 
-def serve(spark: SparkSession, cfg: PricingConfig, root: str, host: str, port: int) -> None:
+def serve(spark: SparkSession, cfg: PricingConfig, lakehouse: Lakehouse, host: str, port: int) -> None:
     """Serve the review page until interrupted."""
-    app = build_app(ReviewPage(spark, cfg, root))
+    app = build_app(ReviewPage(spark, cfg, lakehouse))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    log.info("review page for %s on http://%s:%d/", root, host, port)
+    log.info("review page for %s on http://%s:%d/", lakehouse.root, host, port)
     app.run(host=host, port=port, debug=False)
 
 

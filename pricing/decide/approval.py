@@ -169,7 +169,7 @@ def prices_in_force(recommendations_df: DataFrame, price_date: date) -> DataFram
 
 def add_override(
     spark: SparkSession,
-    root: str,
+    lakehouse: Lakehouse,
     sku: str,
     price: float,
     reason: str,
@@ -188,10 +188,12 @@ def add_override(
         [(sku, price_date, float(price), reason, author)],
         "sku string, price_date date, price double, reason string, author string",
     ).withColumn("created_at", F.current_timestamp())
-    Lakehouse.at(spark, root).append(PRICE_OVERRIDES, row)
+    lakehouse.append(PRICE_OVERRIDES, row)
 
 
-def remove_overrides(spark: SparkSession, root: str, sku: str, price_date: date | None = None) -> int:
+def remove_overrides(
+    spark: SparkSession, lakehouse: Lakehouse, sku: str, price_date: date | None = None
+) -> int:
     """Delete ``sku``'s overrides for ``price_date`` (None: its open-ended ones); returns rows removed."""
     when = F.col("price_date").isNull() if price_date is None else F.col("price_date") == F.lit(price_date)
-    return Lakehouse.at(spark, root).delete(spark, PRICE_OVERRIDES, (F.col("sku") == sku) & when)
+    return lakehouse.delete(spark, PRICE_OVERRIDES, (F.col("sku") == sku) & when)

@@ -143,19 +143,17 @@ def assign_arms(units_df: DataFrame, name: str, seed: int, share: float) -> Data
     return paired.select("unit", "stratum", F.when(slot % 2 == 0, ARMS[0]).otherwise(ARMS[1]).alias("arm"))
 
 
-def running_experiments(spark: SparkSession, root: str, price_date: date) -> DataFrame:
+def running_experiments(spark: SparkSession, lakehouse: Lakehouse, price_date: date) -> DataFrame:
     """The experiments whose nights include ``price_date``."""
-    return (
-        Lakehouse(root)
-        .read_declared(spark, EXPERIMENTS)
-        .where((F.col("start_date") <= F.lit(price_date)) & (F.col("end_date") >= F.lit(price_date)))
+    return lakehouse.read_declared(spark, EXPERIMENTS).where(
+        (F.col("start_date") <= F.lit(price_date)) & (F.col("end_date") >= F.lit(price_date))
     )
 
 
-def controls_on(spark: SparkSession, root: str, price_date: date) -> DataFrame:
+def controls_on(spark: SparkSession, lakehouse: Lakehouse, price_date: date) -> DataFrame:
     """The SKUs (sku) in the control arm of an experiment running on ``price_date``."""
-    running = running_experiments(spark, root, price_date).select(F.col("name").alias("experiment"))
-    assigned = Lakehouse(root).read_declared(spark, EXPERIMENT_ASSIGNMENTS)
+    running = running_experiments(spark, lakehouse, price_date).select(F.col("name").alias("experiment"))
+    assigned = lakehouse.read_declared(spark, EXPERIMENT_ASSIGNMENTS)
     return assigned.join(running, "experiment").where(F.col("arm") == ARMS[1]).select("sku").distinct()
 
 
@@ -182,7 +180,7 @@ class StartedExperiment:
 
 def start_experiment(
     spark: SparkSession,
-    root: str,
+    lakehouse: Lakehouse,
     name: str,
     share: float,
     start: date,
@@ -212,8 +210,6 @@ def start_experiment(
         raise ExperimentError(f"{EXPLORATION!r} is price exploration's readout (score.exploration_share)")
     if days < 1 or pre_days < 1:
         raise ExperimentError("--days and --pre-days must be at least 1")
-    root = io.qualify(spark, root)
-    lakehouse = Lakehouse(root)
     existing = lakehouse.read_declared(spark, EXPERIMENTS).cache()
     cached = [existing]
     try:
@@ -514,23 +510,23 @@ def experiment_effects(outcomes_df: DataFrame, level: float = 0.9, by_segment: b
     return pd.DataFrame(rows, columns=columns).assign(level=level)
 
 
-def list_experiments(spark: SparkSession, root: str) -> pd.DataFrame:
+def list_experiments(spark: SparkSession, lakehouse: Lakehouse) -> pd.DataFrame:
     """Every experiment of the lakehouse, newest first."""
-    table = Lakehouse.at(spark, root).read_declared(spark, EXPERIMENTS)
+    table = lakehouse.read_declared(spark, EXPERIMENTS)
     return table.orderBy(F.col("created_at").desc()).drop("seed").toPandas()
 
 
-def read_experiment(spark: SparkSession, root: str, name: str) -> dict[str, Any]:
+def read_experiment(spark: SparkSession, lakehouse: Lakehouse, name: str) -> dict[str, Any]:
     """The ``gold/experiments`` row of ``name`` as a dict."""
-    found = Lakehouse(root).read_declared(spark, EXPERIMENTS).where(F.col("name") == name).collect()
+    found = lakehouse.read_declared(spark, EXPERIMENTS).where(F.col("name") == name).collect()
     if not found:
-        raise ExperimentError(f"no experiment named {name!r} in {root}")
+        raise ExperimentError(f"no experiment named {name!r} in {lakehouse.root}")
     return found[0].asDict()
 
 
 def readout(
     spark: SparkSession,
-    root: str,
+    lakehouse: Lakehouse,
     name: str,
     through: date | None = None,
     level: float = 0.9,
@@ -540,9 +536,7 @@ def readout(
     """Read out experiment ``name`` over the panel's days up to ``through`` (default: the panel's last day,
     at most the experiment's last night); append the rows to ``gold/experiment_readouts`` (unless not
     ``record``) and return them. ``exploration_scope``: ``score.exploration_scope``, for ``exploration``."""
-    root = io.qualify(spark, root)
-    lakehouse = Lakehouse(root)
-    experiment = read_experiment(spark, root, name) if name != EXPLORATION else None
+    experiment = read_experiment(spark, lakehouse, name) if name != EXPLORATION else None
     if not lakehouse.exists(spark, SKU_DAY):
         raise ExperimentError(f"{lakehouse.path(SKU_DAY)} does not exist: nothing to read out")
     panel = lakehouse.read(spark, SKU_DAY)

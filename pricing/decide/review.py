@@ -139,19 +139,19 @@ def decidable(night_df: DataFrame, decision: str) -> DataFrame:
     return rows.where(_inside_band()) if decision == "approved" else rows
 
 
-def latest_price_date(spark: SparkSession, root: str) -> date:
+def latest_price_date(spark: SparkSession, lakehouse: Lakehouse) -> date:
     """The newest night with recommendations: the only one whose prices a decision may still change."""
-    lakehouse = Lakehouse(root)
+    missing = f"{lakehouse.root} has no price recommendations yet: run `pricing nightly` first"
     if not lakehouse.exists(spark, PRICE_RECOMMENDATIONS):
-        raise ReviewError(f"{root} has no price recommendations yet: run `pricing nightly` first")
+        raise ReviewError(missing)
     latest = io.first_value(lakehouse.read(spark, PRICE_RECOMMENDATIONS).agg(F.max("price_date")))
     if latest is None:
-        raise ReviewError(f"{root} has no price recommendations yet: run `pricing nightly` first")
+        raise ReviewError(missing)
     return latest
 
 
-def _night_to_decide(spark: SparkSession, root: str, price_date: date | None) -> date:
-    latest = latest_price_date(spark, root)
+def _night_to_decide(spark: SparkSession, lakehouse: Lakehouse, price_date: date | None) -> date:
+    latest = latest_price_date(spark, lakehouse)
     if price_date is None or price_date == latest:
         return latest
     if price_date > latest:
@@ -197,10 +197,9 @@ def _chosen(night_df: DataFrame, decision: str, selection: Selection) -> DataFra
     return candidates.where(F.col("sku").isin(*selection.skus))
 
 
-def apply_night_decisions(spark: SparkSession, root: str, price_date: date) -> int:
+def apply_night_decisions(spark: SparkSession, lakehouse: Lakehouse, price_date: date) -> int:
     """Bring the night's rows in ``gold/price_recommendations`` and ``gold/current_prices`` in line with
     its overrides and decision history; returns how many recommendations changed."""
-    lakehouse = Lakehouse(root)
     night = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(price_date))
     decisions = lakehouse.read_declared(spark, PRICE_DECISIONS)
     overrides = lakehouse.read_declared(spark, PRICE_OVERRIDES)
@@ -231,7 +230,7 @@ def apply_night_decisions(spark: SparkSession, root: str, price_date: date) -> i
 
 def decide(
     spark: SparkSession,
-    root: str,
+    lakehouse: Lakehouse,
     decision: str,
     selection: Selection,
     author: str,
@@ -253,10 +252,8 @@ def decide(
         raise ReviewError(f"a decision is one of {sorted(DECIDABLE)}, not {decision!r}")
     if not author.strip():
         raise ReviewError("a decision needs an --author")
-    root = io.qualify(spark, root)
-    lakehouse = Lakehouse(root)
-    with LakehouseLock(spark, root, "nightly", lock_ttl_s, f"{decision} prices by {author}"):
-        night_date = _night_to_decide(spark, root, price_date)
+    with LakehouseLock(spark, lakehouse.root, "nightly", lock_ttl_s, f"{decision} prices by {author}"):
+        night_date = _night_to_decide(spark, lakehouse, price_date)
         night = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(night_date))
         decision_id = uuid.uuid4().hex
         rows = (
@@ -283,7 +280,7 @@ def decide(
             first = [r.sku for r in rows.select("sku").orderBy("sku").limit(10).collect()]
             if count:
                 lakehouse.append(PRICE_DECISIONS, rows)
-                apply_night_decisions(spark, root, night_date)
+                apply_night_decisions(spark, lakehouse, night_date)
         finally:
             rows.unpersist()
     report = DecisionReport(decision, night_date, decision_id, count, first, author)
@@ -293,7 +290,7 @@ def decide(
 
 def override(
     spark: SparkSession,
-    root: str,
+    lakehouse: Lakehouse,
     sku: str,
     price: float,
     author: str,
@@ -315,10 +312,8 @@ def override(
         raise ReviewError("a decision needs an --author")
     if not price > 0 or round(price, 2) != price:
         raise ReviewError(f"a price is positive whole cents, got {price}")
-    root = io.qualify(spark, root)
-    lakehouse = Lakehouse(root)
-    with LakehouseLock(spark, root, "nightly", lock_ttl_s, f"override of {sku} by {author}"):
-        night_date = _night_to_decide(spark, root, price_date)
+    with LakehouseLock(spark, lakehouse.root, "nightly", lock_ttl_s, f"override of {sku} by {author}"):
+        night_date = _night_to_decide(spark, lakehouse, price_date)
         night = lakehouse.read(spark, PRICE_RECOMMENDATIONS).where(F.col("price_date") == F.lit(night_date))
         row = night.where(F.col("sku") == sku).first()
         if row is None:
@@ -333,7 +328,7 @@ def override(
             )
         decision_id = uuid.uuid4().hex
         reason = note or "set on review"
-        add_override(spark, root, sku, float(price), reason, author, night_date)
+        add_override(spark, lakehouse, sku, float(price), reason, author, night_date)
         history = spark.createDataFrame(
             [
                 (
@@ -353,15 +348,15 @@ def override(
             "current_price double, recommended_price double, final_price double, author string, note string",
         ).withColumn("decided_at", F.current_timestamp())
         lakehouse.append(PRICE_DECISIONS, history)
-        apply_night_decisions(spark, root, night_date)
+        apply_night_decisions(spark, lakehouse, night_date)
     report = DecisionReport("overridden", night_date, decision_id, 1, [sku], author)
     log.info(report.render())
     return report
 
 
-def decision_history(spark: SparkSession, root: str, price_date: date | None = None) -> DataFrame:
+def decision_history(spark: SparkSession, lakehouse: Lakehouse, price_date: date | None = None) -> DataFrame:
     """Every recorded decision (of ``price_date`` when given), newest first."""
-    history = Lakehouse.at(spark, root).read_declared(spark, PRICE_DECISIONS)
+    history = lakehouse.read_declared(spark, PRICE_DECISIONS)
     if price_date is not None:
         history = history.where(F.col("price_date") == F.lit(price_date))
     return history.orderBy(F.col("decided_at").desc(), "sku")

@@ -458,7 +458,7 @@ def decide(
         return shipped.value.load() if shipped is not None else None
 
     # SKUs in the control arm of a price experiment running tonight keep their price (held).
-    held = controls_on(spark, lakehouse.root, price_date).select("sku", F.lit(True).alias("held"))
+    held = controls_on(spark, lakehouse, price_date).select("sku", F.lit(True).alias("held"))
     scored = inputs.join(held, "sku", "left").mapInPandas(
         score_batches(loader, cfg.policy, cfg.score), SCORED_SCHEMA
     )

@@ -156,10 +156,10 @@ class NightlyReport:
         return "\n".join(lines)
 
 
-def _save_run(spark: SparkSession, root: str, report: NightlyReport) -> None:
+def _save_run(spark: SparkSession, lakehouse: Lakehouse, report: NightlyReport) -> None:
     """Replace the night's one ``audit/runs`` row in one commit (a replaceWhere writes only the new row,
     where a MERGE would first join the whole table)."""
-    Lakehouse(root).replace_where(
+    lakehouse.replace_where(
         RUNS,
         spark.createDataFrame([report.row()], RUNS_SCHEMA),
         f"run_date = DATE'{report.run_date.isoformat()}'",
@@ -218,7 +218,6 @@ class NightlyRun:
         self.spark, self.cfg = spark, cfg
         self.landing = io.qualify(spark, landing or cfg.paths.landing)
         self.lakehouse = Lakehouse.at(spark, lakehouse_root or cfg.paths.lakehouse)
-        self.root = self.lakehouse.root
         self.report = NightlyReport(run_date, night_run_id(run_date), run_date + timedelta(days=1))
         self._meter: _IoMeter | None = None
 
@@ -227,7 +226,7 @@ class NightlyRun:
     def _save(self) -> None:
         # Written when the night starts (its attempt) and when it ends (every stage): a commit per stage
         # cost about 3 s each, a fifth of a small night.
-        _save_run(self.spark, self.root, self.report)
+        _save_run(self.spark, self.lakehouse, self.report)
 
     def _stage(self, name: str, work: Callable[[], tuple[str, int | None, str]]) -> None:
         assert self._meter is not None
@@ -398,7 +397,7 @@ class NightlyRun:
         jobs = [operation for operation, every in cadence if due(operation, every)]
         if not jobs:
             return "skipped", None, "not due"
-        tables = maintain_tables(self.spark, self.root, jobs, ncfg)
+        tables = maintain_tables(self.spark, self.lakehouse.root, jobs, ncfg)
         self.report.maintenance = jobs
         return "done", None, f"{' + '.join(jobs)} ({ncfg.vacuum_mode}) of {len(tables)} tables"
 
@@ -407,7 +406,7 @@ class NightlyRun:
             return "skipped", None, "nightly.report is off"
         try:
             self.report.report_path = write_night_report(
-                self.spark, self.root, self.report, self.cfg.train, self.cfg.nightly.report_dir
+                self.spark, self.lakehouse, self.report, self.cfg.train, self.cfg.nightly.report_dir
             )
         except Exception as error:
             # The prices are written and checked; a report that cannot be drawn does not undo them.
@@ -427,7 +426,7 @@ class NightlyRun:
         night = self.report
         ttl = self.cfg.nightly.lock_ttl_minutes * 60
         with LakehouseLock(
-            self.spark, self.root, "nightly", ttl, f"nightly run for {night.run_date}"
+            self.spark, self.lakehouse.root, "nightly", ttl, f"nightly run for {night.run_date}"
         ) as lock:
             if lock.taken_over is not None:
                 log.info(f"[nightly] took over a stale lock of {lock.taken_over.describe()}")
@@ -518,17 +517,21 @@ def report_night(
         NightlyError: the lakehouse has no such night.
         LockHeld: a night is running on this lakehouse.
     """
-    root = io.qualify(spark, lakehouse_root or cfg.paths.lakehouse)
+    lakehouse = Lakehouse.at(spark, lakehouse_root or cfg.paths.lakehouse)
     ttl = cfg.nightly.lock_ttl_minutes * 60
-    with LakehouseLock(spark, root, "nightly", ttl, "nightly report"):
-        runs = Lakehouse(root).read_declared(spark, RUNS)
+    with LakehouseLock(spark, lakehouse.root, "nightly", ttl, "nightly report"):
+        runs = lakehouse.read_declared(spark, RUNS)
         chosen = runs.where(F.col("run_date") == F.lit(run_date)) if run_date else runs
         row = chosen.orderBy(F.desc("run_date")).first()
         if row is None:
-            raise NightlyError(f"{root} has no night {run_date or ''} in audit/runs".replace("  ", " "))
+            raise NightlyError(
+                f"{lakehouse.root} has no night {run_date or ''} in audit/runs".replace("  ", " ")
+            )
         night = _from_row(row)
-        night.report_path = write_night_report(spark, root, night, cfg.train, out or cfg.nightly.report_dir)
-        _save_run(spark, root, night)
+        night.report_path = write_night_report(
+            spark, lakehouse, night, cfg.train, out or cfg.nightly.report_dir
+        )
+        _save_run(spark, lakehouse, night)
     return night.report_path
 
 

@@ -62,8 +62,8 @@ def _pandas(df: DataFrame) -> pd.DataFrame:
     return cast(pd.DataFrame, df.toPandas())
 
 
-def _titles(spark: SparkSession, root: str) -> DataFrame | None:
-    catalog = Lakehouse(root).read_if_exists(spark, SILVER["catalog"])
+def _titles(spark: SparkSession, lakehouse: Lakehouse) -> DataFrame | None:
+    catalog = lakehouse.read_if_exists(spark, SILVER["catalog"])
     return catalog.select("sku", "title", "category") if catalog is not None else None
 
 
@@ -80,13 +80,13 @@ class _Night:
     """What the report is about: the night's run-log row and where its tables live."""
 
     spark: SparkSession
-    root: str
+    lakehouse: Lakehouse
     run: NightlyReport
     tcfg: TrainConfig
 
     @property
     def prices(self) -> DataFrame | None:
-        lakehouse = Lakehouse(self.root)
+        lakehouse = self.lakehouse
         if not lakehouse.exists(self.spark, PRICE_RECOMMENDATIONS):
             return None
         return lakehouse.read(self.spark, PRICE_RECOMMENDATIONS).where(
@@ -98,7 +98,7 @@ def _summary(night: _Night) -> str:
     run = night.run
     passed = sum(1 for c in run.checks if c[1])
     rows = [
-        ("lakehouse", night.root),
+        ("lakehouse", night.lakehouse.root),
         ("night (data through)", str(run.run_date)),
         ("prices for", str(run.price_date)),
         ("status", run.status + (f": {run.error}" if run.error else "")),
@@ -237,7 +237,7 @@ def _guardrails(prices: DataFrame) -> str:
 
 
 def _intake(night: _Night) -> str:
-    spark, run, lakehouse = night.spark, night.run, Lakehouse(night.root)
+    spark, run, lakehouse = night.spark, night.run, night.lakehouse
     until = run.finished_at or datetime.now()
     body = ""
     if lakehouse.exists(spark, RECONCILIATION):
@@ -281,7 +281,7 @@ def _intake(night: _Night) -> str:
 
 def _listings(night: _Night) -> str:
     """Competitor listings matched to SKUs and the review queue (docs/matching.md), when any exist."""
-    spark, lakehouse = night.spark, Lakehouse(night.root)
+    spark, lakehouse = night.spark, night.lakehouse
     if not lakehouse.exists(spark, COMPETITOR_MATCHES):
         return ""
     matched = _pandas(
@@ -364,7 +364,7 @@ def _experiments(night: _Night) -> str:
     (computed here from the panel, not recorded) and a plot of the effects with their intervals."""
     from pricing.decide.experiment import readout
 
-    spark, price_date, lakehouse = night.spark, night.run.price_date, Lakehouse(night.root)
+    spark, price_date, lakehouse = night.spark, night.run.price_date, night.lakehouse
     if not lakehouse.exists(spark, EXPERIMENTS):
         return ""
     recent = _pandas(
@@ -380,7 +380,7 @@ def _experiments(night: _Night) -> str:
         return ""
     rows, effects = [], []
     for experiment in recent.itertuples():
-        found = readout(spark, night.root, experiment.name, record=False)
+        found = readout(spark, lakehouse, experiment.name, record=False)
         whole = found[(found["segment"] == "all") & (found["estimator"] == "cuped")]
         row = {
             "experiment": experiment.name,
@@ -423,14 +423,14 @@ def _experiments(night: _Night) -> str:
     return section("Experiments", table(pd.DataFrame(rows)), image, note)
 
 
-def render_night(spark: SparkSession, root: str, run: NightlyReport, tcfg: TrainConfig) -> str:
+def render_night(spark: SparkSession, lakehouse: Lakehouse, run: NightlyReport, tcfg: TrainConfig) -> str:
     """The night's report as one HTML document (plots embedded as PNG)."""
-    night = _Night(spark, io.qualify(spark, root), run, tcfg)
+    night = _Night(spark, lakehouse, run, tcfg)
     sections = [_summary(night)]
     prices = night.prices
     if prices is not None and not prices.isEmpty():
         prices = prices.cache()
-        titles = _titles(spark, night.root)
+        titles = _titles(spark, lakehouse)
         try:
             sections += [
                 _impact(night, prices),
@@ -447,13 +447,16 @@ def render_night(spark: SparkSession, root: str, run: NightlyReport, tcfg: Train
 
 
 def write_night_report(
-    spark: SparkSession, root: str, run: NightlyReport, tcfg: TrainConfig, folder: str | None = None
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    run: NightlyReport,
+    tcfg: TrainConfig,
+    folder: str | None = None,
 ) -> str:
     """Write ``night-<run_date>.html`` into ``folder`` (default ``<lakehouse>/reports``, any Hadoop file
     system) and log it to the night's MLflow run; return its path."""
-    root = io.qualify(spark, root)
-    target = report_file(io.qualify(spark, folder or f"{root.rstrip('/')}/reports"), run.run_date)
-    text = render_night(spark, root, run, tcfg)
+    target = report_file(io.qualify(spark, folder or f"{lakehouse.root.rstrip('/')}/reports"), run.run_date)
+    text = render_night(spark, lakehouse, run, tcfg)
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch) / Path(target).name
         local.write_text(text, encoding="utf-8")

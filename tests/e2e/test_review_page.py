@@ -55,7 +55,9 @@ def page_url(spark: SparkSession, tmp_path: Path) -> Iterator[tuple[str, str]]:
 
     root = price_lakehouse(spark, tmp_path)
     cfg = load_config("local", overrides=[f"train.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
-    server = make_server("127.0.0.1", 0, build_app(ReviewPage(spark, cfg, root)).server, threaded=True)
+    server = make_server(
+        "127.0.0.1", 0, build_app(ReviewPage(spark, cfg, Lakehouse.at(spark, root))).server, threaded=True
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -120,7 +122,7 @@ def test_load_filter_approve_and_refuse_in_a_browser(
     assert {r.sku: (r.status, r.final_price) for r in night.collect()}["A"] == ("approved", 11.5)
     current = tables.read(spark, CURRENT_PRICES).where("sku = 'A'").first()
     assert current is not None and (current.price, current.status) == (11.5, "approved")
-    (decided,) = decision_history(spark, root).collect()
+    (decided,) = decision_history(spark, Lakehouse.at(spark, root)).collect()
     assert (decided.sku, decided.decision, decided.author, decided.note) == (
         "A",
         "approved",

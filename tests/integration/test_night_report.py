@@ -59,8 +59,8 @@ def test_the_report_shows_the_night_and_escapes_what_comes_from_data(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     root, cfg = _shop(spark, tmp_path)
-    decide(spark, root, "approved", Selection(skus=("A",)), "ana")
-    page = render_night(spark, root, _night(), cfg.train)
+    decide(spark, Lakehouse.at(spark, root), "approved", Selection(skus=("A",)), "ana")
+    page = render_night(spark, Lakehouse.at(spark, root), _night(), cfg.train)
     for heading in (
         "The night",
         "Expected impact",

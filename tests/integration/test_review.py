@@ -65,7 +65,14 @@ def test_approving_one_sku_puts_its_price_in_force_and_keeps_who_and_why(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     root = price_lakehouse(spark, tmp_path)
-    report = decide(spark, root, "approved", Selection(skus=("A",)), "ana", note="supplier raised cost")
+    report = decide(
+        spark,
+        Lakehouse.at(spark, root),
+        "approved",
+        Selection(skus=("A",)),
+        "ana",
+        note="supplier raised cost",
+    )
     assert (report.count, report.first_skus, report.price_date) == (1, ["A"], NIGHT)
     expected_night = spark.createDataFrame(
         [("A", "approved", 11.5), ("B", "needs_review", 20.0), ("C", "auto_approved", 30.9)]
@@ -79,7 +86,7 @@ def test_approving_one_sku_puts_its_price_in_force_and_keeps_who_and_why(
         NIGHT,
         "approved",
     )
-    (history,) = decision_history(spark, root).collect()
+    (history,) = decision_history(spark, Lakehouse.at(spark, root)).collect()
     assert (history.sku, history.decision, history.status_before, history.author, history.note) == (
         "A",
         "approved",
@@ -89,9 +96,11 @@ def test_approving_one_sku_puts_its_price_in_force_and_keeps_who_and_why(
     )
     assert (history.current_price, history.recommended_price, history.final_price) == (10.0, 11.5, 11.5)
     # Approved is final for approving; rejecting it now keeps the current price, and history has both.
-    decide(spark, root, "rejected", Selection(skus=("A",)), "bo")
+    decide(spark, Lakehouse.at(spark, root), "rejected", Selection(skus=("A",)), "bo")
     assert _night(spark, root).where("sku = 'A'").first() == ("A", "rejected", 10.0)
-    assert [(r.decision, r.author) for r in decision_history(spark, root, NIGHT).collect()] == [
+    assert [
+        (r.decision, r.author) for r in decision_history(spark, Lakehouse.at(spark, root), NIGHT).collect()
+    ] == [
         ("rejected", "bo"),
         ("approved", "ana"),
     ]
@@ -103,7 +112,9 @@ def test_rejecting_every_change_up_to_a_size_keeps_the_current_prices(
 ) -> None:
     root = price_lakehouse(spark, tmp_path)
     # B (-5 %) and C (+3 %, auto-approved) are within 8 %; A (+15 %) and D (+50 %) are not; E is a person's.
-    report = decide(spark, root, "rejected", Selection(max_change=0.08), "ana", note="hold the line")
+    report = decide(
+        spark, Lakehouse.at(spark, root), "rejected", Selection(max_change=0.08), "ana", note="hold the line"
+    )
     assert (report.count, report.first_skus) == (2, ["B", "C"])
     assertDataFrameEqual(
         _current(spark, root).where("sku in ('B', 'C')"),
@@ -113,7 +124,7 @@ def test_rejecting_every_change_up_to_a_size_keeps_the_current_prices(
         ),
     )
     # --all approves what is left that can be approved: A, and B and C back; never D (outside its band).
-    report = decide(spark, root, "approved", Selection(every=True), "ana")
+    report = decide(spark, Lakehouse.at(spark, root), "approved", Selection(every=True), "ana")
     assert report.first_skus == ["A", "B", "C"]
     assert dict((r.sku, r.status) for r in _night(spark, root).collect()) == {
         "A": "approved",
@@ -124,7 +135,7 @@ def test_rejecting_every_change_up_to_a_size_keeps_the_current_prices(
     }
     # Nothing left to approve is not an error, and writes nothing.
     versions = _versions(spark, root)
-    assert decide(spark, root, "approved", Selection(every=True), "ana").count == 0
+    assert decide(spark, Lakehouse.at(spark, root), "approved", Selection(every=True), "ana").count == 0
     assert _versions(spark, root) == versions
 
 
@@ -159,7 +170,7 @@ def test_a_decision_that_cannot_be_taken_is_refused_and_changes_nothing(
     root = untouched
     versions = _versions(spark, root)
     with pytest.raises(ReviewError, match=message):
-        decide(spark, root, decision, selection, author, price_date=price_date)
+        decide(spark, Lakehouse.at(spark, root), decision, selection, author, price_date=price_date)
     assert _versions(spark, root) == versions
     assert not Lakehouse(root).exists(spark, PRICE_DECISIONS)
 
@@ -175,8 +186,8 @@ def test_a_selection_is_exactly_one_of_skus_a_change_size_or_all() -> None:
 def test_no_decision_while_a_night_holds_theprice_lakehouse(spark: SparkSession, tmp_path: Path) -> None:
     root = price_lakehouse(spark, tmp_path)
     with LakehouseLock(spark, root, "nightly", 600, "nightly run for 2026-03-02"), pytest.raises(LockHeld):
-        decide(spark, root, "approved", Selection(skus=("A",)), "ana")
-    assert decide(spark, root, "approved", Selection(skus=("A",)), "ana").count == 1
+        decide(spark, Lakehouse.at(spark, root), "approved", Selection(skus=("A",)), "ana")
+    assert decide(spark, Lakehouse.at(spark, root), "approved", Selection(skus=("A",)), "ana").count == 1
 
 
 def test_rescoring_keeps_decisions_while_the_proposal_is_the_one_decided(spark: SparkSession) -> None:
@@ -243,7 +254,7 @@ def test_a_decision_recorded_before_a_crash_is_applied_by_the_next_one(
             PRICE_DECISIONS_SCHEMA,
         ),
     )
-    decide(spark, root, "approved", Selection(skus=("A",)), "ana")
+    decide(spark, Lakehouse.at(spark, root), "approved", Selection(skus=("A",)), "ana")
     assert {r.sku: r.price for r in _current(spark, root).where("sku in ('A', 'B')").collect()} == {
         "A": 11.5,
         "B": 19.0,
@@ -270,7 +281,7 @@ def test_a_price_set_on_review_is_in_force_at_once_and_kept_by_rescoring(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     root = price_lakehouse(spark, tmp_path)
-    report = override(spark, root, "D", 45.0, "ana", note="match the flyer")
+    report = override(spark, Lakehouse.at(spark, root), "D", 45.0, "ana", note="match the flyer")
     assert (report.decision, report.first_skus) == ("overridden", ["D"])
     assert _night(spark, root).where("sku = 'D'").first() == ("D", "overridden", 45.0)
     current = _current(spark, root).where("sku = 'D'").first()
@@ -284,7 +295,7 @@ def test_a_price_set_on_review_is_in_force_at_once_and_kept_by_rescoring(
         "match the flyer",
         "ana",
     )
-    (decided,) = decision_history(spark, root).collect()
+    (decided,) = decision_history(spark, Lakehouse.at(spark, root)).collect()
     assert (decided.decision, decided.status_before, decided.final_price) == (
         "overridden",
         "needs_review",
@@ -318,6 +329,6 @@ def test_a_price_outside_the_band_or_on_a_stale_night_is_refused(
 ) -> None:
     versions = _versions(spark, untouched)
     with pytest.raises(ReviewError, match=message):
-        override(spark, untouched, sku, price, "ana", price_date=price_date)
+        override(spark, Lakehouse.at(spark, untouched), sku, price, "ana", price_date=price_date)
     assert _versions(spark, untouched) == versions
     assert not Lakehouse(untouched).exists(spark, PRICE_OVERRIDES)

@@ -208,11 +208,15 @@ def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp
     assert (rows["final_price"] == rows["recommended_price"]).all()
 
     first, second = sorted(rows.index)[:2]
-    add_override(spark, str(lakehouse), first, 12.34, "supplier deal", "ana")  # open-ended
-    add_override(spark, str(lakehouse), second, 9.99, "launch", "ben", report.price_date)
-    add_override(spark, str(lakehouse), second, 8.49, "old deal", "ben")  # the dated one wins
+    add_override(
+        spark, Lakehouse.at(spark, str(lakehouse)), first, 12.34, "supplier deal", "ana"
+    )  # open-ended
+    add_override(spark, Lakehouse.at(spark, str(lakehouse)), second, 9.99, "launch", "ben", report.price_date)
+    add_override(
+        spark, Lakehouse.at(spark, str(lakehouse)), second, 8.49, "old deal", "ben"
+    )  # the dated one wins
     with pytest.raises(ValueError):
-        add_override(spark, str(lakehouse), first, 1.234, "fractional cents", "ana")
+        add_override(spark, Lakehouse.at(spark, str(lakehouse)), first, 1.234, "fractional cents", "ana")
     _score(spark, loose, price_date=report.price_date)
     rows = _night(spark, lakehouse).toPandas().set_index("sku")
     assert rows.loc[first, ["status", "final_price", "override_author"]].tolist() == [
@@ -228,7 +232,7 @@ def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp
     current = Lakehouse.at(spark, str(lakehouse)).read(spark, CURRENT_PRICES)
     assert current.where(F.col("sku") == first).select("price").first()[0] == 12.34
 
-    assert remove_overrides(spark, str(lakehouse), first) == 1
+    assert remove_overrides(spark, Lakehouse.at(spark, str(lakehouse)), first) == 1
     _score(spark, loose, price_date=report.price_date)
     rows = _night(spark, lakehouse).toPandas().set_index("sku")
     assert rows.loc[first, "status"] == "auto_approved"
@@ -342,10 +346,15 @@ def test_price_exploration_tests_random_prices_inside_the_band(
     assert 0.2 < (half["binding_constraint"] == "price_test").mean() < 0.8
     # Exploration reads out as an experiment of its own, from its first explored night (whose sales
     # the panel does not hold yet); its name is reserved.
-    assert readout(spark, str(lakehouse), "exploration").empty
+    assert readout(spark, Lakehouse.at(spark, str(lakehouse)), "exploration").empty
     with pytest.raises(ExperimentError, match="exploration"):
         start_experiment(
-            spark, str(lakehouse), "exploration", 0.5, half["price_date"].max() + timedelta(1), 7
+            spark,
+            Lakehouse.at(spark, str(lakehouse)),
+            "exploration",
+            0.5,
+            half["price_date"].max() + timedelta(1),
+            7,
         )
 
 
@@ -454,20 +463,23 @@ def test_a_running_experiment_holds_its_control_skus(
     root = str(lakehouse)
     night = next_night(spark, Lakehouse.at(spark, root))
     with pytest.raises(ExperimentError, match="already priced"):
-        start_experiment(spark, root, "past", 1.0, night - timedelta(days=1), 7)
+        start_experiment(spark, Lakehouse.at(spark, root), "past", 1.0, night - timedelta(days=1), 7)
     with pytest.raises(ExperimentError, match="per store"):
-        start_experiment(spark, root, "by-store", 1.0, night, 7, unit="store")
-    started = start_experiment(spark, root, "e1", 1.0, night, 7, seed=1)
+        start_experiment(spark, Lakehouse.at(spark, root), "by-store", 1.0, night, 7, unit="store")
+    started = start_experiment(spark, Lakehouse.at(spark, root), "e1", 1.0, night, 7, seed=1)
     assert started.units_treatment + started.units_control == started.eligible_units == 10
     assert abs(started.units_treatment - started.units_control) <= 1  # halves
     with pytest.raises(ExperimentError, match="already exists"):
-        start_experiment(spark, root, "e1", 0.5, night, 7)
+        start_experiment(spark, Lakehouse.at(spark, root), "e1", 0.5, night, 7)
     with pytest.raises(ExperimentError, match="eligible"):  # every SKU is busy in e1 on those nights
-        start_experiment(spark, root, "e2", 1.0, night + timedelta(days=6), 7)
+        start_experiment(spark, Lakehouse.at(spark, root), "e2", 1.0, night + timedelta(days=6), 7)
     qualified = io.qualify(spark, root)
-    assert controls_on(spark, qualified, night + timedelta(days=6)).count() == started.units_control
-    assert controls_on(spark, qualified, night + timedelta(days=7)).count() == 0
-    assert controls_on(spark, qualified, night - timedelta(days=1)).count() == 0
+    assert (
+        controls_on(spark, Lakehouse.at(spark, qualified), night + timedelta(days=6)).count()
+        == started.units_control
+    )
+    assert controls_on(spark, Lakehouse.at(spark, qualified), night + timedelta(days=7)).count() == 0
+    assert controls_on(spark, Lakehouse.at(spark, qualified), night - timedelta(days=1)).count() == 0
 
     report = _score(spark, cfg, price_date=night)
     arms = Lakehouse(qualified).read(spark, EXPERIMENT_ASSIGNMENTS).toPandas()
@@ -502,11 +514,11 @@ def test_an_experiment_reads_out_from_the_panel(spark: SparkSession, market: Pat
     cut = last - timedelta(days=9)
     tables.overwrite(SKU_DAY, panel.where(F.col("date") < F.lit(cut)), panel.schema)
     root = str(lakehouse)
-    start_experiment(spark, root, "aa", 1.0, cut, 14, seed=2, pre_days=21)
-    before = readout(spark, root, "aa")
+    start_experiment(spark, Lakehouse.at(spark, root), "aa", 1.0, cut, 14, seed=2, pre_days=21)
+    before = readout(spark, Lakehouse.at(spark, root), "aa")
     assert set(before["estimator"]) == {"pre_period_balance"} and (before["days_post"] == 0).all()
     tables.append(SKU_DAY, panel.where(F.col("date") >= F.lit(cut)), panel.schema)
-    effects = readout(spark, root, "aa", level=0.8)
+    effects = readout(spark, Lakehouse.at(spark, root), "aa", level=0.8)
     whole = effects[effects["segment"] == "all"]
     assert len(whole) == 9  # 3 metrics x (cuped, did, balance)
     assert set(whole["estimator"]) == {"cuped", "did", "pre_period_balance"}
@@ -519,7 +531,7 @@ def test_an_experiment_reads_out_from_the_panel(spark: SparkSession, market: Pat
     assert len(stored) == len(before) + len(effects) and set(stored["level"]) == {0.9, 0.8}
     # The night report of a night inside the experiment shows it, read out from the panel.
     night = NightlyReport(last, "night", last + timedelta(days=1), status="succeeded", model_version=None)
-    page = render_night(spark, io.qualify(spark, root), night, _config(market).train)
+    page = render_night(spark, Lakehouse.at(spark, io.qualify(spark, root)), night, _config(market).train)
     assert "<h2>Experiments</h2>" in page and ">aa<" in page
     text = render_readout(effects)
     assert "profit" in text and "pre-period balance" in text
