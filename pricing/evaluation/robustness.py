@@ -178,15 +178,14 @@ def evaluate_market(
 
     run_cfg = _run_config(cfg, seed, workdir, plan)
     landing, lakehouse = str(workdir / "landing"), str(workdir / "lakehouse")
+    tables = Lakehouse.at(spark, lakehouse)
     started = time.monotonic()
     reused = _reusable(workdir, family, plan) if plan.reuse else None
     if reused is not None:
         # The same market and night, trained before: only the prices are chosen and judged again.
         market, nightly_seconds = reused
         generated = started
-        run_score(
-            spark, Lakehouse.at(spark, lakehouse), run_cfg, price_date=date.fromisoformat(market.price_date)
-        )
+        run_score(spark, tables, run_cfg, price_date=date.fromisoformat(market.price_date))
         night_version = _champion_version(run_cfg)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -230,9 +229,7 @@ def evaluate_market(
             score["gain_confidence"] = float(confidence)
         # A derived configuration is validated like any other.
         alt = PricingConfig.model_validate({**run_cfg.model_dump(), "score": score})
-        run_score(
-            spark, Lakehouse.at(spark, lakehouse), alt, price_date=price_date, run_id=f"evaluate-{decision}"
-        )
+        run_score(spark, tables, alt, price_date=price_date, run_id=f"evaluate-{decision}")
         rows.append({**base, "decision": decision, **_judge(spark, alt, lakehouse, market.truth, price_date)})
     return rows
 

@@ -86,10 +86,9 @@ class _Night:
 
     @property
     def prices(self) -> DataFrame | None:
-        lakehouse = self.lakehouse
-        if not lakehouse.exists(self.spark, PRICE_RECOMMENDATIONS):
+        if not self.lakehouse.exists(self.spark, PRICE_RECOMMENDATIONS):
             return None
-        return lakehouse.read(self.spark, PRICE_RECOMMENDATIONS).where(
+        return self.lakehouse.read(self.spark, PRICE_RECOMMENDATIONS).where(
             F.col("price_date") == F.lit(self.run.price_date)
         )
 

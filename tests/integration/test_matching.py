@@ -250,16 +250,14 @@ def test_listings_from_landing_to_the_panel(
     assert (result.listings, result.matched, result.quarantined) == (11, 5, 6)
     matches = lakehouse.read(spark, COMPETITOR_MATCHES)
     assert matches.where("competitor_sku = 'exact'").first().sku == "A1"
-    assert len(review_queue(spark, Lakehouse.at(spark, root))) == 6
+    assert len(review_queue(spark, lakehouse)) == 6
 
     # A person maps the unsized bottle; the next run takes it, and a second run changes nothing.
-    decide_listing(
-        spark, Lakehouse.at(spark, root), "shopx", "no_size", "B2", "tester", "checked the shop's page"
-    )
+    decide_listing(spark, lakehouse, "shopx", "no_size", "B2", "tester", "checked the shop's page")
     with pytest.raises(MatchingError, match="not in the catalogue"):
-        decide_listing(spark, Lakehouse.at(spark, root), "shopx", "wrong_size", "Z9", "tester")
+        decide_listing(spark, lakehouse, "shopx", "wrong_size", "Z9", "tester")
     with pytest.raises(MatchingError, match="no listing"):
-        decide_listing(spark, Lakehouse.at(spark, root), "shopx", "never-seen", "B1", "tester")
+        decide_listing(spark, lakehouse, "shopx", "never-seen", "B1", "tester")
     assert run_matching(spark, lakehouse, hashed.matching, hashed.features).by_override == 1
     first = lakehouse.read(spark, COMPETITOR_MATCHES).orderBy("competitor_sku").collect()
     again = run_matching(spark, lakehouse, hashed.matching, hashed.features)
