@@ -30,6 +30,7 @@ from pyspark.storagelevel import StorageLevel
 
 from pricing.config import IngestConfig
 from pricing.ingest.landing import FileError, LandingFile, failed_read, list_landing_files, read_new_files
+from pricing.ingest.rules import OUTLIER_MEASURES
 from pricing.ingest.silver import (
     REASONS,
     ROW_STATUS,
@@ -156,8 +157,14 @@ def _known_files(spark: SparkSession, lakehouse: Lakehouse) -> set[tuple[str, st
 def _history(
     spark: SparkSession, lakehouse: Lakehouse, contract: SourceContract, days: int
 ) -> DataFrame | None:
+    """The source's last ``days`` days in silver, which the outlier checks judge a batch against; None
+    for a source without outlier checks (its latest day would cost a Spark job for nothing)."""
     silver = SILVER[contract.name]
-    if not contract.date_column or not lakehouse.exists(spark, silver):
+    if (
+        not OUTLIER_MEASURES.get(contract.name)
+        or not contract.date_column
+        or not lakehouse.exists(spark, silver)
+    ):
         return None
     # With the declared schema: a table an earlier release wrote lacks the newer columns the checks use.
     silver_df = lakehouse.read_declared(spark, silver)
