@@ -35,40 +35,37 @@ DAYS = 365
 START = date(2026, 1, 1)
 FX = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27}
 
-# The query in pieces, so that Spark's planned run can compute `daily` once (below); SQL is the whole
-# text, which DuckDB runs and Spark's one-statement run runs.
-VALID_DAILY = """
+# The query in pieces, so that Spark's planned run can compute `daily` once (below); SQL_BY_DEDUP holds
+# the whole text, which DuckDB runs and Spark's one-statement run runs. Both de-duplication forms
+# validate the lines and aggregate the days with the same text; only the de-duplication differs.
+VALID_LINES = """WHERE order_id IS NOT NULL AND sku IS NOT NULL AND quantity <> 0 AND ABS(quantity) <= 500
+      AND unit_price > 0"""
+DAILY = """daily AS (
+    SELECT sku, day, SUM(quantity) AS units, SUM(quantity * unit_price) AS revenue,
+           SUM(CASE WHEN quantity > 0 THEN quantity * unit_price END)
+             / SUM(CASE WHEN quantity > 0 THEN quantity END) AS avg_price
+    FROM valid{first} GROUP BY sku, day
+)"""
+VALID_DAILY = f"""
 valid AS (
     SELECT order_id, sku, CAST(order_ts AS DATE) AS day, quantity, unit_price * rate AS unit_price,
            ROW_NUMBER() OVER (PARTITION BY order_id, sku ORDER BY order_ts) AS copy
-    FROM {lines}
-    WHERE order_id IS NOT NULL AND sku IS NOT NULL AND quantity <> 0 AND ABS(quantity) <= 500
-      AND unit_price > 0
+    FROM {{lines}}
+    {VALID_LINES}
 ),
-daily AS (
-    SELECT sku, day, SUM(quantity) AS units, SUM(quantity * unit_price) AS revenue,
-           SUM(CASE WHEN quantity > 0 THEN quantity * unit_price END)
-             / SUM(CASE WHEN quantity > 0 THEN quantity END) AS avg_price
-    FROM valid WHERE copy = 1 GROUP BY sku, day
-)"""
+{DAILY.format(first=" WHERE copy = 1")}"""
 # The same de-duplication as a hash aggregate instead of a sorted window: each (order, SKU) keeps its
 # first line's day, quantity and price (MIN_BY on the order time, which both engines have), and the
 # day aggregate reads one row per pair. Both engines run both forms; each engine's faster one counts.
-VALID_DAILY_AGGREGATE = """
+VALID_DAILY_AGGREGATE = f"""
 valid AS (
     SELECT sku, CAST(MIN(order_ts) AS DATE) AS day, MIN_BY(quantity, order_ts) AS quantity,
            MIN_BY(unit_price * rate, order_ts) AS unit_price
-    FROM {lines}
-    WHERE order_id IS NOT NULL AND sku IS NOT NULL AND quantity <> 0 AND ABS(quantity) <= 500
-      AND unit_price > 0
+    FROM {{lines}}
+    {VALID_LINES}
     GROUP BY order_id, sku
 ),
-daily AS (
-    SELECT sku, day, SUM(quantity) AS units, SUM(quantity * unit_price) AS revenue,
-           SUM(CASE WHEN quantity > 0 THEN quantity * unit_price END)
-             / SUM(CASE WHEN quantity > 0 THEN quantity END) AS avg_price
-    FROM valid GROUP BY sku, day
-)"""
+{DAILY.format(first="")}"""
 DEDUP = {"window": VALID_DAILY, "aggregate": VALID_DAILY_AGGREGATE}
 PANEL = """
 spans AS (SELECT sku, MIN(day) AS first_day, MAX(day) AS last_day FROM daily GROUP BY sku),
@@ -90,7 +87,6 @@ FROM panel
 WINDOW w AS (PARTITION BY sku ORDER BY day)
 """
 LINES = "transactions t JOIN fx ON t.currency = fx.currency"
-SQL = f"WITH {VALID_DAILY.format(lines=LINES)},{PANEL}"
 SQL_BY_DEDUP = {name: f"WITH {text.format(lines=LINES)},{PANEL}" for name, text in DEDUP.items()}
 # Spark's planned run: the validated lines shuffled once, by SKU (a hint), which the de-duplication
 # (by order and SKU), the day aggregate, the spans, the spine's join and the lags all accept once a
