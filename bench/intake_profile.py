@@ -1,13 +1,19 @@
-"""Where a warm one-day intake's time goes: the JVM's threads, the Python driver, and what is idle.
+"""Where a one-day intake's time goes, in a fresh JVM and in warm ones: JVM threads, Python driver, idle.
 
 Simulates a market (the demo's size by default), ingests all but its last day (the backfill), delivers
 the last day and keeps a copy of that lakehouse and landing. Each round restores the copy into the same
 paths (the ledger names files by path) and ingests the day in the same SparkSession, so every round
 after the first runs in a warm JVM. For each round it records the wall time, the Spark jobs, the CPU
 seconds of every JVM thread (``/proc``: Java names its native threads, so task threads, Delta's own
-threads, the DAG scheduler and py4j's can be told apart) and of the Python driver. With ``--jfr`` the
-last round is also recorded by Java Flight Recorder, and its CPU samples are put in groups by what
-their stacks are doing (planning, code generation, Delta's table state, file formats, ...).
+threads, the DAG scheduler and py4j's can be told apart), of the Python driver, and the classes
+Spark generated and compiled with Janino. Java Flight Recorder was tried for stacks and left out: on
+2 cores it doubled a warm round (90 s against 42 s), and its 64-frame stacks mostly end above the
+frames that say what the work was.
+
+``--stage nightly`` does the same for the whole night instead of the intake: the backfill night (which
+trains the first model) runs once, and each round runs ``run_nightly`` of the last day on a restored
+copy of the lakehouse, landing and MLflow store. Scoring's Python workers are neither the JVM nor the
+driver, so the machine's idle share comes from ``/proc/stat``.
 
 Writes ``bench/results/intake_profile.json``. Linux only (``/proc``).
 """
@@ -21,7 +27,6 @@ import re
 import resource
 import secrets
 import shutil
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -34,6 +39,7 @@ from run_config import market_overrides, run_config
 
 from pricing.ingest import run_ingest
 from pricing.lakehouse.tables import Lakehouse
+from pricing.nightly.job import run_nightly
 from pricing.platform.spark import build_spark
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
@@ -48,32 +54,6 @@ THREAD_GROUPS = [
     ("py4j (driver calls)", re.compile(r"^Thread-\d+")),
     ("JIT compiler", re.compile(r"^C[12] CompilerThre")),
     ("garbage collector", re.compile(r"^(GC|G1|VM Thread)")),
-]
-
-# A sampled stack's activity: the first pattern found anywhere in its frames wins.
-STACK_GROUPS = [
-    ("code generation (Janino)", re.compile(r"org\.codehaus\.janino|codegen\.CodeGenerator")),
-    (
-        "Delta checkpoint / snapshot / log",
-        re.compile(
-            r"delta\.(Snapshot|Checkpoint|DeltaLog|LogSegment|"
-            r"SnapshotManagement|actions\.|Checksum)"
-        ),
-    ),
-    ("Delta data skipping / stats", re.compile(r"delta\.stats\.")),
-    ("query analysis", re.compile(r"catalyst\.analysis\.")),
-    (
-        "query optimisation / planning",
-        re.compile(
-            r"catalyst\.optimizer\.|execution\.SparkStrategies|"
-            r"catalyst\.planning\.|adaptive\."
-        ),
-    ),
-    ("Parquet read / write", re.compile(r"org\.apache\.parquet|datasources\.parquet")),
-    ("CSV / JSON parsing", re.compile(r"catalyst\.csv\.|catalyst\.json\.|univocity|jackson")),
-    ("Delta commit", re.compile(r"delta\.OptimisticTransaction|delta\.commands\.")),
-    ("task execution (other)", re.compile(r"scheduler\.(ResultTask|ShuffleMapTask)")),
-    ("file system", re.compile(r"org\.apache\.hadoop\.fs\.")),
 ]
 
 
@@ -101,6 +81,12 @@ def _last_job(status: Any) -> int:
     """The newest Spark job's id (the status store keeps only the latest jobs, so no count of them)."""
     jobs = status.jobsList(None)
     return max(int(jobs.head().jobId()), int(jobs.last().jobId())) if jobs.nonEmpty() else -1
+
+
+def _machine_cpu() -> tuple[int, int]:
+    """All cores' idle and total jiffies since boot (``/proc/stat``)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
 
 
 def _group(name: str, groups: list[tuple[str, re.Pattern[str]]], default: str) -> str:
@@ -131,44 +117,13 @@ def _codegen(jvm: Any) -> tuple[int, float]:
     return int(timer.getCount()), float(timer.getCount() * timer.getSnapshot().getMean())
 
 
-def _jfr_groups(recording: Path) -> dict[str, Any]:
-    """The recording's CPU samples by thread group and by what the stack was doing."""
-    printed = subprocess.run(
-        ["jfr", "print", "--json", "--events", "jdk.ExecutionSample", str(recording)],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    events = json.loads(printed)["recording"]["events"]
-    by_activity: Counter[str] = Counter()
-    by_thread: Counter[str] = Counter()
-    top_frames: Counter[str] = Counter()
-    for event in events:
-        values = event["values"]
-        thread = (values.get("sampledThread") or {}).get("javaName") or "?"
-        frames = [
-            f"{f['method']['type']['name'].replace('/', '.')}.{f['method']['name']}"
-            for f in (values.get("stackTrace") or {}).get("frames", [])
-        ]
-        by_thread[_group(thread, THREAD_GROUPS, "other JVM threads")] += 1
-        stack = "\n".join(frames)
-        by_activity[_group(stack, STACK_GROUPS, "other")] += 1
-        if frames:
-            top_frames[frames[0]] += 1
-    total = max(1, len(events))
-    return {
-        "samples": len(events),
-        "by_thread_group": {k: round(v / total, 3) for k, v in by_thread.most_common()},
-        "by_activity": {k: round(v / total, 3) for k, v in by_activity.most_common()},
-        "top_frames": {k: round(v / total, 3) for k, v in top_frames.most_common(15)},
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skus", type=int, default=200)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--jfr", action="store_true", help="record the last round with Flight Recorder")
+    parser.add_argument("--stage", choices=["ingest", "nightly"], default="ingest", help="what a round runs")
     parser.add_argument("--java-options", default="", help="added to the driver JVM's options")
     parser.add_argument("--spark-conf", action="append", default=[], help="KEY=VALUE for the session")
     parser.add_argument("--workdir", default=None, help="default: a temporary folder, removed after")
@@ -176,7 +131,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PRICING_PII_SALT", secrets.token_hex(24))
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-intake-"))
-    cfg = run_config(workdir, *market_overrides(args.skus, args.days, args.seed))
+    market, live, kept = workdir / "market", workdir / "live", workdir / "kept"
+    # A night's MLflow store is restored with its lakehouse, so it lives in the copied folder.
+    store = live if args.stage == "nightly" else workdir
+    cfg = run_config(store, *market_overrides(args.skus, args.days, args.seed))
     if args.java_options:
         cfg.spark.extra_conf["spark.driver.extraJavaOptions"] = args.java_options
     for setting in args.spark_conf:
@@ -185,13 +143,18 @@ def main() -> None:
     spark = build_spark(cfg.spark)
     spark.sparkContext.setLogLevel("ERROR")
     jvm_pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
-    market, live, kept = workdir / "market", workdir / "live", workdir / "kept"
     last_day = cfg.simulate.start_date + timedelta(days=args.days - 1)
     if not kept.exists():
         simulate_market(spark, cfg.simulate, str(market), str(workdir / "truth"))
         shutil.rmtree(live, ignore_errors=True)
         deliver(spark, str(market), str(live / "landing"), last_day - timedelta(days=1))
-        run_ingest(spark, Lakehouse.at(spark, str(live / "lakehouse")), cfg.ingest, str(live / "landing"))
+        if args.stage == "nightly":
+            night = run_nightly(
+                spark, cfg, last_day - timedelta(days=1), str(live / "landing"), str(live / "lakehouse")
+            )
+            assert night.status == "succeeded", night
+        else:
+            run_ingest(spark, Lakehouse.at(spark, str(live / "lakehouse")), cfg.ingest, str(live / "landing"))
         deliver(spark, str(market), str(live / "landing"), last_day)
         shutil.copytree(live, kept)
     status = spark.sparkContext._jsc.sc().statusStore()  # type: ignore[union-attr]
@@ -199,20 +162,31 @@ def main() -> None:
     for number in range(args.rounds):
         shutil.rmtree(live, ignore_errors=True)
         shutil.copytree(kept, live)
-        recording = workdir / "intake.jfr"
-        record = args.jfr and number == args.rounds - 1
-        if record:
-            start = ["JFR.start", "name=intake", "settings=default", f"filename={recording}"]
-            subprocess.run(["jcmd", str(jvm_pid), *start], check=True, capture_output=True)
         jobs_before = _last_job(status)
         jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
         compiled_before, compile_ms_before = _codegen(jvm)
         threads_before, jvm_before = _thread_cpu(jvm_pid), _process_cpu(jvm_pid)
         python_before = resource.getrusage(resource.RUSAGE_SELF)
+        machine_before = _machine_cpu()
         started = time.perf_counter()
-        tables = Lakehouse.at(spark, str(live / "lakehouse"))
-        report = run_ingest(spark, tables, cfg.ingest, str(live / "landing"))
+        extra: dict[str, Any]
+        if args.stage == "nightly":
+            night = run_nightly(spark, cfg, last_day, str(live / "landing"), str(live / "lakehouse"))
+            assert night.status == "succeeded", night
+            extra = {
+                "stages": {s.stage: round(s.seconds, 2) for s in night.stages},
+                "retrained": night.retrained,
+            }
+        else:
+            tables = Lakehouse.at(spark, str(live / "lakehouse"))
+            report = run_ingest(spark, tables, cfg.ingest, str(live / "landing"))
+            assert report.balanced
+            extra = {
+                "files": sum(r.files_ingested for r in report.results),
+                "silver_rows": sum(r.rows_silver for r in report.results),
+            }
         wall = time.perf_counter() - started
+        machine_after = _machine_cpu()
         python_after = resource.getrusage(resource.RUSAGE_SELF)
         jvm_cpu = _process_cpu(jvm_pid) - jvm_before
         threads, other_threads = _by_thread_group(threads_before, _thread_cpu(jvm_pid))
@@ -220,7 +194,6 @@ def main() -> None:
         python_cpu = (python_after.ru_utime - python_before.ru_utime) + (
             python_after.ru_stime - python_before.ru_stime
         )
-        assert report.balanced
         entry: dict[str, Any] = {
             "round": number + 1,
             "seconds": round(wall, 2),
@@ -229,22 +202,23 @@ def main() -> None:
             "python_cpu_seconds": round(python_cpu, 2),
             # Both cores' capacity over the round that neither process used.
             "idle_share": round(1 - (jvm_cpu + python_cpu) / (wall * (os.cpu_count() or 1)), 3),
+            # The same from the kernel's count for every process (scoring's Python workers included).
+            "machine_idle_share": round(
+                (machine_after[0] - machine_before[0]) / max(1, machine_after[1] - machine_before[1]), 3
+            ),
             "jvm_cpu_by_thread_group": threads,
             "other_threads": other_threads,
             "classes_generated": compiled - compiled_before,
             "janino_seconds": round((compile_ms - compile_ms_before) / 1000, 2),
-            "files": sum(r.files_ingested for r in report.results),
-            "silver_rows": sum(r.rows_silver for r in report.results),
+            **extra,
         }
-        if record:
-            subprocess.run(["jcmd", str(jvm_pid), "JFR.stop", "name=intake"], check=True, capture_output=True)
-            entry["jfr"] = _jfr_groups(recording)
         rounds.append(entry)
         print(f"[bench] round {number + 1}: {json.dumps(entry)}", flush=True)
     warm = rounds[1:] or rounds
     results = {
         "skus": args.skus,
         "days": args.days,
+        "stage": args.stage,
         "cores": os.cpu_count(),
         "java_options": args.java_options,
         "spark_conf": args.spark_conf,
