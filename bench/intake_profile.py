@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import resource
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -100,14 +102,76 @@ def _by_thread_group(
     by the names of the threads in no group."""
     spent: Counter[str] = Counter()
     others: Counter[str] = Counter()
+    # By thread id: Spark renames its task threads between running and idle, so a name can change
+    # between the two readings.
+    earlier = {key.split(":", 1)[0]: seconds for key, seconds in before.items()}
     for key, seconds in after.items():
-        name = key.split(":", 1)[1]
+        tid, name = key.split(":", 1)
         group = _group(name, THREAD_GROUPS, "other JVM threads")
-        spent[group] += seconds - before.get(key, 0.0)
+        spent[group] += seconds - earlier.get(tid, 0.0)
         if group == "other JVM threads":
-            others[re.sub(r"\d+", "#", name)] += seconds - before.get(key, 0.0)
+            others[re.sub(r"\d+", "#", name)] += seconds - earlier.get(tid, 0.0)
     rounded = {k: round(v, 2) for k, v in spent.most_common()}
     return rounded, {k: round(v, 2) for k, v in others.most_common(8)}
+
+
+class _StageMeter(logging.Handler):
+    """Samples every JVM thread's CPU and the machine's idle time while a night runs, and cuts the
+    samples at the night's stage boundaries (its "[nightly] <stage>: started" and "... in" log lines)."""
+
+    def __init__(self, pid: int, every: float = 0.25) -> None:
+        super().__init__(logging.INFO)
+        self.pid, self.every = pid, every
+        self.marks: list[tuple[float, str, str]] = []
+        self.samples: list[tuple[float, dict[str, float], tuple[int, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._level = logging.NOTSET
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.match(r"\[nightly\] (\w+): (started|\w+ in )", record.getMessage())
+        if found:
+            self.marks.append(
+                (time.monotonic(), found.group(1), "start" if found.group(2) == "started" else "end")
+            )
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), _thread_cpu(self.pid), _machine_cpu()))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> _StageMeter:
+        logger = logging.getLogger("pricing.nightly.job")
+        self._level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(self)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        logger = logging.getLogger("pricing.nightly.job")
+        logger.removeHandler(self)
+        logger.setLevel(self._level)
+
+    def _at(self, moment: float) -> tuple[dict[str, float], tuple[int, int]]:
+        """The last sample taken at or before ``moment`` (the first one if none)."""
+        earlier = [s for s in self.samples if s[0] <= moment] or self.samples[:1]
+        return earlier[-1][1], earlier[-1][2]
+
+    def by_stage(self) -> dict[str, dict[str, float]]:
+        """Per stage: its JVM CPU by thread group and the machine's idle share over it."""
+        starts = {stage: t for t, stage, kind in self.marks if kind == "start"}
+        out: dict[str, dict[str, float]] = {}
+        for t, stage, kind in self.marks:
+            if kind != "end" or stage not in starts:
+                continue
+            (threads_a, machine_a), (threads_b, machine_b) = self._at(starts[stage]), self._at(t)
+            groups, _ = _by_thread_group(threads_a, threads_b)
+            idle = (machine_b[0] - machine_a[0]) / max(1, machine_b[1] - machine_a[1])
+            out[stage] = {**groups, "machine_idle_share": round(idle, 3)}
+        return out
 
 
 def _codegen(jvm: Any) -> tuple[int, float]:
@@ -171,9 +235,11 @@ def main() -> None:
         started = time.perf_counter()
         extra: dict[str, Any]
         if args.stage == "nightly":
-            night = run_nightly(spark, cfg, last_day, str(live / "landing"), str(live / "lakehouse"))
+            with _StageMeter(jvm_pid) as meter:
+                night = run_nightly(spark, cfg, last_day, str(live / "landing"), str(live / "lakehouse"))
             assert night.status == "succeeded", night
             extra = {
+                "stage_jvm_cpu": meter.by_stage(),
                 "stages": {s.stage: round(s.seconds, 2) for s in night.stages},
                 "retrained": night.retrained,
             }
