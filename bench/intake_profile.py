@@ -6,9 +6,9 @@ paths (the ledger names files by path) and ingests the day in the same SparkSess
 after the first runs in a warm JVM. For each round it records the wall time, the Spark jobs, the CPU
 seconds of every JVM thread (``/proc``: Java names its native threads, so task threads, Delta's own
 threads, the DAG scheduler and py4j's can be told apart), of the Python driver, and the classes
-Spark generated and compiled with Janino. Java Flight Recorder was tried for stacks and left out: on
-2 cores it doubled a warm round (90 s against 42 s), and its 64-frame stacks mostly end above the
-frames that say what the work was.
+Spark generated and compiled with Janino (their compile time is estimated, see ``_codegen``). Java
+Flight Recorder was tried for stacks and left out: on 2 cores it doubled a warm round (90 s against
+42 s), and its 64-frame stacks mostly end above the frames that say what the work was.
 
 ``--stage nightly`` does the same for the whole night instead of the intake: the backfill night (which
 trains the first model) runs once, and each round runs ``run_nightly`` of the last day on a restored
@@ -175,8 +175,9 @@ class _StageMeter(logging.Handler):
 
 
 def _codegen(jvm: Any) -> tuple[int, float]:
-    """Whole-stage and expression classes Spark has compiled so far, and their compile milliseconds
-    (count times the sampled mean)."""
+    """Whole-stage and expression classes Spark has compiled so far, and an estimate of their compile
+    milliseconds: the count times the mean of Spark's sampled histogram, so a difference of two
+    readings is rough (it can even come out slightly negative)."""
     timer = jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
     return int(timer.getCount()), float(timer.getCount() * timer.getSnapshot().getMean())
 
@@ -195,7 +196,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PRICING_PII_SALT", secrets.token_hex(24))
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-intake-"))
-    market, live, kept = workdir / "market", workdir / "live", workdir / "kept"
+    # Each stage keeps its own starting copy: the nightly one holds a trained model and its store.
+    market, live, kept = workdir / "market", workdir / "live", workdir / f"kept-{args.stage}"
     # A night's MLflow store is restored with its lakehouse, so it lives in the copied folder.
     store = live if args.stage == "nightly" else workdir
     cfg = run_config(store, *market_overrides(args.skus, args.days, args.seed))
