@@ -15,6 +15,7 @@ Writes ``bench/results/elasticity_steps.json``.
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
@@ -77,11 +78,12 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/elasticity_steps.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    seeds = [int(s) for s in args.seeds.split(",")]
     runs: list[dict[str, Any]] = []
     for truth in (float(t) for t in args.truths.split(",")):
         data = market(4600, truth, seed=1)
         for epochs in (int(e) for e in args.epochs.split(",")):
-            for seed in (int(s) for s in args.seeds.split(",")):
+            for seed in seeds:
                 torch.manual_seed(seed)
                 ensemble, losses, _ = fit_ensemble(LocalComm(), dict(data), NET, replace(SPEC, epochs=epochs))
                 fitted = mean_elasticity(ensemble, data)
@@ -96,11 +98,9 @@ def main() -> None:
                 }
                 runs.append(run)
                 print(f"[bench] {run}", flush=True)
-    bias: dict[str, float] = {}
+    bias: dict[str, float] = defaultdict(float)  # over the seeds, per truth and epochs
     for run in runs:
-        key = f"truth {run['truth']}, {run['epochs']} epochs"
-        bias.setdefault(key, 0.0)
-        bias[key] += (run["estimate"] - run["truth"]) / len(args.seeds.split(","))
+        bias[f"truth {run['truth']}, {run['epochs']} epochs"] += (run["estimate"] - run["truth"]) / len(seeds)
     write_results(
         {"runs": runs, "mean_bias": {k: round(v, 3) for k, v in bias.items()}}, args.out, ["mean_bias"]
     )

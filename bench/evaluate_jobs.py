@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from proc_cpu import machine_cpu_times
 from results_io import write_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,11 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 JUDGED = (
     "family", "seed", "decision", "profit_vs_keep", "uplift_share", "interval_coverage", "elasticity_mae",
 )  # fmt: skip
-
-
-def _cpu_times() -> tuple[int, int]:
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return fields[3] + fields[4], sum(fields)  # idle + iowait, all
 
 
 def _side(jobs: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -46,11 +42,11 @@ def _side(jobs: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
         "--families", args.families, "--seeds", args.seeds, "--skus", str(args.skus),
         "--days", str(args.days), "--jobs", str(jobs), "--out", str(out),
     ]  # fmt: skip
-    idle, total = _cpu_times()
+    idle, total = machine_cpu_times()
     started = time.monotonic()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=os.environ)
     seconds = time.monotonic() - started
-    idle_after, total_after = _cpu_times()
+    idle_after, total_after = machine_cpu_times()
     (workdir.parent / f"{workdir.name}.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise SystemExit(f"the {jobs}-job side failed ({done.returncode}); see {workdir}.log")

@@ -36,6 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from proc_cpu import machine_cpu_times, process_cpu_seconds, thread_cpu_seconds
 from results_io import write_results
 from run_config import market_overrides, run_config
 
@@ -45,8 +46,6 @@ from pricing.nightly.job import run_nightly
 from pricing.platform.spark import build_spark
 from pricing.sim import simulate_market
 from pricing.sim.deliver import deliver
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 # A JVM thread's group, from the name Java gave its native thread (truncated to 15 characters).
 THREAD_GROUPS = [
@@ -59,58 +58,32 @@ THREAD_GROUPS = [
 ]
 
 
-def _thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds of each live thread of ``pid``, by thread id and name."""
-    out: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-            name = (task / "comm").read_text().strip()
-        except OSError:
-            continue  # the thread ended while we looked
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[f"{task.name}:{name}"] = (int(fields[11]) + int(fields[12])) / TICKS
-    return out
-
-
-def _process_cpu(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 def _last_job(status: Any) -> int:
     """The newest Spark job's id (the status store keeps only the latest jobs, so no count of them)."""
     jobs = status.jobsList(None)
     return max(int(jobs.head().jobId()), int(jobs.last().jobId())) if jobs.nonEmpty() else -1
 
 
-def _machine_cpu() -> tuple[int, int]:
-    """All cores' idle and total jiffies since boot (``/proc/stat``)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return fields[3] + fields[4], sum(fields)
-
-
-def _group(name: str, groups: list[tuple[str, re.Pattern[str]]], default: str) -> str:
-    return next((label for label, pattern in groups if pattern.search(name)), default)
+def _thread_group(name: str) -> str:
+    return next((label for label, pattern in THREAD_GROUPS if pattern.search(name)), "other JVM threads")
 
 
 def _by_thread_group(
-    before: dict[str, float], after: dict[str, float]
+    before: dict[str, tuple[str, float]], after: dict[str, tuple[str, float]]
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """CPU seconds spent in the round by each thread group (threads that ended in it are not seen), and
-    by the names of the threads in no group."""
+    """CPU seconds spent between two readings of :func:`thread_cpu_seconds` by each thread group
+    (threads that ended in between are not seen), and by the names of the threads in no group.
+
+    By thread id, named as in the second reading: Spark renames its task threads between running
+    and idle, so a name can change between the two."""
     spent: Counter[str] = Counter()
     others: Counter[str] = Counter()
-    # By thread id: Spark renames its task threads between running and idle, so a name can change
-    # between the two readings.
-    earlier = {key.split(":", 1)[0]: seconds for key, seconds in before.items()}
-    for key, seconds in after.items():
-        tid, name = key.split(":", 1)
-        group = _group(name, THREAD_GROUPS, "other JVM threads")
-        spent[group] += seconds - earlier.get(tid, 0.0)
+    for tid, (name, seconds) in after.items():
+        used = seconds - before.get(tid, (name, 0.0))[1]
+        group = _thread_group(name)
+        spent[group] += used
         if group == "other JVM threads":
-            others[re.sub(r"\d+", "#", name)] += seconds - earlier.get(tid, 0.0)
+            others[re.sub(r"\d+", "#", name)] += used
     rounded = {k: round(v, 2) for k, v in spent.most_common()}
     return rounded, {k: round(v, 2) for k, v in others.most_common(8)}
 
@@ -123,7 +96,7 @@ class _StageMeter(logging.Handler):
         super().__init__(logging.INFO)
         self.pid, self.every = pid, every
         self.marks: list[tuple[float, str, str]] = []
-        self.samples: list[tuple[float, dict[str, float], tuple[int, int]]] = []
+        self.samples: list[tuple[float, dict[str, tuple[str, float]], tuple[int, int]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._level = logging.NOTSET
@@ -137,7 +110,7 @@ class _StageMeter(logging.Handler):
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), _thread_cpu(self.pid), _machine_cpu()))
+            self.samples.append((time.monotonic(), thread_cpu_seconds(self.pid), machine_cpu_times()))
             self._stop.wait(self.every)
 
     def __enter__(self) -> _StageMeter:
@@ -155,7 +128,7 @@ class _StageMeter(logging.Handler):
         logger.removeHandler(self)
         logger.setLevel(self._level)
 
-    def _at(self, moment: float) -> tuple[dict[str, float], tuple[int, int]]:
+    def _at(self, moment: float) -> tuple[dict[str, tuple[str, float]], tuple[int, int]]:
         """The last sample taken at or before ``moment`` (the first one if none)."""
         earlier = [s for s in self.samples if s[0] <= moment] or self.samples[:1]
         return earlier[-1][1], earlier[-1][2]
@@ -231,9 +204,9 @@ def main() -> None:
         jobs_before = _last_job(status)
         jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
         compiled_before, compile_ms_before = _codegen(jvm)
-        threads_before, jvm_before = _thread_cpu(jvm_pid), _process_cpu(jvm_pid)
+        threads_before, jvm_before = thread_cpu_seconds(jvm_pid), process_cpu_seconds(jvm_pid)
         python_before = resource.getrusage(resource.RUSAGE_SELF)
-        machine_before = _machine_cpu()
+        machine_before = machine_cpu_times()
         started = time.perf_counter()
         extra: dict[str, Any]
         if args.stage == "nightly":
@@ -254,10 +227,10 @@ def main() -> None:
                 "silver_rows": sum(r.rows_silver for r in report.results),
             }
         wall = time.perf_counter() - started
-        machine_after = _machine_cpu()
+        machine_after = machine_cpu_times()
         python_after = resource.getrusage(resource.RUSAGE_SELF)
-        jvm_cpu = _process_cpu(jvm_pid) - jvm_before
-        threads, other_threads = _by_thread_group(threads_before, _thread_cpu(jvm_pid))
+        jvm_cpu = process_cpu_seconds(jvm_pid) - jvm_before
+        threads, other_threads = _by_thread_group(threads_before, thread_cpu_seconds(jvm_pid))
         compiled, compile_ms = _codegen(jvm)
         python_cpu = (python_after.ru_utime - python_before.ru_utime) + (
             python_after.ru_stime - python_before.ru_stime
