@@ -99,3 +99,14 @@ def pii_salt(monkeypatch: pytest.MonkeyPatch, cfg: PricingConfig) -> str:
     salt = secrets.token_hex(24)
     monkeypatch.setenv(cfg.ingest.pii_salt_env, salt)
     return salt
+
+
+@pytest.fixture(scope="session")
+def price_template(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The review tests' hand-built price lakehouse (tests/review_support.py), built once; each test
+    takes a copy (``review_support.price_lakehouse``)."""
+    from review_support import build_price_lakehouse
+
+    folder = tmp_path_factory.mktemp("price_template") / "lakehouse"
+    build_price_lakehouse(spark, folder)
+    return folder

@@ -50,10 +50,10 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page_url(spark: SparkSession, tmp_path: Path) -> Iterator[tuple[str, str]]:
+def page_url(spark: SparkSession, price_template: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
     from werkzeug.serving import make_server
 
-    root = price_lakehouse(spark, tmp_path)
+    root = price_lakehouse(spark, price_template, tmp_path)
     cfg = load_config("local", overrides=[f"train.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
     server = make_server(
         "127.0.0.1", 0, build_app(ReviewPage(spark, cfg, Lakehouse.at(spark, root))).server, threaded=True

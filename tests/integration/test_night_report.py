@@ -35,9 +35,9 @@ def _night() -> NightlyReport:
     return night
 
 
-def _shop(spark: SparkSession, tmp_path: Path) -> tuple[str, PricingConfig]:
+def _shop(spark: SparkSession, template: Path, tmp_path: Path) -> tuple[str, PricingConfig]:
     """The hand-built night's prices, a catalogue with a hostile title, a run-log row, an MLflow store."""
-    root = price_lakehouse(spark, tmp_path)
+    root = price_lakehouse(spark, template, tmp_path)
     # Only the columns the report reads, written straight in Delta: the catalog would want them all.
     spark.createDataFrame(
         [("A", HOSTILE, "tents"), ("B", "Plain mug", "kitchen")], "sku string, title string, category string"
@@ -56,9 +56,9 @@ def _shop(spark: SparkSession, tmp_path: Path) -> tuple[str, PricingConfig]:
 
 
 def test_the_report_shows_the_night_and_escapes_what_comes_from_data(
-    spark: SparkSession, tmp_path: Path
+    spark: SparkSession, price_template: Path, tmp_path: Path
 ) -> None:
-    root, cfg = _shop(spark, tmp_path)
+    root, cfg = _shop(spark, price_template, tmp_path)
     decide(spark, Lakehouse.at(spark, root), "approved", Selection(skus=("A",)), "ana")
     page = render_night(spark, Lakehouse.at(spark, root), _night(), cfg.train)
     for heading in (
@@ -83,9 +83,9 @@ def test_the_report_shows_the_night_and_escapes_what_comes_from_data(
 
 
 def test_pricing_report_writes_the_file_logs_it_and_records_its_path(
-    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    spark: SparkSession, price_template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root, cfg = _shop(spark, tmp_path)
+    root, cfg = _shop(spark, price_template, tmp_path)
     overrides = [
         f"train.tracking_uri={cfg.train.tracking_uri}",
         f"train.artifact_location={cfg.train.artifact_location}",

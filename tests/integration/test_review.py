@@ -27,9 +27,9 @@ from pricing.schemas import PRICE_DECISIONS_SCHEMA, PRICE_RECOMMENDATIONS_SCHEMA
 
 
 @pytest.fixture(scope="module")
-def untouched(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
+def untouched(spark: SparkSession, price_template: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """One lakehouse for the tests that must leave it as it is."""
-    return price_lakehouse(spark, tmp_path_factory.mktemp("review"))
+    return price_lakehouse(spark, price_template, tmp_path_factory.mktemp("review"))
 
 
 def _night(spark: SparkSession, root: str) -> DataFrame:
@@ -62,9 +62,9 @@ def test_the_queue_lists_the_waiting_prices_largest_expected_gain_first(spark: S
 
 
 def test_approving_one_sku_puts_its_price_in_force_and_keeps_who_and_why(
-    spark: SparkSession, tmp_path: Path
+    spark: SparkSession, price_template: Path, tmp_path: Path
 ) -> None:
-    root = price_lakehouse(spark, tmp_path)
+    root = price_lakehouse(spark, price_template, tmp_path)
     report = decide(
         spark,
         Lakehouse.at(spark, root),
@@ -108,9 +108,9 @@ def test_approving_one_sku_puts_its_price_in_force_and_keeps_who_and_why(
 
 
 def test_rejecting_every_change_up_to_a_size_keeps_the_current_prices(
-    spark: SparkSession, tmp_path: Path
+    spark: SparkSession, price_template: Path, tmp_path: Path
 ) -> None:
-    root = price_lakehouse(spark, tmp_path)
+    root = price_lakehouse(spark, price_template, tmp_path)
     # B (-5 %) and C (+3 %, auto-approved) are within 8 %; A (+15 %) and D (+50 %) are not; E is a person's.
     report = decide(
         spark, Lakehouse.at(spark, root), "rejected", Selection(max_change=0.08), "ana", note="hold the line"
@@ -183,8 +183,10 @@ def test_a_selection_is_exactly_one_of_skus_a_change_size_or_all() -> None:
         Selection(max_change=-0.1)
 
 
-def test_no_decision_while_a_night_holds_theprice_lakehouse(spark: SparkSession, tmp_path: Path) -> None:
-    root = price_lakehouse(spark, tmp_path)
+def test_no_decision_while_a_night_holds_theprice_lakehouse(
+    spark: SparkSession, price_template: Path, tmp_path: Path
+) -> None:
+    root = price_lakehouse(spark, price_template, tmp_path)
     with LakehouseLock(spark, root, "nightly", 600, "nightly run for 2026-03-02"), pytest.raises(LockHeld):
         decide(spark, Lakehouse.at(spark, root), "approved", Selection(skus=("A",)), "ana")
     assert decide(spark, Lakehouse.at(spark, root), "approved", Selection(skus=("A",)), "ana").count == 1
@@ -229,9 +231,9 @@ def test_rescoring_keeps_decisions_while_the_proposal_is_the_one_decided(spark: 
 
 
 def test_a_decision_recorded_before_a_crash_is_applied_by_the_next_one(
-    spark: SparkSession, tmp_path: Path
+    spark: SparkSession, price_template: Path, tmp_path: Path
 ) -> None:
-    root = price_lakehouse(spark, tmp_path)
+    root = price_lakehouse(spark, price_template, tmp_path)
     # As if a process died between recording B's approval and applying it.
     Lakehouse(root).append(
         PRICE_DECISIONS,
@@ -261,8 +263,10 @@ def test_a_decision_recorded_before_a_crash_is_applied_by_the_next_one(
     }
 
 
-def test_the_review_commands(spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = price_lakehouse(spark, tmp_path)
+def test_the_review_commands(
+    spark: SparkSession, price_template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = price_lakehouse(spark, price_template, tmp_path)
     lakehouse = ["--lakehouse", root]
     assert main(["review", *lakehouse]) == 0
     out = capsys.readouterr().out
@@ -278,9 +282,9 @@ def test_the_review_commands(spark: SparkSession, tmp_path: Path, capsys: pytest
 
 
 def test_a_price_set_on_review_is_in_force_at_once_and_kept_by_rescoring(
-    spark: SparkSession, tmp_path: Path
+    spark: SparkSession, price_template: Path, tmp_path: Path
 ) -> None:
-    root = price_lakehouse(spark, tmp_path)
+    root = price_lakehouse(spark, price_template, tmp_path)
     report = override(spark, Lakehouse.at(spark, root), "D", 45.0, "ana", note="match the flyer")
     assert (report.decision, report.first_skus) == ("overridden", ["D"])
     assert _night(spark, root).where("sku = 'D'").first() == ("D", "overridden", 45.0)

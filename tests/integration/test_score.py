@@ -106,14 +106,15 @@ def _train(spark: SparkSession, cfg: PricingConfig) -> TrainReport:
     return run_train(spark, _lakehouse(spark, cfg), cfg.train, cfg.features)
 
 
-def _fresh_lakehouse(spark: SparkSession, market: Path, tmp_path: Path) -> Path:
+def _fresh_lakehouse(market: Path, tmp_path: Path) -> Path:
     """A copy of the market's gold tables and its id (the same shop), so each test's price tables start
     empty."""
     lakehouse = tmp_path / "lakehouse"
     source, target = Lakehouse(str(market / "lakehouse")), Lakehouse(str(lakehouse))
+    # A Delta table copies as its files (its log holds relative paths): a Spark read and overwrite
+    # of the two tables took 2-5 s a test.
     for table in (SKU_DAY, TEXT_EMBEDDINGS):
-        copied = source.read(spark, table)
-        target.overwrite(table, copied, copied.schema)
+        shutil.copytree(source.path(table), target.path(table))
     shutil.copy(market / "lakehouse" / io.LAKEHOUSE_ID_FILE, lakehouse / io.LAKEHOUSE_ID_FILE)
     return lakehouse
 
@@ -126,7 +127,7 @@ def _night(spark: SparkSession, lakehouse: Path) -> DataFrame:
 def test_every_sku_gets_a_price_inside_its_guardrails(
     spark: SparkSession, market: Path, tmp_path: Path, decision: str
 ) -> None:
-    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    lakehouse = _fresh_lakehouse(market, tmp_path)
     cfg = _config(market, f"score.decision={decision}", lakehouse=lakehouse)
     report = _score(spark, cfg)
     rows = _night(spark, lakehouse).toPandas()
@@ -165,7 +166,7 @@ def test_every_sku_gets_a_price_inside_its_guardrails(
 def test_rescoring_a_night_replaces_it_and_keeps_earlier_nights(
     spark: SparkSession, market: Path, tmp_path: Path
 ) -> None:
-    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    lakehouse = _fresh_lakehouse(market, tmp_path)
     cfg = _config(market, lakehouse=lakehouse)
     last_day = io.first_value(Lakehouse(str(lakehouse)).read(spark, SKU_DAY).agg(F.max("date")))
     earlier, night = last_day, last_day + timedelta(days=1)
@@ -191,7 +192,7 @@ def test_rescoring_a_night_replaces_it_and_keeps_earlier_nights(
 
 
 def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp_path: Path) -> None:
-    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    lakehouse = _fresh_lakehouse(market, tmp_path)
     strict = _config(market, "score.auto_approve_max_change=0.0", lakehouse=lakehouse)
     report = _score(spark, strict)
     rows = _night(spark, lakehouse).toPandas()
@@ -239,7 +240,7 @@ def test_approval_threshold_and_overrides(spark: SparkSession, market: Path, tmp
 
 
 def test_without_a_model_every_sku_keeps_its_price(spark: SparkSession, market: Path, tmp_path: Path) -> None:
-    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    lakehouse = _fresh_lakehouse(market, tmp_path)
     cfg = _config(tmp_path, lakehouse=lakehouse)  # an empty registry
     report = _score(spark, cfg)
     rows = _night(spark, lakehouse).toPandas()
@@ -252,7 +253,7 @@ def test_without_a_model_every_sku_keeps_its_price(spark: SparkSession, market: 
 def test_a_first_night_prices_from_whole_cents(spark: SparkSession, market: Path, tmp_path: Path) -> None:
     # No published prices yet: the price in force comes from the panel, where an average paid price
     # carries FX residue (64.480967 for a 64.48 shelf price). No recommendation may carry it on.
-    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    lakehouse = _fresh_lakehouse(market, tmp_path)
     tables = Lakehouse(str(lakehouse))
     panel = tables.read(spark, SKU_DAY)
     shelf = panel.groupBy("sku").agg(F.round(F.max_by("price", "date"), 2).alias("shelf")).toPandas()
@@ -317,7 +318,7 @@ def test_tonights_rows_carry_yesterdays_traffic_and_predict_its_level(
 def test_price_exploration_tests_random_prices_inside_the_band(
     spark: SparkSession, market: Path, tmp_path: Path
 ) -> None:
-    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    lakehouse = _fresh_lakehouse(market, tmp_path)
     # Against the point-estimate choice, the highest expected profit (the lower-bound rule's is not).
     best = _config(market, "score.decision=expected", lakehouse=lakehouse)
     _score(spark, best)
@@ -361,7 +362,7 @@ def test_price_exploration_tests_random_prices_inside_the_band(
 def test_skus_whose_price_never_moved_keep_it_unless_tested(
     spark: SparkSession, market: Path, tmp_path: Path
 ) -> None:
-    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    lakehouse = _fresh_lakehouse(market, tmp_path)
     _score(spark, _config(market, "score.decision=expected", lakehouse=lakehouse))
     free = _night(spark, lakehouse).toPandas().set_index("sku")
     assert (free["binding_constraint"] != NO_PRICE_HISTORY).all()  # the market's prices all moved
@@ -434,7 +435,7 @@ def test_a_champion_from_another_lakehouse_is_never_used(
 ) -> None:
     # Another shop's lakehouse on the same MLflow store (a copy of it, so the module's champion stays).
     shutil.copy(market / "mlflow.db", tmp_path / "mlflow.db")
-    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    lakehouse = _fresh_lakehouse(market, tmp_path)
     (lakehouse / io.LAKEHOUSE_ID_FILE).unlink()  # the same tables, but not the same lakehouse
     cfg = _config(market, f"train.tracking_uri=sqlite:///{tmp_path}/mlflow.db", lakehouse=lakehouse)
     ours = io.lakehouse_id(spark, io.qualify(spark, str(lakehouse)))
@@ -458,7 +459,7 @@ def test_a_champion_from_another_lakehouse_is_never_used(
 def test_a_running_experiment_holds_its_control_skus(
     spark: SparkSession, market: Path, tmp_path: Path
 ) -> None:
-    lakehouse = _fresh_lakehouse(spark, market, tmp_path)
+    lakehouse = _fresh_lakehouse(market, tmp_path)
     cfg = _config(market, lakehouse=lakehouse)
     root = str(lakehouse)
     night = next_night(spark, Lakehouse.at(spark, root))
