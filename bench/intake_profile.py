@@ -99,6 +99,7 @@ class _StageMeter(logging.Handler):
         self.samples: list[tuple[float, dict[str, tuple[str, float]], tuple[int, int]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._logger = logging.getLogger("pricing.nightly.job")
         self._level = logging.NOTSET
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -114,19 +115,17 @@ class _StageMeter(logging.Handler):
             self._stop.wait(self.every)
 
     def __enter__(self) -> _StageMeter:
-        logger = logging.getLogger("pricing.nightly.job")
-        self._level = logger.level
-        logger.setLevel(logging.INFO)
-        logger.addHandler(self)
+        self._level = self._logger.level
+        self._logger.setLevel(logging.INFO)
+        self._logger.addHandler(self)
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
-        logger = logging.getLogger("pricing.nightly.job")
-        logger.removeHandler(self)
-        logger.setLevel(self._level)
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
 
     def _at(self, moment: float) -> tuple[dict[str, tuple[str, float]], tuple[int, int]]:
         """The last sample taken at or before ``moment`` (the first one if none)."""

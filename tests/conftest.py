@@ -103,10 +103,10 @@ def pii_salt(monkeypatch: pytest.MonkeyPatch, cfg: PricingConfig) -> str:
 
 @pytest.fixture(scope="session")
 def price_template(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The review tests' hand-built price lakehouse (tests/review_support.py), built once; each test
-    takes a copy (``review_support.price_lakehouse``)."""
+    """A folder holding the review tests' hand-built price lakehouse (tests/review_support.py) as
+    ``lakehouse/``, built once; each test takes a copy (``review_support.price_lakehouse``)."""
     from review_support import build_price_lakehouse
 
-    folder = tmp_path_factory.mktemp("price_template") / "lakehouse"
-    build_price_lakehouse(spark, folder)
-    return folder
+    root = tmp_path_factory.mktemp("price_template")
+    build_price_lakehouse(spark, root / "lakehouse")
+    return root
