@@ -144,6 +144,15 @@ def _first_dates(
     return reduce(DataFrame.unionByName, firsts).groupBy("sku").agg(F.min("first_date").alias("first_date"))
 
 
+def calendar_changes(known: DataFrame, calendar: DataFrame) -> DataFrame:
+    """(sku, known_first, first_date): the SKUs whose first day is new, gone or moved between calendars."""
+    return (
+        known.select("sku", F.col("first_date").alias("known_first"))
+        .join(calendar.select("sku", "first_date"), "sku", "full_outer")
+        .where(~F.col("known_first").eqNullSafe(F.col("first_date")))
+    )
+
+
 @dataclass(frozen=True)
 class FeaturePlan:
     """What one features run does: rebuild or update, up to which day, seeing which silver batches."""
@@ -360,7 +369,9 @@ def run_features(
     skus, earliest = ranges.ranges.agg(F.count("*"), F.min("start")).first() or (0, None)
     update_df = panel_update(silver, ranges.ranges, earliest, plan, cfg, catalog.default_margin)
     rows_written, metrics = _write_panel(spark, lakehouse, plan, update_df, skus, earliest, cfg)
-    lakehouse.overwrite(SKU_CALENDAR, ranges.calendar)
+    # Most nights bring no new SKU and no earlier day: a rewrite would then be a commit for nothing.
+    if known is None or not calendar_changes(known, ranges.calendar).isEmpty():
+        lakehouse.overwrite(SKU_CALENDAR, ranges.calendar)
     ranges.unpersist()
     catalog_df = silver["catalog"]
     assert catalog_df is not None  # read_silver refuses a lakehouse without one

@@ -18,7 +18,7 @@ from pricing.config import load_config
 from pricing.features import run_features
 from pricing.ingest import run_ingest
 from pricing.lakehouse import io
-from pricing.lakehouse.tables import SKU_DAY, Lakehouse
+from pricing.lakehouse.tables import SKU_CALENDAR, SKU_DAY, Lakehouse
 from pricing.sim import simulate_market
 
 START = date(2026, 6, 1)
@@ -58,6 +58,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     _deliver(staging, landing, day[34])
     run_ingest(spark, tables, cfg.ingest, str(landing))
     first = run_features(spark, tables, cfg.features, cfg.catalog, run_date=day[34])
+    calendar_version = io.latest_version(spark, tables.path(SKU_CALENDAR))
     assert (first.mode, first.rows_in_panel) == ("full", 8 * 35)
     before_late = (
         tables.read(spark, SKU_DAY).where((F.col("sku") == "SKU-00001") & (F.col("date") == day[19])).first()
@@ -73,6 +74,8 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     run_ingest(spark, tables, cfg.ingest, str(landing))
     incremental = run_features(spark, tables, cfg.features, cfg.catalog, run_date=day[35])
     incremental_version = io.latest_version(spark, tables.path(SKU_DAY))
+    # No SKU is new and no first day moved: the calendar is not written again.
+    assert io.latest_version(spark, tables.path(SKU_CALENDAR)) == calendar_version
     assert incremental.mode == "incremental"
     assert incremental.skus_recomputed == 8
     assert incremental.rows_in_panel == 8 * 36
@@ -82,6 +85,11 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     incremental_df = tables.read(spark, SKU_DAY, version=incremental_version)
     rebuilt_df = tables.read(spark, SKU_DAY)
     assertDataFrameEqual(incremental_df, rebuilt_df, checkRowOrder=False)
+    assertDataFrameEqual(
+        tables.read(spark, SKU_CALENDAR, version=calendar_version),
+        tables.read(spark, SKU_CALENDAR),
+        checkRowOrder=False,
+    )
 
     # The late sale moved day 20 and the windows after it, only for its SKU.
     after_late = rebuilt_df.where((F.col("sku") == "SKU-00001") & (F.col("date") == day[19])).first()

@@ -17,7 +17,7 @@ from pricing.features import (
     price_changes,
     with_promotion_spells,
 )
-from pricing.features.stage import FeaturePlan, plan_features
+from pricing.features.stage import FeaturePlan, calendar_changes, plan_features
 from pricing.model.dataset import InputSpec, model_inputs
 
 D = [date(2026, 6, d) for d in range(1, 6)]  # Monday 1 June .. Friday 5 June
@@ -256,3 +256,17 @@ def test_a_features_run_rebuilds_without_an_earlier_run_or_when_asked_and_else_u
     assert plan_features(None, None, D[4], full=False) == FeaturePlan("full", D[4], -1)
     assert plan_features((3, D[2]), 5, D[4], full=True) == FeaturePlan("full", D[4], 5)
     assert plan_features((3, D[2]), 5, D[4], full=False) == FeaturePlan("incremental", D[4], 5, 3, D[2])
+
+
+def test_calendar_changes_are_the_skus_added_dropped_or_moved(spark: SparkSession) -> None:
+    schema = "sku string, first_date date"
+    known = spark.createDataFrame([("same", D[0]), ("moved", D[2]), ("dropped", D[1])], schema)
+    calendar = spark.createDataFrame([("same", D[0]), ("moved", D[1]), ("added", D[3])], schema)
+    assertDataFrameEqual(
+        calendar_changes(known, calendar),
+        spark.createDataFrame(
+            [("moved", D[2], D[1]), ("dropped", D[1], None), ("added", None, D[3])],
+            "sku string, known_first date, first_date date",
+        ),
+    )
+    assert calendar_changes(known, known).isEmpty()
