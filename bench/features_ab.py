@@ -4,7 +4,8 @@ Builds the incremental test's market (8 SKUs x 36 days), ingests and builds its 
 ingests day 36, then runs ``run_features`` on ``--copies`` copies of that lakehouse and prints, per
 run, its seconds and Spark jobs (``statusTracker``; the status store keeps 1,000 jobs, so only the
 first runs' counts are whole). Run it alternately under each side's code (``git stash`` or a worktree)
-and collect the lines: ``bench/results/features_new_days_ab.json`` was made so, two processes a side.
+and collect the lines: ``bench/results/features_new_days_ab.json`` and
+``features_calendar_ab.json`` were made so, two processes a side.
 
     PRICING_PII_SALT=... python bench/features_ab.py after
 """
