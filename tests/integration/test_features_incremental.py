@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_OVERRIDES
-from landing_files import write_csv
+from landing_files import CATALOG_HEADER, write_csv
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -109,6 +109,27 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
         8 * 36,
     )
     assert io.latest_version(spark, tables.path(SKU_DAY)) == panel_version
+
+    # A SKU launched on the last day: the update gives it one panel row and the calendar its first day.
+    write_csv(
+        landing / "catalog" / "launch.csv",
+        CATALOG_HEADER,
+        [["SKU-NEW", "Item SKU-NEW", "tents", "Acme", "10.00", "USD", f"{day[35]}T08:00:00Z"]],
+    )
+    write_csv(
+        landing / "transactions" / "launch" / "first-sale.csv",
+        ["order_id", "order_ts", "sku", "quantity", "unit_price"],
+        [["LAUNCH-1", f"{day[35]}T10:00:00Z", "SKU-NEW", 2, "25.00"]],
+    )
+    run_ingest(spark, tables, cfg.ingest, str(landing))
+    calendar_before = io.latest_version(spark, tables.path(SKU_CALENDAR))
+    launched = run_features(spark, tables, cfg.features, cfg.catalog, run_date=day[35])
+    assert (launched.skus_recomputed, launched.rows_in_panel) == (1, 8 * 36 + 1)
+    assert io.latest_version(spark, tables.path(SKU_CALENDAR)) == calendar_before + 1
+    assertDataFrameEqual(
+        tables.read(spark, SKU_CALENDAR).where(F.col("sku") == "SKU-NEW"),
+        spark.createDataFrame([("SKU-NEW", day[35])], "sku string, first_date date"),
+    )
 
 
 def test_features_need_silver(spark: SparkSession, tmp_path: Path) -> None:
