@@ -35,6 +35,7 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
 
 
 CATALOG_HEADER = ["sku", "title", "category", "brand", "unit_cost", "currency", "updated_at"]
+TRANSACTIONS_HEADER = ["order_id", "order_ts", "sku", "quantity", "unit_price"]
 
 
 def write_catalog(landing: Path, skus: list[str], name: str = "catalog.csv") -> Path:

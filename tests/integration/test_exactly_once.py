@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from landing_files import write_catalog, write_csv
+from landing_files import TRANSACTIONS_HEADER, write_catalog, write_csv
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -15,8 +15,6 @@ from pricing.ingest import run_ingest
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import INGESTED_FILES, SILVER, Lakehouse
 from pricing.platform.console import show_progress
-
-HEADER = ["order_id", "order_ts", "sku", "quantity", "unit_price"]
 
 
 def _version(spark: SparkSession, path: str) -> int:
@@ -36,7 +34,7 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
     write_catalog(landing, ["A", "B"])
     day2 = write_csv(
         landing / "transactions" / "2026-06-02" / "part-0.csv",
-        HEADER,
+        TRANSACTIONS_HEADER,
         [
             ["o1", "2026-06-02T09:00:00Z", "A", 1, "10.00"],
             ["o2", "2026-06-02T10:00:00Z", "B", 2, "5.00"],
@@ -60,7 +58,7 @@ def test_second_run_does_nothing_and_late_files_are_picked_up_once(
     # A late file for an older day, and the day-2 file delivered again under another name.
     write_csv(
         landing / "transactions" / "2026-05-30" / "late.csv",
-        HEADER,
+        TRANSACTIONS_HEADER,
         [
             ["o0", "2026-05-30T18:00:00Z", "B", 1, "5.00"],
         ],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_OVERRIDES
-from landing_files import CATALOG_HEADER, write_csv
+from landing_files import CATALOG_HEADER, TRANSACTIONS_HEADER, write_csv
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -68,7 +68,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     _deliver(staging, landing, day[35])
     write_csv(
         landing / "transactions" / "late" / "store-sync.csv",
-        ["order_id", "order_ts", "sku", "quantity", "unit_price"],
+        TRANSACTIONS_HEADER,
         [["LATE-1", f"{day[19]}T15:00:00Z", "SKU-00001", 4, str(before_late.price)]],
     )
     run_ingest(spark, tables, cfg.ingest, str(landing))
@@ -118,7 +118,7 @@ def test_incremental_equals_rebuild_and_is_cheap(spark: SparkSession, pii_salt: 
     )
     write_csv(
         landing / "transactions" / "launch" / "first-sale.csv",
-        ["order_id", "order_ts", "sku", "quantity", "unit_price"],
+        TRANSACTIONS_HEADER,
         [["LAUNCH-1", f"{day[35]}T10:00:00Z", "SKU-NEW", 2, "25.00"]],
     )
     run_ingest(spark, tables, cfg.ingest, str(landing))
