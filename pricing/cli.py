@@ -528,7 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluation: the nightly job from scratch on every market family x seed, judged by true demand",
     )
     evaluate.add_argument("--workdir", required=True, help="folder for the markets, lakehouses and report")
-    evaluate.add_argument("--families", help="comma-separated families (default: all)")
+    evaluate.add_argument(
+        "--families", help="comma-separated families (default: all but the held-out ones, HELD_OUT_FAMILIES)"
+    )
     evaluate.add_argument("--seeds", help="comma-separated seeds (default: 1,2,3)")
     evaluate.add_argument("--skus", type=int, default=120, help="SKUs per market")
     evaluate.add_argument("--days", type=int, default=90, help="days of history per market")

@@ -34,7 +34,7 @@ from typing import Any, get_args
 from pyspark.sql import DataFrame, SparkSession
 
 from pricing.config import PricingConfig, ScoreConfig
-from pricing.evaluation.families import FAMILIES, FamilyMarket, generate_market
+from pricing.evaluation.families import ALL_FAMILIES, FamilyMarket, generate_market
 from pricing.evaluation.judge import judged_skus, summarise
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ class EvaluationPlan:
     jobs: int = 1
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.families) - set(FAMILIES))
+        unknown = sorted(set(self.families) - set(ALL_FAMILIES))
         if unknown:
-            raise ValueError(f"unknown families {unknown}; choose from {sorted(FAMILIES)}")
+            raise ValueError(f"unknown families {unknown}; choose from {sorted(ALL_FAMILIES)}")
         for decision in self.decisions:
             rule, _, confidence = decision.partition(":")
             if rule not in RULES or (confidence and not 0.5 <= float(confidence) < 1):
@@ -191,7 +191,7 @@ def evaluate_market(
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         market = generate_market(
-            spark, FAMILIES[family], run_cfg.simulate, str(workdir / "market"), str(workdir / "truth")
+            spark, ALL_FAMILIES[family], run_cfg.simulate, str(workdir / "market"), str(workdir / "truth")
         )
         history_end = date.fromisoformat(market.history_end)
         deliver(spark, market.market, landing, history_end)
@@ -355,7 +355,7 @@ def _write(
         },
         "seconds": round(seconds, 1),
         "rows": rows,
-        "families": {name: FAMILIES[name].description for name in plan.families},
+        "families": {name: ALL_FAMILIES[name].description for name in plan.families},
     }
     write_json(Path(out), result)
     return result

@@ -231,13 +231,13 @@ class Backtest:
         if family == "simulator":
             simulate_market(self.spark, self.sim, self.market, self.truth)
             return
-        from pricing.evaluation.families import FAMILIES, generate_market
+        from pricing.evaluation.families import ALL_FAMILIES, generate_market
 
-        if family not in FAMILIES:
-            raise ValueError(f"unknown backtest.family {family!r}; choose from {sorted(FAMILIES)}")
+        if family not in ALL_FAMILIES:
+            raise ValueError(f"unknown backtest.family {family!r}; choose from {sorted(ALL_FAMILIES)}")
         # An evaluation market simulates one day past its history: the backtest's last night.
         history = derive(self.sim, {"n_days": self.sim.n_days - 1})
-        generate_market(self.spark, FAMILIES[family], history, self.market, self.truth)
+        generate_market(self.spark, ALL_FAMILIES[family], history, self.market, self.truth)
 
     def _policy_dir(self, policy: str) -> str:
         return f"{self.workdir}/policies/{policy}"

@@ -14,7 +14,9 @@ from pyspark.sql import SparkSession
 
 from pricing.config import PolicyConfig, PricingConfig
 from pricing.evaluation.families import (
+    ALL_FAMILIES,
     FAMILIES,
+    HELD_OUT_FAMILIES,
     MARKET_STREAMS,
     generate_market,
     log_units,
@@ -95,7 +97,9 @@ def test_adding_a_family_leaves_every_earlier_familys_markets_unchanged() -> Non
         "semilog_stock",
         "simulator",
     )
-    assert sorted(MARKET_STREAMS) == sorted(FAMILIES) and len(set(MARKET_STREAMS)) == len(MARKET_STREAMS)
+    assert sorted(MARKET_STREAMS) == sorted(ALL_FAMILIES) and len(set(MARKET_STREAMS)) == len(MARKET_STREAMS)
+    # A held-out family is never among those `make robustness` runs and the defaults were chosen on.
+    assert HELD_OUT_FAMILIES and not set(HELD_OUT_FAMILIES) & set(FAMILIES)
 
 
 @pytest.mark.parametrize("name", ["loglog_weekday", "rigid_semilog", "linear_costplus", "loglog_elastic"])
@@ -128,6 +132,22 @@ def test_family_markets_carry_exact_truth(
     folders = {p.name for p in Path(market.market, "transactions").glob("day=*")}
     # Every simulated day has its orders (re-delivered duplicates also land two days later).
     assert {f"day={sim.start_date + timedelta(days=d)}" for d in range(31)} <= folders
+
+
+def test_the_held_out_shop_prices_with_demand_its_data_does_not_show(
+    spark: SparkSession, cfg: PricingConfig, tmp_path: Path
+) -> None:
+    sim = cfg.simulate.model_copy(update={"n_skus": 12, "n_days": 30, "seed": 3})
+    family = HELD_OUT_FAMILIES["loglog_anticipated"]
+    market = generate_market(spark, family, sim, str(tmp_path / "market"), str(tmp_path / "truth"))
+    days = spark.read.parquet(market.truth + "/sku_day").toPandas()
+    assert np.allclose(np.exp(log_units(days, days["price"])), days["expected_demand"])
+    ordinary = days[~days["promo_scheduled"] & ~days["price_test"]]
+    gap = np.log(ordinary["price"] / ordinary["ref_price"])
+    # The price moves with the day's hidden demand shock: the confounder is the retailer's, not the data's.
+    assert np.corrcoef(gap, ordinary["shock"])[0, 1] > 0.7
+    # Its traffic does not reveal the shock (views follow the SKU's usual demand, not the day's).
+    assert not family.traffic_follows_shock
 
 
 def test_a_family_market_ingests_through_the_landing_contract(
