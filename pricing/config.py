@@ -203,6 +203,12 @@ class TrainConfig(_Strict):
     # max(high, s high)]) where s is this many standard errors from 1; 0 turns it off. Measured offline
     # only (docs/benchmarks.md, "What the holdout's price moves can tell"): off until judged on the family.
     interval_stretch_z: float = Field(0.0, ge=0)
+    # The system's own price tests (score.exploration_share) replace the elasticity level the history
+    # taught where the level they call for is this many standard errors from it (0: never). A history
+    # whose prices followed demand the data does not hold teaches a wrong level with confidence, and
+    # only prices the retailer did not choose can tell (docs/training.md, "The system's own price tests").
+    # Off until judged on more than the two closed loops measured so far; 2 is the value measured.
+    own_test_z: float = Field(0.0, ge=0)
     # The Laplace interval's prior sd of a category's elasticity (in the softplus's argument): where no
     # price of the category ever moved, the head's value is a guess, and an interval this wide spans
     # the elasticities retail demand shows, from about -0.3 to -5 (docs/training.md).

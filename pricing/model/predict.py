@@ -58,6 +58,13 @@ class LoadedModel:
         self.text_basis: torch.Tensor | None = weights.get("text_basis")
         # The holdout's price response slope where training found it clear of 1 (train.interval_stretch_z).
         self.stretch = float(config.get("interval_stretch", 1.0))
+        # The elasticity level the system's own price tests called for where they contradicted the
+        # history's (model.train.own_test_level): every member's softplus argument shifted, each SKU's
+        # curve pivoting at its recent usual price; the shift's uncertainty is shared by every SKU.
+        self.level_shift = float(config.get("elasticity_level_shift", 0.0))
+        self.level_shift_sd = float(config.get("elasticity_level_shift_sd", 0.0))
+        pivot = config.get("elasticity_level_pivot")
+        self.level_pivot = torch.tensor(pivot, dtype=torch.float32) if pivot else None
         level = float(config.get("interval_level", 0.9))
         self.z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
         self.ensemble.eval()
@@ -74,7 +81,18 @@ class LoadedModel:
             price, demand = self.nuisance(batch)
             offset, base = price.mean(0), demand.mean(0)
         log_mean, elasticity = self.ensemble(batch, offset, base)
+        if self.level_shift:
+            shifted = -torch.nn.functional.softplus(softplus_argument(elasticity) + self.level_shift).float()
+            pivot = self.level_pivot[batch["sku"]] if self.level_pivot is not None else 0.0
+            log_mean = log_mean + (shifted - elasticity) * (batch["log_price_ratio"] - pivot)
+            elasticity = shifted
         return batch, log_mean, elasticity
+
+    @torch.no_grad()
+    def members(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Every member's log expected units and elasticity per row, shape (members, rows)."""
+        _, log_mean, elasticity = self._forward(frame)
+        return log_mean.double().numpy(), elasticity.double().numpy()
 
     @torch.no_grad()
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -92,7 +110,7 @@ class LoadedModel:
             own, shared = self._argument_variances(batch)
             argument = softplus_argument(elasticity)
             centre = argument.mean(0)
-            sd = torch.sqrt((own + shared).mean(0) + argument.var(0, unbiased=False))
+            sd = torch.sqrt((own + shared).mean(0) + argument.var(0, unbiased=False) + self.level_shift_sd**2)
             low = torch.minimum(-torch.nn.functional.softplus(centre + self.z * sd).float(), mean)
             high = torch.maximum(-torch.nn.functional.softplus(centre - self.z * sd).float(), mean)
         if self.stretch != 1.0:
@@ -137,7 +155,7 @@ class LoadedModel:
             {
                 "centre": argument.mean(0).numpy(),
                 "own_sd": torch.sqrt(own.mean(0) + argument.var(0, unbiased=False)).numpy(),
-                "shared_sd": torch.sqrt(shared.mean(0)).numpy(),
+                "shared_sd": torch.sqrt(shared.mean(0) + self.level_shift_sd**2).numpy(),
             },
             index=frame.index,
         )

@@ -20,9 +20,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
 from pricing.config import FeaturesConfig, TrainConfig
+from pricing.decide.experiment import PRICE_TEST
 from pricing.features import feature_rows, read_sku_day
 from pricing.lakehouse import io
-from pricing.lakehouse.tables import ELASTICITIES, TEXT_EMBEDDINGS, Lakehouse
+from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, TEXT_EMBEDDINGS, Lakehouse
 from pricing.model.dataset import InputSpec, fit_input_spec, input_features, model_inputs, text_basis
 from pricing.model.distributed import WorkerSpec, run_distributed
 from pricing.model.network import NetSpec
@@ -202,6 +203,100 @@ def evaluate(holdout_df: DataFrame, loader: Any) -> DataFrame:
     return holdout_df.mapInPandas(predict_batches(loader, keep), schema)
 
 
+# The system's own price tests (score.exploration_share) re-fit the elasticity level only from this
+# many tested SKU-days (and where the level they call for is train.own_test_z standard errors from the
+# history's): elsewhere the history's level stands, with no extra uncertainty.
+MIN_OWN_TEST_ROWS = 30
+# How far back each SKU's usual (untested) price is read: where a shifted curve pivots.
+OWN_TEST_PIVOT_DAYS = 28
+
+
+def mark_own_tests(spark: SparkSession, lakehouse: Lakehouse, rows_df: DataFrame) -> DataFrame:
+    """Model-input rows with ``own_test``: the row's weight where its price was one of the system's own
+    price tests and was in force that day (within half a percent of the test's price), else null.
+
+    Those rows leave the fit (weight and censoring 0): out of its sample, they say by how much the
+    elasticity level it learned is off (:func:`own_test_level`).
+    """
+    tests = (
+        lakehouse.read_declared(spark, PRICE_RECOMMENDATIONS)
+        .where(F.col("binding_constraint") == PRICE_TEST)
+        .select("sku", F.col("price_date").alias("date"), F.col("recommended_price").alias("_test_price"))
+    )
+    tested = F.abs(F.col("price") / F.col("_test_price") - 1) <= 0.005
+    return (
+        rows_df.join(tests, ["sku", "date"], "left")
+        .withColumn("own_test", F.when(tested, F.col("weight")).cast("float"))
+        .withColumn("weight", F.when(tested, F.lit(0.0)).otherwise(F.col("weight")).cast("float"))
+        .withColumn("censored", F.when(tested, F.lit(0.0)).otherwise(F.col("censored")).cast("float"))
+        .drop("_test_price")
+    )
+
+
+def own_test_level(rows_df: DataFrame, state: bytes, config: dict[str, Any], z: float) -> dict[str, Any]:
+    """The elasticity level the system's own price tests call for, as :class:`LoadedModel` config.
+
+    A retailer's price history can follow demand its data does not hold (prices raised on days it saw
+    strong demand coming): the level of every elasticity learned from it is then off, and no check on
+    the same history can tell (docs/benchmarks.md, "A held-out family"). The system's own tests are
+    priced at random: holding everything else the model learned, Newton steps on one shift of every
+    member's softplus argument fit their uncensored days (the rows of ``rows_df`` that
+    :func:`mark_own_tests` kept out of the fit), each day's log price ratio taken from its SKU's usual
+    one over the last :data:`OWN_TEST_PIVOT_DAYS` untested days. The shift
+    counts only where it is ``z`` standard errors (quasi-Poisson, plus the members' disagreement) from
+    0 and rests on :data:`MIN_OWN_TEST_ROWS` days: then it, its sd and each SKU's pivot go into the
+    model's config, beside what was found (``own_test_*``, logged). Nothing (``{}``) for a debiased
+    model, with ``z`` 0, or without the ``own_test`` column.
+    """
+    if config.get("debias") or z <= 0:
+        return {}
+    if "own_test" not in rows_df.columns:
+        return {}
+    tested: pd.DataFrame = rows_df.where(F.col("own_test") > 0).toPandas()
+    if len(tested) < MIN_OWN_TEST_ROWS:
+        return {"own_test_rows": len(tested)} if len(tested) else {}
+    last = io.first_value(rows_df.agg(F.max("date")))
+    usual: pd.DataFrame = (
+        rows_df.where(F.col("own_test").isNull())
+        .where(F.col("date") > F.lit(last - timedelta(days=OWN_TEST_PIVOT_DAYS)))
+        .groupBy("sku_idx")
+        .agg(F.avg("log_price_ratio").alias("pivot"))
+        .toPandas()
+    )
+    pivot = np.zeros(int(config["net"]["n_skus"]) + 1)
+    pivot[usual["sku_idx"].to_numpy(int)] = usual["pivot"].to_numpy(float)
+    log_mean, elasticity = LoadedModel(state, config).members(tested)
+    x = tested["log_price_ratio"].to_numpy(float) - pivot[tested["sku_idx"].to_numpy(int)]
+    units = tested["units"].to_numpy(float)
+    argument = np.log(np.expm1(-elasticity).clip(1e-12))
+    shifts, variances = [], []
+    for member_mean, member_argument, member_elasticity in zip(log_mean, argument, elasticity, strict=True):
+        shift = 0.0
+        for _ in range(20):
+            moved = -np.logaddexp(0.0, member_argument + shift)
+            mean = np.exp(member_mean + (moved - member_elasticity) * x)
+            slope = -(1 - np.exp(moved)) * x  # d log mean / d shift
+            information = float(np.sum(mean * slope**2))
+            step = float(np.sum((units - mean) * slope)) / max(information, 1e-12)
+            shift += step
+            if abs(step) < 1e-6:
+                break
+        dispersion = max(1.0, float(np.sum((units - mean) ** 2 / np.maximum(mean, 1e-6))) / (len(units) - 1))
+        shifts.append(shift)
+        variances.append(dispersion / max(information, 1e-12))
+    level, sd = float(np.mean(shifts)), float(np.sqrt(np.mean(variances) + np.var(shifts)))
+    found = {"own_test_rows": len(tested), "own_test_shift": level, "own_test_shift_sd": sd}
+    if abs(level) <= z * sd:
+        return found
+    log.info(f"[train] the system's own price tests move the elasticity level by {level:+.2f} ± {sd:.2f}")
+    return {
+        **found,
+        "elasticity_level_shift": level,
+        "elasticity_level_shift_sd": sd,
+        "elasticity_level_pivot": pivot.tolist(),
+    }
+
+
 def sku_elasticities(predictions_df: DataFrame) -> DataFrame:
     """Per SKU: mean elasticity over its holdout days, with the ensemble's interval."""
     return predictions_df.groupBy("sku").agg(
@@ -303,9 +398,15 @@ def model_panels(
     )
 
 
-def _write_inputs(panels: ModelPanels, lakehouse: Lakehouse, run_id: str, shards: int) -> None:
-    """The training and holdout rows as network inputs, the run's model data (what workers read)."""
-    train = model_inputs(panels.train, panels.embeddings, panels.spec).repartition(shards, "sku", "date")
+def _write_inputs(
+    panels: ModelPanels, lakehouse: Lakehouse, run_id: str, shards: int, own_tests: bool = False
+) -> None:
+    """The training and holdout rows as network inputs, the run's model data (what workers read);
+    with ``own_tests``, the system's own price tests marked and left out of the fit."""
+    train = model_inputs(panels.train, panels.embeddings, panels.spec)
+    if own_tests:
+        train = mark_own_tests(train.sparkSession, lakehouse, train)
+    train = train.repartition(shards, "sku", "date")
     lakehouse.write_model_data(run_id, "train", train)
     holdout = model_inputs(panels.holdout, panels.embeddings, panels.spec)
     lakehouse.write_model_data(run_id, "holdout", holdout)
@@ -407,7 +508,7 @@ def run_train(
     ) as run:
         run_id = run.info.run_id
         shards = max(2, cfg.num_processes * 2)
-        _write_inputs(panels, lakehouse, run_id, shards)
+        _write_inputs(panels, lakehouse, run_id, shards, own_tests=cfg.own_test_z > 0)
         # The training SKUs' titles, each once, decide the text's principal axes.
         basis = text_basis(
             panels.embeddings.join(panels.train.select("text_hash").distinct(), "text_hash"),
@@ -433,7 +534,11 @@ def run_train(
         mlflow.set_tag("train_device", result["device"])
 
         holdout_df = lakehouse.read_model_data(spark, run_id, "holdout")
-        predictions, judged, config = _judge_holdout(holdout_df, state, model_config(cfg, net), cfg)
+        train_df = lakehouse.read_model_data(spark, run_id, "train")
+        config = model_config(cfg, net)
+        level = own_test_level(train_df, state, config, cfg.own_test_z)
+        config = {**config, **{k: v for k, v in level.items() if k.startswith("elasticity_")}}
+        predictions, judged, config = _judge_holdout(holdout_df, state, config, cfg)
         elasticities = sku_elasticities(predictions).cache()
         metrics = {
             "holdout_wape": judged.pop("holdout_wape"),
@@ -441,6 +546,8 @@ def run_train(
             "final_train_poisson_loss": result["losses"][-1],
             "train_samples_per_s": result["samples_per_s"],
             "sku_elasticity_sd_fitted": result["sku_elasticity_sd"],
+            **{k: v for k, v in level.items() if k.startswith("own_test_")},
+            "elasticity_level_shift": level.get("elasticity_level_shift", 0.0),
             **judged,
         }
         phases["seconds_evaluate"] = time.monotonic() - started - sum(phases.values())
