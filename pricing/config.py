@@ -207,7 +207,7 @@ class TrainConfig(_Strict):
     # taught where the level they call for is this many standard errors from it (0: never). A history
     # whose prices followed demand the data does not hold teaches a wrong level with confidence, and
     # only prices the retailer did not choose can tell (docs/training.md, "The system's own price tests").
-    # Off until judged on more than the two closed loops measured so far; 2 is the value measured.
+    # Off until judged on more than the one closed loop measured so far (at 2, docs/training.md).
     own_test_z: float = Field(0.0, ge=0)
     # The Laplace interval's prior sd of a category's elasticity (in the softplus's argument): where no
     # price of the category ever moved, the head's value is a guess, and an interval this wide spans
