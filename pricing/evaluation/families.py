@@ -103,114 +103,112 @@ class Family:
             raise ValueError(f"unknown pricing histories {sorted(unknown)}")
 
 
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in (
-        Family(
-            "simulator",
-            "simulator",
-            ("traffic_markdown", "promo_calendar"),
-            "today's simulator (pricing.sim.market): log-log demand, markdowns after weak traffic, "
-            "promotions, 10% of SKUs price-tested",
-            price_test_share=0.1,
-        ),
-        Family(
-            "loglog_weekday",
-            "loglog",
-            ("weak_weekdays", "promo_calendar"),
-            "constant elasticity; discounts on each SKU's weak weekdays (price follows seasonality), "
-            "promotions; over-dispersed, monthly cycle, no price tests",
-            noise="negbin",
-            monthly=True,
-        ),
-        Family(
-            "semilog_stock",
-            "semilog",
-            ("stock_markdown",),
-            "exponential in price; markdowns while stock cover is high; long tail of slow sellers, "
-            "trends, traffic that does not reveal the demand shock",
-            noise="negbin",
-            slow_tail=True,
-            trend=True,
-            traffic_follows_shock=False,
-        ),
-        Family(
-            "linear_costplus",
-            "linear",
-            ("cost_plus",),
-            "linear demand with a choke price; cost-plus prices that follow supplier cost shocks; "
-            "Poisson, trends",
-            trend=True,
-        ),
-        Family(
-            "logit_competitor",
-            "logit",
-            ("competitor_match",),
-            "logit choice against the competitors' prices; prices that match competitors; "
-            "over-dispersed, 5% of SKUs price-tested",
-            noise="negbin",
-            price_test_share=0.05,
-        ),
-        Family(
-            "reference_promo",
-            "reference",
-            ("promo_calendar", "weak_weekdays"),
-            "reference-price response (kinked at the remembered price); a hi-lo promotion calendar and "
-            "weak-weekday discounts; monthly cycle",
-            monthly=True,
-        ),
-        Family(
-            "loglog_elastic",
-            "loglog",
-            ("traffic_markdown", "promo_calendar"),
-            "constant elasticity, every product 1.8x as price-sensitive as the simulator's (mean about "
-            "-3.7, far from the prior's -2); markdowns after weak traffic, promotions, 5% price-tested",
-            price_test_share=0.05,
-            elasticity_scale=1.8,
-        ),
-        Family(
-            "loglog_inelastic",
-            "loglog",
-            ("traffic_markdown", "promo_calendar"),
-            "constant elasticity, every product 0.4x as price-sensitive as the simulator's (mean about "
-            "-0.8, many below 1 in size); markdowns after weak traffic, promotions, 5% price-tested; "
-            "over-dispersed",
-            price_test_share=0.05,
-            noise="negbin",
-            elasticity_scale=0.4,
-        ),
-        Family(
-            "rigid_semilog",
-            "semilog",
-            ("rigid",),
-            "almost no price variation (a quarter of SKUs change price once); over-dispersed, "
-            "long tail of slow sellers",
-            noise="negbin",
-            slow_tail=True,
-        ),
-    )
-}
+def _by_name(*families: Family) -> dict[str, Family]:
+    return {family.name: family for family in families}
+
+
+FAMILIES: dict[str, Family] = _by_name(
+    Family(
+        "simulator",
+        "simulator",
+        ("traffic_markdown", "promo_calendar"),
+        "today's simulator (pricing.sim.market): log-log demand, markdowns after weak traffic, "
+        "promotions, 10% of SKUs price-tested",
+        price_test_share=0.1,
+    ),
+    Family(
+        "loglog_weekday",
+        "loglog",
+        ("weak_weekdays", "promo_calendar"),
+        "constant elasticity; discounts on each SKU's weak weekdays (price follows seasonality), "
+        "promotions; over-dispersed, monthly cycle, no price tests",
+        noise="negbin",
+        monthly=True,
+    ),
+    Family(
+        "semilog_stock",
+        "semilog",
+        ("stock_markdown",),
+        "exponential in price; markdowns while stock cover is high; long tail of slow sellers, "
+        "trends, traffic that does not reveal the demand shock",
+        noise="negbin",
+        slow_tail=True,
+        trend=True,
+        traffic_follows_shock=False,
+    ),
+    Family(
+        "linear_costplus",
+        "linear",
+        ("cost_plus",),
+        "linear demand with a choke price; cost-plus prices that follow supplier cost shocks; "
+        "Poisson, trends",
+        trend=True,
+    ),
+    Family(
+        "logit_competitor",
+        "logit",
+        ("competitor_match",),
+        "logit choice against the competitors' prices; prices that match competitors; "
+        "over-dispersed, 5% of SKUs price-tested",
+        noise="negbin",
+        price_test_share=0.05,
+    ),
+    Family(
+        "reference_promo",
+        "reference",
+        ("promo_calendar", "weak_weekdays"),
+        "reference-price response (kinked at the remembered price); a hi-lo promotion calendar and "
+        "weak-weekday discounts; monthly cycle",
+        monthly=True,
+    ),
+    Family(
+        "loglog_elastic",
+        "loglog",
+        ("traffic_markdown", "promo_calendar"),
+        "constant elasticity, every product 1.8x as price-sensitive as the simulator's (mean about "
+        "-3.7, far from the prior's -2); markdowns after weak traffic, promotions, 5% price-tested",
+        price_test_share=0.05,
+        elasticity_scale=1.8,
+    ),
+    Family(
+        "loglog_inelastic",
+        "loglog",
+        ("traffic_markdown", "promo_calendar"),
+        "constant elasticity, every product 0.4x as price-sensitive as the simulator's (mean about "
+        "-0.8, many below 1 in size); markdowns after weak traffic, promotions, 5% price-tested; "
+        "over-dispersed",
+        price_test_share=0.05,
+        noise="negbin",
+        elasticity_scale=0.4,
+    ),
+    Family(
+        "rigid_semilog",
+        "semilog",
+        ("rigid",),
+        "almost no price variation (a quarter of SKUs change price once); over-dispersed, "
+        "long tail of slow sellers",
+        noise="negbin",
+        slow_tail=True,
+    ),
+)
 
 
 # Families built after the shipped defaults were chosen, kept out of `make robustness` (and of every
 # default's choice): run them with `pricing evaluate --families NAME` to see how the product does on a
 # kind of shop nothing was tuned on. Once a default is chosen with one of them in view, it belongs in
 # FAMILIES, and a new held-out family is owed.
-HELD_OUT_FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in (
-        Family(
-            "loglog_anticipated",
-            "loglog",
-            ("anticipated_demand", "promo_calendar"),
-            "constant elasticity; the retailer prices with the demand it sees coming and the data does "
-            "not hold (up on strong days, down on weak ones), promotions; traffic that does not reveal "
-            "the demand, 5% of SKUs price-tested",
-            price_test_share=0.05,
-            traffic_follows_shock=False,
-        ),
-    )
-}
+HELD_OUT_FAMILIES: dict[str, Family] = _by_name(
+    Family(
+        "loglog_anticipated",
+        "loglog",
+        ("anticipated_demand", "promo_calendar"),
+        "constant elasticity; the retailer prices with the demand it sees coming and the data does "
+        "not hold (up on strong days, down on weak ones), promotions; traffic that does not reveal "
+        "the demand, 5% of SKUs price-tested",
+        price_test_share=0.05,
+        traffic_follows_shock=False,
+    ),
+)
 # Every family a market can be generated from.
 ALL_FAMILIES: dict[str, Family] = {**FAMILIES, **HELD_OUT_FAMILIES}
 

@@ -14,6 +14,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import torch
 from mlflow.models import infer_signature
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -26,7 +27,7 @@ from pricing.lakehouse import io
 from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, TEXT_EMBEDDINGS, Lakehouse
 from pricing.model.dataset import InputSpec, fit_input_spec, input_features, model_inputs, text_basis
 from pricing.model.distributed import WorkerSpec, run_distributed
-from pricing.model.network import NetSpec
+from pricing.model.network import NetSpec, elasticity_slope
 from pricing.model.predict import (
     LAKEHOUSE_ID_TAG,
     PREDICTION_COLUMNS,
@@ -35,6 +36,7 @@ from pricing.model.predict import (
     foreign_model,
     model_requirements,
     predict_batches,
+    softplus_argument,
 )
 from pricing.platform import tracking
 from pricing.schemas import ELASTICITIES_SCHEMA
@@ -268,14 +270,14 @@ def own_test_level(rows_df: DataFrame, state: bytes, config: dict[str, Any], z: 
     log_mean, elasticity = LoadedModel(state, config).members(tested)
     x = tested["log_price_ratio"].to_numpy(float) - pivot[tested["sku_idx"].to_numpy(int)]
     units = tested["units"].to_numpy(float)
-    argument = np.log(np.expm1(-elasticity).clip(1e-12))
+    argument = softplus_argument(torch.from_numpy(elasticity)).numpy()
     shifts, variances = [], []
     for member_mean, member_argument, member_elasticity in zip(log_mean, argument, elasticity, strict=True):
         shift = 0.0
         for _ in range(20):
             moved = -np.logaddexp(0.0, member_argument + shift)
             mean = np.exp(member_mean + (moved - member_elasticity) * x)
-            slope = -(1 - np.exp(moved)) * x  # d log mean / d shift
+            slope = -elasticity_slope(torch.from_numpy(moved)).numpy() * x  # d log mean / d shift
             information = float(np.sum(mean * slope**2))
             step = float(np.sum((units - mean) * slope)) / max(information, 1e-12)
             shift += step
@@ -534,9 +536,12 @@ def run_train(
         mlflow.set_tag("train_device", result["device"])
 
         holdout_df = lakehouse.read_model_data(spark, run_id, "holdout")
-        train_df = lakehouse.read_model_data(spark, run_id, "train")
         config = model_config(cfg, net)
-        level = own_test_level(train_df, state, config, cfg.own_test_z)
+        level = (
+            own_test_level(lakehouse.read_model_data(spark, run_id, "train"), state, config, cfg.own_test_z)
+            if cfg.own_test_z > 0
+            else {}
+        )
         config = {**config, **{k: v for k, v in level.items() if k.startswith("elasticity_")}}
         predictions, judged, config = _judge_holdout(holdout_df, state, config, cfg)
         elasticities = sku_elasticities(predictions).cache()
