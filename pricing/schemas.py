@@ -337,7 +337,7 @@ def sku_day_schema(lags: list[int], windows: list[int]) -> StructType:
     return StructType(fields)
 
 
-# gold/elasticities: the champion's elasticity and interval per SKU, rewritten by each training run.
+# gold/elasticities: the champion's elasticity and interval per SKU, rewritten when a model becomes champion.
 ELASTICITIES_SCHEMA = StructType(
     [
         StructField("sku", StringType(), False),

@@ -243,6 +243,12 @@ def write_files(df: DataFrame, path: str) -> None:
     df.write.parquet(path)
 
 
+def files_exist(spark: SparkSession, path: str) -> bool:
+    """Whether :func:`write_files` wrote anything at ``path``."""
+    fs, hadoop_path = hadoop_fs(spark, path)
+    return bool(fs.exists(hadoop_path))
+
+
 def read_files(spark: SparkSession, path: str) -> DataFrame:
     """The Parquet files :func:`write_files` wrote at ``path``."""
     return spark.read.parquet(path)

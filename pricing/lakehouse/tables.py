@@ -175,6 +175,10 @@ class Lakehouse:
         """A training run's ``part`` rows, as :meth:`write_model_data` wrote them."""
         return io.read_files(spark, self.model_data(run_id, part))
 
+    def has_model_data(self, spark: SparkSession, run_id: str, part: str) -> bool:
+        """Whether training run ``run_id`` wrote its ``part`` rows."""
+        return io.files_exist(spark, self.model_data(run_id, part))
+
     def exists(self, spark: SparkSession, table: Table) -> bool:
         return io.is_delta_table(spark, self.path(table))
 

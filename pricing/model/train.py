@@ -494,7 +494,8 @@ def run_train(
     """Train the demand model on the gold panel, evaluate on a time-based holdout, register, gate.
 
     Read (the panel, split) -> write the network's inputs -> fit (distributed) -> judge on the holdout
-    -> write ``gold/elasticities``, register, gate -> record (MLflow metrics, the report).
+    -> keep the run's elasticities, register, gate (a champion's elasticities become
+    ``gold/elasticities``) -> record (MLflow metrics, the report).
     ``features`` says how the panel's model rows are built; ``tags`` go on the MLflow run (the nightly
     job tags its run to find it again after a crash).
     """
@@ -558,9 +559,11 @@ def run_train(
         phases["seconds_evaluate"] = time.monotonic() - started - sum(phases.values())
         mlflow.log_metrics(metrics)
 
-        # The trained model's elasticities, written before registering so that a run resumed after a
-        # crash in registration or gating finds them (training is deterministic for a seed).
-        lakehouse.overwrite(ELASTICITIES, elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields]))
+        # The run's elasticities, kept beside its holdout before registering: gating copies them to
+        # gold/elasticities if the model becomes champion, also when it resumes a run that crashed.
+        lakehouse.write_model_data(
+            run_id, "elasticities", elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields])
+        )
         version = _log_model(holdout_df, state, config, panels.spec, cfg)
         mlflow.MlflowClient().set_model_version_tag(cfg.model_name, version, LAKEHOUSE_ID_TAG, lakehouse_id)
         champion_wape, alias = promote(spark, lakehouse, cfg, run_id, version)
@@ -590,13 +593,18 @@ def run_train(
     return report
 
 
+def run_elasticities(spark: SparkSession, lakehouse: Lakehouse, run_id: str) -> DataFrame:
+    """The per-SKU elasticities and intervals training run ``run_id`` found (champion or not)."""
+    return lakehouse.read_model_data(spark, run_id, "elasticities")
+
+
 def promote(
     spark: SparkSession, lakehouse: Lakehouse, cfg: TrainConfig, run_id: str, version: str
 ) -> tuple[float | None, str]:
     """Gate a registered ``version`` of training run ``run_id`` and record the outcome on the run.
 
     Also how a run that crashed after registering is finished: everything it needs (the holdout
-    files and the logged holdout WAPE) was written before registration.
+    files, the run's elasticities and the logged holdout WAPE) was written before registration.
     """
     client = mlflow.MlflowClient()
     logged = client.get_run(run_id).data.metrics
@@ -607,6 +615,10 @@ def promote(
     champion_wape, champion_change, alias = _gate(
         spark, holdout_df, cfg.model_name, version, new_wape, new_change, lakehouse.identity(spark)
     )
+    # gold/elasticities describes the model that prices: a challenger leaves it alone. (A run
+    # registered by a version that wrote gold/elasticities itself, before registering, kept none.)
+    if alias == "champion" and lakehouse.has_model_data(spark, run_id, "elasticities"):
+        lakehouse.overwrite(ELASTICITIES, run_elasticities(spark, lakehouse, run_id))
     client.log_metric(
         run_id, "champion_holdout_wape", champion_wape if champion_wape is not None else new_wape
     )

@@ -1,8 +1,8 @@
 """What a simulated market's ground truth says about what the product wrote (``--truth DIR``).
 
 The product's stages never read ground truth: ``pricing train``, ``score`` and ``nightly`` write their
-tables, and the command, given ``--truth``, then judges those tables here. A training run's elasticities
-(``gold/elasticities``) against the true ones, logged into that run; a night's prices
+tables, and the command, given ``--truth``, then judges them here. A training run's elasticities
+(kept beside its holdout) against the true ones, logged into that run; a night's prices
 (``gold/price_recommendations``) by their expected profit under the true demand.
 """
 
@@ -18,8 +18,8 @@ from pyspark.sql import functions as F
 
 from pricing.config import SimulateConfig
 from pricing.lakehouse import io
-from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, Lakehouse
-from pricing.model.train import TrainReport
+from pricing.lakehouse.tables import PRICE_RECOMMENDATIONS, Lakehouse
+from pricing.model.train import TrainReport, run_elasticities
 from pricing.sim.market import true_profit
 
 
@@ -69,10 +69,9 @@ def elasticity_error(elasticities_df: DataFrame, truth_params_df: DataFrame) -> 
 def training_vs_truth(
     spark: SparkSession, report: TrainReport, lakehouse_root: str, truth_dir: str, tracking_uri: str
 ) -> dict[str, float]:
-    """The elasticities the training run of ``report`` wrote to ``gold/elasticities`` against the
-    truth's: logged into that MLflow run as metrics and added to ``report`` (nothing when no SKU
-    matches)."""
-    elasticities = Lakehouse.at(spark, lakehouse_root).read(spark, ELASTICITIES)
+    """The elasticities of the training run of ``report`` (champion or not) against the truth's:
+    logged into that MLflow run as metrics and added to ``report`` (nothing when no SKU matches)."""
+    elasticities = run_elasticities(spark, Lakehouse.at(spark, lakehouse_root), report.run_id)
     errors = elasticity_error(elasticities, spark.read.parquet(f"{truth_dir}/sku_params")) or {}
     if errors:
         now = int(time.time() * 1000)

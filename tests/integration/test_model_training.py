@@ -12,10 +12,11 @@ import pytest
 import torch
 from conftest import TEST_OVERRIDES, copy_shop
 from pyspark.sql import SparkSession
+from pyspark.testing import assertDataFrameEqual
 
 from pricing.config import PricingConfig, load_config
 from pricing.features import feature_rows, read_sku_day
-from pricing.lakehouse.tables import TEXT_EMBEDDINGS, Lakehouse
+from pricing.lakehouse.tables import ELASTICITIES, TEXT_EMBEDDINGS, Lakehouse
 from pricing.model.dataset import (
     NUMERIC_FEATURES,
     UNITS_LAGS,
@@ -26,7 +27,7 @@ from pricing.model.dataset import (
     text_vectors,
 )
 from pricing.model.distributed import read_shard
-from pricing.model.train import TrainReport, price_change_metrics, run_train
+from pricing.model.train import TrainReport, price_change_metrics, run_elasticities, run_train
 from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
 from pricing.sim.truth import elasticity_error, training_vs_truth
 from pricing.text import encoder_name
@@ -201,6 +202,13 @@ def test_torch_distributor_trains_registers_and_gates(
     assert weak.champion_wape is not None and weak.holdout_wape > weak.champion_wape
     assert str(client.get_model_version_by_alias("pricing-demand", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("pricing-demand", "challenger").version) == "2"
+    # gold/elasticities describes the champion, which prices: the challenger's stay with its run.
+    tables = Lakehouse.at(spark, str(lakehouse))
+    champion_elasticities = run_elasticities(spark, tables, good.run_id)
+    assertDataFrameEqual(tables.read(spark, ELASTICITIES), champion_elasticities)
+    weak_elasticities = run_elasticities(spark, tables, weak.run_id)
+    assert weak_elasticities.count() == champion_elasticities.count()
+    assert weak_elasticities.exceptAll(champion_elasticities).count() > 0
 
 
 @pytest.mark.skipif(importlib.util.find_spec("horovod") is None, reason="Horovod not installed (make setup)")
