@@ -511,7 +511,9 @@ def run_train(
     ) as run:
         run_id = run.info.run_id
         shards = max(2, cfg.num_processes * 2)
-        _write_inputs(panels, lakehouse, run_id, shards, own_tests=cfg.own_test_z > 0)
+        # A debiased fit keeps its own level (own_test_level), so it keeps the tested days too.
+        own_tests = cfg.own_test_z > 0 and not cfg.debias
+        _write_inputs(panels, lakehouse, run_id, shards, own_tests=own_tests)
         # The training SKUs' titles, each once, decide the text's principal axes.
         basis = text_basis(
             panels.embeddings.join(panels.train.select("text_hash").distinct(), "text_hash"),
@@ -540,7 +542,7 @@ def run_train(
         config = model_config(cfg, net)
         level = (
             own_test_level(lakehouse.read_model_data(spark, run_id, "train"), state, config, cfg.own_test_z)
-            if cfg.own_test_z > 0
+            if own_tests
             else {}
         )
         config = {**config, **{k: v for k, v in level.items() if k.startswith("elasticity_")}}

@@ -218,10 +218,13 @@ def test_horovod_on_spark_trains_with_two_processes(
     _, lakehouse = market
     # The debiased fit (cross-fitted nuisances, then the ensemble) on Horovod; the naive one above.
     # Both sides see the titles through 4 principal components, which the saved model applies itself.
-    projected = ["train.debias=true", "train.text_components=4"]
+    # The system's own price tests are asked for too: a debiased fit keeps its level, and every row.
+    projected = ["train.debias=true", "train.text_components=4", "train.own_test_z=2"]
     cfg = _config(tmp_path, "train.backend=horovod", *projected)
     report = _train(spark, cfg, lakehouse)
     _check_distributed(report, loss_falls=False)
+    shards = Lakehouse.at(spark, str(lakehouse)).read_model_data(spark, report.run_id, "train")
+    assert "own_test" not in shards.columns
     mlflow.set_tracking_uri(cfg.train.tracking_uri)
     served = mlflow.pyfunc.load_model(f"models:/pricing-demand/{report.model_version}")
     basis = served.unwrap_python_model().model.text_basis
