@@ -547,7 +547,6 @@ def run_train(
         )
         config = {**config, **{k: v for k, v in level.items() if k.startswith("elasticity_")}}
         predictions, judged, config = _judge_holdout(holdout_df, state, config, cfg)
-        elasticities = sku_elasticities(predictions).cache()
         metrics = {
             "holdout_wape": judged.pop("holdout_wape"),
             "seasonal_naive_wape": judged.pop("seasonal_naive_wape"),
@@ -563,14 +562,12 @@ def run_train(
 
         # The run's elasticities, kept beside its holdout before registering: gating copies them to
         # gold/elasticities if the model becomes champion, also when it resumes a run that crashed.
-        lakehouse.write_model_data(
-            run_id, "elasticities", elasticities.select([f.name for f in ELASTICITIES_SCHEMA.fields])
-        )
+        elasticities = sku_elasticities(predictions).select([f.name for f in ELASTICITIES_SCHEMA.fields])
+        lakehouse.write_model_data(run_id, "elasticities", elasticities)
+        predictions.unpersist()
         version = _log_model(holdout_df, state, config, panels.spec, cfg)
         mlflow.MlflowClient().set_model_version_tag(cfg.model_name, version, LAKEHOUSE_ID_TAG, lakehouse_id)
         champion_wape, alias = promote(spark, lakehouse, cfg, run_id, version)
-        predictions.unpersist()
-        elasticities.unpersist()
         # Where a training run's time went (docs/benchmarks.md, "Training a large panel").
         phases["seconds_register"] = time.monotonic() - started - sum(phases.values())
         mlflow.log_metrics(phases)
