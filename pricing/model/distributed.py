@@ -81,6 +81,9 @@ class WorkerSpec:
     # Rows of a (text_dim, k) matrix: each row's text vector is projected onto it once, after reading
     # (train.text_components); None: the whole vector.
     text_basis: list[list[float]] | None = None
+    # Leave the rows the shards mark as the system's own price tests (``own_test``) out of the fit
+    # (pricing.model.train.mark_own_tests).
+    own_tests_out: bool = False
     tracking_uri: str | None = None
     run_id: str | None = None
 
@@ -771,6 +774,14 @@ def text_basis_tensor(basis: list[list[float]] | None) -> torch.Tensor | None:
     return None if basis is None else torch.tensor(basis, dtype=torch.float32)
 
 
+def hold_out_own_tests(data: dict[str, torch.Tensor]) -> None:
+    """Out of the fit (weight and censoring 0): the rows whose ``own_test`` mark is set (not NaN)."""
+    tested = ~torch.isnan(data.pop("own_test"))
+    for name in ("weight", "censored"):
+        if name in data:
+            data[name] = torch.where(tested, torch.zeros_like(data[name]), data[name])
+
+
 def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     """Train on this process's shard; return the weights, losses and every rank's checksums."""
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
@@ -778,7 +789,10 @@ def train_worker(spec: WorkerSpec) -> dict[str, Any]:
     device = _device(spec.use_gpu)
     torch.manual_seed(spec.seed)
     net_spec = NetSpec(**spec.net)
-    data = {k: v.to(device) for k, v in read_shard(spec.train_dir, comm.rank, comm.size).items()}
+    marks = ("own_test",) if spec.own_tests_out else ()
+    data = {k: v.to(device) for k, v in read_shard(spec.train_dir, comm.rank, comm.size, marks).items()}
+    if marks and data:
+        hold_out_own_tests(data)
     basis = text_basis_tensor(spec.text_basis)
     if basis is not None and data:
         # Once per row here, not once per row and step in every member's first layer.

@@ -6,7 +6,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -217,8 +217,8 @@ def mark_own_tests(spark: SparkSession, lakehouse: Lakehouse, rows_df: DataFrame
     """Model-input rows with ``own_test``: the row's weight where its price was one of the system's own
     price tests and was in force that day (within half a percent of the test's price), else null.
 
-    Those rows leave the fit (weight and censoring 0): out of its sample, they say by how much the
-    elasticity level it learned is off (:func:`own_test_level`).
+    A fit with ``WorkerSpec.own_tests_out`` leaves those rows out (weight and censoring 0): out of its
+    sample, they say by how much the elasticity level it learned is off (:func:`own_test_level`).
     """
     tests = (
         lakehouse.read_declared(spark, PRICE_RECOMMENDATIONS)
@@ -229,8 +229,6 @@ def mark_own_tests(spark: SparkSession, lakehouse: Lakehouse, rows_df: DataFrame
     return (
         rows_df.join(tests, ["sku", "date"], "left")
         .withColumn("own_test", F.when(tested, F.col("weight")).cast("float"))
-        .withColumn("weight", F.when(tested, F.lit(0.0)).otherwise(F.col("weight")).cast("float"))
-        .withColumn("censored", F.when(tested, F.lit(0.0)).otherwise(F.col("censored")).cast("float"))
         .drop("_test_price")
     )
 
@@ -243,20 +241,24 @@ def own_test_level(rows_df: DataFrame, state: bytes, config: dict[str, Any], z: 
     the same history can tell (docs/benchmarks.md, "A held-out family"). The system's own tests are
     priced at random: holding everything else the model learned, Newton steps on one shift of every
     member's softplus argument fit their uncensored days (the rows of ``rows_df`` that
-    :func:`mark_own_tests` kept out of the fit), each day's log price ratio taken from its SKU's usual
-    one over the last :data:`OWN_TEST_PIVOT_DAYS` untested days. The shift
+    :func:`mark_own_tests` marked, which the fit left out), each day's log price ratio taken from its
+    SKU's usual one over the last :data:`OWN_TEST_PIVOT_DAYS` untested days. The shift
     counts only where it is ``z`` standard errors (quasi-Poisson, plus the members' disagreement) from
     0 and rests on :data:`MIN_OWN_TEST_ROWS` days: then it, its sd and each SKU's pivot go into the
     model's config, beside what was found (``own_test_*``, logged). Nothing (``{}``) for a debiased
-    model, with ``z`` 0, or without the ``own_test`` column.
+    model, with ``z`` 0, or without a marked row.
     """
     if config.get("debias") or z <= 0:
         return {}
     if "own_test" not in rows_df.columns:
         return {}
-    tested: pd.DataFrame = rows_df.where(F.col("own_test") > 0).toPandas()
+    marked: pd.DataFrame = rows_df.where(F.col("own_test").isNotNull()).toPandas()
+    if marked.empty:
+        return {}
+    # A tested day that sold out (weight 0) says nothing about the level.
+    tested = marked[marked["own_test"] > 0]
     if len(tested) < MIN_OWN_TEST_ROWS:
-        return {"own_test_rows": len(tested)} if len(tested) else {}
+        return {"own_test_rows": len(tested)}
     last = io.first_value(rows_df.agg(F.max("date")))
     usual: pd.DataFrame = (
         rows_df.where(F.col("own_test").isNull())
@@ -404,7 +406,7 @@ def _write_inputs(
     panels: ModelPanels, lakehouse: Lakehouse, run_id: str, shards: int, own_tests: bool = False
 ) -> None:
     """The training and holdout rows as network inputs, the run's model data (what workers read);
-    with ``own_tests``, the system's own price tests marked and left out of the fit."""
+    with ``own_tests``, the system's own price tests marked (:func:`mark_own_tests`)."""
     train = model_inputs(panels.train, panels.embeddings, panels.spec)
     if own_tests:
         train = mark_own_tests(train.sparkSession, lakehouse, train)
@@ -521,7 +523,10 @@ def run_train(
             cfg.text_components,
         )
         net = _network(panels, cfg, basis)
-        worker = worker_spec(cfg, net, lakehouse.model_data(run_id, "train"), run_id, text_basis=basis)
+        worker = replace(
+            worker_spec(cfg, net, lakehouse.model_data(run_id, "train"), run_id, text_basis=basis),
+            own_tests_out=own_tests,
+        )
         mlflow.log_params(
             {
                 **{k: v for k, v in cfg.model_dump().items() if k != "tracking_uri"},
@@ -534,17 +539,29 @@ def run_train(
         log.info(f"[train] {cfg.backend}: {cfg.num_processes} processes, {cfg.epochs} epochs")
         phases = {"seconds_prepare": time.monotonic() - started}
         result = run_distributed(worker, cfg.num_processes, cfg.local_mode, cfg.start_timeout_s)
+        config = model_config(cfg, net)
+        level = (
+            own_test_level(
+                lakehouse.read_model_data(spark, run_id, "train"), result["state"], config, cfg.own_test_z
+            )
+            if own_tests
+            else {}
+        )
+        if level and "elasticity_level_shift" not in level:
+            # The tests agree with the history's level: they are the prices that say the most about the
+            # elasticities, so they go back into the fit (the fit a run without own tests makes).
+            log.info(
+                "[train] the system's own price tests leave the elasticity level as it is: refit with them"
+            )
+            result = run_distributed(
+                replace(worker, own_tests_out=False), cfg.num_processes, cfg.local_mode, cfg.start_timeout_s
+            )
+            level["own_test_refit"] = 1.0
         phases["seconds_fit"] = time.monotonic() - started - sum(phases.values())
         state = result["state"]
         mlflow.set_tag("train_device", result["device"])
 
         holdout_df = lakehouse.read_model_data(spark, run_id, "holdout")
-        config = model_config(cfg, net)
-        level = (
-            own_test_level(lakehouse.read_model_data(spark, run_id, "train"), state, config, cfg.own_test_z)
-            if own_tests
-            else {}
-        )
         config = {**config, **{k: v for k, v in level.items() if k.startswith("elasticity_")}}
         predictions, judged, config = _judge_holdout(holdout_df, state, config, cfg)
         metrics = {

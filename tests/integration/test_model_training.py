@@ -13,10 +13,12 @@ import torch
 from conftest import TEST_OVERRIDES, copy_shop
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
+from review_support import rec_row
 
 from pricing.config import PricingConfig, load_config
+from pricing.decide.experiment import PRICE_TEST
 from pricing.features import feature_rows, read_sku_day
-from pricing.lakehouse.tables import ELASTICITIES, TEXT_EMBEDDINGS, Lakehouse
+from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, TEXT_EMBEDDINGS, Lakehouse
 from pricing.model.dataset import (
     NUMERIC_FEATURES,
     UNITS_LAGS,
@@ -28,7 +30,7 @@ from pricing.model.dataset import (
 )
 from pricing.model.distributed import read_shard
 from pricing.model.train import TrainReport, price_change_metrics, run_elasticities, run_train
-from pricing.schemas import TEXT_EMBEDDINGS_SCHEMA
+from pricing.schemas import PRICE_RECOMMENDATIONS_SCHEMA, TEXT_EMBEDDINGS_SCHEMA
 from pricing.sim.truth import elasticity_error, training_vs_truth
 from pricing.text import encoder_name
 
@@ -209,6 +211,26 @@ def test_torch_distributor_trains_registers_and_gates(
     weak_elasticities = run_elasticities(spark, tables, weak.run_id)
     assert weak_elasticities.count() == champion_elasticities.count()
     assert weak_elasticities.exceptAll(champion_elasticities).count() > 0
+
+    # Five of the system's own price tests, in force on training days: too few to move the level, so
+    # they go back into the fit, which is then the one the champion was trained by, weight for weight.
+    shards = tables.read_model_data(spark, good.run_id, "train")
+    tested = (
+        shards.where("weight > 0").orderBy("sku", "date").select("sku", "date", "price").limit(5).collect()
+    )
+    tests = [
+        rec_row(r.sku, r.date, r.price, r.price, "auto_approved", binding_constraint=PRICE_TEST)
+        for r in tested
+    ]
+    tables.append(PRICE_RECOMMENDATIONS, spark.createDataFrame(tests, PRICE_RECOMMENDATIONS_SCHEMA))
+    refit = _train(
+        spark, _config(tmp_path, "train.backend=torch_distributor", "train.own_test_z=2"), lakehouse
+    )
+    assert refit.metrics["own_test_rows"] == 5 and refit.metrics["own_test_refit"] == 1
+    assert refit.metrics["elasticity_level_shift"] == 0
+    marked = tables.read_model_data(spark, refit.run_id, "train").where("own_test IS NOT NULL")
+    assert marked.count() == 5
+    assert (refit.losses, refit.param_checksums) == (good.losses, good.param_checksums)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("horovod") is None, reason="Horovod not installed (make setup)")

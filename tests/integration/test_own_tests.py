@@ -143,7 +143,7 @@ def test_a_shifted_model_pivots_each_curve_at_its_usual_price() -> None:
     assert (width(after) > width(before)).all()
 
 
-def test_only_test_prices_that_were_in_force_leave_the_fit(spark: SparkSession, tmp_path: Path) -> None:
+def test_only_test_prices_that_were_in_force_are_marked(spark: SparkSession, tmp_path: Path) -> None:
     lakehouse = Lakehouse(lake_io.qualify(spark, str(tmp_path / "lakehouse")))
     day = START + timedelta(days=1)
     schema = "sku string, date date, price double, weight float, censored float"
@@ -170,7 +170,7 @@ def test_only_test_prices_that_were_in_force_leave_the_fit(spark: SparkSession, 
     )
     expected = spark.createDataFrame(
         [
-            ("A", day, 11.0, 0.0, 0.0, 1.0),
+            ("A", day, 11.0, 1.0, 0.0, 1.0),  # marked: the fit decides whether it takes part
             ("A", START, 10.0, 1.0, 0.0, None),
             ("B", day, 10.0, 1.0, 0.0, None),
             ("C", day, 10.5, 1.0, 1.0, None),

@@ -31,6 +31,7 @@ from pricing.model.distributed import (
     elasticity_u_sd,
     fit_ensemble,
     fit_sku_prior_sd,
+    hold_out_own_tests,
     read_shard,
 )
 from pricing.model.network import DemandNet, Ensemble, NetSpec, Nuisance, poisson_loss
@@ -496,6 +497,34 @@ def test_shards_that_name_texts_by_hash_read_unknown_and_missing_ones_as_zeros(t
     data = read_shard(str(tmp_path / "train"), 0, 1, texts_dir=str(tmp_path / "texts"))
     assert torch.equal(data["text"], torch.tensor([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]]))
     assert torch.equal(data["sku"], torch.tensor([1, 2, 3]))
+
+
+def test_the_rows_marked_as_own_price_tests_leave_the_fit_when_asked(tmp_path: Path) -> None:
+    (tmp_path / "train").mkdir()
+    rows = pa.table(
+        {
+            "sku_idx": [1, 2, 3],
+            "category_idx": [1, 1, 1],
+            "brand_idx": [1, 1, 1],
+            "numeric": [[0.5], [0.0], [-0.5]],
+            "text": [[1.0], [1.0], [1.0]],
+            "log_price_ratio": [0.0, 0.1, -0.1],
+            "units": [1.0, 2.0, 3.0],
+            "weight": [1.0, 0.0, 1.0],
+            "censored": [0.0, 1.0, 0.0],
+            "fold": [0, 1, 0],
+            # SKU 2's tested day sold out: out of the fit, censoring included; SKU 3's was not tested.
+            "own_test": pa.array([1.0, 0.0, None], pa.float32()),
+        }
+    )
+    pq.write_table(rows, tmp_path / "train" / "part-0.parquet")
+    every_row = read_shard(str(tmp_path / "train"), 0, 1)
+    assert "own_test" not in every_row and every_row["weight"].tolist() == [1.0, 0.0, 1.0]
+    data = read_shard(str(tmp_path / "train"), 0, 1, ("own_test",))
+    hold_out_own_tests(data)
+    assert "own_test" not in data
+    assert data["weight"].tolist() == [0.0, 0.0, 1.0] and data["censored"].tolist() == [0.0, 0.0, 0.0]
+    assert torch.equal(data["units"], every_row["units"])
 
 
 @pytest.mark.parametrize("truth_sd", [0.15, 0.35, 0.8])
