@@ -94,10 +94,16 @@ class Family:
     # than the simulator's categories (-3.5 to -0.6, mean about -2, which is also the model's prior
     # centre). Without it, every family's elasticities centre where the prior does.
     elasticity_scale: float = 1.0
+    # Each SKU's elasticity follows the week: times exp(swing * cos(2 pi (weekday - its busiest) / 7)),
+    # its swing drawn up to this (0: one elasticity every day). Shoppers who compare prices come on the
+    # busy days; the quiet days' shoppers buy what they came for.
+    weekly_elasticity_swing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.demand not in FORMS and self.demand != "simulator":
             raise ValueError(f"unknown demand form {self.demand!r}")
+        if self.weekly_elasticity_swing and self.demand not in ("loglog", "semilog"):
+            raise ValueError("a weekly elasticity swing needs a curve whose c1 is its elasticity")
         unknown = set(self.history) - set(HISTORIES)
         if unknown:
             raise ValueError(f"unknown pricing histories {sorted(unknown)}")
@@ -208,6 +214,18 @@ HELD_OUT_FAMILIES: dict[str, Family] = _by_name(
         price_test_share=0.05,
         traffic_follows_shock=False,
     ),
+    Family(
+        "loglog_weekly_sensitivity",
+        "loglog",
+        ("weak_weekdays", "promo_calendar"),
+        "constant elasticity within a day, but each SKU's elasticity follows the week: up to 1.6x on "
+        "its busiest days, down to 0.6x on its quiet ones, where the retailer discounts; promotions; "
+        "over-dispersed, trends, 5% of SKUs price-tested",
+        price_test_share=0.05,
+        noise="negbin",
+        trend=True,
+        weekly_elasticity_swing=0.5,
+    ),
 )
 # Every family a market can be generated from.
 ALL_FAMILIES: dict[str, Family] = {**FAMILIES, **HELD_OUT_FAMILIES}
@@ -265,6 +283,7 @@ MARKET_STREAMS = (
     "loglog_elastic",
     "loglog_inelastic",
     "loglog_anticipated",
+    "loglog_weekly_sensitivity",
 )
 
 
@@ -308,6 +327,8 @@ def _family_params(params: pd.DataFrame, family: Family, rng: np.random.Generato
     if "anticipated_demand" in family.history:
         # Drawn last and only here, so that every other family's stream stays as it was.
         p["anticipation"] = rng.uniform(0.2, 0.5, n)
+    if family.weekly_elasticity_swing:
+        p["elasticity_swing"] = rng.uniform(0.5, 1.0, n) * family.weekly_elasticity_swing
     return p
 
 
@@ -440,12 +461,13 @@ def _simulate_family(
             log_level = np.log(base / p["share_at_ref"].to_numpy(float)) + season + shock + lift
         else:
             log_level = np.log(base) + season + shock + lift
-        curve = {
-            "form": np.full(n, family.demand),
-            "log_level": log_level,
-            "curve_ref": ref,
-            **_curve_c(family, p, competitor_median, reference_price),
-        }
+        c = _curve_c(family, p, competitor_median, reference_price)
+        if family.weekly_elasticity_swing:
+            peak = p["weekly_peak_dow"].to_numpy(float)
+            c["c1"] = c["c1"] * np.exp(
+                p["elasticity_swing"].to_numpy(float) * np.cos(2 * np.pi * (dow - peak) / 7)
+            )
+        curve = {"form": np.full(n, family.demand), "log_level": log_level, "curve_ref": ref, **c}
         expected = np.exp(log_units(curve, price))
         if family.noise == "negbin":
             k = family.dispersion

@@ -150,6 +150,31 @@ def test_the_held_out_shop_prices_with_demand_its_data_does_not_show(
     assert not family.traffic_follows_shock
 
 
+def test_the_second_held_out_shops_elasticity_follows_the_week(
+    spark: SparkSession, cfg: PricingConfig, tmp_path: Path
+) -> None:
+    sim = cfg.simulate.model_copy(update={"n_skus": 12, "n_days": 30, "seed": 3})
+    family = HELD_OUT_FAMILIES["loglog_weekly_sensitivity"]
+    market = generate_market(spark, family, sim, str(tmp_path / "market"), str(tmp_path / "truth"))
+    days = spark.read.parquet(market.truth + "/sku_day").toPandas()
+    assert np.allclose(np.exp(log_units(days, days["price"])), days["expected_demand"])
+    params = spark.read.parquet(market.truth + "/sku_params").toPandas().set_index("sku")
+    days = days.join(params[["elasticity", "weekly_peak_dow"]], on="sku")
+    ratio = days["c1"] / days["elasticity"]
+    # Up to exp(0.5) times the SKU's elasticity on its busiest weekday, down to exp(-0.5) three days on.
+    assert ratio.max() < math.exp(0.5) + 1e-9 and ratio.min() > math.exp(-0.5) - 1e-9
+    weekday = pd.to_datetime(days["date"]).dt.dayofweek
+    busiest, quiet = weekday == days["weekly_peak_dow"], weekday == (days["weekly_peak_dow"] + 3) % 7
+    assert (ratio[busiest] > 1.28).all() and (ratio[quiet] < 0.8).all()
+    # The same weekday, the same elasticity: it follows the week, nothing else.
+    assert days.assign(weekday=weekday).groupby(["sku", "weekday"])["c1"].nunique().max() == 1
+    # The retailer's discounts fall on the quiet days, whose shoppers respond least.
+    discounted = days[days["discounted"]]
+    assert len(discounted) > 0 and (discounted["c1"] / discounted["elasticity"]).max() < 0.8
+    with pytest.raises(ValueError, match="weekly elasticity swing"):
+        type(family)("x", "logit", (), "", weekly_elasticity_swing=0.5)
+
+
 def test_a_family_market_ingests_through_the_landing_contract(
     spark: SparkSession, cfg: PricingConfig, tmp_path: Path, pii_salt: str
 ) -> None:
