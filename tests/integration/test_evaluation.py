@@ -134,11 +134,11 @@ def test_family_markets_carry_exact_truth(
     assert {f"day={sim.start_date + timedelta(days=d)}" for d in range(31)} <= folders
 
 
-def test_the_held_out_shop_prices_with_demand_its_data_does_not_show(
+def test_the_anticipating_shop_prices_with_demand_its_data_does_not_show(
     spark: SparkSession, cfg: PricingConfig, tmp_path: Path
 ) -> None:
     sim = cfg.simulate.model_copy(update={"n_skus": 12, "n_days": 30, "seed": 3})
-    family = HELD_OUT_FAMILIES["loglog_anticipated"]
+    family = FAMILIES["loglog_anticipated"]
     market = generate_market(spark, family, sim, str(tmp_path / "market"), str(tmp_path / "truth"))
     days = spark.read.parquet(market.truth + "/sku_day").toPandas()
     assert np.allclose(np.exp(log_units(days, days["price"])), days["expected_demand"])
