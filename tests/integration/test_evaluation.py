@@ -18,6 +18,8 @@ from pricing.evaluation.families import (
     FAMILIES,
     HELD_OUT_FAMILIES,
     MARKET_STREAMS,
+    Family,
+    FamilyMarket,
     generate_market,
     log_units,
     true_elasticity,
@@ -102,16 +104,25 @@ def test_adding_a_family_leaves_every_earlier_familys_markets_unchanged() -> Non
     assert HELD_OUT_FAMILIES and not set(HELD_OUT_FAMILIES) & set(FAMILIES)
 
 
+def _small_market(
+    spark: SparkSession, cfg: PricingConfig, tmp_path: Path, family: Family
+) -> tuple[FamilyMarket, pd.DataFrame]:
+    """``family``'s market of 12 SKUs x 30 days (seed 3) and its truth's days, whose curves give
+    exactly the expected demand the market was drawn with."""
+    sim = cfg.simulate.model_copy(update={"n_skus": 12, "n_days": 30, "seed": 3})
+    market = generate_market(spark, family, sim, str(tmp_path / "market"), str(tmp_path / "truth"))
+    days = spark.read.parquet(market.truth + "/sku_day").toPandas()
+    assert np.allclose(np.exp(log_units(days, days["price"])), days["expected_demand"])
+    return market, days
+
+
 @pytest.mark.parametrize("name", ["loglog_weekday", "rigid_semilog", "linear_costplus", "loglog_elastic"])
 def test_family_markets_carry_exact_truth(
     spark: SparkSession, cfg: PricingConfig, tmp_path: Path, name: str
 ) -> None:
-    sim = cfg.simulate.model_copy(update={"n_skus": 12, "n_days": 30, "seed": 3})
-    market = generate_market(spark, FAMILIES[name], sim, str(tmp_path / "market"), str(tmp_path / "truth"))
-    days = spark.read.parquet(market.truth + "/sku_day").toPandas()
+    market, days = _small_market(spark, cfg, tmp_path, FAMILIES[name])
     assert len(days) == 12 * 31 and days["date"].max() == date.fromisoformat(market.price_date)
-    assert market.price_date == (sim.start_date + timedelta(days=30)).isoformat()
-    assert np.allclose(np.exp(log_units(days, days["price"])), days["expected_demand"])
+    assert market.price_date == (cfg.simulate.start_date + timedelta(days=30)).isoformat()
     # Stock censors sales, never the other way round.
     assert (days["units_sold"] <= days["demand"]).all()
     assert ((days["units_sold"] < days["demand"]) == days["censored"]).all()
@@ -131,17 +142,14 @@ def test_family_markets_carry_exact_truth(
     assert landing == ["catalog", "clickstream", "competitor_prices", "fx_rates", "inventory", "transactions"]
     folders = {p.name for p in Path(market.market, "transactions").glob("day=*")}
     # Every simulated day has its orders (re-delivered duplicates also land two days later).
-    assert {f"day={sim.start_date + timedelta(days=d)}" for d in range(31)} <= folders
+    assert {f"day={cfg.simulate.start_date + timedelta(days=d)}" for d in range(31)} <= folders
 
 
 def test_the_anticipating_shop_prices_with_demand_its_data_does_not_show(
     spark: SparkSession, cfg: PricingConfig, tmp_path: Path
 ) -> None:
-    sim = cfg.simulate.model_copy(update={"n_skus": 12, "n_days": 30, "seed": 3})
     family = FAMILIES["loglog_anticipated"]
-    market = generate_market(spark, family, sim, str(tmp_path / "market"), str(tmp_path / "truth"))
-    days = spark.read.parquet(market.truth + "/sku_day").toPandas()
-    assert np.allclose(np.exp(log_units(days, days["price"])), days["expected_demand"])
+    _, days = _small_market(spark, cfg, tmp_path, family)
     ordinary = days[~days["promo_scheduled"] & ~days["price_test"]]
     gap = np.log(ordinary["price"] / ordinary["ref_price"])
     # The price moves with the day's hidden demand shock: the confounder is the retailer's, not the data's.
@@ -153,11 +161,8 @@ def test_the_anticipating_shop_prices_with_demand_its_data_does_not_show(
 def test_the_second_held_out_shops_elasticity_follows_the_week(
     spark: SparkSession, cfg: PricingConfig, tmp_path: Path
 ) -> None:
-    sim = cfg.simulate.model_copy(update={"n_skus": 12, "n_days": 30, "seed": 3})
     family = HELD_OUT_FAMILIES["loglog_weekly_sensitivity"]
-    market = generate_market(spark, family, sim, str(tmp_path / "market"), str(tmp_path / "truth"))
-    days = spark.read.parquet(market.truth + "/sku_day").toPandas()
-    assert np.allclose(np.exp(log_units(days, days["price"])), days["expected_demand"])
+    market, days = _small_market(spark, cfg, tmp_path, family)
     params = spark.read.parquet(market.truth + "/sku_params").toPandas().set_index("sku")
     days = days.join(params[["elasticity", "weekly_peak_dow"]], on="sku")
     ratio = days["c1"] / days["elasticity"]
@@ -172,7 +177,7 @@ def test_the_second_held_out_shops_elasticity_follows_the_week(
     discounted = days[days["discounted"]]
     assert len(discounted) > 0 and (discounted["c1"] / discounted["elasticity"]).max() < 0.8
     with pytest.raises(ValueError, match="weekly elasticity swing"):
-        type(family)("x", "logit", (), "", weekly_elasticity_swing=0.5)
+        Family("x", "logit", (), "", weekly_elasticity_swing=0.5)
 
 
 def test_a_family_market_ingests_through_the_landing_contract(

@@ -10,6 +10,7 @@ import io
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -475,23 +476,25 @@ def test_price_variation_the_inputs_explain_is_no_information_about_the_elastici
     assert float(u_sd[2]) < 0.8
 
 
+def _write_shard(folder: Path, **columns: Any) -> None:
+    """One training shard file of three rows (SKUs 1-3) in ``folder``: ``columns`` beside the rest."""
+    folder.mkdir()
+    rows = {
+        "sku_idx": [1, 2, 3],
+        "category_idx": [1, 1, 1],
+        "brand_idx": [1, 1, 1],
+        "numeric": [[0.5], [0.0], [-0.5]],
+        "log_price_ratio": [0.0, 0.1, -0.1],
+        "units": [1.0, 2.0, 3.0],
+        "fold": [0, 1, 0],
+        **columns,
+    }
+    pq.write_table(pa.table(rows), folder / "part-0.parquet")
+
+
 def test_shards_that_name_texts_by_hash_read_unknown_and_missing_ones_as_zeros(tmp_path: Path) -> None:
-    (tmp_path / "train").mkdir()
+    _write_shard(tmp_path / "train", text_hash=["a", "gone", None], weight=[1.0, 1.0, 1.0])
     (tmp_path / "texts").mkdir()
-    rows = pa.table(
-        {
-            "sku_idx": [1, 2, 3],
-            "category_idx": [1, 1, 1],
-            "brand_idx": [1, 1, 1],
-            "numeric": [[0.5], [0.0], [-0.5]],
-            "text_hash": ["a", "gone", None],
-            "log_price_ratio": [0.0, 0.1, -0.1],
-            "units": [1.0, 2.0, 3.0],
-            "weight": [1.0, 1.0, 1.0],
-            "fold": [0, 1, 0],
-        }
-    )
-    pq.write_table(rows, tmp_path / "train" / "part-0.parquet")
     texts = pa.table({"text_hash": ["b", "a"], "text": [[9.0, 9.0], [1.0, 2.0]]})
     pq.write_table(texts, tmp_path / "texts" / "part-0.parquet")
     data = read_shard(str(tmp_path / "train"), 0, 1, texts_dir=str(tmp_path / "texts"))
@@ -500,24 +503,14 @@ def test_shards_that_name_texts_by_hash_read_unknown_and_missing_ones_as_zeros(t
 
 
 def test_the_rows_marked_as_own_price_tests_leave_the_fit_when_asked(tmp_path: Path) -> None:
-    (tmp_path / "train").mkdir()
-    rows = pa.table(
-        {
-            "sku_idx": [1, 2, 3],
-            "category_idx": [1, 1, 1],
-            "brand_idx": [1, 1, 1],
-            "numeric": [[0.5], [0.0], [-0.5]],
-            "text": [[1.0], [1.0], [1.0]],
-            "log_price_ratio": [0.0, 0.1, -0.1],
-            "units": [1.0, 2.0, 3.0],
-            "weight": [1.0, 0.0, 1.0],
-            "censored": [0.0, 1.0, 0.0],
-            "fold": [0, 1, 0],
-            # SKU 2's tested day sold out: out of the fit, censoring included; SKU 3's was not tested.
-            "own_test": pa.array([1.0, 0.0, None], pa.float32()),
-        }
+    # SKU 2's tested day sold out: out of the fit, censoring included; SKU 3's was not tested.
+    _write_shard(
+        tmp_path / "train",
+        text=[[1.0], [1.0], [1.0]],
+        weight=[1.0, 0.0, 1.0],
+        censored=[0.0, 1.0, 0.0],
+        own_test=pa.array([1.0, 0.0, None], pa.float32()),
     )
-    pq.write_table(rows, tmp_path / "train" / "part-0.parquet")
     every_row = read_shard(str(tmp_path / "train"), 0, 1)
     assert "own_test" not in every_row and every_row["weight"].tolist() == [1.0, 0.0, 1.0]
     data = read_shard(str(tmp_path / "train"), 0, 1, ("own_test",))
