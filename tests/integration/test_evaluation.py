@@ -145,17 +145,26 @@ def test_family_markets_carry_exact_truth(
     assert {f"day={cfg.simulate.start_date + timedelta(days=d)}" for d in range(31)} <= folders
 
 
+@pytest.mark.parametrize("name", ["loglog_anticipated", "loglog_anticipated_elastic"])
 def test_the_anticipating_shop_prices_with_demand_its_data_does_not_show(
-    spark: SparkSession, cfg: PricingConfig, tmp_path: Path
+    spark: SparkSession, cfg: PricingConfig, tmp_path: Path, name: str
 ) -> None:
-    family = FAMILIES["loglog_anticipated"]
-    _, days = _small_market(spark, cfg, tmp_path, family)
+    family = ALL_FAMILIES[name]
+    market, days = _small_market(spark, cfg, tmp_path, family)
     ordinary = days[~days["promo_scheduled"] & ~days["price_test"]]
     gap = np.log(ordinary["price"] / ordinary["ref_price"])
     # The price moves with the day's hidden demand shock: the confounder is the retailer's, not the data's.
     assert np.corrcoef(gap, ordinary["shock"])[0, 1] > 0.7
     # Its traffic does not reveal the shock (views follow the SKU's usual demand, not the day's).
     assert not family.traffic_follows_shock
+    if name == "loglog_anticipated_elastic":
+        # Its shoppers are 1.8x as price-sensitive: the prices the retailer set sit above the
+        # profit-maximising e / (1 + e) times cost for most SKUs.
+        params = spark.read.parquet(market.truth + "/sku_params").toPandas()
+        e = params["elasticity"].to_numpy()
+        assert e.max() < -0.6 * 1.8 + 1e-9
+        best_markup = e / (1 + e)
+        assert (params["ref_price"] / params["unit_cost"] > best_markup).mean() > 0.5
 
 
 def test_the_second_held_out_shops_elasticity_follows_the_week(
