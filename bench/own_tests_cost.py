@@ -23,7 +23,7 @@ from results_io import write_results
 from run_config import run_config
 
 from pricing.lakehouse.tables import Lakehouse
-from pricing.model.train import _write_inputs, model_panels, own_test_level
+from pricing.model.train import model_panels, own_test_level, shard_count, write_inputs
 from pricing.platform.spark import build_spark
 
 
@@ -38,7 +38,7 @@ def main() -> None:
         spark = build_spark(cfg.spark)
         source = Lakehouse.at(spark, args.lakehouse)
         panels = model_panels(spark, source, cfg.train, cfg.features)
-        shards = max(2, cfg.train.num_processes * 2)
+        shards = shard_count(cfg.train)
         times: dict[str, list[float]] = {"without": [], "with": [], "scan": []}
         tracker = spark.sparkContext.statusTracker()
         jobs: dict[str, int] = {}
@@ -47,7 +47,7 @@ def main() -> None:
                 run_id = f"{side}-{i}"
                 before = len(tracker.getJobIdsForGroup(None))
                 started = time.perf_counter()
-                _write_inputs(panels, source, run_id, shards, own_tests=side == "with")
+                write_inputs(panels, source, run_id, shards, own_tests=side == "with")
                 seconds = time.perf_counter() - started
                 jobs[side] = len(tracker.getJobIdsForGroup(None)) - before
                 if side == "with":

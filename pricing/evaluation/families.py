@@ -12,8 +12,8 @@ on any shop. What differs is what a pricing system must not assume:
 - how the retailer **priced in the past** (:data:`HISTORIES`), i.e. how its prices are confounded with
   demand: discounts on each SKU's weak weekdays, markdowns after weak traffic, stock-triggered
   markdowns, competitor matching, promotion calendars, cost-plus with supplier cost shocks, or almost
-  no variation at all; with or without a small share of random price tests (and, in the held-out
-  family, prices that follow demand the retailer saw coming and the data does not hold);
+  no variation at all; with or without a small share of random price tests, and prices that follow
+  demand the retailer saw coming and the data does not hold (``loglog_anticipated``);
 - **noise**: Poisson or over-dispersed (negative binomial), a long tail of slow sellers, stock-outs.
 
 Today's simulator (:mod:`pricing.sim.market`) is the member ``simulator``.
@@ -233,8 +233,9 @@ HELD_OUT_FAMILIES: dict[str, Family] = _by_name(
         ("anticipated_demand", "promo_calendar"),
         "loglog_anticipated's retailer (prices up on the strong days it sees coming, down on the weak "
         "ones; the data does not hold that demand) in a shop whose products are all 1.8x as "
-        "price-sensitive as the simulator's, so most prices already sit above their profit-maximising "
-        "level and a too-inelastic estimate raises them further; promotions, 5% of SKUs price-tested",
+        "price-sensitive as the simulator's, so about three quarters of its list prices sit above their "
+        "profit-maximising level and a too-inelastic estimate raises them further; promotions, 5% of "
+        "SKUs price-tested",
         price_test_share=0.05,
         traffic_follows_shock=False,
         elasticity_scale=1.8,

@@ -402,7 +402,12 @@ def model_panels(
     )
 
 
-def _write_inputs(
+def shard_count(cfg: TrainConfig) -> int:
+    """How many files a run's training rows are written as: two per training process, at least two."""
+    return max(2, cfg.num_processes * 2)
+
+
+def write_inputs(
     panels: ModelPanels, lakehouse: Lakehouse, run_id: str, shards: int, own_tests: bool = False
 ) -> None:
     """The training and holdout rows as network inputs, the run's model data (what workers read);
@@ -512,10 +517,10 @@ def run_train(
         tags={**(tags or {}), "panel_end": panels.end.isoformat(), LAKEHOUSE_ID_TAG: lakehouse_id},
     ) as run:
         run_id = run.info.run_id
-        shards = max(2, cfg.num_processes * 2)
+        shards = shard_count(cfg)
         # A debiased fit keeps its own level (own_test_level), so it keeps the tested days too.
         own_tests = cfg.own_test_z > 0 and not cfg.debias
-        _write_inputs(panels, lakehouse, run_id, shards, own_tests=own_tests)
+        write_inputs(panels, lakehouse, run_id, shards, own_tests=own_tests)
         # The training SKUs' titles, each once, decide the text's principal axes.
         basis = text_basis(
             panels.embeddings.join(panels.train.select("text_hash").distinct(), "text_hash"),
