@@ -158,8 +158,8 @@ def test_the_anticipating_shop_prices_with_demand_its_data_does_not_show(
     # Its traffic does not reveal the shock (views follow the SKU's usual demand, not the day's).
     assert not family.traffic_follows_shock
     if name == "loglog_anticipated_elastic":
-        # Its shoppers are 1.8x as price-sensitive: the prices the retailer set sit above the
-        # profit-maximising e / (1 + e) times cost for most SKUs.
+        # Its shoppers are 1.8x as price-sensitive: for most SKUs the list price sits above the
+        # profit-maximising e / (1 + e) times cost.
         params = spark.read.parquet(market.truth + "/sku_params").toPandas()
         e = params["elasticity"].to_numpy()
         assert e.max() < -0.6 * 1.8 + 1e-9
