@@ -95,7 +95,8 @@ def read_shard(
     extra_columns: tuple[str, ...] = (),
     texts_dir: str | None = None,
 ) -> dict[str, torch.Tensor]:
-    """This process's share of the Parquet files (every world-th file), read batch by batch.
+    """This process's share of the Parquet files (every world-th file), read batch by batch; where
+    there are fewer files than processes, every world-th row of them all.
 
     ``extra_columns``: numeric columns to read as well, as float tensors under their own names.
     Shards that name each row's title by ``text_hash`` (``model_inputs(..., text="hash")``) take its
@@ -114,7 +115,11 @@ def read_shard(
     text = "text_hash" if by_hash else "text"
     wanted = [*(text if c == "text" else c for c in BATCH_COLUMNS), *censored, *extra_columns]
     columns: dict[str, list[np.ndarray]] = {c: [] for c in wanted}
-    for fragment in fragments[rank::world]:
+    # Spark may write a run's rows as fewer files than it was asked for (once in 63 evaluation
+    # markets: all of them in one file). A process without a file would take no rows, and the group
+    # no steps (_fit's check): so then every process reads every file and keeps its share of rows.
+    by_rows = len(fragments) < world
+    for fragment in fragments if by_rows else fragments[rank::world]:
         for record_batch in fragment.to_batches(columns=wanted, batch_size=65_536):
             for name in wanted:
                 array = record_batch.column(name)
@@ -125,6 +130,8 @@ def read_shard(
     if not columns["units"]:
         return {}
     merged = {name: np.concatenate(parts) for name, parts in columns.items()}
+    if by_rows:
+        merged = {name: values[rank::world] for name, values in merged.items()}
     if by_hash:
         assert texts_dir is not None
         merged["text"] = _texts_by_hash(texts_dir, merged.pop("text_hash"))
@@ -272,6 +279,11 @@ class TrainingDiverged(RuntimeError):
     """A fit's loss stopped being finite: its weights are NaN and must never reach the registry."""
 
 
+class NoTrainingRows(RuntimeError):
+    """A fit whose group takes no steps (a process holds no rows): its weights are the untrained
+    initial ones and must never reach the registry."""
+
+
 @dataclass(frozen=True)
 class StepPlan:
     """How one fit walks its data: the same on every process, or an allreduce would wait forever."""
@@ -322,6 +334,12 @@ def _fit(
     rows = len(data["units"]) if data else 0
     plan = _plan(comm, rows, spec)
     steps = plan.steps
+    if steps == 0:
+        # The same on every process (the plan's steps are the group's minimum), so all stop together.
+        raise NoTrainingRows(
+            f"{metric}: a training process holds no rows (this one {rows}), so the group would take no "
+            "steps: nothing was trained; nothing was registered"
+        )
     # foreach: one multi-tensor update instead of a Python loop over every parameter, the same
     # arithmetic (about a tenth of a CPU step saved, docs/benchmarks.md "Training a large panel").
     optimizer: torch.optim.Optimizer = torch.optim.Adam(

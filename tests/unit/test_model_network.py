@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from pricing.model.distributed import (
     LocalComm,
+    NoTrainingRows,
     StepPlan,
     TrainingDiverged,
     WorkerSpec,
@@ -500,6 +501,36 @@ def test_shards_that_name_texts_by_hash_read_unknown_and_missing_ones_as_zeros(t
     data = read_shard(str(tmp_path / "train"), 0, 1, texts_dir=str(tmp_path / "texts"))
     assert torch.equal(data["text"], torch.tensor([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]]))
     assert torch.equal(data["sku"], torch.tensor([1, 2, 3]))
+
+
+def test_processes_share_the_rows_when_there_are_fewer_files_than_processes(tmp_path: Path) -> None:
+    # Spark wrote a run's rows as one file where four were asked for: each of 2 processes must still
+    # get rows (a process without any made the group take no steps, and an untrained model was kept).
+    _write_shard(tmp_path / "train", text=[[1.0], [2.0], [3.0]], weight=[1.0, 1.0, 1.0])
+    shares = [read_shard(str(tmp_path / "train"), rank, 2) for rank in (0, 1)]
+    assert [share["sku"].tolist() for share in shares] == [[1, 3], [2]]
+    assert [share["units"].tolist() for share in shares] == [[1.0, 3.0], [2.0]]
+    assert [share["text"].tolist() for share in shares] == [[[1.0], [3.0]], [[2.0]]]
+    # With as many files as processes, each reads its own file whole, as before.
+    _write_shard(tmp_path / "second", text=[[1.0], [2.0], [3.0]], weight=[1.0, 1.0, 1.0])
+    (tmp_path / "second" / "part-0.parquet").rename(tmp_path / "train" / "part-1.parquet")
+    assert [len(read_shard(str(tmp_path / "train"), rank, 2)["units"]) for rank in (0, 1)] == [3, 3]
+
+
+def test_a_fit_without_rows_stops_instead_of_keeping_untrained_weights() -> None:
+    empty = {
+        "sku": torch.zeros(0, dtype=torch.long),
+        "category": torch.zeros(0, dtype=torch.long),
+        "brand": torch.zeros(0, dtype=torch.long),
+        "text": torch.zeros(0, 4),
+        "numeric": torch.zeros(0, 3),
+        "log_price_ratio": torch.zeros(0),
+        "units": torch.zeros(0),
+        "weight": torch.zeros(0),
+        "fold": torch.zeros(0, dtype=torch.long),
+    }
+    with pytest.raises(NoTrainingRows, match="no rows"):
+        fit_ensemble(LocalComm(), empty, SPEC, _spec(epochs=2))
 
 
 def test_the_rows_marked_as_own_price_tests_leave_the_fit_when_asked(tmp_path: Path) -> None:
