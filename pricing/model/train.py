@@ -521,6 +521,14 @@ def run_train(
         # A debiased fit keeps its own level (own_test_level), so it keeps the tested days too.
         own_tests = cfg.own_test_z > 0 and not cfg.debias
         write_inputs(panels, lakehouse, run_id, shards, own_tests=own_tests)
+        # What Spark wrote, not what was asked: once it wrote one file for four (docs/training.md,
+        # "A fit without rows stops too"), and the count is the evidence when it happens again.
+        files = len(lakehouse.read_model_data(spark, run_id, "train").inputFiles())
+        if files < shards:
+            log.warning(
+                f"[train] the training rows came out as {files} files where {shards} were asked for: "
+                "each process reads its share of the rows instead of its own files"
+            )
         # The training SKUs' titles, each once, decide the text's principal axes.
         basis = text_basis(
             panels.embeddings.join(panels.train.select("text_hash").distinct(), "text_hash"),
@@ -538,7 +546,8 @@ def run_train(
                 "encoder": panels.encoder,
                 "text_dim": panels.text_dim,
                 "holdout_start": panels.holdout_start.isoformat(),
-                "train_rows_files": shards,
+                "train_rows_files": files,
+                "train_rows_files_asked": shards,
             }
         )
         log.info(f"[train] {cfg.backend}: {cfg.num_processes} processes, {cfg.epochs} epochs")

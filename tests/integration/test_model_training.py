@@ -192,6 +192,8 @@ def test_torch_distributor_trains_registers_and_gates(
     assert run.data.params["train_poisson_batch_size"] == "128"
     # Two processes share it: the fit takes the steps one process would.
     assert run.data.params["train_poisson_process_batch_size"] == "64"
+    # The training rows as Spark wrote them: two files per process, as asked.
+    assert run.data.params["train_rows_files"] == run.data.params["train_rows_files_asked"] == "4"
     # What serving the model needs is pinned, torch included (MLflow's own inference missed it).
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     requirements = Path(mlflow.pyfunc.get_model_dependencies("models:/pricing-demand/1")).read_text()
