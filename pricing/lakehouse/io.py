@@ -249,6 +249,13 @@ def files_exist(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hadoop_path))
 
 
+def count_files(spark: SparkSession, path: str) -> int:
+    """How many data files :func:`write_files` wrote at ``path``: a listing, without the Spark job that
+    reading them (schema inference over their footers) would start."""
+    fs, hadoop_path = hadoop_fs(spark, path)
+    return sum(1 for status in fs.listStatus(hadoop_path) if status.getPath().getName().startswith("part-"))
+
+
 def read_files(spark: SparkSession, path: str) -> DataFrame:
     """The Parquet files :func:`write_files` wrote at ``path``."""
     return spark.read.parquet(path)

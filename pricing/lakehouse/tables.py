@@ -175,6 +175,10 @@ class Lakehouse:
         """A training run's ``part`` rows, as :meth:`write_model_data` wrote them."""
         return io.read_files(spark, self.model_data(run_id, part))
 
+    def model_data_files(self, spark: SparkSession, run_id: str, part: str) -> int:
+        """How many files :meth:`write_model_data` wrote for training run ``run_id``'s ``part`` rows."""
+        return io.count_files(spark, self.model_data(run_id, part))
+
     def has_model_data(self, spark: SparkSession, run_id: str, part: str) -> bool:
         """Whether training run ``run_id`` wrote its ``part`` rows."""
         return io.files_exist(spark, self.model_data(run_id, part))

@@ -523,7 +523,7 @@ def run_train(
         write_inputs(panels, lakehouse, run_id, shards, own_tests=own_tests)
         # What Spark wrote, not what was asked: once it wrote one file for four (docs/training.md,
         # "A fit without rows stops too"), and the count is the evidence when it happens again.
-        files = len(lakehouse.read_model_data(spark, run_id, "train").inputFiles())
+        files = lakehouse.model_data_files(spark, run_id, "train")
         if files < shards:
             log.warning(
                 f"[train] the training rows came out as {files} files where {shards} were asked for: "
