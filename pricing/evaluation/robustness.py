@@ -352,6 +352,8 @@ def _write(
             "train.debias": cfg.train.debias,
             "train.elasticity_interval": cfg.train.elasticity_interval,
             "train.text_components": cfg.train.text_components,
+            "train.interval_stretch_z": cfg.train.interval_stretch_z,
+            "train.own_test_z": cfg.train.own_test_z,
         },
         "seconds": round(seconds, 1),
         "rows": rows,
