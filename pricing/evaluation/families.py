@@ -11,9 +11,10 @@ on any shop. What differs is what a pricing system must not assume:
   persistent demand shock that traffic may or may not reveal;
 - how the retailer **priced in the past** (:data:`HISTORIES`), i.e. how its prices are confounded with
   demand: discounts on each SKU's weak weekdays, markdowns after weak traffic, stock-triggered
-  markdowns, competitor matching, promotion calendars, cost-plus with supplier cost shocks, or almost
-  no variation at all; with or without a small share of random price tests, and prices that follow
-  demand the retailer saw coming and the data does not hold (``loglog_anticipated``);
+  markdowns, competitor matching, promotion calendars, cost-plus with supplier cost shocks, markdowns
+  that follow an ageing product's decline (``linear_lifecycle``), or almost no variation at all; with
+  or without a small share of random price tests, and prices that follow demand the retailer saw
+  coming and the data does not hold (``loglog_anticipated``);
 - **noise**: Poisson or over-dispersed (negative binomial), a long tail of slow sellers, stock-outs.
 
 Today's simulator (:mod:`pricing.sim.market`) is the member ``simulator``.
@@ -65,7 +66,10 @@ HISTORIES = (
     "cost_plus",
     "rigid",
     "anticipated_demand",
+    "lifecycle_markdown",
 )
+# How far (in log demand) an ageing SKU's demand falls between two lifecycle markdowns.
+LIFECYCLE_STEP = 0.15
 # The true demand curve of one SKU on one day: log units(p) = log_level + shape(form, p / ref, c1..c4)
 # (CURVE_COLUMNS, declared beside the closed loop that also realises days from it).
 CURVE_FIELDS = [
@@ -240,6 +244,16 @@ HELD_OUT_FAMILIES: dict[str, Family] = _by_name(
         trend=True,
         weekly_elasticity_swing=0.5,
     ),
+    Family(
+        "linear_lifecycle",
+        "linear",
+        ("lifecycle_markdown", "promo_calendar"),
+        "linear demand with a choke price; products that age: 60% of SKUs lose 0.4-1.2% of their demand "
+        "a day, and the retailer marks each down a step (6-12%) every time its demand has fallen another "
+        "15%, so its cuts coincide with a decline no price caused; promotions; over-dispersed, no price "
+        "tests",
+        noise="negbin",
+    ),
 )
 # Every family a market can be generated from.
 ALL_FAMILIES: dict[str, Family] = {**FAMILIES, **HELD_OUT_FAMILIES}
@@ -299,6 +313,7 @@ MARKET_STREAMS = (
     "loglog_anticipated",
     "loglog_weekly_sensitivity",
     "loglog_anticipated_elastic",
+    "linear_lifecycle",
 )
 
 
@@ -344,6 +359,11 @@ def _family_params(params: pd.DataFrame, family: Family, rng: np.random.Generato
         p["anticipation"] = rng.uniform(0.2, 0.5, n)
     if family.weekly_elasticity_swing:
         p["elasticity_swing"] = rng.uniform(0.5, 1.0, n) * family.weekly_elasticity_swing
+    if "lifecycle_markdown" in family.history:
+        # Drawn last and only here (as the anticipation): most SKUs age, losing demand every day, and
+        # the retailer marks one down a step each time its demand has fallen another LIFECYCLE_STEP.
+        p["decay_per_day"] = np.where(rng.random(n) < 0.6, rng.uniform(0.004, 0.012, n), 0.0)
+        p["markdown_step"] = rng.uniform(0.06, 0.12, n)
     return p
 
 
@@ -418,6 +438,8 @@ def _simulate_family(
             2 * np.pi * t / 30.4 + p["monthly_phase"].to_numpy(float)
         )
         trend = p["trend_per_day"].to_numpy(float) * t
+        if "lifecycle_markdown" in family.history:
+            trend = trend - p["decay_per_day"].to_numpy(float) * t
         season = weekly + annual + monthly + trend
         if t > 0:
             shock = rho * shock + rng.normal(0, shock_sd * math.sqrt(1 - rho**2), n)
@@ -452,6 +474,12 @@ def _simulate_family(
             # signals, none of them in the data) and prices with it: up on strong days, down on weak.
             anticipated = p["anticipation"].to_numpy(float) * shock + rng.normal(0, 0.02, n)
             multiplier = multiplier * np.exp(anticipated)
+        if "lifecycle_markdown" in family.history:
+            # Sales falling short of the launch's: the price steps down with the product's age, so the
+            # cuts coincide with the decline they answer (which no price caused).
+            steps = np.floor(p["decay_per_day"].to_numpy(float) * t / LIFECYCLE_STEP)
+            multiplier = multiplier * (1 - p["markdown_step"].to_numpy(float)) ** steps
+            markdown |= steps > 0
         price = ref * multiplier
         if "competitor_match" in family.history:
             price = competitor_median * (1 - p["undercut"].to_numpy(float))

@@ -189,6 +189,25 @@ def test_the_second_held_out_shops_elasticity_follows_the_week(
         Family("x", "logit", (), "", weekly_elasticity_swing=0.5)
 
 
+def test_the_third_held_out_shop_marks_down_as_its_products_age(
+    spark: SparkSession, cfg: PricingConfig, tmp_path: Path
+) -> None:
+    market, days = _small_market(spark, cfg, tmp_path, HELD_OUT_FAMILIES["linear_lifecycle"])
+    ordinary = days[~days["promo_scheduled"] & ~days["price_test"]].sort_values(["sku", "day_idx"])
+    gap = np.log(ordinary["price"] / ordinary["ref_price"])
+    # A markdown is never taken back: outside promotions each SKU's price only steps down.
+    assert (gap.groupby(ordinary["sku"]).diff().dropna() < 1e-2).all()
+    aged = ordinary.groupby("sku")["markdown_triggered"].transform("any")
+    assert 0 < aged.groupby(ordinary["sku"]).first().sum() < 12
+    # The cuts follow the product's age (the decline of its demand, which no price caused), not the
+    # day's demand: within a SKU, the price falls with the days.
+    within = gap - gap.groupby(ordinary["sku"]).transform("mean")
+    age = ordinary["day_idx"] - ordinary.groupby("sku")["day_idx"].transform("mean")
+    assert np.corrcoef(within[aged], age[aged])[0, 1] < -0.6
+    # SKUs that do not age keep their list price outside promotions.
+    assert (gap[~aged].abs() < 0.01).all()
+
+
 def test_a_family_market_ingests_through_the_landing_contract(
     spark: SparkSession, cfg: PricingConfig, tmp_path: Path, pii_salt: str
 ) -> None:
