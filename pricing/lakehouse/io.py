@@ -237,10 +237,12 @@ def delete_where(spark: SparkSession, path: str, condition: Any) -> int:
     return int(last_operation_metrics(spark, path).get("numDeletedRows", 0))
 
 
-def write_files(df: DataFrame, path: str) -> None:
+def write_files(df: DataFrame, path: str, partition_by: str | None = None) -> None:
     """``df`` as plain Parquet files at ``path`` (not a Delta table: files that processes outside
-    Spark read, such as a training run's shards); the folder must not exist yet."""
-    df.write.parquet(path)
+    Spark read, such as a training run's shards); the folder must not exist yet. ``partition_by``: one
+    folder per value of that column (``<column>=<value>``)."""
+    writer = df.write.partitionBy(partition_by) if partition_by else df.write
+    writer.parquet(path)
 
 
 def files_exist(spark: SparkSession, path: str) -> bool:
@@ -249,11 +251,13 @@ def files_exist(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hadoop_path))
 
 
-def count_files(spark: SparkSession, path: str) -> int:
-    """How many data files :func:`write_files` wrote at ``path``: a listing, without the Spark job that
-    reading them (schema inference over their footers) would start."""
+def count_partitions(spark: SparkSession, path: str, column: str) -> int:
+    """How many ``column=<value>`` folders :func:`write_files` wrote at ``path``: a listing, without the
+    Spark job that reading them (partition discovery, schema inference) would start."""
     fs, hadoop_path = hadoop_fs(spark, path)
-    return sum(1 for status in fs.listStatus(hadoop_path) if status.getPath().getName().startswith("part-"))
+    return sum(
+        1 for status in fs.listStatus(hadoop_path) if status.getPath().getName().startswith(f"{column}=")
+    )
 
 
 def read_files(spark: SparkSession, path: str) -> DataFrame:

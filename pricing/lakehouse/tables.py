@@ -167,17 +167,19 @@ class Lakehouse:
         folder = io.table_path(self.root, "model_data", run_id)
         return f"{folder}/{part}" if part else folder
 
-    def write_model_data(self, run_id: str, part: str, df: DataFrame) -> None:
-        """Write a training run's ``part`` rows as Parquet shards."""
-        io.write_files(df, self.model_data(run_id, part))
+    def write_model_data(
+        self, run_id: str, part: str, df: DataFrame, partition_by: str | None = None
+    ) -> None:
+        """Write a training run's ``part`` rows as Parquet files (a folder per ``partition_by`` value)."""
+        io.write_files(df, self.model_data(run_id, part), partition_by)
 
     def read_model_data(self, spark: SparkSession, run_id: str, part: str) -> DataFrame:
         """A training run's ``part`` rows, as :meth:`write_model_data` wrote them."""
         return io.read_files(spark, self.model_data(run_id, part))
 
-    def model_data_files(self, spark: SparkSession, run_id: str, part: str) -> int:
-        """How many files :meth:`write_model_data` wrote for training run ``run_id``'s ``part`` rows."""
-        return io.count_files(spark, self.model_data(run_id, part))
+    def model_data_partitions(self, spark: SparkSession, run_id: str, part: str, column: str) -> int:
+        """How many ``column`` folders :meth:`write_model_data` wrote for run ``run_id``'s ``part`` rows."""
+        return io.count_partitions(spark, self.model_data(run_id, part), column)
 
     def has_model_data(self, spark: SparkSession, run_id: str, part: str) -> bool:
         """Whether training run ``run_id`` wrote its ``part`` rows."""

@@ -35,6 +35,8 @@ from pricing.model.network import (
 
 log = logging.getLogger(__name__)
 
+# The folder (``shard=<k>``) each training row is written to, from its (sku, date) key.
+SHARD_COLUMN = "shard"
 BATCH_COLUMNS = [
     "sku_idx",
     "category_idx",
@@ -95,17 +97,21 @@ def read_shard(
     extra_columns: tuple[str, ...] = (),
     texts_dir: str | None = None,
 ) -> dict[str, torch.Tensor]:
-    """This process's share of the Parquet files (every world-th file), read batch by batch; where
-    there are fewer files than processes, every world-th row of them all.
+    """This process's share of a run's training rows: the shards ``k`` with ``k % world == rank``, each
+    in (sku, date) order, however many files Spark wrote for them (:data:`SHARD_COLUMN` folders); rows
+    written without shard folders, every world-th file. Where there are fewer shards (or files) than
+    processes, every world-th row of them all.
 
     ``extra_columns``: numeric columns to read as well, as float tensors under their own names.
     Shards that name each row's title by ``text_hash`` (``model_inputs(..., text="hash")``) take its
     vector from ``texts_dir`` (:func:`~pricing.model.dataset.text_vectors`); a hash it lacks reads as
     zeros. Shards written with the vector in every row are read as they are.
     """
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
-    fragments = sorted(ds.dataset(train_dir, format="parquet").get_fragments(), key=lambda f: f.path)
+    dataset = ds.dataset(train_dir, format="parquet", partitioning="hive")
+    fragments = sorted(dataset.get_fragments(), key=lambda f: f.path)
     # Training data written before stock-outs were read as censored has no ``censored`` column.
     schema_names = set(fragments[0].physical_schema.names) if fragments else set()
     censored = ("censored",) if "censored" in schema_names and "censored" not in extra_columns else ()
@@ -114,13 +120,25 @@ def read_shard(
         raise ValueError(f"the shards under {train_dir} name their texts by hash: pass texts_dir")
     text = "text_hash" if by_hash else "text"
     wanted = [*(text if c == "text" else c for c in BATCH_COLUMNS), *censored, *extra_columns]
+    shards: dict[int, list[Any]] = {}
+    for fragment in fragments:
+        key = ds.get_partition_keys(fragment.partition_expression).get(SHARD_COLUMN)
+        if key is not None:
+            shards.setdefault(int(key), []).append(fragment)
+    # Each shard a group of fragments read as one; without shard folders, each file its own group.
+    groups = [shards[k] for k in sorted(shards)] if shards else [[f] for f in fragments]
+    # A process without a group would take no rows, and the group no steps (_fit's check): so then
+    # every process reads every group and keeps its share of rows.
+    by_rows = len(groups) < world
     columns: dict[str, list[np.ndarray]] = {c: [] for c in wanted}
-    # Spark may write a run's rows as fewer files than it was asked for (once in 63 evaluation
-    # markets: all of them in one file). A process without a file would take no rows, and the group
-    # no steps (_fit's check): so then every process reads every file and keeps its share of rows.
-    by_rows = len(fragments) < world
-    for fragment in fragments if by_rows else fragments[rank::world]:
-        for record_batch in fragment.to_batches(columns=wanted, batch_size=65_536):
+    for group in groups if by_rows else groups[rank::world]:
+        if shards:
+            table = pa.concat_tables(f.to_table(columns=[*wanted, "sku", "date"]) for f in group)
+            table = table.sort_by([("sku", "ascending"), ("date", "ascending")])
+            record_batches = table.select(wanted).to_batches(max_chunksize=65_536)
+        else:
+            record_batches = group[0].to_batches(columns=wanted, batch_size=65_536)
+        for record_batch in record_batches:
             for name in wanted:
                 array = record_batch.column(name)
                 if name in ("numeric", "text"):

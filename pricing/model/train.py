@@ -26,7 +26,7 @@ from pricing.features import feature_rows, read_sku_day
 from pricing.lakehouse import io
 from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, TEXT_EMBEDDINGS, Lakehouse
 from pricing.model.dataset import InputSpec, fit_input_spec, input_features, model_inputs, text_basis
-from pricing.model.distributed import WorkerSpec, run_distributed
+from pricing.model.distributed import SHARD_COLUMN, WorkerSpec, run_distributed
 from pricing.model.network import NetSpec, elasticity_slope
 from pricing.model.predict import (
     LAKEHOUSE_ID_TAG,
@@ -403,8 +403,22 @@ def model_panels(
 
 
 def shard_count(cfg: TrainConfig) -> int:
-    """How many files a run's training rows are written as: two per training process, at least two."""
+    """How many shards a run's training rows are written as: two per training process, at least two."""
     return max(2, cfg.num_processes * 2)
+
+
+def training_shards(rows_df: DataFrame, shards: int) -> DataFrame:
+    """Training rows with the shard each is written to (:data:`SHARD_COLUMN`): its key's hash.
+
+    What a process reads then cannot depend on how many files Spark writes. It once wrote one file for
+    four (docs/training.md, "A fit without rows stops too"): the first night's join with the not yet
+    written price tests is a sort-merge join on (sku, date), which makes the repartition below
+    redundant to the planner, and adaptive execution may then coalesce the join's shuffle. Spark's
+    hash partitioning is the same pmod(hash(sku, date), shards): where it writes every file, each
+    shard holds one file's rows.
+    """
+    shard = F.pmod(F.hash("sku", "date"), F.lit(shards))
+    return rows_df.withColumn(SHARD_COLUMN, shard).repartition(shards, "sku", "date")
 
 
 def write_inputs(
@@ -415,8 +429,7 @@ def write_inputs(
     train = model_inputs(panels.train, panels.embeddings, panels.spec)
     if own_tests:
         train = mark_own_tests(train.sparkSession, lakehouse, train)
-    train = train.repartition(shards, "sku", "date")
-    lakehouse.write_model_data(run_id, "train", train)
+    lakehouse.write_model_data(run_id, "train", training_shards(train, shards), SHARD_COLUMN)
     holdout = model_inputs(panels.holdout, panels.embeddings, panels.spec)
     lakehouse.write_model_data(run_id, "holdout", holdout)
 
@@ -521,14 +534,10 @@ def run_train(
         # A debiased fit keeps its own level (own_test_level), so it keeps the tested days too.
         own_tests = cfg.own_test_z > 0 and not cfg.debias
         write_inputs(panels, lakehouse, run_id, shards, own_tests=own_tests)
-        # What Spark wrote, not what was asked: once it wrote one file for four (docs/training.md,
-        # "A fit without rows stops too"), and the count is the evidence when it happens again.
-        files = lakehouse.model_data_files(spark, run_id, "train")
-        if files < shards:
-            log.warning(
-                f"[train] the training rows came out as {files} files where {shards} were asked for: "
-                "each process reads its share of the rows instead of its own files"
-            )
+        # A shard without rows writes no folder (a panel of a handful of rows).
+        written = lakehouse.model_data_partitions(spark, run_id, "train", SHARD_COLUMN)
+        if written < shards:
+            log.warning(f"[train] the training rows fill {written} of {shards} shards")
         # The training SKUs' titles, each once, decide the text's principal axes.
         basis = text_basis(
             panels.embeddings.join(panels.train.select("text_hash").distinct(), "text_hash"),
@@ -546,8 +555,8 @@ def run_train(
                 "encoder": panels.encoder,
                 "text_dim": panels.text_dim,
                 "holdout_start": panels.holdout_start.isoformat(),
-                "train_rows_files": files,
-                "train_rows_files_asked": shards,
+                "train_shards": written,
+                "train_shards_asked": shards,
             }
         )
         log.info(f"[train] {cfg.backend}: {cfg.num_processes} processes, {cfg.epochs} epochs")

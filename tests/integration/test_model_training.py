@@ -18,6 +18,7 @@ from review_support import rec_row
 from pricing.config import PricingConfig, load_config
 from pricing.decide.experiment import PRICE_TEST
 from pricing.features import feature_rows, read_sku_day
+from pricing.lakehouse import io
 from pricing.lakehouse.tables import ELASTICITIES, PRICE_RECOMMENDATIONS, TEXT_EMBEDDINGS, Lakehouse
 from pricing.model.dataset import (
     NUMERIC_FEATURES,
@@ -28,8 +29,14 @@ from pricing.model.dataset import (
     text_basis,
     text_vectors,
 )
-from pricing.model.distributed import read_shard
-from pricing.model.train import TrainReport, price_change_metrics, run_elasticities, run_train
+from pricing.model.distributed import SHARD_COLUMN, read_shard
+from pricing.model.train import (
+    TrainReport,
+    price_change_metrics,
+    run_elasticities,
+    run_train,
+    training_shards,
+)
 from pricing.schemas import PRICE_RECOMMENDATIONS_SCHEMA, TEXT_EMBEDDINGS_SCHEMA
 from pricing.sim.truth import elasticity_error, training_vs_truth
 from pricing.text import encoder_name
@@ -154,6 +161,23 @@ def test_training_shards_carry_each_text_once_and_read_back_the_same_rows(
     with pytest.raises(ValueError, match="texts_dir"):
         read_shard(str(tmp_path / "hash"), 0, 1)
 
+    # However many files Spark writes a run's rows as, each process reads the same rows in the same
+    # order (it once wrote one file for four, and a process read none).
+    sharded = training_shards(written["vector"], 4)
+    io.write_files(sharded, str(tmp_path / "four"), SHARD_COLUMN)
+    io.write_files(sharded.coalesce(1), str(tmp_path / "one"), SHARD_COLUMN)
+    assert io.count_partitions(spark, str(tmp_path / "one"), SHARD_COLUMN) == 4
+    # The shards are the files Spark's own hash partitioning writes, each in (sku, date) order.
+    written["vector"].repartition(4, "sku", "date").sortWithinPartitions("sku", "date").write.parquet(
+        str(tmp_path / "files")
+    )
+    for rank in (0, 1):
+        four, one = (read_shard(str(tmp_path / name), rank, 2) for name in ("four", "one"))
+        files = read_shard(str(tmp_path / "files"), rank, 2)
+        assert 0 < len(four["units"]) < len(by_vector["units"])
+        for name, tensor in four.items():
+            assert torch.equal(one[name], tensor) and torch.equal(files[name], tensor), name
+
     # train.units_lags=false: the same inputs, scaled the same, without the five units columns.
     assert len(UNITS_LAGS) == 5 and set(UNITS_LAGS) < set(NUMERIC_FEATURES)
     reduced = fit_input_spec(panel, encoder_name(cfg.features), text_dim, end, input_features(False))
@@ -192,8 +216,8 @@ def test_torch_distributor_trains_registers_and_gates(
     assert run.data.params["train_poisson_batch_size"] == "128"
     # Two processes share it: the fit takes the steps one process would.
     assert run.data.params["train_poisson_process_batch_size"] == "64"
-    # The training rows as Spark wrote them: two files per process, as asked.
-    assert run.data.params["train_rows_files"] == run.data.params["train_rows_files_asked"] == "4"
+    # The training rows as written: two shards per process, as asked.
+    assert run.data.params["train_shards"] == run.data.params["train_shards_asked"] == "4"
     # What serving the model needs is pinned, torch included (MLflow's own inference missed it).
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     requirements = Path(mlflow.pyfunc.get_model_dependencies("models:/pricing-demand/1")).read_text()
