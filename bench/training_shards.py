@@ -3,8 +3,9 @@
 What ``pricing train``'s prepare phase and each training process's read do with a panel's text, at a
 large panel's shape (default 2,000 SKUs x 300 days, 384-float vectors, 24 numeric inputs), without
 building the panel: synthetic rows with the shards' columns, written by Spark the way ``run_train``
-writes them (``repartition(shards, "sku", "date")``), then read back by ``read_shard`` for each of the
-2 training processes. Sides alternate, "after" first. Writes ``bench/results/training_shards.json``.
+writes them (``training_shards``: a folder per shard of the (sku, date) hash), then read back by
+``read_shard`` for each of the 2 training processes. Sides alternate, "after" first. Writes
+``bench/results/training_shards.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from pyspark.sql.types import ArrayType, FloatType
 from results_io import write_results
 
 from pricing.config import load_config
-from pricing.model.distributed import read_shard
+from pricing.lakehouse import io
+from pricing.model.distributed import SHARD_COLUMN, read_shard
+from pricing.model.train import training_shards
 from pricing.platform.spark import build_spark
 
 
@@ -68,10 +71,10 @@ def _side(side: str, rows_df: DataFrame, texts_df: DataFrame, out: Path, shards:
             *[c for c in rows_df.columns if c != "text_hash"],
             F.coalesce(F.col("text"), zeros).cast(ArrayType(FloatType())).alias("text"),
         )
-        with_text.repartition(shards, "sku", "date").write.parquet(str(out / "train"))
+        io.write_files(training_shards(with_text, shards), str(out / "train"), SHARD_COLUMN)
         texts_dir = None
     else:
-        rows_df.repartition(shards, "sku", "date").write.parquet(str(out / "train"))
+        io.write_files(training_shards(rows_df, shards), str(out / "train"), SHARD_COLUMN)
         texts_df.coalesce(1).write.parquet(str(out / "texts"))
         texts_dir = str(out / "texts")
     written = time.monotonic() - started
