@@ -139,7 +139,7 @@ ROBUSTNESS_FAMILIES ?=
 ROBUSTNESS_DECISIONS ?=
 ROBUSTNESS_JOBS ?= 2
 
-robustness: setup ## every evaluation market family x 3 seeds, nightly job from scratch, judged by true demand (~55 min, two markets at a time)
+robustness: setup ## every evaluation market family x 3 seeds, nightly job from scratch, judged by true demand (~50 min, two markets at a time)
 	PRICING_PII_SALT=$$(cat $(SALT_FILE)) $(BIN)/pricing evaluate --workdir $(ROBUSTNESS_DIR) \
 		--seeds $(ROBUSTNESS_SEEDS) --skus $(ROBUSTNESS_SKUS) --days $(ROBUSTNESS_DAYS) --jobs $(ROBUSTNESS_JOBS) \
 		$(if $(ROBUSTNESS_DECISIONS),--decisions $(ROBUSTNESS_DECISIONS)) \
