@@ -411,7 +411,7 @@ def training_shards(rows_df: DataFrame, shards: int) -> DataFrame:
     """Training rows with the shard each is written to (:data:`SHARD_COLUMN`): its key's hash.
 
     What a process reads then cannot depend on how many files Spark writes. It once wrote one file for
-    four (docs/training.md, "A fit without rows stops too"): the first night's join with the not yet
+    four (docs/training.md, "Why Spark wrote one file"): the first night's join with the not yet
     written price tests is a sort-merge join on (sku, date), which makes the repartition below
     redundant to the planner, and adaptive execution may then coalesce the join's shuffle. Spark's
     hash partitioning is the same pmod(hash(sku, date), shards): where it writes every file, each

@@ -189,7 +189,7 @@ def test_the_second_held_out_shops_elasticity_follows_the_week(
         Family("x", "logit", (), "", weekly_elasticity_swing=0.5)
 
 
-def test_the_third_held_out_shop_marks_down_as_its_products_age(
+def test_the_held_out_lifecycle_shop_marks_down_as_its_products_age(
     spark: SparkSession, cfg: PricingConfig, tmp_path: Path
 ) -> None:
     market, days = _small_market(spark, cfg, tmp_path, HELD_OUT_FAMILIES["linear_lifecycle"])
